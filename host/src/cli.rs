@@ -1,0 +1,211 @@
+//! The `hubwasm` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::plugin::{Limits, PluginSpec, Runtime, RuntimeOptions, CONTRACT_VERSION};
+use crate::replay::{self, ReplayOptions};
+
+/// Consume Azure Event Hubs partitions with sandboxed WebAssembly component plugins.
+///
+/// A plugin is a WebAssembly component implementing the hubwasm:plugin WIT contract (see wit/),
+/// called once per event or once per batch. A partition's checkpoint moves only past events the
+/// plugin handled successfully.
+#[derive(Debug, Parser)]
+#[command(name = "hubwasm", version, propagate_version = true)]
+pub struct Cli {
+    /// Log filter, e.g. `info`, `debug`, `hubwasm=debug` (also HUBWASM_LOG).
+    #[arg(long, global = true, env = "HUBWASM_LOG", default_value = "info")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and test plugins offline.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show a plugin's world, contract version, imports and exports.
+    Inspect {
+        /// The component file (.wasm).
+        wasm: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Replay events from files through a plugin and print each verdict and a summary.
+    ///
+    /// Exits with status 1 if any event failed. Events are taken as bodies, one per line of a
+    /// .jsonl file (or of every .jsonl file of a directory), numbered from sequence number 0.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Directory for compiled plugins [default: $HUBWASM_CACHE_DIR or ~/.cache/hubwasm/components].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every time; do not read or write the compiled-plugin cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The component file (.wasm).
+    pub wasm: PathBuf,
+    /// A .jsonl file (one event body per line) or a directory of .jsonl files.
+    #[arg(long)]
+    pub events: PathBuf,
+    /// Events per call; 1 calls the plugin once per event.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// Plugin configuration passed to its `init`, as key=value (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+    /// Memory limit of the plugin, in MiB.
+    #[arg(long, default_value_t = Limits::DEFAULT_MEMORY >> 20)]
+    pub memory_mib: u64,
+    /// Time limit of one call, in milliseconds.
+    #[arg(long, default_value_t = Limits::DEFAULT_TIMEOUT.as_millis() as u64)]
+    pub timeout_ms: u64,
+    /// Instruction budget ("fuel") per call; off by default.
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Print only failed events and the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+impl CacheArgs {
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir
+                .clone()
+                .or_else(crate::plugin::ComponentCache::default_dir)
+        }
+    }
+}
+
+/// Entry point of the binary: parse, set up logging and the async runtime, run, map the outcome
+/// to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run a parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plugin(PluginCommand::Inspect { wasm, cache }) => inspect(wasm, cache),
+        Command::Plugin(PluginCommand::Test(args)) => test(args).await,
+    }
+}
+
+fn inspect(wasm: PathBuf, cache: CacheArgs) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: cache.dir(),
+        ..RuntimeOptions::default()
+    })?;
+    let info = runtime.inspect(&wasm)?;
+    println!("file:     {}", wasm.display());
+    println!(
+        "world:    hubwasm:plugin/{}@{}",
+        info.kind.world(),
+        info.contract_version
+    );
+    println!(
+        "contract: hubwasm:plugin@{} (this host speaks {CONTRACT_VERSION})",
+        info.contract_version
+    );
+    println!("imports:");
+    for import in &info.imports {
+        println!("  {import}");
+    }
+    println!("exports:");
+    for export in &info.exports {
+        println!("  {export}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: args.cache.dir(),
+        fuel: args.fuel.is_some(),
+        max_memory_bytes: (args.memory_mib << 20).max(RuntimeOptions::default().max_memory_bytes),
+        ..RuntimeOptions::default()
+    })?;
+    let mut plugin = PluginSpec::new(&args.wasm);
+    plugin.config = args.config;
+    plugin.limits = Limits {
+        memory_bytes: args.memory_mib << 20,
+        timeout: Duration::from_millis(args.timeout_ms),
+        fuel: args.fuel,
+    };
+    let options = ReplayOptions {
+        plugin,
+        events: args.events,
+        batch_size: args.batch as usize,
+        quiet: args.quiet,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let summary = replay::replay(&runtime, &options, &mut out)
+        .await
+        .with_context(|| format!("replay of {} failed", options.plugin.path.display()))?;
+    use std::io::Write as _;
+    writeln!(out, "{summary}")?;
+    out.flush()?;
+    Ok(if summary.failures() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

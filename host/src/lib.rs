@@ -1,0 +1,14 @@
+//! hubwasm: consume Azure Event Hubs partitions with sandboxed WebAssembly component plugins,
+//! moving a partition's checkpoint only past events the plugin handled successfully.
+//!
+//! # Layout
+//! - [`event`]: the host's event and partition-context types, free of wasmtime and the SDK.
+//! - [`plugin`]: the plugin runtime (the only module that touches wasmtime): engine, cache,
+//!   limits, sandbox, instances, hot swap.
+//! - [`replay`]: the offline replay harness behind `hubwasm plugin test`.
+//! - [`cli`]: the `hubwasm` command line.
+
+pub mod cli;
+pub mod event;
+pub mod plugin;
+pub mod replay;

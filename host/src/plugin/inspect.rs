@@ -1,0 +1,169 @@
+//! Recognising what a file is: not wasm, a core module, a component of the wrong world or contract
+//! version, or a hubwasm plugin (and which world).
+
+use std::fmt;
+use std::path::Path;
+
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+use super::error::{LoadError, CONTRACT_VERSION};
+
+/// The plugin worlds of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// World `event-plugin`: called once per event.
+    Event,
+    /// World `batch-plugin`: called once per batch.
+    Batch,
+}
+
+impl PluginKind {
+    /// The WIT world name.
+    pub fn world(self) -> &'static str {
+        match self {
+            Self::Event => "event-plugin",
+            Self::Batch => "batch-plugin",
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.world())
+    }
+}
+
+/// What `hubwasm plugin inspect` reports.
+#[derive(Debug, Clone)]
+pub struct ComponentInfo {
+    pub kind: PluginKind,
+    /// `hubwasm:plugin@<version>` the component was built against.
+    pub contract_version: String,
+    /// Import names (interfaces), sorted.
+    pub imports: Vec<String>,
+    /// Export names (interfaces), sorted.
+    pub exports: Vec<String>,
+}
+
+const PACKAGE: &str = "hubwasm:plugin/";
+
+pub(crate) fn export_name(interface: &str) -> String {
+    format!("{PACKAGE}{interface}@{CONTRACT_VERSION}")
+}
+
+/// Refuse anything that is not a component before spending time compiling it.
+pub(crate) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        let head = &bytes[..bytes.len().min(8)];
+        let found = if head.is_empty() {
+            "nothing: the file is empty".to_string()
+        } else {
+            format!(
+                "{:?}",
+                head.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        };
+        return Err(LoadError::NotWasm {
+            path: path.to_path_buf(),
+            found,
+        });
+    }
+    // Bytes 4..8: version and layer. Core modules are version 1 layer 0; components layer 1.
+    match (bytes[6], bytes[7]) {
+        (0, 0) => Err(LoadError::CoreModule {
+            path: path.to_path_buf(),
+        }),
+        (1, 0) => Ok(()),
+        _ => Err(LoadError::NotWasm {
+            path: path.to_path_buf(),
+            found: format!(
+                "an unknown WebAssembly layer {:02x}{:02x}",
+                bytes[6], bytes[7]
+            ),
+        }),
+    }
+}
+
+/// Decide which plugin world a compiled component implements.
+pub(crate) fn describe(
+    path: &Path,
+    engine: &Engine,
+    component: &Component,
+) -> Result<ComponentInfo, LoadError> {
+    let ty = component.component_type();
+    let mut imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let mut exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    imports.sort();
+    exports.sort();
+
+    let has = |iface: &str| exports.iter().any(|e| *e == export_name(iface));
+    let kind = if has("batch-handler") {
+        Some(PluginKind::Batch)
+    } else if has("event-handler") {
+        Some(PluginKind::Event)
+    } else {
+        None
+    };
+    match kind {
+        Some(kind) if has("lifecycle") => Ok(ComponentInfo {
+            kind,
+            contract_version: CONTRACT_VERSION.to_string(),
+            imports,
+            exports,
+        }),
+        _ => {
+            // Our package at another version means a contract mismatch, not a foreign component.
+            let other_version = exports
+                .iter()
+                .chain(imports.iter())
+                .filter_map(|e| e.strip_prefix(PACKAGE))
+                .filter_map(|rest| rest.split_once('@').map(|(_, v)| v))
+                .find(|v| *v != CONTRACT_VERSION);
+            match other_version {
+                Some(found) => Err(LoadError::WrongContractVersion {
+                    path: path.to_path_buf(),
+                    expected: CONTRACT_VERSION,
+                    found: found.to_string(),
+                }),
+                None => Err(LoadError::WrongWorld {
+                    path: path.to_path_buf(),
+                    found: if exports.is_empty() {
+                        "none".to_string()
+                    } else {
+                        exports.join(", ")
+                    },
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_names_what_the_file_is() {
+        let p = Path::new("x.wasm");
+        let err = check_header(p, b"hello world").unwrap_err();
+        assert!(matches!(err, LoadError::NotWasm { .. }), "{err}");
+        assert!(
+            err.to_string().contains("is not a WebAssembly file"),
+            "{err}"
+        );
+        let err = check_header(p, b"").unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+        let core = [0, b'a', b's', b'm', 1, 0, 0, 0];
+        assert!(matches!(
+            check_header(p, &core),
+            Err(LoadError::CoreModule { .. })
+        ));
+        let component = [0, b'a', b's', b'm', 0x0d, 0, 1, 0];
+        assert!(check_header(p, &component).is_ok());
+    }
+}

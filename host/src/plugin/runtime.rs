@@ -1,0 +1,367 @@
+//! The engine shared by every plugin, and loading a plugin file into a ready-to-instantiate
+//! [`Plugin`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use super::bindings::{batch_handler, event_handler, lifecycle, PluginHost};
+use super::cache::ComponentCache;
+use super::error::LoadError;
+use super::inspect::{self, ComponentInfo, PluginKind};
+use super::limits::Limits;
+use super::sandbox::HostState;
+
+/// How often the epoch advances. Call timeouts are enforced with this granularity, so a runaway
+/// call is stopped at most one tick after its limit.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Settings of the [`Runtime`], fixed for its lifetime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Enable fuel metering (needed by any plugin with [`Limits::fuel`]); costs some speed.
+    pub fuel: bool,
+    /// Upper bound for any plugin's memory limit (sizes the pooling allocator's slots).
+    pub max_memory_bytes: u64,
+    /// How many plugin instances may exist at once (pool size).
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            cache_dir: ComponentCache::default_dir(),
+            fuel: false,
+            max_memory_bytes: 1 << 30,
+            max_instances: 256,
+        }
+    }
+}
+
+/// Everything needed to load one plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Name used in logs and errors (e.g. the tenant's plugin name).
+    pub name: String,
+    /// Path of the component file.
+    pub path: PathBuf,
+    pub limits: Limits,
+    /// Passed to the plugin's `init`.
+    pub config: Vec<(String, String)>,
+}
+
+impl PluginSpec {
+    /// A spec with default limits, no config, named after the file.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into());
+        Self {
+            name,
+            path,
+            limits: Limits::default(),
+            config: Vec::new(),
+        }
+    }
+}
+
+/// One wasmtime engine (compiler, instance pool, epoch ticker) shared by all plugins, so many
+/// tenants' plugins with different limits run side by side.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    cache: Option<ComponentCache>,
+    options: RuntimeOptions,
+}
+
+/// A compiled, linked and validated plugin. Instances are created from it cheaply.
+pub struct Plugin {
+    pub(crate) name: Arc<str>,
+    pub(crate) path: PathBuf,
+    pub(crate) info: ComponentInfo,
+    pub(crate) limits: Limits,
+    pub(crate) config: Vec<(String, String)>,
+    pub(crate) engine: Engine,
+    pub(crate) fuel_enabled: bool,
+    pub(crate) pre: InstancePre<HostState>,
+    pub(crate) lifecycle: lifecycle::GuestIndices,
+    pub(crate) handler: HandlerIndices,
+    /// Whether the compiled code came from the on-disk cache.
+    pub(crate) from_cache: bool,
+    pub(crate) compile_time: Duration,
+}
+
+pub(crate) enum HandlerIndices {
+    Event(event_handler::GuestIndices),
+    Batch(batch_handler::GuestIndices),
+}
+
+impl Plugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The component file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// World, contract version, imports and exports.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+    /// Per-event or per-batch.
+    pub fn kind(&self) -> PluginKind {
+        self.info.kind
+    }
+    /// Its limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    /// True if the compiled code was loaded from the on-disk cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+    /// Time spent compiling or loading the compiled code.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("kind", &self.info.kind)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Build the engine and start its epoch ticker.
+    pub fn new(options: RuntimeOptions) -> Result<Self, LoadError> {
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = options.max_instances.max(1);
+        pool.total_component_instances(instances)
+            // Interpreted-language components (Python, JS) hold several core instances,
+            // memories and tables each.
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 8)
+            .total_stacks(instances)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_memory_size(options.max_memory_bytes as usize);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(options.fuel)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        PluginHost::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+
+        spawn_epoch_ticker(&engine);
+        let cache = options.cache_dir.clone().map(ComponentCache::new);
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            options,
+        })
+    }
+
+    /// The options it was built with.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+
+    /// Compile (or load from cache) and validate a plugin without running any of its code.
+    pub fn inspect(&self, path: &Path) -> Result<ComponentInfo, LoadError> {
+        let (component, _, _) = self.compile(path)?;
+        inspect::describe(path, &self.engine, &component)
+    }
+
+    /// Load a plugin: compile or fetch from cache, check world and contract, link, and try one
+    /// instantiation so a broken plugin is refused here rather than on the first event.
+    /// Compilation runs on a blocking thread.
+    pub async fn load(&self, spec: PluginSpec) -> Result<Plugin, LoadError> {
+        let this = self.clone();
+        let path = spec.path.clone();
+        let plugin = tokio::task::spawn_blocking(move || this.prepare(spec))
+            .await
+            .map_err(|e| LoadError::Compile {
+                path,
+                detail: e.to_string(),
+            })??;
+        self.trial_instantiate(&plugin).await?;
+        Ok(plugin)
+    }
+
+    fn compile(&self, path: &Path) -> Result<(Component, bool, Duration), LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        inspect::check_header(path, &bytes)?;
+        let started = Instant::now();
+        if let Some(component) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &bytes))
+        {
+            return Ok((component, true, started.elapsed()));
+        }
+        let component =
+            Component::from_binary(&self.engine, &bytes).map_err(|e| LoadError::Compile {
+                path: path.to_path_buf(),
+                detail: format!("{e:#}"),
+            })?;
+        let took = started.elapsed();
+        if let Some(cache) = &self.cache {
+            cache.store(&self.engine, &bytes, &component);
+        }
+        Ok((component, false, took))
+    }
+
+    fn prepare(&self, spec: PluginSpec) -> Result<Plugin, LoadError> {
+        let path = spec.path.clone();
+        if spec.limits.fuel.is_some() && !self.options.fuel {
+            return Err(LoadError::Engine(format!(
+                "plugin `{}` sets a fuel limit but the runtime was started without fuel metering",
+                spec.name
+            )));
+        }
+        if spec.limits.memory_bytes > self.options.max_memory_bytes {
+            return Err(LoadError::Engine(format!(
+                "plugin `{}` asks for a memory limit of {} bytes; this host allows at most {}",
+                spec.name, spec.limits.memory_bytes, self.options.max_memory_bytes
+            )));
+        }
+        let (component, from_cache, compile_time) = self.compile(&path)?;
+        let info = inspect::describe(&path, &self.engine, &component)?;
+        let pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::UnsupportedImport {
+                    path: path.clone(),
+                    detail: format!("{e:#}"),
+                })?;
+        let mismatch = |export: &str, e: wasmtime::Error| LoadError::ContractMismatch {
+            path: path.clone(),
+            export: inspect::export_name(export),
+            detail: format!("{e:#}"),
+        };
+        let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|e| mismatch("lifecycle", e))?;
+        let handler = match info.kind {
+            PluginKind::Event => HandlerIndices::Event(
+                event_handler::GuestIndices::new(&pre).map_err(|e| mismatch("event-handler", e))?,
+            ),
+            PluginKind::Batch => HandlerIndices::Batch(
+                batch_handler::GuestIndices::new(&pre).map_err(|e| mismatch("batch-handler", e))?,
+            ),
+        };
+        tracing::debug!(
+            plugin = %spec.name,
+            path = %path.display(),
+            world = %info.kind,
+            from_cache,
+            compile_ms = compile_time.as_millis() as u64,
+            "Plugin compiled"
+        );
+        Ok(Plugin {
+            name: spec.name.into(),
+            path,
+            info,
+            limits: spec.limits,
+            config: spec.config,
+            engine: self.engine.clone(),
+            fuel_enabled: self.options.fuel,
+            pre,
+            lifecycle,
+            handler,
+            from_cache,
+            compile_time,
+        })
+    }
+
+    /// Instantiate once and type-check the exports (without calling `init`): a plugin whose
+    /// export types differ from the contract fails here.
+    async fn trial_instantiate(&self, plugin: &Plugin) -> Result<(), LoadError> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(plugin.name.clone(), plugin.limits.memory_bytes),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(
+            plugin.limits.timeout.max(super::worker::MIN_INIT_TIMEOUT),
+        ));
+        if plugin.fuel_enabled {
+            store.set_fuel(u64::MAX).ok();
+        }
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| LoadError::Compile {
+                path: plugin.path.clone(),
+                detail: format!("instantiation failed: {e:#}"),
+            })?;
+        let mismatch = |export: &str, e: wasmtime::Error| LoadError::ContractMismatch {
+            path: plugin.path.clone(),
+            export: inspect::export_name(export),
+            detail: format!("{e:#}"),
+        };
+        plugin
+            .lifecycle
+            .load(&mut store, &instance)
+            .map_err(|e| mismatch("lifecycle", e))?;
+        match &plugin.handler {
+            HandlerIndices::Event(h) => {
+                h.load(&mut store, &instance)
+                    .map_err(|e| mismatch("event-handler", e))?;
+            }
+            HandlerIndices::Batch(h) => {
+                h.load(&mut store, &instance)
+                    .map_err(|e| mismatch("batch-handler", e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Epoch ticks that cover `timeout`, plus one because the current tick may be almost over.
+pub(crate) fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
+}
+
+/// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("hubwasm-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
+            }
+        })
+        .expect("spawn epoch ticker thread");
+}

@@ -1,0 +1,471 @@
+//! Calling a plugin: hot-swappable handles, and workers that own a reusable instance.
+//!
+//! A [`PluginHandle`] names "the plugin for this job"; [`PluginHandle::swap`] replaces the
+//! component behind it atomically. Each partition task owns a [`Worker`], which keeps one
+//! instance alive across calls and replaces it when the instance trapped or the handle was
+//! swapped. A call in flight always finishes on the instance it started on.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use wasmtime::{Store, Trap, WasmBacktrace};
+
+use super::bindings::{batch_handler, event_handler, lifecycle, types as wit};
+use super::encode::{context_record, event_record, BatchEncoder};
+use super::error::{BatchFailure, PluginError};
+use super::runtime::{ticks, HandlerIndices, Plugin};
+use super::sandbox::HostState;
+use crate::event::{Event, PartitionContext};
+
+/// `init` and partition hooks get at least this long, even if the call limit is shorter.
+pub(crate) const MIN_INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many wasm frames a trap report shows.
+const BACKTRACE_FRAMES: usize = 6;
+
+pub use wit::CloseReason;
+
+/// The plugin currently serving a job; cheap to clone and share between tasks.
+#[derive(Clone, Debug)]
+pub struct PluginHandle {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    current: RwLock<Arc<Plugin>>,
+    generation: AtomicU64,
+}
+
+impl PluginHandle {
+    /// A handle serving `plugin`.
+    pub fn new(plugin: Plugin) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                current: RwLock::new(Arc::new(plugin)),
+                generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The plugin serving now.
+    pub fn current(&self) -> Arc<Plugin> {
+        self.shared
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replace the plugin. Workers switch before their next call; calls in flight finish on the
+    /// old one. Returns the plugin that was replaced.
+    pub fn swap(&self, plugin: Plugin) -> Arc<Plugin> {
+        let mut current = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::replace(&mut *current, Arc::new(plugin));
+        self.shared.generation.fetch_add(1, Ordering::Release);
+        tracing::info!(old = %old.name, new = %current.name, path = %current.path.display(), "Plugin swapped");
+        old
+    }
+
+    /// How many swaps happened so far.
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// A worker for one partition (or any sequential caller).
+    pub fn worker(&self) -> Worker {
+        Worker {
+            handle: self.clone(),
+            instance: None,
+            open: None,
+            encoder: BatchEncoder::default(),
+            instances_created: 0,
+        }
+    }
+}
+
+/// Calls one plugin sequentially through a reused instance.
+pub struct Worker {
+    handle: PluginHandle,
+    instance: Option<Instance>,
+    /// The partition opened on this worker, re-announced to replacement instances.
+    open: Option<(PartitionContext, wit::PartitionContext)>,
+    encoder: BatchEncoder,
+    instances_created: u64,
+}
+
+struct Instance {
+    plugin: Arc<Plugin>,
+    generation: u64,
+    store: Store<HostState>,
+    lifecycle: lifecycle::Guest,
+    handler: Handler,
+}
+
+enum Handler {
+    Event(event_handler::Guest),
+    Batch(batch_handler::Guest),
+}
+
+impl Worker {
+    /// How many instances this worker has created (one, plus one per trap or swap).
+    pub fn instances_created(&self) -> u64 {
+        self.instances_created
+    }
+
+    /// The plugin the next call will run on.
+    pub fn plugin(&self) -> Arc<Plugin> {
+        self.handle.current()
+    }
+
+    /// Announce a partition to the plugin (`partition-opened`).
+    pub async fn open(&mut self, ctx: &PartitionContext) -> Result<(), PluginError> {
+        let record = context_record(ctx);
+        self.open = Some((ctx.clone(), record.clone()));
+        // A fresh instance is told about the open partition while being created.
+        let fresh = self.instance.is_none() || self.stale();
+        let inst = self.instance().await?;
+        if !fresh {
+            inst.arm(MIN_INIT_TIMEOUT);
+            let Instance {
+                store, lifecycle, ..
+            } = inst;
+            let result = lifecycle.call_partition_opened(&mut *store, &record).await;
+            self.settle(result)?;
+        }
+        Ok(())
+    }
+
+    /// Tell the plugin the partition is closed (`partition-closed`).
+    pub async fn close(&mut self, reason: CloseReason) -> Result<(), PluginError> {
+        let Some((_, record)) = self.open.take() else {
+            return Ok(());
+        };
+        let Some(inst) = self.instance.as_mut() else {
+            return Ok(());
+        };
+        inst.arm(MIN_INIT_TIMEOUT);
+        let Instance {
+            store, lifecycle, ..
+        } = inst;
+        let result = lifecycle
+            .call_partition_closed(&mut *store, &record, reason)
+            .await;
+        self.settle(result)
+    }
+
+    /// Tell the plugin about a host-side error on its partition (`partition-error`).
+    pub async fn report_error(&mut self, message: &str) -> Result<(), PluginError> {
+        let Some((_, record)) = self.open.clone() else {
+            return Ok(());
+        };
+        let inst = self.instance().await?;
+        inst.arm(MIN_INIT_TIMEOUT);
+        let Instance {
+            store, lifecycle, ..
+        } = inst;
+        let result = lifecycle
+            .call_partition_error(&mut *store, &record, message)
+            .await;
+        self.settle(result)
+    }
+
+    /// Run `events` (consecutive events of one partition) through the plugin.
+    ///
+    /// `Ok` means every event was handled. On `Err`, exactly the first `handled` events were
+    /// handled; the caller may checkpoint up to them and no further.
+    pub async fn handle_batch(
+        &mut self,
+        ctx: &PartitionContext,
+        events: &[Event],
+    ) -> Result<(), BatchFailure> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ctx_record = match &self.open {
+            Some((open, record)) if open == ctx => record.clone(),
+            _ => context_record(ctx),
+        };
+        let fail = |handled, error| BatchFailure { handled, error };
+        self.instance().await.map_err(|e| fail(0, e))?;
+        let Self {
+            instance, encoder, ..
+        } = self;
+        let Instance {
+            plugin,
+            store,
+            handler,
+            ..
+        } = instance.as_mut().expect("instance ensured above");
+        let plugin = plugin.clone();
+        let timeout = plugin.limits.timeout;
+        match handler {
+            Handler::Batch(handler) => {
+                let batch = encoder.encode(events);
+                arm(store, &plugin, timeout);
+                match handler
+                    .call_handle_batch(&mut *store, &ctx_record, batch)
+                    .await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(verdict)) => {
+                        let index = verdict.failed_at as usize;
+                        if index >= events.len() {
+                            let detail = format!(
+                                "batch-error.failed-at is {index} but the batch has {} events",
+                                events.len()
+                            );
+                            return Err(fail(
+                                0,
+                                PluginError::MalformedVerdict {
+                                    plugin: plugin.name.to_string(),
+                                    detail,
+                                },
+                            ));
+                        }
+                        Err(fail(index, plugin_verdict(&plugin, verdict.error)))
+                    }
+                    Err(err) => {
+                        let error = classify(&plugin, store.data_mut(), err);
+                        *instance = None;
+                        Err(fail(0, error))
+                    }
+                }
+            }
+            Handler::Event(handler) => {
+                for (index, event) in events.iter().enumerate() {
+                    let record = event_record(event);
+                    arm(store, &plugin, timeout);
+                    match handler
+                        .call_handle_event(&mut *store, &ctx_record, &record)
+                        .await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => return Err(fail(index, plugin_verdict(&plugin, error))),
+                        Err(err) => {
+                            let error = classify(&plugin, store.data_mut(), err);
+                            *instance = None;
+                            return Err(fail(index, error));
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn stale(&self) -> bool {
+        self.instance
+            .as_ref()
+            .is_some_and(|i| i.generation != self.handle.generation())
+    }
+
+    /// Map a lifecycle call's outcome, dropping the instance after a trap.
+    fn settle(&mut self, result: wasmtime::Result<()>) -> Result<(), PluginError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let inst = self.instance.take().expect("called with an instance");
+                Err(inst.classify_owned(err))
+            }
+        }
+    }
+
+    /// The live instance, creating one if there is none, the last one trapped, or the handle
+    /// was swapped since it was created.
+    async fn instance(&mut self) -> Result<&mut Instance, PluginError> {
+        if self.stale() {
+            // Finished with the old plugin: let it know, best effort, then drop it.
+            if let (Some(mut old), Some((_, record))) = (self.instance.take(), self.open.as_ref()) {
+                old.arm(MIN_INIT_TIMEOUT);
+                let _ = old
+                    .lifecycle
+                    .call_partition_closed(&mut old.store, record, CloseReason::Shutdown)
+                    .await;
+            }
+        }
+        if self.instance.is_none() {
+            let generation = self.handle.generation();
+            let plugin = self.handle.current();
+            let open = self.open.as_ref().map(|(_, record)| record);
+            let instance = Instance::create(plugin, generation, open).await?;
+            self.instances_created += 1;
+            self.instance = Some(instance);
+        }
+        Ok(self.instance.as_mut().expect("just ensured"))
+    }
+}
+
+impl Instance {
+    async fn create(
+        plugin: Arc<Plugin>,
+        generation: u64,
+        open: Option<&wit::PartitionContext>,
+    ) -> Result<Self, PluginError> {
+        let mut store = Store::new(
+            &plugin.engine,
+            HostState::new(plugin.name.clone(), plugin.limits.memory_bytes),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        arm(
+            &mut store,
+            &plugin,
+            plugin.limits.timeout.max(MIN_INIT_TIMEOUT),
+        );
+
+        let instantiate_err = |plugin: &Plugin, e: wasmtime::Error| PluginError::Instantiate {
+            plugin: plugin.name.to_string(),
+            detail: format!("{e:#}"),
+        };
+        let instance = match plugin.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(err) if err.downcast_ref::<Trap>().is_some() => {
+                return Err(classify(&plugin, store.data_mut(), err))
+            }
+            Err(err) => return Err(instantiate_err(&plugin, err)),
+        };
+        let lifecycle = plugin
+            .lifecycle
+            .load(&mut store, &instance)
+            .map_err(|e| instantiate_err(&plugin, e))?;
+        let handler = match &plugin.handler {
+            HandlerIndices::Event(h) => Handler::Event(
+                h.load(&mut store, &instance)
+                    .map_err(|e| instantiate_err(&plugin, e))?,
+            ),
+            HandlerIndices::Batch(h) => Handler::Batch(
+                h.load(&mut store, &instance)
+                    .map_err(|e| instantiate_err(&plugin, e))?,
+            ),
+        };
+        match lifecycle.call_init(&mut store, &plugin.config).await {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(PluginError::InitFailed {
+                    plugin: plugin.name.to_string(),
+                    message,
+                })
+            }
+            Err(err) => return Err(classify(&plugin, store.data_mut(), err)),
+        }
+        if let Some(record) = open {
+            if let Err(err) = lifecycle.call_partition_opened(&mut store, record).await {
+                return Err(classify(&plugin, store.data_mut(), err));
+            }
+        }
+        Ok(Self {
+            plugin,
+            generation,
+            store,
+            lifecycle,
+            handler,
+        })
+    }
+
+    /// Set the deadline (and fuel) for the next call.
+    fn arm(&mut self, timeout: Duration) {
+        arm(&mut self.store, &self.plugin, timeout);
+    }
+
+    fn classify(&mut self, err: wasmtime::Error) -> PluginError {
+        classify(&self.plugin, self.store.data_mut(), err)
+    }
+
+    fn classify_owned(mut self, err: wasmtime::Error) -> PluginError {
+        self.classify(err)
+    }
+}
+
+fn arm(store: &mut Store<HostState>, plugin: &Plugin, timeout: Duration) {
+    store.set_epoch_deadline(ticks(timeout));
+    if plugin.fuel_enabled {
+        // Fuel can only be set when metering is on; the runtime guarantees that here.
+        let _ = store.set_fuel(plugin.limits.fuel.unwrap_or(u64::MAX));
+    }
+}
+
+/// Turn a failed call into the error callers branch on.
+fn classify(plugin: &Plugin, state: &mut HostState, err: wasmtime::Error) -> PluginError {
+    let name = plugin.name.to_string();
+    if let Some(requested) = state.limiter.take_hit() {
+        return PluginError::MemoryLimit {
+            plugin: name,
+            limit: state.limiter.limit(),
+            requested,
+        };
+    }
+    let trap = err.downcast_ref::<Trap>().copied();
+    match trap {
+        Some(Trap::Interrupt) => PluginError::TimedOut {
+            plugin: name,
+            timeout: plugin.limits.timeout,
+        },
+        Some(Trap::OutOfFuel) => PluginError::OutOfFuel {
+            plugin: name,
+            fuel: plugin.limits.fuel.unwrap_or(0),
+        },
+        _ => {
+            let message = match trap {
+                Some(trap) => trap.to_string(),
+                None => err
+                    .chain()
+                    .last()
+                    .map(|cause| cause.to_string())
+                    .unwrap_or_else(|| err.to_string()),
+            };
+            PluginError::Trapped {
+                plugin: name,
+                message,
+                stderr: state.take_stderr_tail(),
+                backtrace: err
+                    .downcast_ref::<WasmBacktrace>()
+                    .map(short_backtrace)
+                    .unwrap_or_default(),
+            }
+        }
+    }
+}
+
+fn short_backtrace(bt: &WasmBacktrace) -> String {
+    let frames = bt.frames();
+    let mut out: Vec<String> = frames
+        .iter()
+        .take(BACKTRACE_FRAMES)
+        .enumerate()
+        .map(|(i, frame)| {
+            let func = frame
+                .func_name()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("<wasm function {}>", frame.func_index()));
+            format!("    {i}: {func}")
+        })
+        .collect();
+    if frames.len() > BACKTRACE_FRAMES {
+        out.push(format!(
+            "    ... {} more frames",
+            frames.len() - BACKTRACE_FRAMES
+        ));
+    }
+    out.join("\n")
+}
+
+fn plugin_verdict(plugin: &Plugin, error: wit::EventError) -> PluginError {
+    let name = plugin.name.to_string();
+    match error {
+        wit::EventError::Retryable(r) => PluginError::Retryable {
+            plugin: name,
+            message: r.message,
+            retry_after: r.retry_after_ms.map(|ms| Duration::from_millis(ms.into())),
+        },
+        wit::EventError::Rejected(message) => PluginError::Rejected {
+            plugin: name,
+            message,
+        },
+    }
+}
