@@ -59,17 +59,16 @@ pub fn load_events(path: &Path) -> Result<Vec<Event>, ReplayError> {
             path: file.clone(),
             source,
         })?;
-        for line in text.split(|&b| b == b'\n') {
+        for piece in text.split_inclusive(|&b| b == b'\n') {
+            let line = piece.strip_suffix(b"\n").unwrap_or(piece);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                offset += line.len() + 1;
-                continue;
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                let mut event = Event::new(line.to_vec(), events.len() as i64, offset.to_string());
+                event.enqueued_time_ms = now_ms;
+                event.content_type = Some("application/json".into());
+                events.push(event);
             }
-            let mut event = Event::new(line.to_vec(), events.len() as i64, offset.to_string());
-            event.enqueued_time_ms = now_ms;
-            event.content_type = Some("application/json".into());
-            events.push(event);
-            offset += line.len() + 1;
+            offset += piece.len();
         }
     }
     if events.is_empty() {

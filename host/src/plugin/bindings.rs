@@ -11,6 +11,6 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use self::hubwasm::plugin::log;
+pub use self::hubwasm::plugin::types;
 pub use exports::hubwasm::plugin::{batch_handler, event_handler, lifecycle};
-pub use hubwasm::plugin::log;
-pub use hubwasm::plugin::types;

@@ -160,7 +160,7 @@ mod tests {
         let (a, b) = (&batch.events[0], &batch.events[1]);
         assert_eq!(slice(&batch.data, &a.body), b"{\"a\":1}");
         assert_eq!(slice(&batch.data, &a.offset), b"0");
-        assert_eq!(a.partition_key, None);
+        assert!(a.partition_key.is_none());
         assert_eq!(a.properties.len, 0);
         assert_eq!(b.sequence_number, 8);
         assert_eq!(slice(&batch.data, &b.body), b"second body");

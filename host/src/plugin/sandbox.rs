@@ -153,6 +153,9 @@ impl LineWriter {
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            return;
+        }
         tracing::info!(
             plugin = &*self.target.plugin,
             stream = self.target.stream,

@@ -432,25 +432,44 @@ fn classify(plugin: &Plugin, state: &mut HostState, err: wasmtime::Error) -> Plu
     }
 }
 
+/// The innermost frames of a trap, demangled, skipping the panic and abort machinery so the
+/// frames shown are the plugin's own.
 fn short_backtrace(bt: &WasmBacktrace) -> String {
-    let frames = bt.frames();
-    let mut out: Vec<String> = frames
+    let names: Vec<String> = bt
+        .frames()
         .iter()
-        .take(BACKTRACE_FRAMES)
-        .enumerate()
-        .map(|(i, frame)| {
-            let func = frame
-                .func_name()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("<wasm function {}>", frame.func_index()));
-            format!("    {i}: {func}")
+        .map(|frame| match frame.func_name() {
+            Some(name) => format!("{:#}", rustc_demangle::demangle(name)),
+            None => format!("<wasm function {}>", frame.func_index()),
         })
         .collect();
-    if frames.len() > BACKTRACE_FRAMES {
-        out.push(format!(
-            "    ... {} more frames",
-            frames.len() - BACKTRACE_FRAMES
-        ));
+    let is_machinery = |name: &str| {
+        const PREFIXES: &[&str] = &[
+            "abort",
+            "std::",
+            "core::",
+            "__rustc::",
+            "__rust",
+            "rust_panic",
+            "<std::",
+            "<core::",
+        ];
+        PREFIXES.iter().any(|p| name.starts_with(p))
+    };
+    let skipped = names.iter().take_while(|n| is_machinery(n)).count();
+    let mut out: Vec<String> = names
+        .iter()
+        .skip(skipped)
+        .take(BACKTRACE_FRAMES)
+        .enumerate()
+        .map(|(i, name)| format!("    {}: {name}", i + skipped))
+        .collect();
+    let shown = skipped + out.len();
+    if skipped > 0 {
+        out.insert(0, format!("    ({skipped} panic/abort frames skipped)"));
+    }
+    if names.len() > shown {
+        out.push(format!("    ... {} more frames", names.len() - shown));
     }
     out.join("\n")
 }

@@ -1,0 +1,168 @@
+//! End-to-end tests of `hubwasm plugin ...`, running the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn hubwasm(args: &[&str]) -> Output {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
+    Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .args(args)
+        .env("HUBWASM_CACHE_DIR", cache)
+        .env_remove("HUBWASM_LOG")
+        .output()
+        .expect("run hubwasm")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn sample_events() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events")
+}
+
+#[test]
+fn plugin_test_replays_the_sample_events_and_prints_verdicts_and_a_summary() {
+    let events = sample_events();
+    let out = hubwasm(&[
+        "plugin",
+        "test",
+        hubwasm_plugins::JSON_FILTER,
+        "--events",
+        events.to_str().unwrap(),
+        "--batch",
+        "8",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("seq=0 offset=0 ok"), "{stdout}");
+    assert!(stdout.contains("seq=19 "), "{stdout}");
+    assert!(
+        stdout.contains("summary: 20 events, 20 ok, 0 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("µs/event"), "{stdout}");
+}
+
+#[test]
+fn plugin_test_exits_non_zero_and_names_the_failed_event() {
+    let events = sample_events();
+    let out = hubwasm(&[
+        "plugin",
+        "test",
+        hubwasm_plugins::TEST_FAIL_NTH,
+        "--events",
+        events.to_str().unwrap(),
+        "--batch",
+        "5",
+        "--config",
+        "fail_at=7",
+        "--config",
+        "kind=rejected",
+        "--quiet",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("seq=7 "), "{stdout}");
+    assert!(stdout.contains("REJECTED"), "{stdout}");
+    assert!(
+        stdout.contains("summary: 20 events, 19 ok, 1 failed (rejected: 1)"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("seq=6 offset"),
+        "--quiet hides successes: {stdout}"
+    );
+}
+
+#[test]
+fn plugin_test_finds_the_trapping_event_inside_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, "a\nb\ntrap\nc\n").unwrap();
+    let out = hubwasm(&[
+        "plugin",
+        "test",
+        hubwasm_plugins::TEST_TRAP,
+        "--events",
+        file.to_str().unwrap(),
+        "--batch",
+        "4",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("seq=2 offset=4 TRAPPED"), "{stdout}");
+    assert!(
+        stdout.contains("summary: 4 events, 3 ok, 1 failed (trapped: 1)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugin_stdout_appears_in_the_host_log() {
+    let events = sample_events();
+    let out = hubwasm(&[
+        "plugin",
+        "test",
+        hubwasm_plugins::EVENT_LOGGER,
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("event seq=4"))
+        .unwrap_or_else(|| panic!("no plugin stdout in the log:\n{stderr}"));
+    assert!(line.contains("plugin=\"event_logger\""), "{line}");
+}
+
+#[test]
+fn plugin_inspect_shows_world_contract_imports_and_exports() {
+    let out = hubwasm(&["plugin", "inspect", hubwasm_plugins::JSON_FILTER]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("world:    hubwasm:plugin/batch-plugin@0.1.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("hubwasm:plugin/log@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("hubwasm:plugin/batch-handler@0.1.0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugin_inspect_refuses_a_core_module_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let out = hubwasm(&["plugin", "inspect", core.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("is a core WebAssembly module, not a component"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wasm32-wasip2"), "{stderr}");
+}
+
+#[test]
+fn bad_config_flag_is_a_usage_error() {
+    let out = hubwasm(&[
+        "plugin",
+        "test",
+        "x.wasm",
+        "--events",
+        "e.jsonl",
+        "--config",
+        "no-equals-sign",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is not KEY=VALUE"));
+}
