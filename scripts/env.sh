@@ -1,0 +1,6 @@
+# Shared settings for the scripts; sourced, not run.
+# One cargo target directory outside the clone, so the demo, the tests and CI reuse each other's
+# builds (and the plugins' wasm build lives beside it, see plugins/artifacts/build.rs).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubwasm/target}"
+export HUBWASM_PLUGINS_TARGET_DIR="${HUBWASM_PLUGINS_TARGET_DIR:-$CARGO_TARGET_DIR/wasm-plugins}"
+PLUGINS_OUT="$HUBWASM_PLUGINS_TARGET_DIR/wasm32-wasip2/release"
