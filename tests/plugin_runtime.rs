@@ -499,3 +499,51 @@ async fn core_module_and_non_wasm_files_are_refused_with_clear_messages() {
     let err = load_err(&dir.path().join("missing.wasm")).await;
     assert!(matches!(err, LoadError::Read { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn every_event_field_reaches_the_plugin_intact() {
+    use hubwasm::event::PropertyValue;
+    let rt = runtime();
+    let handle = load(&rt, spec(hubwasm_plugins::TEST_DESCRIBE, &[("at", "2")])).await;
+    let mut batch = events(&["first", "second", "third {json}"]);
+    batch[1].partition_key = Some("not-this-one".into());
+    let third = &mut batch[2];
+    third.sequence_number = 1_000_000_000_007;
+    third.offset = "4294967296000".into();
+    third.enqueued_time_ms = 1_764_000_000_123;
+    third.partition_key = Some("device-42".into());
+    third.content_type = Some("application/json".into());
+    third.correlation_id = None;
+    third.message_id = Some("m-1".into());
+    third.properties = vec![
+        ("kind".into(), PropertyValue::Text("reading".into())),
+        ("count".into(), PropertyValue::Int(-3)),
+        ("ok".into(), PropertyValue::Bool(true)),
+        ("ratio".into(), PropertyValue::Double(0.5)),
+        ("raw".into(), PropertyValue::Binary(vec![1, 2])),
+        ("at".into(), PropertyValue::Timestamp(17)),
+        (
+            "id".into(),
+            PropertyValue::Uuid("6513270e-269e-4d37-b2a7-4de452e6b438".into()),
+        ),
+        ("nothing".into(), PropertyValue::Null),
+    ];
+    let failure = handle
+        .worker()
+        .handle_batch(&ctx(), &batch)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.handled, 2);
+    let PluginError::Rejected { message, .. } = failure.error else {
+        panic!("expected the description, got {failure}");
+    };
+    assert_eq!(
+        message,
+        "partition=test.local/hub/$Default/3 seq=1000000000007 offset=4294967296000 \
+         enqueued=1764000000123 body=third {json} key=Some(\"device-42\") \
+         content_type=Some(\"application/json\") correlation_id=None message_id=Some(\"m-1\") \
+         properties=[kind=text:reading,count=int:-3,ok=bool:true,ratio=double:0.5,\
+         raw=binary:[1, 2],at=timestamp:17,id=uuid:6513270e-269e-4d37-b2a7-4de452e6b438,\
+         nothing=null]"
+    );
+}

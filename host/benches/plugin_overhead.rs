@@ -104,6 +104,17 @@ fn main() {
         PluginHandle::new(rt.block_on(runtime.load(spec)).unwrap())
     };
     let filter = load(hubwasm_plugins::JSON_FILTER);
+    // The same plugin on a runtime without call deadlines, to show what epoch checks cost.
+    let unguarded = Runtime::new(RuntimeOptions {
+        cache_dir: None,
+        max_instances: 8,
+        call_deadlines: false,
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let mut spec = PluginSpec::new(hubwasm_plugins::JSON_FILTER);
+    spec.config = vec![("min_value".into(), "50".into())];
+    let filter_unguarded = PluginHandle::new(rt.block_on(unguarded.load(spec)).unwrap());
     let noop = load(hubwasm_plugins::NOOP);
 
     let run = |handle: &PluginHandle, batch: usize| {
@@ -112,11 +123,13 @@ fn main() {
         rt.block_on(worker.handle_batch(&ctx, &events[..batch]))
             .unwrap();
         best_of(|| {
-            let started = Instant::now();
-            for chunk in events.chunks(batch) {
-                rt.block_on(worker.handle_batch(&ctx, chunk)).unwrap();
-            }
-            started.elapsed()
+            rt.block_on(async {
+                let started = Instant::now();
+                for chunk in events.chunks(batch) {
+                    worker.handle_batch(&ctx, chunk).await.unwrap();
+                }
+                started.elapsed()
+            })
         })
     };
 
@@ -143,6 +156,13 @@ fn main() {
             ratio
         );
     }
+    let ns = ns_per_event(run(&filter_unguarded, 1000));
+    println!(
+        "{:<34} {:>10.1} {:>9.2}x",
+        "  same, without call deadlines",
+        ns,
+        ns / native_ns
+    );
     let mut noop_1000 = 0.0;
     for batch in [1, 100, 1000] {
         let ns = ns_per_event(run(&noop, batch));

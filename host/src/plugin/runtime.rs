@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{batch_handler, event_handler, lifecycle, PluginHost};
 use super::cache::ComponentCache;
@@ -30,6 +30,10 @@ pub struct RuntimeOptions {
     pub max_memory_bytes: u64,
     /// How many plugin instances may exist at once (pool size).
     pub max_instances: u32,
+    /// Enforce [`Limits::timeout`] with epoch interruption. The check it compiles into every
+    /// loop and function entry costs plugin code about a quarter of its speed (see
+    /// BENCHMARKS.md); turn it off only for trusted plugins that must run at full speed.
+    pub call_deadlines: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -39,6 +43,7 @@ impl Default for RuntimeOptions {
             fuel: false,
             max_memory_bytes: 1 << 30,
             max_instances: 256,
+            call_deadlines: true,
         }
     }
 }
@@ -91,6 +96,7 @@ pub struct Plugin {
     pub(crate) config: Vec<(String, String)>,
     pub(crate) engine: Engine,
     pub(crate) fuel_enabled: bool,
+    pub(crate) deadlines_enabled: bool,
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) lifecycle: lifecycle::GuestIndices,
     pub(crate) handler: HandlerIndices,
@@ -165,7 +171,7 @@ impl Runtime {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(options.call_deadlines)
             .consume_fuel(options.fuel)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
@@ -247,6 +253,9 @@ impl Runtime {
                 spec.name
             )));
         }
+        if !self.options.call_deadlines {
+            tracing::warn!(plugin = %spec.name, "Call deadlines are off: a plugin that never returns blocks its partition");
+        }
         if spec.limits.memory_bytes > self.options.max_memory_bytes {
             return Err(LoadError::Engine(format!(
                 "plugin `{}` asks for a memory limit of {} bytes; this host allows at most {}",
@@ -292,6 +301,7 @@ impl Runtime {
             config: spec.config,
             engine: self.engine.clone(),
             fuel_enabled: self.options.fuel,
+            deadlines_enabled: self.options.call_deadlines,
             pre,
             lifecycle,
             handler,
@@ -303,18 +313,7 @@ impl Runtime {
     /// Instantiate once and type-check the exports (without calling `init`): a plugin whose
     /// export types differ from the contract fails here.
     async fn trial_instantiate(&self, plugin: &Plugin) -> Result<(), LoadError> {
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(plugin.name.clone(), plugin.limits.memory_bytes),
-        );
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(ticks(
-            plugin.limits.timeout.max(super::worker::MIN_INIT_TIMEOUT),
-        ));
-        if plugin.fuel_enabled {
-            store.set_fuel(u64::MAX).ok();
-        }
+        let mut store = super::worker::new_store(plugin);
         let instance = plugin
             .pre
             .instantiate_async(&mut store)

@@ -307,17 +307,7 @@ impl Instance {
         generation: u64,
         open: Option<&wit::PartitionContext>,
     ) -> Result<Self, PluginError> {
-        let mut store = Store::new(
-            &plugin.engine,
-            HostState::new(plugin.name.clone(), plugin.limits.memory_bytes),
-        );
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        arm(
-            &mut store,
-            &plugin,
-            plugin.limits.timeout.max(MIN_INIT_TIMEOUT),
-        );
+        let mut store = new_store(&plugin);
 
         let instantiate_err = |plugin: &Plugin, e: wasmtime::Error| PluginError::Instantiate {
             plugin: plugin.name.to_string(),
@@ -382,8 +372,28 @@ impl Instance {
     }
 }
 
-fn arm(store: &mut Store<HostState>, plugin: &Plugin, timeout: Duration) {
-    store.set_epoch_deadline(ticks(timeout));
+/// A fresh store for one instance of `plugin`: limits applied, armed for instantiation and
+/// `init`.
+pub(crate) fn new_store(plugin: &Plugin) -> Store<HostState> {
+    let mut store = Store::new(
+        &plugin.engine,
+        HostState::new(plugin.name.clone(), plugin.limits.memory_bytes),
+    );
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_trap();
+    arm(
+        &mut store,
+        plugin,
+        plugin.limits.timeout.max(MIN_INIT_TIMEOUT),
+    );
+    store
+}
+
+/// Set the deadline (and fuel) for the next call.
+pub(crate) fn arm(store: &mut Store<HostState>, plugin: &Plugin, timeout: Duration) {
+    if plugin.deadlines_enabled {
+        store.set_epoch_deadline(ticks(timeout));
+    }
     if plugin.fuel_enabled {
         // Fuel can only be set when metering is on; the runtime guarantees that here.
         let _ = store.set_fuel(plugin.limits.fuel.unwrap_or(u64::MAX));

@@ -1,6 +1,9 @@
 //! Zero-copy views of an [`EventBatch`].
 
-use crate::bindings::hubwasm::plugin::types::{EventBatch, EventMeta, PropertySlot, Span};
+use crate::bindings::hubwasm::plugin::types::{EventBatch, PropertySlot, Span, SpanField};
+
+/// Spans per event in `EventBatch::spans` (the cases of `SpanField`).
+const FIELDS: usize = 7;
 
 /// A batch of consecutive events of one partition.
 #[derive(Clone, Copy)]
@@ -16,19 +19,19 @@ impl<'a> Batch<'a> {
 
     /// Number of events.
     pub fn len(&self) -> usize {
-        self.raw.events.len()
+        self.raw.sequence_numbers.len()
     }
 
     /// True if the batch has no events.
     pub fn is_empty(&self) -> bool {
-        self.raw.events.is_empty()
+        self.raw.sequence_numbers.is_empty()
     }
 
     /// The event at `index`.
     pub fn get(&self, index: usize) -> Option<Event<'a>> {
-        self.raw.events.get(index).map(|meta| Event {
+        (index < self.len()).then_some(Event {
             batch: self.raw,
-            meta,
+            index,
         })
     }
 
@@ -36,7 +39,7 @@ impl<'a> Batch<'a> {
     pub fn iter(&self) -> Events<'a> {
         Events {
             batch: self.raw,
-            metas: self.raw.events.iter(),
+            range: 0..self.len(),
         }
     }
 
@@ -57,21 +60,21 @@ impl<'a> IntoIterator for &Batch<'a> {
 /// Iterator over the events of a [`Batch`].
 pub struct Events<'a> {
     batch: &'a EventBatch,
-    metas: std::slice::Iter<'a, EventMeta>,
+    range: std::ops::Range<usize>,
 }
 
 impl<'a> Iterator for Events<'a> {
     type Item = Event<'a>;
 
     fn next(&mut self) -> Option<Event<'a>> {
-        self.metas.next().map(|meta| Event {
+        self.range.next().map(|index| Event {
             batch: self.batch,
-            meta,
+            index,
         })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.metas.size_hint()
+        self.range.size_hint()
     }
 }
 
@@ -99,74 +102,97 @@ pub enum Value<'a> {
 #[derive(Clone, Copy)]
 pub struct Event<'a> {
     batch: &'a EventBatch,
-    meta: &'a EventMeta,
+    index: usize,
 }
 
-fn bytes<'a>(data: &'a [u8], span: &Span) -> &'a [u8] {
-    let start = span.start as usize;
+fn bytes(data: &[u8], start: u32, len: u32) -> &[u8] {
+    let start = start as usize;
     start
-        .checked_add(span.len as usize)
+        .checked_add(len as usize)
         .and_then(|end| data.get(start..end))
         .unwrap_or(&[])
 }
 
 fn text<'a>(data: &'a [u8], span: &Span) -> &'a str {
-    std::str::from_utf8(bytes(data, span)).unwrap_or_default()
+    std::str::from_utf8(bytes(data, span.start, span.len)).unwrap_or_default()
 }
 
 impl<'a> Event<'a> {
+    /// (start, len) of `field`, `None` if absent or missing.
+    fn span(&self, field: SpanField) -> Option<(u32, u32)> {
+        let at = (self.index * FIELDS + field as usize) * 2;
+        match self.batch.spans.get(at..at + 2) {
+            Some(&[start, len]) if start != u32::MAX => Some((start, len)),
+            _ => None,
+        }
+    }
+
+    fn field_bytes(&self, field: SpanField) -> Option<&'a [u8]> {
+        let batch = self.batch;
+        self.span(field)
+            .map(|(start, len)| bytes(&batch.data, start, len))
+    }
+
+    fn field_text(&self, field: SpanField) -> Option<&'a str> {
+        self.field_bytes(field)
+            .map(|b| std::str::from_utf8(b).unwrap_or_default())
+    }
+
     /// The body, unchanged.
     pub fn body(&self) -> &'a [u8] {
-        bytes(&self.batch.data, &self.meta.body)
+        self.field_bytes(SpanField::Body).unwrap_or(&[])
     }
 
     /// Sequence number in the partition.
     pub fn sequence_number(&self) -> i64 {
-        self.meta.sequence_number
+        self.batch.sequence_numbers[self.index]
     }
 
     /// Offset in the partition, as Event Hubs reports it.
     pub fn offset(&self) -> &'a str {
-        text(&self.batch.data, &self.meta.offset)
+        self.field_text(SpanField::Offset).unwrap_or_default()
     }
 
     /// When Event Hubs accepted the event, milliseconds since the Unix epoch (UTC).
     pub fn enqueued_time_ms(&self) -> i64 {
-        self.meta.enqueued_time_ms
-    }
-
-    fn optional(&self, span: &Option<Span>) -> Option<&'a str> {
-        span.as_ref().map(|s| text(&self.batch.data, s))
+        self.batch
+            .enqueued_times_ms
+            .get(self.index)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The producer's partition key, if any.
     pub fn partition_key(&self) -> Option<&'a str> {
-        self.optional(&self.meta.partition_key)
+        self.field_text(SpanField::PartitionKey)
     }
 
     /// The content type, if set.
     pub fn content_type(&self) -> Option<&'a str> {
-        self.optional(&self.meta.content_type)
+        self.field_text(SpanField::ContentType)
     }
 
     /// The correlation id, if set.
     pub fn correlation_id(&self) -> Option<&'a str> {
-        self.optional(&self.meta.correlation_id)
+        self.field_text(SpanField::CorrelationId)
     }
 
     /// The message id, if set.
     pub fn message_id(&self) -> Option<&'a str> {
-        self.optional(&self.meta.message_id)
+        self.field_text(SpanField::MessageId)
     }
 
     /// Application properties in the order they were sent.
     pub fn properties(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
         let batch = self.batch;
-        let span = &self.meta.properties;
-        let start = span.start as usize;
-        let entries = start
-            .checked_add(span.len as usize)
-            .and_then(|end| batch.properties.get(start..end))
+        let entries = self
+            .span(SpanField::Properties)
+            .and_then(|(start, len)| {
+                let start = start as usize;
+                batch
+                    .properties
+                    .get(start..start.checked_add(len as usize)?)
+            })
             .unwrap_or(&[]);
         entries.iter().map(move |entry| {
             let data = &batch.data;
@@ -176,7 +202,7 @@ impl<'a> Event<'a> {
                 PropertySlot::Integer(i) => Value::Int(*i),
                 PropertySlot::Double(d) => Value::Double(*d),
                 PropertySlot::Text(s) => Value::Text(text(data, s)),
-                PropertySlot::Binary(s) => Value::Binary(bytes(data, s)),
+                PropertySlot::Binary(s) => Value::Binary(bytes(data, s.start, s.len)),
                 PropertySlot::Timestamp(t) => Value::Timestamp(*t),
                 PropertySlot::Uuid(s) => Value::Uuid(text(data, s)),
             };
@@ -199,36 +225,23 @@ mod tests {
         Span { start, len }
     }
 
+    const NONE: [u32; 2] = [u32::MAX, 0];
+
     fn sample() -> EventBatch {
         // data: "hello" "0" "key" "kind" "reading" "world" "5" "\xff"
         let data = b"hello0keykindreadingworld5\xff".to_vec();
+        #[rustfmt::skip]
+        let spans = [
+            // event 0: body, offset, key, content type, correlation id, message id, properties
+            [0, 5], [5, 1], [6, 3], NONE, NONE, [26, 1], [0, 2],
+            // event 1; its property range is outside the list: must read as none, not panic
+            [20, 5], [25, 1], NONE, NONE, NONE, NONE, [7, 3],
+        ];
         EventBatch {
+            sequence_numbers: vec![10, 11],
+            enqueued_times_ms: vec![1_700_000_000_000, 1_700_000_000_001],
+            spans: spans.concat(),
             data,
-            events: vec![
-                EventMeta {
-                    sequence_number: 10,
-                    enqueued_time_ms: 1_700_000_000_000,
-                    body: span(0, 5),
-                    offset: span(5, 1),
-                    partition_key: Some(span(6, 3)),
-                    content_type: None,
-                    correlation_id: None,
-                    message_id: Some(span(26, 1)),
-                    properties: span(0, 2),
-                },
-                EventMeta {
-                    sequence_number: 11,
-                    enqueued_time_ms: 1_700_000_000_001,
-                    body: span(20, 5),
-                    offset: span(25, 1),
-                    partition_key: None,
-                    content_type: None,
-                    correlation_id: None,
-                    message_id: None,
-                    // Out of range: must read as no properties, not panic.
-                    properties: span(7, 3),
-                },
-            ],
             properties: vec![
                 PropertyEntry {
                     key: span(9, 4),
@@ -252,6 +265,7 @@ mod tests {
         assert_eq!(first.body(), b"hello");
         assert_eq!(first.offset(), "0");
         assert_eq!(first.sequence_number(), 10);
+        assert_eq!(first.enqueued_time_ms(), 1_700_000_000_000);
         assert_eq!(first.partition_key(), Some("key"));
         assert_eq!(first.content_type(), None);
         assert_eq!(first.message_id(), Some(""), "invalid UTF-8 reads as empty");
@@ -282,8 +296,11 @@ mod tests {
     #[test]
     fn out_of_range_spans_read_as_empty() {
         let mut raw = sample();
-        raw.events[0].body = span(u32::MAX, 10);
+        raw.spans[0] = u32::MAX - 1; // body start far outside `data`
+        raw.spans.truncate(20); // event 1's later spans are missing
         let batch = Batch::new(&raw);
         assert_eq!(batch.get(0).unwrap().body(), b"");
+        assert_eq!(batch.get(1).unwrap().message_id(), None);
+        assert_eq!(batch.get(1).unwrap().properties().count(), 0);
     }
 }
