@@ -11,7 +11,7 @@ use hubwasm::plugin::{PluginHandle, PluginSpec, Runtime, RuntimeOptions};
 use serde::Deserialize;
 
 const EVENTS: usize = 20_000;
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 21;
 
 /// The same filter the `json-filter` plugin runs (plugins/json-filter).
 #[derive(Deserialize)]
@@ -175,6 +175,30 @@ fn main() {
             ns
         );
     }
+    // Compiled-component cache: first load compiles, the next one maps the cached artifact.
+    let cache = std::env::temp_dir().join(format!("hubwasm-bench-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let cached_runtime = Runtime::new(RuntimeOptions {
+        cache_dir: Some(cache.clone()),
+        max_instances: 8,
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let mut load_ms = |expect_cached: bool| {
+        let started = Instant::now();
+        let plugin = rt
+            .block_on(cached_runtime.load(PluginSpec::new(hubwasm_plugins::JSON_FILTER)))
+            .unwrap();
+        assert_eq!(plugin.from_cache(), expect_cached);
+        started.elapsed().as_secs_f64() * 1e3
+    };
+    let (compiled, cached) = (load_ms(false), load_ms(true));
+    let _ = std::fs::remove_dir_all(&cache);
+    println!();
+    println!(
+        "load json-filter: compile {compiled:.1} ms, from cache {cached:.1} ms ({:.0}x faster)",
+        compiled / cached
+    );
     println!();
     println!(
         "goal: json-filter batch 1000 within 1.5x native: {batch_1000_ratio:.2}x ({})",

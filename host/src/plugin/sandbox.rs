@@ -75,11 +75,21 @@ impl log::Host for HostState {
         let plugin = &*self.plugin;
         let fields = Fields(&fields);
         match level {
-            log::Level::Trace => tracing::trace!(plugin, %fields, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, %fields, "{message}"),
-            log::Level::Info => tracing::info!(plugin, %fields, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, %fields, "{message}"),
-            log::Level::Error => tracing::error!(plugin, %fields, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "hubwasm::plugin", plugin, %fields, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "hubwasm::plugin", plugin, %fields, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "hubwasm::plugin", plugin, %fields, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "hubwasm::plugin", plugin, %fields, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "hubwasm::plugin", plugin, %fields, "{message}")
+            }
         }
     }
 }
