@@ -167,6 +167,7 @@ impl LineWriter {
             return;
         }
         tracing::info!(
+            target: "hubwasm::plugin",
             plugin = &*self.target.plugin,
             stream = self.target.stream,
             "{line}"
