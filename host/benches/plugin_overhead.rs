@@ -184,7 +184,7 @@ fn main() {
         ..RuntimeOptions::default()
     })
     .unwrap();
-    let mut load_ms = |expect_cached: bool| {
+    let load_ms = |expect_cached: bool| {
         let started = Instant::now();
         let plugin = rt
             .block_on(cached_runtime.load(PluginSpec::new(hubwasm_plugins::JSON_FILTER)))
