@@ -31,6 +31,34 @@ pub enum Command {
     /// Inspect and test plugins offline.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// The embedded Event Hubs-compatible endpoint.
+    #[command(subcommand)]
+    Hub(HubCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Serve an Event Hubs-compatible AMQP endpoint that the official SDKs use unchanged.
+    ///
+    /// Without --config: namespace `hubwasm`, one event hub `events` with 4 partitions and the
+    /// development policy RootManageSharedAccessKey / SAS_KEY_VALUE, on 127.0.0.1:5672 (the port
+    /// the Python SDK's emulator mode dials). Prints one connection string per event hub; stops
+    /// cleanly on Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file: namespace, [[event_hub]] (name, partitions, consumer_groups), [[policy]]
+    /// (name, key), [storage] (fsync, retention_hours, retention_bytes, segment_bytes).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides the config).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Directory for partition data (overrides the config).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,7 +174,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugin(PluginCommand::Inspect { wasm, cache }) => inspect(wasm, cache),
         Command::Plugin(PluginCommand::Test(args)) => test(args).await,
+        Command::Hub(HubCommand::Serve(args)) => serve(args).await,
     }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => hubwasm_hub::HubConfig::load(path)?,
+        None => hubwasm_hub::HubConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.data_dir = data;
+    }
+    let hubs: Vec<String> = config.event_hubs.iter().map(|h| h.name.clone()).collect();
+    let data_dir = config.data_dir.clone();
+    let hub = hubwasm_hub::start(config).await?;
+    println!(
+        "hubwasm hub: listening on {} (data in {})",
+        hub.local_addr(),
+        data_dir.display()
+    );
+    for name in &hubs {
+        println!("{name}: {}", hub.connection_string(name));
+    }
+    println!("Ctrl-C stops it.");
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    tokio::signal::ctrl_c().await?;
+    hub.shutdown().await;
+    println!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inspect(wasm: PathBuf, cache: CacheArgs) -> anyhow::Result<ExitCode> {

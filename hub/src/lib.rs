@@ -5,10 +5,14 @@
 //!   field lists for the Python SDK).
 //! - [`config`]: the endpoint's TOML configuration.
 //! - [`sas`]: shared access signature tokens.
-//!
-//! The server (connections, sessions, links, `$cbs`, `$management`) and storage land next; see
-//! the README of this crate.
+//! - [`storage`]: one durable segment log per partition.
+//! - [`server`]: the listener and connections (sessions, links, `$cbs`, `$management`).
 
 pub mod amqp;
 pub mod config;
 pub mod sas;
+pub mod server;
+pub mod storage;
+
+pub use config::HubConfig;
+pub use server::{start, RunningHub, StartError};

@@ -1,0 +1,167 @@
+//! The endpoint: a TCP listener serving AMQP connections over one shared [`Namespace`].
+
+mod connection;
+pub mod filter;
+pub mod namespace;
+pub mod stored;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::HubConfig;
+use crate::storage::StorageError;
+pub use namespace::Namespace;
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source} (is another endpoint or emulator running there?)")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the partition logs: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// A running endpoint.
+pub struct RunningHub {
+    addr: SocketAddr,
+    namespace: Arc<Namespace>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    policy: (String, String),
+}
+
+/// Open storage, bind, and serve in the background.
+pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
+    let namespace = Arc::new(Namespace::open(&config)?);
+    let listener = bind(config.listen).map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let ns = namespace.clone();
+    let task = tokio::spawn(async move {
+        let mut stop = shutdown_rx.clone();
+        let mut retention = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tracing::debug!(%peer, "Connection accepted");
+                        tokio::spawn(connection::serve(stream, ns.clone(), shutdown_rx.clone()));
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "Accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = retention.tick() => ns.apply_retention(),
+                _ = stop.changed() => break,
+            }
+        }
+    });
+    let policy = config
+        .policies
+        .first()
+        .map(|p| (p.name.clone(), p.key.clone()))
+        .expect("validated config has a policy");
+    Ok(RunningHub {
+        addr,
+        namespace,
+        shutdown,
+        task,
+        policy,
+    })
+}
+
+/// Bind with TCP_MAXSEG 16384: the Python SDK copies the listening socket's MSS onto its own
+/// socket, and the 32768 loopback may report is more than it can set.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    set_maxseg(&socket, 16384);
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+#[cfg(target_os = "linux")]
+fn set_maxseg(socket: &tokio::net::TcpSocket, mss: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain setsockopt on a socket we own, with a correctly sized int argument.
+    let rc = unsafe {
+        libc_setsockopt(
+            socket.as_raw_fd(),
+            6, // IPPROTO_TCP
+            2, // TCP_MAXSEG
+            &mss as *const i32 as *const std::ffi::c_void,
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "Cannot set TCP_MAXSEG");
+    }
+}
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    #[link_name = "setsockopt"]
+    fn libc_setsockopt(
+        fd: i32,
+        level: i32,
+        name: i32,
+        value: *const std::ffi::c_void,
+        len: u32,
+    ) -> i32;
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_maxseg(_socket: &tokio::net::TcpSocket, _mss: i32) {}
+
+impl RunningHub {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (for tests and the in-process host).
+    pub fn namespace(&self) -> &Arc<Namespace> {
+        &self.namespace
+    }
+
+    /// A connection string for `hub` as the official SDKs take it (the Python SDK's emulator
+    /// mode; the port is included when it is not 5672).
+    pub fn connection_string(&self, hub: &str) -> String {
+        let host = if self.addr.port() == 5672 {
+            "localhost".to_string()
+        } else {
+            format!("localhost:{}", self.addr.port())
+        };
+        format!(
+            "Endpoint=sb://{host};SharedAccessKeyName={};SharedAccessKey={};\
+             UseDevelopmentEmulator=true;EntityPath={hub}",
+            self.policy.0, self.policy.1
+        )
+    }
+
+    /// Close every connection and stop listening.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}

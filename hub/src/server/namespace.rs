@@ -1,0 +1,362 @@
+//! The namespace's shared state: event hubs, their partitions (log + who reads them), SAS
+//! policies. Connections share one `Namespace` behind an `Arc`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::amqp::message::Message;
+use crate::config::{Fsync, HubConfig};
+use crate::server::stored;
+use crate::storage::{
+    AppendEvent, FsyncPolicy, LogOptions, PartitionLog, Retention, StorageError, StoredEvent,
+};
+
+/// At most this many receivers per partition and consumer group (as Event Hubs).
+pub const MAX_READERS: usize = 5;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The state every connection shares.
+pub struct Namespace {
+    pub name: String,
+    hubs: HashMap<String, Arc<EventHub>>,
+    policies: Vec<(String, String)>,
+    next_reader_id: AtomicU64,
+}
+
+/// One event hub.
+pub struct EventHub {
+    pub name: String,
+    pub created_at_ms: i64,
+    pub partitions: Vec<Arc<Partition>>,
+    pub consumer_groups: Vec<String>,
+    round_robin: AtomicUsize,
+}
+
+/// One partition: its log, a watch of the last sequence number for waiting readers, and the
+/// receivers currently attached per consumer group.
+pub struct Partition {
+    pub id: String,
+    log: Mutex<PartitionLog>,
+    last_sequence: watch::Sender<i64>,
+    readers: Mutex<HashMap<String, Vec<Reader>>>,
+}
+
+/// A receiver registered on a partition.
+struct Reader {
+    id: u64,
+    epoch: Option<i64>,
+    kick: mpsc::UnboundedSender<Kick>,
+}
+
+/// Told to a connection whose receiver must go.
+#[derive(Debug, Clone)]
+pub struct Kick {
+    pub reader_id: u64,
+    pub reason: String,
+}
+
+/// Why a receiver may not attach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderRefusal {
+    /// A receiver with a higher (or, for a plain receiver, any) epoch holds the partition.
+    EpochTooLow(String),
+    TooManyReaders,
+}
+
+impl Namespace {
+    /// Open (or create) every partition's log under `config.data_dir`.
+    pub fn open(config: &HubConfig) -> Result<Self, StorageError> {
+        let fsync = match config
+            .fsync_policy()
+            .expect("validated config has a valid fsync")
+        {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::EveryMillis(ms) => FsyncPolicy::EveryMillis(ms),
+            Fsync::Never => FsyncPolicy::Never,
+        };
+        let options = LogOptions {
+            fsync,
+            segment_bytes: config.storage.segment_bytes,
+            retention: Retention {
+                max_age: config
+                    .storage
+                    .retention_hours
+                    .map(|h| Duration::from_secs(h * 3600)),
+                max_bytes: config.storage.retention_bytes,
+            },
+        };
+        let mut hubs = HashMap::new();
+        for hub in &config.event_hubs {
+            let dir = config.data_dir.join(&hub.name);
+            let created_at_ms = created_at(&dir);
+            let mut partitions = Vec::new();
+            for p in 0..hub.partitions {
+                let log = PartitionLog::open(&dir.join(p.to_string()), options.clone())?;
+                let (last_sequence, _) = watch::channel(log.last_sequence_number());
+                partitions.push(Arc::new(Partition {
+                    id: p.to_string(),
+                    log: Mutex::new(log),
+                    last_sequence,
+                    readers: Mutex::new(HashMap::new()),
+                }));
+            }
+            hubs.insert(
+                hub.name.to_ascii_lowercase(),
+                Arc::new(EventHub {
+                    name: hub.name.clone(),
+                    created_at_ms,
+                    partitions,
+                    consumer_groups: HubConfig::consumer_groups(hub),
+                    round_robin: AtomicUsize::new(0),
+                }),
+            );
+        }
+        Ok(Self {
+            name: config.namespace.clone(),
+            hubs,
+            policies: config
+                .policies
+                .iter()
+                .map(|p| (p.name.clone(), p.key.clone()))
+                .collect(),
+            next_reader_id: AtomicU64::new(1),
+        })
+    }
+
+    /// An event hub by name (case-insensitive, as Event Hubs).
+    pub fn hub(&self, name: &str) -> Option<&Arc<EventHub>> {
+        self.hubs.get(&name.to_ascii_lowercase())
+    }
+
+    /// All event hubs.
+    pub fn hubs(&self) -> impl Iterator<Item = &Arc<EventHub>> {
+        self.hubs.values()
+    }
+
+    /// `(name, key)` of every policy.
+    pub fn policies(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.policies.iter().map(|(n, k)| (n.as_str(), k.as_str()))
+    }
+
+    /// Apply retention on every partition.
+    pub fn apply_retention(&self) {
+        let now = now_ms();
+        for hub in self.hubs.values() {
+            for p in &hub.partitions {
+                if let Err(err) = p
+                    .log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .apply_retention(now)
+                {
+                    tracing::warn!(hub = %hub.name, partition = %p.id, error = %err, "Retention failed");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn next_reader_id(&self) -> u64 {
+        self.next_reader_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// When the hub's directory was first created (ms), for `created_at`.
+fn created_at(dir: &std::path::Path) -> i64 {
+    let _ = std::fs::create_dir_all(dir);
+    std::fs::metadata(dir)
+        .and_then(|m| m.created().or_else(|_| m.modified()))
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_else(now_ms)
+}
+
+impl EventHub {
+    /// The partition with this id.
+    pub fn partition(&self, id: &str) -> Option<&Arc<Partition>> {
+        self.partitions.iter().find(|p| p.id == id)
+    }
+
+    /// Whether the consumer group exists (case-insensitive).
+    pub fn has_consumer_group(&self, group: &str) -> bool {
+        self.consumer_groups
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(group))
+    }
+
+    /// Where an event without a fixed partition goes: a stable hash of its partition key, or
+    /// round-robin when it has none.
+    pub fn route(&self, partition_key: Option<&str>) -> &Arc<Partition> {
+        let n = self.partitions.len();
+        let index = match partition_key {
+            Some(key) => (fnv1a(key.as_bytes()) % n as u64) as usize,
+            None => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        &self.partitions[index]
+    }
+}
+
+/// FNV-1a: stable across runs and platforms, so a key always lands on the same partition.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A snapshot of a partition for management responses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionInfo {
+    pub begin_sequence_number: i64,
+    pub last_sequence_number: i64,
+    pub last_offset: i64,
+    pub last_enqueued_time_ms: i64,
+    pub is_empty: bool,
+}
+
+impl Partition {
+    /// Append events (their messages) atomically; returns their sequence numbers.
+    pub fn append(&self, messages: &[Message]) -> Result<Vec<i64>, StorageError> {
+        let events: Vec<AppendEvent> = messages
+            .iter()
+            .map(|m| AppendEvent {
+                partition_key: m.partition_key().map(str::to_string),
+                payload: stored::encode(m),
+            })
+            .collect();
+        let positions = {
+            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            log.append(&events, now_ms())?
+        };
+        if let Some((last, _)) = positions.last() {
+            self.last_sequence.send_replace(*last);
+        }
+        Ok(positions.into_iter().map(|(seq, _)| seq).collect())
+    }
+
+    /// Read stored events from `first_sequence`.
+    pub fn read(
+        &self,
+        first_sequence: i64,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, StorageError> {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_from_sequence(first_sequence, max_events, max_bytes)
+    }
+
+    /// Subscribe to the last sequence number, to wait for new events.
+    pub fn watch(&self) -> watch::Receiver<i64> {
+        self.last_sequence.subscribe()
+    }
+
+    /// The first sequence number a receiver at `position` reads.
+    pub fn resolve(&self, position: super::filter::StartPosition) -> i64 {
+        use super::filter::StartPosition::*;
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let after_last = log.last_sequence_number() + 1;
+        match position {
+            Earliest => log.begin_sequence_number(),
+            Latest => after_last,
+            Sequence {
+                sequence,
+                inclusive,
+            } => {
+                let first = if inclusive { sequence } else { sequence + 1 };
+                first.max(log.begin_sequence_number())
+            }
+            Offset { offset, inclusive } => log
+                .sequence_for_offset(offset, inclusive)
+                .unwrap_or(after_last),
+            EnqueuedAfter { time_ms, inclusive } => log
+                .sequence_for_time(if inclusive { time_ms - 1 } else { time_ms })
+                .unwrap_or(after_last),
+        }
+    }
+
+    /// Positions for management responses.
+    pub fn info(&self) -> PartitionInfo {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        PartitionInfo {
+            begin_sequence_number: log.begin_sequence_number(),
+            last_sequence_number: log.last_sequence_number(),
+            last_offset: log.last_offset(),
+            last_enqueued_time_ms: log.last_enqueued_time_ms(),
+            is_empty: log.is_empty(),
+        }
+    }
+
+    /// Register a receiver of `group` with an optional owner level. A higher epoch kicks out the
+    /// lower ones; a lower one (or a plain receiver while an epoch receiver holds the partition)
+    /// is refused.
+    pub fn add_reader(
+        &self,
+        group: &str,
+        id: u64,
+        epoch: Option<i64>,
+        kick: mpsc::UnboundedSender<Kick>,
+    ) -> Result<(), ReaderRefusal> {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        let list = readers.entry(group.to_ascii_lowercase()).or_default();
+        let highest = list.iter().filter_map(|r| r.epoch).max();
+        match (epoch, highest) {
+            (Some(mine), Some(theirs)) if mine < theirs => {
+                return Err(ReaderRefusal::EpochTooLow(format!(
+                    "a receiver with epoch {theirs} owns partition {} of consumer group {group}; \
+                     epoch {mine} is lower",
+                    self.id
+                )))
+            }
+            (None, Some(theirs)) => {
+                return Err(ReaderRefusal::EpochTooLow(format!(
+                    "a receiver with epoch {theirs} owns partition {} of consumer group {group}; \
+                     a receiver without an epoch cannot join",
+                    self.id
+                )))
+            }
+            (Some(mine), _) => {
+                // Everyone with a lower epoch or none is stolen from.
+                list.retain(|r| {
+                    let stays = r.epoch.is_some_and(|theirs| theirs >= mine);
+                    if !stays {
+                        let _ = r.kick.send(Kick {
+                            reader_id: r.id,
+                            reason: format!(
+                                "a receiver with a higher epoch ({mine}) took partition {} of \
+                                 consumer group {group}",
+                                self.id
+                            ),
+                        });
+                    }
+                    stays
+                });
+            }
+            (None, None) => {}
+        }
+        if list.len() >= MAX_READERS {
+            return Err(ReaderRefusal::TooManyReaders);
+        }
+        list.push(Reader { id, epoch, kick });
+        Ok(())
+    }
+
+    /// Forget a receiver (link detached or connection gone).
+    pub fn remove_reader(&self, group: &str, id: u64) {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = readers.get_mut(&group.to_ascii_lowercase()) {
+            list.retain(|r| r.id != id);
+        }
+    }
+}
