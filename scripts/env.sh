@@ -4,3 +4,6 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubwasm/target}"
 export HUBWASM_PLUGINS_TARGET_DIR="${HUBWASM_PLUGINS_TARGET_DIR:-$CARGO_TARGET_DIR/wasm-plugins}"
 PLUGINS_OUT="$HUBWASM_PLUGINS_TARGET_DIR/wasm32-wasip2/release"
+# The venv with the official Python SDKs (scripts/setup.sh), used by the endpoint's tests.
+export HUBWASM_VENV="${HUBWASM_VENV:-$HOME/.cache/hubwasm/venv}"
+export HUBWASM_PYTHON="${HUBWASM_PYTHON:-$HUBWASM_VENV/bin/python}"

@@ -11,3 +11,14 @@ for component in clippy rustfmt; do
     rustup component add "$component"
   fi
 done
+
+# The official Python SDK, in a venv beside the cargo target directory, for the endpoint's tests.
+VENV="${HUBWASM_VENV:-$HOME/.cache/hubwasm/venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating the Python venv $VENV"
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import azure.eventhub" 2>/dev/null; then
+  echo "setup: installing the official Event Hubs Python SDK"
+  "$VENV/bin/pip" install --quiet -r "$(dirname "$0")/../tests/python/requirements.txt"
+fi
