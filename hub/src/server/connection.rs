@@ -157,6 +157,7 @@ async fn run(
         tokens: Vec::new(),
         kick_tx,
         heartbeat: None,
+        held_detaches: Vec::new(),
     };
     let idle = Duration::from_millis(2 * IDLE_TIMEOUT_MS as u64);
     let result = loop {
@@ -179,6 +180,7 @@ async fn run(
                 }
             }
             Some(kick) = kick_rx.recv() => conn.kicked(kick).await,
+            _ = hold_until(conn.held_detaches.first().map(|d| d.3)) => conn.release_detaches().await,
             _ = tick(heartbeat) => conn.send_raw(Frame::heartbeat()).await,
             _ = shutdown.changed() => {
                 let error = AmqpError::new("amqp:connection:forced", "the endpoint is shutting down");
@@ -191,6 +193,13 @@ async fn run(
     drop(conn);
     let _ = writer.await;
     result
+}
+
+async fn hold_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn tick(every: Option<Duration>) {
@@ -208,7 +217,12 @@ struct Connection {
     tokens: Vec<ValidToken>,
     kick_tx: mpsc::UnboundedSender<Kick>,
     heartbeat: Option<Duration>,
+    /// Detach replies held back for `$cbs`/`$management` links (see `on_detach`).
+    held_detaches: Vec<(u16, u32, bool, tokio::time::Instant)>,
 }
+
+/// How long a detach reply on a `$cbs`/`$management` link is held back.
+const DETACH_HOLD: Duration = Duration::from_millis(100);
 
 /// The outgoing half of a session, shared with its receiver pumps.
 struct SessionOut {
@@ -265,11 +279,12 @@ enum Link {
         delivery_count: u32,
         pending: Option<Pending>,
     },
-    /// We send responses from `$cbs` or `$management`.
+    /// We send responses from `$cbs` or `$management`; responses wait here for link credit.
     Replies {
         node: Node,
         address: Option<String>,
         flow: Arc<LinkFlow>,
+        queue: std::collections::VecDeque<Vec<u8>>,
     },
     /// We send a partition's events.
     Deliver {
@@ -296,6 +311,7 @@ fn entity(address: &str) -> String {
 
 impl Connection {
     async fn send_raw(&self, frame: Frame) {
+        tracing::trace!(channel = frame.channel, performative = ?frame.body.as_ref().and_then(crate::amqp::Value::descriptor_code), "Frame out");
         let mut bytes = Vec::new();
         frame.encode(&mut bytes);
         let _ = self.out.send(bytes).await;
@@ -314,6 +330,7 @@ impl Connection {
             return Ok(true); // heartbeat
         };
         let channel = frame.channel;
+        tracing::trace!(channel, performative = ?body.descriptor_code(), "Frame in");
         match body.descriptor_code() {
             Some(code::OPEN) => self.on_open(&body).await?,
             Some(code::BEGIN) => self.on_begin(channel, &body).await?,
@@ -323,6 +340,8 @@ impl Connection {
             Some(code::DISPOSITION) => {} // we send settled or ignore client outcomes
             Some(code::DETACH) => self.on_detach(channel, &body).await?,
             Some(code::END) => {
+                // The session is going: its held detach replies are not wanted any more.
+                self.held_detaches.retain(|d| d.0 != channel);
                 if let Some(session) = self.sessions.remove(&channel) {
                     self.drop_session(session);
                 }
@@ -469,6 +488,7 @@ impl Connection {
                     state: Mutex::new(FlowState::default()),
                     changed: Notify::new(),
                 }),
+                queue: std::collections::VecDeque::new(),
             },
             (Role::Sender, [hub]) | (Role::Sender, [hub, "Partitions" | "partitions", _]) => {
                 let Some(eh) = self.ns.hub(hub).cloned() else {
@@ -702,6 +722,7 @@ impl Connection {
                     }
                     lf.changed.notify_waiters();
                     lf.changed.notify_one();
+                    self.flush_replies(channel, handle).await;
                 }
                 _ => {
                     if flow.echo {
@@ -729,6 +750,7 @@ impl Connection {
         payload: Vec<u8>,
     ) -> Result<(), ConnectionError> {
         let transfer = Transfer::from_value(body).ok_or_else(|| protocol("malformed transfer"))?;
+        tracing::trace!(channel, handle = transfer.handle, delivery_id = ?transfer.delivery_id, more = transfer.more, bytes = payload.len(), "Transfer");
         let Some(session) = self.sessions.get_mut(&channel) else {
             return Err(protocol(format!("transfer on unknown channel {channel}")));
         };
@@ -874,39 +896,54 @@ impl Connection {
             .property(property::REPLY_TO)
             .and_then(Value::as_str)
             .map(str::to_string);
-        let Some(session) = self.sessions.get(&channel) else {
+        let Some(session) = self.sessions.get_mut(&channel) else {
             return;
         };
-        let reply_link = session
+        let reply_handle = session
             .links
             .iter()
             .filter_map(|(handle, link)| match link {
                 Link::Replies {
-                    node: n,
-                    address,
-                    flow,
-                } if *n == node => Some((*handle, address.clone(), flow.clone())),
+                    node: n, address, ..
+                } if *n == node => Some((*handle, address.is_some() && *address == reply_to)),
                 _ => None,
             })
-            .max_by_key(|(_, address, _)| address.is_some() && *address == reply_to);
-        let Some((handle, _, flow)) = reply_link else {
+            .max_by_key(|(_, matches)| *matches)
+            .map(|(handle, _)| handle);
+        let Some(handle) = reply_handle else {
             tracing::debug!(?node, "Request without a reply link");
             return;
         };
+        if let Some(Link::Replies { queue, .. }) = session.links.get_mut(&handle) {
+            queue.push_back(response.to_bytes());
+        }
+        self.flush_replies(channel, handle).await;
+    }
+
+    /// Send queued responses on a reply link as far as its credit allows.
+    async fn flush_replies(&mut self, channel: u16, handle: u32) {
+        let Some(session) = self.sessions.get_mut(&channel) else {
+            return;
+        };
+        let out = session.out.clone();
+        let Some(Link::Replies { flow, queue, .. }) = session.links.get_mut(&handle) else {
+            return;
+        };
+        let mut ready = Vec::new();
         {
             let mut st = flow.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.credit = st.credit.saturating_sub(1);
-            st.delivery_count = st.delivery_count.wrapping_add(1);
+            while st.credit > 0 {
+                let Some(bytes) = queue.pop_front() else {
+                    break;
+                };
+                st.credit -= 1;
+                st.delivery_count = st.delivery_count.wrapping_add(1);
+                ready.push(bytes);
+            }
         }
-        send_delivery(
-            &session.out,
-            &self.out,
-            handle,
-            &response.to_bytes(),
-            true,
-            self.peer_max_frame,
-        )
-        .await;
+        for bytes in ready {
+            send_delivery(&out, &self.out, handle, &bytes, true, self.peer_max_frame).await;
+        }
     }
 
     fn put_token(&mut self, request: &Message) -> (i32, String) {
@@ -915,17 +952,6 @@ impl Connection {
             .and_then(Value::as_str);
         if operation != Some("put-token") {
             return (400, format!("unsupported $cbs operation {operation:?}"));
-        }
-        let token_type = request
-            .application_property("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if token_type == "jwt" {
-            return (
-                401,
-                "JWT (Microsoft Entra) tokens are not accepted by this endpoint; use a SAS token"
-                    .into(),
-            );
         }
         let audience = request
             .application_property("name")
@@ -942,6 +968,15 @@ impl Connection {
         let Some(token) = token else {
             return (400, "the put-token request carries no token".into());
         };
+        // The Rust SDK labels every token "jwt"; what counts is what the token is.
+        if !token.starts_with("SharedAccessSignature ") {
+            return (
+                401,
+                "only SAS tokens (SharedAccessSignature sr=..&sig=..&se=..&skn=..) are accepted; \
+                 Microsoft Entra tokens cannot be checked by this endpoint"
+                    .into(),
+            );
+        }
         let now = (now_ms() / 1000) as u64;
         match sas::validate(&token, self.ns.policies(), now)
             .and_then(|valid| valid.covers(&audience).map(|()| valid))
@@ -1059,10 +1094,22 @@ impl Connection {
 
     async fn on_detach(&mut self, channel: u16, body: &Value) -> Result<(), ConnectionError> {
         let detach = Detach::from_value(body).ok_or_else(|| protocol("malformed detach"))?;
+        let mut hold = false;
         if let Some(session) = self.sessions.get_mut(&channel) {
             if let Some(link) = session.links.remove(&detach.handle) {
+                hold = matches!(link, Link::Requests { .. } | Link::Replies { .. });
                 drop_link(link);
             }
+        }
+        if hold {
+            // The Rust SDK drops its $cbs client without waiting for our detach and ends the
+            // session right after; a detach reply that arrives for the dropped link makes its
+            // AMQP stack fail the whole connection. So hold the reply briefly: if the session
+            // ends meanwhile it is not needed; a client that waits for it still gets it.
+            let at = tokio::time::Instant::now() + DETACH_HOLD;
+            self.held_detaches
+                .push((channel, detach.handle, detach.closed, at));
+            return Ok(());
         }
         let reply = Detach {
             handle: detach.handle,
@@ -1071,6 +1118,22 @@ impl Connection {
         };
         self.send(channel, reply.to_value()).await;
         Ok(())
+    }
+
+    async fn release_detaches(&mut self) {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_detaches)
+            .into_iter()
+            .partition(|d| d.3 <= now);
+        self.held_detaches = later;
+        for (channel, handle, closed, _) in due {
+            let reply = Detach {
+                handle,
+                closed,
+                error: None,
+            };
+            self.send(channel, reply.to_value()).await;
+        }
     }
 
     /// Another connection's receiver with a higher epoch took our partition.
@@ -1141,6 +1204,7 @@ fn flip(role: Role) -> Role {
 /// sections are events. Returns the outcome for the sender.
 fn ingest(hub: &EventHub, partition: Option<&Arc<Partition>>, delivery: &Pending) -> DeliveryState {
     let reject = |condition: &str, msg: String| {
+        tracing::debug!(hub = %hub.name, %condition, %msg, "Delivery rejected");
         DeliveryState::Rejected(Some(AmqpError::new(condition, msg)))
     };
     let outer = match Message::decode(&delivery.bytes) {
@@ -1188,7 +1252,10 @@ fn ingest(hub: &EventHub, partition: Option<&Arc<Partition>>, delivery: &Pending
         None => hub.route(events[0].partition_key()),
     };
     match target.append(&events) {
-        Ok(_) => DeliveryState::Accepted,
+        Ok(seqs) => {
+            tracing::trace!(hub = %hub.name, partition = %target.id, ?seqs, "Stored");
+            DeliveryState::Accepted
+        }
         Err(err) => {
             tracing::error!(hub = %hub.name, partition = %target.id, error = %err, "Append failed");
             reject(
@@ -1223,6 +1290,13 @@ async fn send_delivery(
     };
     let delivery_id = st.next_delivery_id;
     st.next_delivery_id = st.next_delivery_id.wrapping_add(1);
+    tracing::trace!(
+        channel = session.channel,
+        handle,
+        delivery_id,
+        frames,
+        "Transfer out"
+    );
     let mut bytes = Vec::with_capacity(message.len() + 128 * frames as usize);
     for (i, part) in message.chunks(chunk).enumerate() {
         let first = i == 0;

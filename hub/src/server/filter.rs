@@ -22,20 +22,23 @@ pub enum StartPosition {
     EnqueuedAfter { time_ms: i64, inclusive: bool },
 }
 
-/// Parse one selector expression, e.g. `amqp.annotation.x-opt-offset > '-1'`.
+/// Parse one selector expression, e.g. `amqp.annotation.x-opt-offset > '-1'`. Whitespace around
+/// the operator is optional (the Rust SDK writes `>='2'`).
 pub fn parse_selector(expr: &str) -> Result<StartPosition, String> {
     let bad = || format!("unsupported filter expression `{expr}`");
-    let mut parts = expr.split_whitespace();
-    let (field, op, value) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(f), Some(o), Some(v), None) => (f, o, v),
-        _ => return Err(bad()),
-    };
-    let inclusive = match op {
-        ">" => false,
-        ">=" => true,
-        _ => return Err(bad()),
+    let expr_trimmed = expr.trim();
+    let op_at = expr_trimmed.find(['>', '<', '=']).ok_or_else(bad)?;
+    let field = expr_trimmed[..op_at].trim();
+    let rest = &expr_trimmed[op_at..];
+    let (inclusive, value) = if let Some(v) = rest.strip_prefix(">=") {
+        (true, v)
+    } else if let Some(v) = rest.strip_prefix('>') {
+        (false, v)
+    } else {
+        return Err(bad());
     };
     let value = value
+        .trim()
         .strip_prefix('\'')
         .and_then(|v| v.strip_suffix('\''))
         .ok_or_else(bad)?;
@@ -92,6 +95,13 @@ mod tests {
                 "amqp.annotation.x-opt-offset >= '4096'",
                 Offset {
                     offset: 4096,
+                    inclusive: true,
+                },
+            ),
+            (
+                "amqp.annotation.x-opt-sequence-number >='7'",
+                Sequence {
+                    sequence: 7,
                     inclusive: true,
                 },
             ),

@@ -360,3 +360,81 @@ impl Partition {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EventHubConfig;
+
+    fn partition(dir: &std::path::Path) -> Arc<Partition> {
+        let config = HubConfig {
+            data_dir: dir.to_path_buf(),
+            event_hubs: vec![EventHubConfig {
+                name: "h".into(),
+                partitions: 1,
+                consumer_groups: vec![],
+            }],
+            ..HubConfig::default()
+        };
+        let ns = Namespace::open(&config).unwrap();
+        ns.hub("H").expect("case-insensitive").partitions[0].clone()
+    }
+
+    #[test]
+    fn a_higher_epoch_kicks_lower_ones_and_a_lower_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        p.add_reader("$Default", 1, None, tx.clone()).unwrap();
+        p.add_reader("$Default", 2, Some(5), tx.clone()).unwrap();
+        let kick = rx.try_recv().expect("the plain receiver is kicked");
+        assert_eq!(kick.reader_id, 1);
+        assert!(kick.reason.contains("higher epoch (5)"), "{}", kick.reason);
+
+        assert!(matches!(
+            p.add_reader("$Default", 3, Some(4), tx.clone()),
+            Err(ReaderRefusal::EpochTooLow(_))
+        ));
+        assert!(matches!(
+            p.add_reader("$Default", 4, None, tx.clone()),
+            Err(ReaderRefusal::EpochTooLow(_))
+        ));
+        p.add_reader("$Default", 5, Some(6), tx.clone()).unwrap();
+        assert_eq!(rx.try_recv().unwrap().reader_id, 2);
+        // Another consumer group is independent.
+        p.add_reader("other", 6, None, tx.clone()).unwrap();
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn at_most_five_plain_receivers_per_group_and_leaving_frees_a_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        for id in 0..MAX_READERS as u64 {
+            p.add_reader("$Default", id, None, tx.clone()).unwrap();
+        }
+        assert_eq!(
+            p.add_reader("$Default", 99, None, tx.clone()),
+            Err(ReaderRefusal::TooManyReaders)
+        );
+        p.remove_reader("$default", 0);
+        p.add_reader("$Default", 99, None, tx).unwrap();
+    }
+
+    #[test]
+    fn keys_route_stably_and_unkeyed_events_go_round_robin() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HubConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..HubConfig::default()
+        };
+        let ns = Namespace::open(&config).unwrap();
+        let hub = ns.hub("events").unwrap();
+        let first = hub.route(Some("device-1")).id.clone();
+        assert!((0..10).all(|_| hub.route(Some("device-1")).id == first));
+        let spread: std::collections::HashSet<String> =
+            (0..4).map(|_| hub.route(None).id.clone()).collect();
+        assert_eq!(spread.len(), 4);
+    }
+}
