@@ -34,6 +34,37 @@ pub enum Command {
     /// The embedded Event Hubs-compatible endpoint.
     #[command(subcommand)]
     Hub(HubCommand),
+    /// Send events in the seed's JSON shape (or from a .jsonl file) to an event hub.
+    ///
+    /// Works against the embedded endpoint (a connection string with UseDevelopmentEmulator=true,
+    /// as `hubwasm hub serve` prints) and against Event Hubs. Events go round-robin over the
+    /// partitions unless --partition or --partition-key is given.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Connection string with EntityPath (also HUBWASM_CONNECTION_STRING).
+    #[arg(long, env = "HUBWASM_CONNECTION_STRING")]
+    pub connection_string: String,
+    /// How many events (with --file: at most this many; 0 = all).
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
+    /// Pause between sends, in milliseconds (the seed's producer uses 1000).
+    #[arg(long, default_value_t = 0)]
+    pub interval_ms: u64,
+    /// Send every event to this partition.
+    #[arg(long, conflicts_with = "partition_key")]
+    pub partition: Option<String>,
+    /// Send every event with this partition key.
+    #[arg(long)]
+    pub partition_key: Option<String>,
+    /// Events per batch.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    /// Send the lines of this .jsonl file as event bodies instead of generated seed events.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,7 +206,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Inspect { wasm, cache }) => inspect(wasm, cache),
         Command::Plugin(PluginCommand::Test(args)) => test(args).await,
         Command::Hub(HubCommand::Serve(args)) => serve(args).await,
+        Command::Send(args) => send(args).await,
     }
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let options = crate::send::SendOptions {
+        connection_string: args.connection_string,
+        count: args.count,
+        interval: Duration::from_millis(args.interval_ms),
+        partition: args.partition,
+        partition_key: args.partition_key,
+        batch_size: args.batch_size as usize,
+        file: args.file,
+    };
+    let summary = crate::send::send(&options, |line| println!("{line}")).await?;
+    println!(
+        "sent {} events in {} batches in {:.1} ms",
+        summary.sent,
+        summary.batches,
+        summary.elapsed.as_secs_f64() * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -6,9 +6,11 @@
 //! - [`plugin`]: the plugin runtime (the only module that touches wasmtime): engine, cache,
 //!   limits, sandbox, instances, hot swap.
 //! - [`replay`]: the offline replay harness behind `hubwasm plugin test`.
+//! - [`send`]: `hubwasm send`, the seed's producer through the official Rust SDK.
 //! - [`cli`]: the `hubwasm` command line.
 
 pub mod cli;
 pub mod event;
 pub mod plugin;
 pub mod replay;
+pub mod send;
