@@ -336,3 +336,60 @@ async fn an_unknown_event_hub_is_reported_and_garbage_clients_do_not_disturb_oth
     assert_eq!(props["partitions"]["0"]["last_enqueued_sequence_number"], 0);
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_higher_owner_level_takes_the_partition_and_the_other_receiver_is_told_it_was_stolen() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = start(data.path(), 1).await;
+    let conn = hub.connection_string("telemetry");
+    run(
+        "eh_send.py",
+        &conn,
+        &["--count", "1", "--partition-id", "0"],
+    )
+    .await;
+
+    // Receiver A (owner level 1) waits for more events than there will be.
+    let first = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            run(
+                "eh_receive.py",
+                &conn,
+                &[
+                    "--expect",
+                    "5",
+                    "--partition-id",
+                    "0",
+                    "--owner-level",
+                    "1",
+                    "--timeout",
+                    "15",
+                ],
+            )
+            .await
+        })
+    };
+    let partition = hub.namespace().hub("telemetry").unwrap().partitions[0].clone();
+    for _ in 0..400 {
+        if partition.reader_count("$Default") == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(partition.reader_count("$Default"), 1, "receiver A attached");
+
+    // Receiver B with owner level 2 takes over and reads the partition.
+    let second = run(
+        "eh_receive.py",
+        &conn,
+        &["--expect", "1", "--partition-id", "0", "--owner-level", "2"],
+    )
+    .await;
+    assert_eq!(events(&second).len(), 1);
+    let first = first.await.unwrap();
+    let errors = first["errors"].to_string();
+    assert!(errors.contains("amqp:link:stolen"), "{first}");
+    assert!(errors.contains("higher epoch (2)"), "{first}");
+    hub.shutdown().await;
+}

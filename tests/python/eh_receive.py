@@ -11,6 +11,7 @@ p.add_argument("--inclusive", action="store_true")
 p.add_argument("--partition-id")
 p.add_argument("--consumer-group", default="$Default")
 p.add_argument("--timeout", type=float, default=30)
+p.add_argument("--owner-level", type=int, help="epoch: a higher one takes the partition over")
 args = p.parse_args()
 
 position = args.starting_position
@@ -53,6 +54,8 @@ timer.start()
 kwargs = {"starting_position": position, "starting_position_inclusive": args.inclusive}
 if args.partition_id is not None:
     kwargs["partition_id"] = args.partition_id
+if args.owner_level is not None:
+    kwargs["owner_level"] = args.owner_level
 with client:
     client.receive(on_event=on_event, on_error=on_error, **kwargs)
 timer.cancel()

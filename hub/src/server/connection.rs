@@ -462,6 +462,7 @@ impl Connection {
 
     async fn on_attach(&mut self, channel: u16, body: &Value) -> Result<(), ConnectionError> {
         let attach = Attach::from_value(body).ok_or_else(|| protocol("malformed attach"))?;
+        tracing::trace!(attach = ?body, "Attach in");
         if !self.sessions.contains_key(&channel) {
             return Err(protocol(format!("attach on unknown channel {channel}")));
         }
@@ -610,7 +611,7 @@ impl Connection {
                     settled: attach.snd_settle_mode == 1,
                     metrics,
                 }));
-                tracing::debug!(hub = %eh.name, %group, partition = %id, ?start, first, ?epoch, "Receiver attached");
+                tracing::debug!(hub = %eh.name, %group, partition = %id, ?start, first, ?epoch, properties = ?attach.properties, "Receiver attached");
                 self.reply_attach(channel, &attach, metrics).await;
                 self.session(channel).links.insert(
                     attach.handle,

@@ -352,6 +352,12 @@ impl Partition {
         Ok(())
     }
 
+    /// How many receivers of `group` read this partition now.
+    pub fn reader_count(&self, group: &str) -> usize {
+        let readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.get(&group.to_ascii_lowercase()).map_or(0, Vec::len)
+    }
+
     /// Forget a receiver (link detached or connection gone).
     pub fn remove_reader(&self, group: &str, id: u64) {
         let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
