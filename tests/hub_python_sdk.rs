@@ -183,6 +183,46 @@ fn message_id(e: &Json) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_asks_for_runtime_metrics_sees_the_last_enqueued_event() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = start(data.path(), 1).await;
+    let conn = hub.connection_string("telemetry");
+    run(
+        "eh_send.py",
+        &conn,
+        &["--count", "4", "--partition-id", "0", "--batch"],
+    )
+    .await;
+    let got = run(
+        "eh_receive.py",
+        &conn,
+        &[
+            "--expect",
+            "2",
+            "--partition-id",
+            "0",
+            "--track-last-enqueued",
+        ],
+    )
+    .await;
+    let events = events(&got);
+    assert_eq!(events.len(), 2);
+    for event in events {
+        let last = &event["last_enqueued"];
+        assert_eq!(last["sequence_number"], 3, "{event}");
+        // Offsets are byte positions: the last event's is past this one's.
+        let offset = |v: &serde_json::Value| v.as_str().unwrap().parse::<u64>().unwrap();
+        assert!(
+            offset(&last["offset"]) > offset(&event["offset"]),
+            "{event}"
+        );
+        assert!(last["enqueued_time"].is_string(), "{event}");
+        assert!(last["retrieval_time"].is_string(), "{event}");
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn python_consumer_starts_after_a_sequence_number_and_consumer_groups_are_independent() {
     let data = tempfile::tempdir().unwrap();
     let hub = start(data.path(), 1).await;

@@ -86,6 +86,14 @@ def main():
                     },
                 }
             )
+            if args.track_last_enqueued:
+                last = context.last_enqueued_event_properties or {}
+                events[-1]["last_enqueued"] = {
+                    "sequence_number": last.get("sequence_number"),
+                    "offset": last.get("offset"),
+                    "enqueued_time": last.get("enqueued_time"),
+                    "retrieval_time": last.get("retrieval_time"),
+                }
             if args.expect > 0 and len(events) >= args.expect:
                 stop()
 

@@ -140,7 +140,14 @@ async fn run(
     let (mut rd, mut wr) = stream.into_split();
     let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
+        while let Some(mut bytes) = out_rx.recv().await {
+            // Whatever else is queued goes out in the same write.
+            while bytes.len() < 256 * 1024 {
+                match out_rx.try_recv() {
+                    Ok(more) => bytes.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
             if wr.write_all(&bytes).await.is_err() {
                 break;
             }
@@ -157,11 +164,20 @@ async fn run(
         tokens: Vec::new(),
         kick_tx,
         heartbeat: None,
-        held_detaches: Vec::new(),
+        held: Vec::new(),
     };
     let idle = Duration::from_millis(2 * IDLE_TIMEOUT_MS as u64);
+    // Heartbeats go out on a fixed beat once the client's open asks for them, however busy
+    // the connection is: cheap (8 bytes), and the client's idle clock is never in doubt.
+    let mut heartbeat: Option<tokio::time::Interval> = None;
     let result = loop {
-        let heartbeat = conn.heartbeat;
+        if heartbeat.is_none() {
+            heartbeat = conn.heartbeat.map(|every| {
+                let mut beat = tokio::time::interval(every);
+                beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                beat
+            });
+        }
         tokio::select! {
             frame = tokio::time::timeout(idle, read_frame(&mut rd, &mut buf)) => {
                 let frame = match frame {
@@ -180,8 +196,8 @@ async fn run(
                 }
             }
             Some(kick) = kick_rx.recv() => conn.kicked(kick).await,
-            _ = hold_until(conn.held_detaches.first().map(|d| d.3)) => conn.release_detaches().await,
-            _ = tick(heartbeat) => conn.send_raw(Frame::heartbeat()).await,
+            _ = hold_until(conn.held.iter().map(|h| h.at).min()) => conn.release_held().await,
+            _ = tick(heartbeat.as_mut()) => conn.send_raw(Frame::heartbeat()).await,
             _ = shutdown.changed() => {
                 let error = AmqpError::new("amqp:connection:forced", "the endpoint is shutting down");
                 conn.send(0, perf::close(Some(&error))).await;
@@ -202,9 +218,11 @@ async fn hold_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn tick(every: Option<Duration>) {
-    match every {
-        Some(d) => tokio::time::sleep(d).await,
+async fn tick(beat: Option<&mut tokio::time::Interval>) {
+    match beat {
+        Some(beat) => {
+            beat.tick().await;
+        }
         None => std::future::pending().await,
     }
 }
@@ -217,12 +235,30 @@ struct Connection {
     tokens: Vec<ValidToken>,
     kick_tx: mpsc::UnboundedSender<Kick>,
     heartbeat: Option<Duration>,
-    /// Detach replies held back for `$cbs`/`$management` links (see `on_detach`).
-    held_detaches: Vec<(u16, u32, bool, tokio::time::Instant)>,
+    /// Frames sent a little later on purpose (see `on_detach` and `settle`); dropped with
+    /// their session.
+    held: Vec<Held>,
+}
+
+/// A frame to send at `at`, unless its session ends first.
+struct Held {
+    channel: u16,
+    body: Value,
+    at: tokio::time::Instant,
 }
 
 /// How long a detach reply on a `$cbs`/`$management` link is held back.
 const DETACH_HOLD: Duration = Duration::from_millis(100);
+
+/// When the settled outcome follows the unsettled one for clients that settle late.
+const SETTLE_AGAIN: Duration = Duration::from_millis(20);
+
+/// Whether a sending client needs its outcomes twice (see `Connection::settle`): it leaves
+/// settlement to us in mode "first". The Python SDK asks for mode "second" and completes only on
+/// settled outcomes, so it gets one settled outcome at once.
+fn settles_late(attach: &Attach) -> bool {
+    attach.rcv_settle_mode == 0 && attach.snd_settle_mode != 1
+}
 
 /// The outgoing half of a session, shared with its receiver pumps.
 struct SessionOut {
@@ -271,6 +307,8 @@ enum Link {
         credit: u32,
         delivery_count: u32,
         pending: Option<Pending>,
+        /// See [`settles_late`].
+        settle_late: bool,
     },
     /// Client sends requests to `$cbs` or `$management`.
     Requests {
@@ -278,6 +316,8 @@ enum Link {
         credit: u32,
         delivery_count: u32,
         pending: Option<Pending>,
+        /// See [`settles_late`].
+        settle_late: bool,
     },
     /// We send responses from `$cbs` or `$management`; responses wait here for link credit.
     Replies {
@@ -302,6 +342,8 @@ struct Pending {
     settled: bool,
     format: u32,
     bytes: Vec<u8>,
+    /// Over [`MAX_MESSAGE`]: the rest is read and dropped, the delivery is rejected.
+    oversized: bool,
 }
 
 /// Strip `amqps://host/` or `sb://host/` from an address, leaving the entity path.
@@ -340,8 +382,8 @@ impl Connection {
             Some(code::DISPOSITION) => {} // we send settled or ignore client outcomes
             Some(code::DETACH) => self.on_detach(channel, &body).await?,
             Some(code::END) => {
-                // The session is going: its held detach replies are not wanted any more.
-                self.held_detaches.retain(|d| d.0 != channel);
+                // The session is going: its held frames are not wanted any more.
+                self.held.retain(|h| h.channel != channel);
                 if let Some(session) = self.sessions.remove(&channel) {
                     self.drop_session(session);
                 }
@@ -481,6 +523,7 @@ impl Connection {
                 credit: SENDER_CREDIT,
                 delivery_count: attach.initial_delivery_count.unwrap_or(0),
                 pending: None,
+                settle_late: settles_late(&attach),
             },
             (Role::Receiver, ["$cbs"]) | (Role::Receiver, ["$management"]) => Link::Replies {
                 node: node(segments[0]),
@@ -522,6 +565,7 @@ impl Connection {
                     credit: SENDER_CREDIT,
                     delivery_count: attach.initial_delivery_count.unwrap_or(0),
                     pending: None,
+                    settle_late: settles_late(&attach),
                 }
             }
             (
@@ -608,7 +652,9 @@ impl Connection {
                     handle: attach.handle,
                     next_sequence: first,
                     max_frame: self.peer_max_frame,
-                    settled: attach.snd_settle_mode == 1,
+                    // Settled unless the client insists on settling itself: Event Hubs needs no
+                    // outcome for a read, and an unsettled delivery costs the client a disposition.
+                    settled: attach.snd_settle_mode != 0,
                     metrics,
                 }));
                 tracing::debug!(hub = %eh.name, %group, partition = %id, ?start, first, ?epoch, properties = ?attach.properties, "Receiver attached");
@@ -767,19 +813,21 @@ impl Connection {
                 "transfer on unknown link handle {handle}"
             )));
         };
-        let (pending, credit, delivery_count) = match link {
+        let (pending, credit, delivery_count, settle_late) = match link {
             Link::Ingest {
                 pending,
                 credit,
                 delivery_count,
+                settle_late,
                 ..
             }
             | Link::Requests {
                 pending,
                 credit,
                 delivery_count,
+                settle_late,
                 ..
-            } => (pending, credit, delivery_count),
+            } => (pending, credit, delivery_count, *settle_late),
             _ => return Err(protocol("transfer on a link we send on")),
         };
         let p = pending.get_or_insert_with(|| Pending {
@@ -787,16 +835,21 @@ impl Connection {
             settled: transfer.settled.unwrap_or(false),
             format: transfer.message_format.unwrap_or(0),
             bytes: Vec::new(),
+            oversized: false,
         });
         if transfer.aborted {
             *pending = None;
             return Ok(());
         }
-        let oversized = p.bytes.len() + payload.len() > MAX_MESSAGE as usize + 64 * 1024;
-        if !oversized {
+        // An oversized delivery is read to its end (its frames keep coming) but not kept.
+        if p.bytes.len() + payload.len() > MAX_MESSAGE as usize {
+            p.oversized = true;
+            p.bytes = Vec::new();
+        }
+        if !p.oversized {
             p.bytes.extend_from_slice(&payload);
         }
-        if transfer.more && !oversized {
+        if transfer.more {
             return Ok(());
         }
         let done = pending.take().expect("just inserted");
@@ -807,7 +860,7 @@ impl Connection {
             *credit = SENDER_CREDIT;
         }
 
-        let state = if oversized {
+        let state = if done.oversized {
             DeliveryState::Rejected(Some(AmqpError::new(
                 condition::MESSAGE_SIZE_EXCEEDED,
                 format!("the message is larger than the maximum of {MAX_MESSAGE} bytes"),
@@ -828,15 +881,7 @@ impl Connection {
         };
         if !done.settled {
             if let Some(id) = done.delivery_id {
-                let disposition = Disposition {
-                    role: Role::Receiver,
-                    first: id,
-                    last: None,
-                    settled: true,
-                    state: Some(state),
-                    batchable: false,
-                };
-                self.send(channel, disposition.to_value()).await;
+                self.settle(channel, id, state, settle_late).await;
             }
         }
         if let Some(delivery_count) = top_up {
@@ -856,6 +901,32 @@ impl Connection {
             self.send(channel, flow.to_value()).await;
         }
         Ok(())
+    }
+
+    /// Tell the client the outcome of its delivery `id`.
+    ///
+    /// `late`: the client's AMQP stack (fe2o3-amqp, under the Rust SDK) registers a delivery as
+    /// unsettled only after handing its transfer to the socket; an outcome that arrives before
+    /// that is dropped and the send waits forever. On loopback we are that fast. So such clients
+    /// get the outcome twice: unsettled now (it settles the delivery if it is registered; the
+    /// client keeps the id) and settled a moment later (it settles the delivery otherwise).
+    async fn settle(&mut self, channel: u16, id: u32, state: DeliveryState, late: bool) {
+        let disposition = |settled, state| Disposition {
+            role: Role::Receiver,
+            first: id,
+            last: None,
+            settled,
+            state: Some(state),
+            batchable: false,
+        };
+        if late {
+            self.send(channel, disposition(false, state.clone()).to_value())
+                .await;
+            self.hold(channel, disposition(true, state).to_value(), SETTLE_AGAIN);
+        } else {
+            self.send(channel, disposition(true, state).to_value())
+                .await;
+        }
     }
 
     /// Answer a `$cbs` or `$management` request on the matching reply link.
@@ -942,9 +1013,7 @@ impl Connection {
                 ready.push(bytes);
             }
         }
-        for bytes in ready {
-            send_delivery(&out, &self.out, handle, &bytes, true, self.peer_max_frame).await;
-        }
+        send_deliveries(&out, &self.out, handle, &ready, true, self.peer_max_frame).await;
     }
 
     fn put_token(&mut self, request: &Message) -> (i32, String) {
@@ -1107,9 +1176,12 @@ impl Connection {
             // session right after; a detach reply that arrives for the dropped link makes its
             // AMQP stack fail the whole connection. So hold the reply briefly: if the session
             // ends meanwhile it is not needed; a client that waits for it still gets it.
-            let at = tokio::time::Instant::now() + DETACH_HOLD;
-            self.held_detaches
-                .push((channel, detach.handle, detach.closed, at));
+            let reply = Detach {
+                handle: detach.handle,
+                closed: detach.closed,
+                error: None,
+            };
+            self.hold(channel, reply.to_value(), DETACH_HOLD);
             return Ok(());
         }
         let reply = Detach {
@@ -1121,19 +1193,19 @@ impl Connection {
         Ok(())
     }
 
-    async fn release_detaches(&mut self) {
+    fn hold(&mut self, channel: u16, body: Value, delay: Duration) {
+        let at = tokio::time::Instant::now() + delay;
+        self.held.push(Held { channel, body, at });
+    }
+
+    async fn release_held(&mut self) {
         let now = tokio::time::Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_detaches)
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
             .into_iter()
-            .partition(|d| d.3 <= now);
-        self.held_detaches = later;
-        for (channel, handle, closed, _) in due {
-            let reply = Detach {
-                handle,
-                closed,
-                error: None,
-            };
-            self.send(channel, reply.to_value()).await;
+            .partition(|h| h.at <= now);
+        self.held = later;
+        for held in due {
+            self.send(held.channel, held.body).await;
         }
     }
 
@@ -1267,60 +1339,70 @@ fn ingest(hub: &EventHub, partition: Option<&Arc<Partition>>, delivery: &Pending
     }
 }
 
-/// Send one message as one or more transfer frames, in delivery-id order for the session.
-async fn send_delivery(
+/// Send messages as transfer frames (several per message when a frame cannot hold one), in
+/// delivery-id order for the session, with as few socket writes as the session window allows.
+async fn send_deliveries(
     session: &SessionOut,
     out: &Out,
     handle: u32,
-    message: &[u8],
+    messages: &[Vec<u8>],
     settled: bool,
     max_frame: u32,
 ) {
     // Room for the frame header and a transfer performative.
     let chunk = (max_frame as usize).saturating_sub(8 + 96).max(256);
-    let frames = message.len().div_ceil(chunk).max(1) as u32;
-    let mut st = loop {
+    let mut bytes = Vec::with_capacity(messages.iter().map(|m| m.len() + 64).sum());
+    let mut next = 0;
+    while next < messages.len() {
         let notified = session.window.notified();
-        let st = session.state.lock().await;
-        // Wait for room for the whole message, unless the window could never hold it.
-        if st.remote_incoming_window >= frames || st.remote_incoming_window > 0 && frames > 1 {
-            break st;
+        let mut st = session.state.lock().await;
+        while let Some(message) = messages.get(next) {
+            let frames = message.len().div_ceil(chunk).max(1) as u32;
+            // Wait for room for the whole message, unless the window could never hold it.
+            let fits =
+                st.remote_incoming_window >= frames || st.remote_incoming_window > 0 && frames > 1;
+            if !fits {
+                break;
+            }
+            let delivery_id = st.next_delivery_id;
+            st.next_delivery_id = st.next_delivery_id.wrapping_add(1);
+            for (i, part) in message.chunks(chunk).enumerate() {
+                let first = i == 0;
+                let transfer = Transfer {
+                    handle,
+                    delivery_id: first.then_some(delivery_id),
+                    delivery_tag: first.then(|| delivery_id.to_be_bytes().to_vec()),
+                    message_format: first.then_some(0),
+                    settled: first.then_some(settled),
+                    more: (i as u32) + 1 < frames,
+                    ..Transfer::default()
+                };
+                Frame {
+                    kind: FrameType::Amqp,
+                    channel: session.channel,
+                    body: Some(transfer.to_value()),
+                    payload: part.to_vec(),
+                }
+                .encode(&mut bytes);
+                st.next_outgoing_id = st.next_outgoing_id.wrapping_add(1);
+                st.remote_incoming_window = st.remote_incoming_window.saturating_sub(1);
+            }
+            next += 1;
         }
         drop(st);
-        notified.await;
-    };
-    let delivery_id = st.next_delivery_id;
-    st.next_delivery_id = st.next_delivery_id.wrapping_add(1);
-    tracing::trace!(
-        channel = session.channel,
-        handle,
-        delivery_id,
-        frames,
-        "Transfer out"
-    );
-    let mut bytes = Vec::with_capacity(message.len() + 128 * frames as usize);
-    for (i, part) in message.chunks(chunk).enumerate() {
-        let first = i == 0;
-        let transfer = Transfer {
+        tracing::trace!(
+            channel = session.channel,
             handle,
-            delivery_id: first.then_some(delivery_id),
-            delivery_tag: first.then(|| delivery_id.to_be_bytes().to_vec()),
-            message_format: first.then_some(0),
-            settled: first.then_some(settled),
-            more: (i as u32) + 1 < frames,
-            ..Transfer::default()
-        };
-        Frame {
-            kind: FrameType::Amqp,
-            channel: session.channel,
-            body: Some(transfer.to_value()),
-            payload: part.to_vec(),
+            sent = next,
+            "Transfers out"
+        );
+        if !bytes.is_empty() {
+            let _ = out.send(std::mem::take(&mut bytes)).await;
         }
-        .encode(&mut bytes);
-        st.next_outgoing_id = st.next_outgoing_id.wrapping_add(1);
-        st.remote_incoming_window = st.remote_incoming_window.saturating_sub(1);
+        if next < messages.len() {
+            notified.await;
+        }
     }
-    let _ = out.send(bytes).await;
 }
 
 struct PumpArgs {
@@ -1349,7 +1431,7 @@ async fn pump(args: PumpArgs) {
         metrics,
     } = args;
     let mut watch = partition.watch();
-    let mut wire = Vec::new();
+    let mut wires: Vec<Vec<u8>> = Vec::new();
     loop {
         let notified = flow.changed.notified();
         let (credit, drain) = {
@@ -1404,34 +1486,37 @@ async fn pump(args: PumpArgs) {
             continue;
         }
         let info = metrics.then(|| partition.info());
-        for event in events {
-            {
-                let mut st = flow.state.lock().unwrap_or_else(|e| e.into_inner());
-                if st.credit == 0 {
-                    break;
-                }
-                st.credit -= 1;
-                st.delivery_count = st.delivery_count.wrapping_add(1);
-            }
-            wire.clear();
+        let mut metrics_section = Vec::new();
+        if let Some(info) = &info {
+            runtime_metrics(info, &mut metrics_section);
+        }
+        // Encode what the credit allows, take credit for what is sent, write it at once.
+        let room = {
+            let st = flow.state.lock().unwrap_or_else(|e| e.into_inner());
+            (st.credit as usize).min(events.len())
+        };
+        wires.clear();
+        for event in &events[..room] {
             let ann = stored::Annotations {
                 sequence_number: event.sequence_number,
                 offset: event.offset,
                 enqueued_time_ms: event.enqueued_time_ms,
                 partition_key: event.partition_key.as_deref(),
             };
-            let mut metrics_section = Vec::new();
-            if let Some(info) = &info {
-                runtime_metrics(info, &mut metrics_section);
-            }
+            let mut wire = Vec::with_capacity(event.payload.len() + 128);
+            next_sequence = event.sequence_number + 1;
             if stored::deliver(&event.payload, &ann, &metrics_section, &mut wire).is_none() {
                 tracing::error!(partition = %partition.id, sequence = event.sequence_number, "Stored event is corrupt; skipping it");
-                next_sequence = event.sequence_number + 1;
                 continue;
             }
-            send_delivery(&session, &out, handle, &wire, settled, max_frame).await;
-            next_sequence = event.sequence_number + 1;
+            wires.push(wire);
         }
+        {
+            let mut st = flow.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.credit = st.credit.saturating_sub(wires.len() as u32);
+            st.delivery_count = st.delivery_count.wrapping_add(wires.len() as u32);
+        }
+        send_deliveries(&session, &out, handle, &wires, settled, max_frame).await;
     }
 }
 
