@@ -426,3 +426,58 @@ async fn scenario_retention_by_size_moves_the_beginning_and_readers_start_there(
     consumer.close().await.unwrap();
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_partitions_and_consumer_groups_are_not_found() {
+    within_a_minute(
+        stringify!(unknown_partitions_and_consumer_groups_are_not_found),
+        scenario_unknown_partitions_and_consumer_groups_are_not_found,
+    )
+    .await;
+}
+
+async fn scenario_unknown_partitions_and_consumer_groups_are_not_found() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = start(data.path()).await;
+    let producer = producer(&hub).await;
+    let err = producer
+        .get_partition_properties("9")
+        .await
+        .expect_err("no partition 9");
+    assert!(
+        format!("{err:?}").contains("404") || format!("{err:?}").contains("partition"),
+        "{err:?}"
+    );
+
+    let read_first = |client: ConsumerClient, partition: &'static str| async move {
+        let receiver = client
+            .open_receiver_on_partition(partition.to_string(), None)
+            .await?;
+        let stream = receiver.stream_events();
+        futures::pin_mut!(stream);
+        match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+            Ok(Some(Err(e))) => Err::<(), _>(e),
+            other => panic!(
+                "expected an error, got {:?}",
+                other.map(|o| o.map(|r| r.is_ok()))
+            ),
+        }
+    };
+    let err = read_first(consumer(&hub).await, "9")
+        .await
+        .expect_err("no partition 9");
+    assert!(format!("{err:?}").contains("no partition `9`"), "{err:?}");
+
+    let other_group = ConsumerClient::builder()
+        .with_custom_endpoint(endpoint(&hub))
+        .with_consumer_group("nope".to_string())
+        .open("localhost", HUB.to_string(), credential(DEVELOPMENT_KEY))
+        .await
+        .expect("consumer opens");
+    let err = read_first(other_group, "0")
+        .await
+        .expect_err("no group nope");
+    assert!(format!("{err:?}").contains("nope"), "{err:?}");
+    producer.close().await.unwrap();
+    hub.shutdown().await;
+}

@@ -88,9 +88,22 @@ fn main() {
 
     println!("partition log, {EVENTS} events of {SIZE} B in batches of {BATCH}, best of 3");
     println!("{:<34} {:>12} {:>10}", "what", "events/s", "vs plain");
-    println!("{:<34} {:>12.0} {:>9.2}x", "plain file write_all (baseline)", plain, 1.0);
-    println!("{:<34} {:>12.0} {:>9.2}x", "log append, fsync never", never, never / plain);
-    println!("{:<34} {:>12.0} {:>9.2}x", "log append, fsync every 100 ms", every, every / plain);
+    println!(
+        "{:<34} {:>12.0} {:>9.2}x",
+        "plain file write_all (baseline)", plain, 1.0
+    );
+    println!(
+        "{:<34} {:>12.0} {:>9.2}x",
+        "log append, fsync never",
+        never,
+        never / plain
+    );
+    println!(
+        "{:<34} {:>12.0} {:>9.2}x",
+        "log append, fsync every 100 ms",
+        every,
+        every / plain
+    );
     println!("{:<34} {:>12.0}", "log read back (1000 per read)", read);
     println!(
         "reopen (scan + CRC + index) of {EVENTS} events: {:.0} ms",
