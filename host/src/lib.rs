@@ -9,6 +9,7 @@
 //! - [`send`]: `hubwasm send`, the seed's producer through the official Rust SDK.
 //! - [`cli`]: the `hubwasm` command line.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod event;
 pub mod plugin;

@@ -1,0 +1,57 @@
+//! Checkpoint stores: where partition ownership and checkpoints live, shared by every host
+//! instance of a consumer group.
+//!
+//! Every store implements the SDK's own [`CheckpointStore`] trait (the SDK's `EventProcessor`
+//! balances partitions through it), plus [`RetryStore`]: the retry count of the event a
+//! partition is stuck on, kept beside the checkpoint so that a host taking the partition over
+//! continues the count instead of starting again.
+//!
+//! - [`blob`]: Azure Blob Storage, in the layout of the official Python/.NET/JS stores
+//!   (`<namespace>/<eventhub>/<consumergroup>/checkpoint/<partition>`, lowercased), so hubwasm
+//!   shares a container with the official processors.
+//! - [`local`]: a directory on this machine, with atomic conditional updates, so several host
+//!   processes on one machine can share it.
+
+use async_trait::async_trait;
+pub use azure_messaging_eventhubs::models::{Checkpoint, Ownership};
+pub use azure_messaging_eventhubs::CheckpointStore;
+
+pub mod blob;
+pub mod local;
+
+/// Retry state of the event a partition is stuck on: the host has called the plugin on the
+/// event with this sequence number `attempts` times, and every call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryState {
+    pub sequence_number: i64,
+    pub attempts: u32,
+}
+
+/// Where a partition's [`RetryState`] is kept (beside its checkpoint).
+#[async_trait]
+pub trait RetryStore: Send + Sync {
+    /// The retry state of a partition, if one is recorded.
+    async fn load_retry(
+        &self,
+        namespace: &str,
+        event_hub: &str,
+        consumer_group: &str,
+        partition_id: &str,
+    ) -> azure_core::Result<Option<RetryState>>;
+
+    /// Record (`Some`) or clear (`None`) the retry state of a partition.
+    async fn save_retry(
+        &self,
+        namespace: &str,
+        event_hub: &str,
+        consumer_group: &str,
+        partition_id: &str,
+        state: Option<RetryState>,
+    ) -> azure_core::Result<()>;
+}
+
+/// A store the consumer host can run on.
+pub trait Store: CheckpointStore + RetryStore + Send + Sync {
+    /// Where the store is, for logs and `hubwasm status` (never contains secrets).
+    fn describe(&self) -> String;
+}
