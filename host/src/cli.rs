@@ -19,7 +19,12 @@ use crate::replay::{self, ReplayOptions};
 #[command(name = "hubwasm", version, propagate_version = true)]
 pub struct Cli {
     /// Log filter, e.g. `info`, `debug`, `hubwasm=debug` (also HUBWASM_LOG).
-    #[arg(long, global = true, env = "HUBWASM_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "HUBWASM_LOG",
+        default_value = "info,azure_messaging_eventhubs=warn,azure_core_amqp=warn,fe2o3_amqp=warn"
+    )]
     pub log: String,
 
     #[command(subcommand)]
@@ -40,6 +45,55 @@ pub enum Command {
     /// as `hubwasm hub serve` prints) and against Event Hubs. Events go round-robin over the
     /// partitions unless --partition or --partition-key is given.
     Send(SendArgs),
+    /// Consume event hubs with a plugin, load-balanced with every other instance that shares
+    /// the checkpoint store; checkpoint only past events the plugin handled.
+    ///
+    /// Without --config: the embedded default. An in-process Event Hubs endpoint (one hub
+    /// `events`, 4 partitions, data in .hubwasm/hub), a local checkpoint store
+    /// (.hubwasm/checkpoints), dead letters in .hubwasm/dead-letter, and the plugin given by
+    /// --plugin. See examples/hubwasm.toml for every setting.
+    ///
+    /// Guarantees: a partition's checkpoint never passes an event the plugin did not handle
+    /// (or that was not dead-lettered); a crash, trap, timeout or storage outage may deliver
+    /// events again, never lose them. Ctrl-C / SIGTERM finish the in-flight batch, write its
+    /// checkpoint, release ownership, and exit 0.
+    Run(RunArgs),
+    /// Show owners, checkpoints and lag per partition, from the checkpoint store and the
+    /// event hub.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The host config (TOML); see examples/hubwasm.toml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The plugin for the embedded default (without --config).
+    #[arg(long, conflicts_with = "config")]
+    pub plugin: Option<PathBuf>,
+    /// Plugin configuration for the embedded default, as key=value (repeatable).
+    #[arg(long = "plugin-config", value_name = "KEY=VALUE", value_parser = parse_key_value, conflicts_with = "config")]
+    pub plugin_config: Vec<(String, String)>,
+    /// Send the lines of this .jsonl file as events to every consumed event hub at start (for
+    /// demos and trials).
+    #[arg(long, value_name = "FILE")]
+    pub send: Option<PathBuf>,
+    /// Stop by itself once every partition is handled and checkpointed up to its last event
+    /// and nothing happened for this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub exit_when_idle: Option<f64>,
+    /// This instance's owner id in the checkpoint store [default: hubwasm-<host>-<pid>-<n>].
+    #[arg(long)]
+    pub instance_id: Option<String>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The host config (TOML) whose event hubs and checkpoint store to show.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -207,7 +261,121 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Test(args)) => test(args).await,
         Command::Hub(HubCommand::Serve(args)) => serve(args).await,
         Command::Send(args) => send(args).await,
+        Command::Run(args) => run_host(args).await,
+        Command::Status(args) => status(args).await,
     }
+}
+
+/// The config `hubwasm run` uses without --config.
+fn default_config(args: &RunArgs) -> anyhow::Result<crate::config::RunConfig> {
+    let plugin = args.plugin.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "give --config FILE, or --plugin PATH for the embedded default \
+             (e.g. the sample plugin built by scripts/build-plugins.sh)"
+        )
+    })?;
+    let mut text = String::from(
+        "[embedded]\ndata = \".hubwasm/hub\"\n\n[checkpoints]\nstore = \"local\"\npath = \".hubwasm/checkpoints\"\n\n",
+    );
+    text.push_str(&format!(
+        "[[eventhub]]\nname = \"events\"\nembedded = true\nplugin = {}\n",
+        toml_string(&plugin.display().to_string())
+    ));
+    text.push_str("[eventhub.balancing]\nstrategy = \"greedy\"\nupdate_interval_ms = 1000\nownership_expiry_ms = 3000\n");
+    if !args.plugin_config.is_empty() {
+        text.push_str("[eventhub.plugin_config]\n");
+        for (k, v) in &args.plugin_config {
+            text.push_str(&format!("{} = {}\n", toml_string(k), toml_string(v)));
+        }
+    }
+    Ok(crate::config::RunConfig::parse(
+        &text,
+        std::path::Path::new("(embedded default)"),
+    )?)
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+async fn run_host(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => crate::config::RunConfig::load(path)?,
+        None => default_config(&args)?,
+    };
+    let options = crate::processor::RunOptions {
+        exit_when_idle: args.exit_when_idle.map(Duration::from_secs_f64),
+        instance_id: args.instance_id.clone(),
+        send: args.send.clone(),
+        runtime: RuntimeOptions {
+            cache_dir: args.cache.dir(),
+            ..RuntimeOptions::default()
+        },
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+        // A second signal while stopping: leave at once.
+        wait_for_signal().await;
+        eprintln!("hubwasm: second signal, exiting without waiting");
+        std::process::exit(130);
+    });
+    let report = |line: &str| {
+        println!("hubwasm: {line}");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    };
+    let outcome = crate::processor::run(config, options, stop_rx, report).await;
+    let report = outcome?;
+    let s = &report.snapshot;
+    println!(
+        "hubwasm: stopped after {:.1} s: handled {}, failures {}, dead-lettered {}, checkpoints {}",
+        report.elapsed.as_secs_f64(),
+        s.handled,
+        s.failures,
+        s.dead_lettered,
+        s.checkpoints
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => crate::config::RunConfig::load(path)?,
+        None => crate::config::RunConfig::parse(
+            "[checkpoints]\nstore = \"local\"\npath = \".hubwasm/checkpoints\"\n[embedded]\n[[eventhub]]\nname = \"events\"\nembedded = true\nplugin = \"-\"\n",
+            std::path::Path::new("(embedded default)"),
+        )?,
+    };
+    let lines = crate::status::status(&config).await?;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {

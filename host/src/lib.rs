@@ -11,7 +11,11 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod config;
+pub mod connection;
 pub mod event;
 pub mod plugin;
+pub mod processor;
 pub mod replay;
 pub mod send;
+pub mod status;

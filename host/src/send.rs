@@ -2,102 +2,28 @@
 //! embedded endpoint or real Event Hubs.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
-use azure_core::time::OffsetDateTime;
 use azure_messaging_eventhubs::models::EventData;
-use azure_messaging_eventhubs::{EventDataBatchOptions, ProducerClient};
+use azure_messaging_eventhubs::EventDataBatchOptions;
+
+use crate::connection::{ConnectionError, ConnectionString};
 
 /// Why sending failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("invalid connection string: {0} (expected Endpoint=sb://<host>/;SharedAccessKeyName=..;SharedAccessKey=..;EntityPath=<hub>)")]
-    ConnectionString(String),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
     #[error("cannot read events from {path}: {source}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error("event {0} does not fit in one batch of the hub's maximum size; lower --batch-size")]
+    TooLarge(usize),
     #[error("Event Hubs: {0}")]
     EventHubs(#[from] azure_messaging_eventhubs::EventHubsError),
-}
-
-/// The parts of a connection string the producer needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionString {
-    /// Host and optional port, e.g. `myns.servicebus.windows.net` or `localhost:5673`.
-    pub host: String,
-    pub key_name: String,
-    pub key: String,
-    pub entity_path: String,
-    pub emulator: bool,
-}
-
-impl ConnectionString {
-    /// Parse `Key=Value;...` (keys case-insensitive, as the SDKs do).
-    pub fn parse(s: &str) -> Result<Self, SendError> {
-        let mut get = std::collections::HashMap::new();
-        for part in s.split(';').filter(|p| !p.trim().is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| SendError::ConnectionString(format!("`{part}` is not Key=Value")))?;
-            get.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-        let need = |k: &str| {
-            get.get(k)
-                .cloned()
-                .ok_or_else(|| SendError::ConnectionString(format!("`{k}` is missing")))
-        };
-        let endpoint = need("endpoint")?;
-        let host = endpoint
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .unwrap_or(&endpoint)
-            .trim_end_matches('/')
-            .to_string();
-        Ok(Self {
-            host,
-            key_name: need("sharedaccesskeyname")?,
-            key: need("sharedaccesskey")?,
-            entity_path: need("entitypath")?,
-            emulator: get
-                .get("usedevelopmentemulator")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
-        })
-    }
-
-    fn host_name(&self) -> &str {
-        self.host.split(':').next().unwrap_or(&self.host)
-    }
-}
-
-/// SAS tokens for the namespace, signed with the policy key.
-#[derive(Debug)]
-struct SasCredential {
-    resource: String,
-    key_name: String,
-    key: String,
-}
-
-#[async_trait::async_trait]
-impl TokenCredential for SasCredential {
-    async fn get_token(
-        &self,
-        _scopes: &[&str],
-        _options: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let expires = OffsetDateTime::now_utc() + Duration::from_secs(3600);
-        let token = hubwasm_hub::sas::sign(
-            &self.resource,
-            &self.key_name,
-            &self.key,
-            expires.unix_timestamp() as u64,
-        );
-        Ok(AccessToken::new(Secret::new(token), expires))
-    }
 }
 
 /// What to send.
@@ -180,23 +106,7 @@ pub async fn send(
             .collect(),
         None => (1..=options.count).map(seed_event).collect(),
     };
-    let credential = Arc::new(SasCredential {
-        resource: format!("sb://{}/", conn.host_name()),
-        key_name: conn.key_name.clone(),
-        key: conn.key.clone(),
-    });
-    let mut builder = ProducerClient::builder();
-    if conn.emulator {
-        let port = conn
-            .host
-            .split_once(':')
-            .map(|(_, p)| p.to_string())
-            .unwrap_or_else(|| "5672".into());
-        builder = builder.with_custom_endpoint(format!("amqp://127.0.0.1:{port}"));
-    }
-    let producer = builder
-        .open(conn.host_name(), &conn.entity_path, credential)
-        .await?;
+    let producer = conn.producer().await?;
     let partitions = if options.partition.is_none() && options.partition_key.is_none() {
         producer.get_eventhub_properties().await?.partition_ids
     } else {
@@ -226,10 +136,7 @@ pub async fn send(
                 .with_content_type("application/json".into())
                 .build();
             if !batch.try_add_event_data(event, None)? {
-                return Err(SendError::ConnectionString(format!(
-                    "event {} does not fit in one batch of the hub's maximum size; lower --batch-size",
-                    summary.sent + 1
-                )));
+                return Err(SendError::TooLarge(summary.sent + 1));
             }
         }
         producer.send_batch(batch, None).await?;
@@ -258,26 +165,6 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connection_strings_parse_with_and_without_emulator_and_port() {
-        let c = ConnectionString::parse(
-            "Endpoint=sb://localhost:5673;SharedAccessKeyName=Root;SharedAccessKey=k=v;UseDevelopmentEmulator=true;EntityPath=events",
-        )
-        .unwrap();
-        assert_eq!(c.host, "localhost:5673");
-        assert_eq!(c.host_name(), "localhost");
-        assert_eq!(c.key, "k=v", "keys may contain '='");
-        assert!(c.emulator);
-        let c = ConnectionString::parse(
-            "endpoint=sb://ns.servicebus.windows.net/;sharedaccesskeyname=a;sharedaccesskey=b;entitypath=h",
-        )
-        .unwrap();
-        assert_eq!(c.host, "ns.servicebus.windows.net");
-        assert!(!c.emulator);
-        let err = ConnectionString::parse("Endpoint=sb://x").unwrap_err();
-        assert!(err.to_string().contains("sharedaccesskeyname"), "{err}");
-    }
 
     #[test]
     fn timestamps_are_iso8601_utc() {

@@ -18,6 +18,7 @@ pub use azure_messaging_eventhubs::CheckpointStore;
 
 pub mod blob;
 pub mod local;
+pub mod resilient;
 
 /// Retry state of the event a partition is stuck on: the host has called the plugin on the
 /// event with this sequence number `attempts` times, and every call failed.
@@ -54,4 +55,20 @@ pub trait RetryStore: Send + Sync {
 pub trait Store: CheckpointStore + RetryStore + Send + Sync {
     /// Where the store is, for logs and `hubwasm status` (never contains secrets).
     fn describe(&self) -> String;
+}
+
+/// The Blob store for a `[checkpoints] store = "blob"` config.
+pub async fn open_blob(
+    config: &crate::config::CheckpointConfig,
+) -> Result<std::sync::Arc<dyn Store>, String> {
+    let _ = config;
+    Err("the Blob checkpoint store is not built into this binary yet".into())
+}
+
+/// A Blob dead-letter sink for a `dead_letter.sink = "blob"` config.
+pub async fn blob_dead_letter_sink(
+    config: &crate::config::DeadLetterConfig,
+) -> Result<std::sync::Arc<dyn crate::processor::dead_letter::DeadLetterSink>, String> {
+    let _ = config;
+    Err("the Blob dead-letter sink is not built into this binary yet".into())
 }

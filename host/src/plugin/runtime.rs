@@ -102,6 +102,8 @@ pub struct Plugin {
     pub(crate) handler: HandlerIndices,
     /// Whether the compiled code came from the on-disk cache.
     pub(crate) from_cache: bool,
+    /// First 12 hex digits of the component's SHA-256: the plugin's version in reports.
+    pub(crate) digest: String,
     pub(crate) compile_time: Duration,
 }
 
@@ -132,6 +134,11 @@ impl Plugin {
         &self.limits
     }
     /// True if the compiled code was loaded from the on-disk cache.
+    /// First 12 hex digits of the component file's SHA-256 (its version in dead letters).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
     pub fn from_cache(&self) -> bool {
         self.from_cache
     }
@@ -199,7 +206,7 @@ impl Runtime {
 
     /// Compile (or load from cache) and validate a plugin without running any of its code.
     pub fn inspect(&self, path: &Path) -> Result<ComponentInfo, LoadError> {
-        let (component, _, _) = self.compile(path)?;
+        let (component, _, _, _) = self.compile(path)?;
         inspect::describe(path, &self.engine, &component)
     }
 
@@ -219,19 +226,27 @@ impl Runtime {
         Ok(plugin)
     }
 
-    fn compile(&self, path: &Path) -> Result<(Component, bool, Duration), LoadError> {
+    fn compile(&self, path: &Path) -> Result<(Component, bool, Duration, String), LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         inspect::check_header(path, &bytes)?;
+        let digest = {
+            use sha2::Digest;
+            let hash = sha2::Sha256::digest(&bytes);
+            hash.iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
         let started = Instant::now();
         if let Some(component) = self
             .cache
             .as_ref()
             .and_then(|c| c.load(&self.engine, &bytes))
         {
-            return Ok((component, true, started.elapsed()));
+            return Ok((component, true, started.elapsed(), digest));
         }
         let component =
             Component::from_binary(&self.engine, &bytes).map_err(|e| LoadError::Compile {
@@ -242,7 +257,7 @@ impl Runtime {
         if let Some(cache) = &self.cache {
             cache.store(&self.engine, &bytes, &component);
         }
-        Ok((component, false, took))
+        Ok((component, false, took, digest))
     }
 
     fn prepare(&self, spec: PluginSpec) -> Result<Plugin, LoadError> {
@@ -262,7 +277,7 @@ impl Runtime {
                 spec.name, spec.limits.memory_bytes, self.options.max_memory_bytes
             )));
         }
-        let (component, from_cache, compile_time) = self.compile(&path)?;
+        let (component, from_cache, compile_time, digest) = self.compile(&path)?;
         let info = inspect::describe(&path, &self.engine, &component)?;
         let pre =
             self.linker
@@ -306,6 +321,7 @@ impl Runtime {
             lifecycle,
             handler,
             from_cache,
+            digest,
             compile_time,
         })
     }

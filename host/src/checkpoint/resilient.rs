@@ -1,0 +1,113 @@
+//! The store as the SDK's `EventProcessor` sees it: storage errors are reported and retried
+//! here instead of being returned.
+//!
+//! The SDK's `EventProcessor::run` returns on the first store error (a failed
+//! `claim_ownership` or listing). A storage outage must not stop the host: partitions it owns
+//! keep being processed by their own tasks, so this wrapper keeps retrying the call with
+//! backoff (reporting each failure) until storage answers again. Meanwhile ownership is not
+//! renewed; if the outage outlasts the expiry, another host may take a partition over, which
+//! can deliver events twice but never loses one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Checkpoint, CheckpointStore, Ownership, Store};
+use crate::processor::stats::Stats;
+
+/// Wraps a [`Store`] for the SDK's processor.
+pub struct Resilient {
+    inner: Arc<dyn Store>,
+    stats: Arc<Stats>,
+    max_backoff: Duration,
+}
+
+impl Resilient {
+    pub fn new(inner: Arc<dyn Store>, stats: Arc<Stats>) -> Self {
+        Self {
+            inner,
+            stats,
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+
+    async fn retry<T, F, Fut>(&self, what: &str, mut call: F) -> azure_core::Result<T>
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: std::future::Future<Output = azure_core::Result<T>> + Send,
+        T: Send,
+    {
+        let mut backoff = Duration::from_millis(200);
+        let mut failures = 0u32;
+        loop {
+            match call().await {
+                Ok(value) => {
+                    if failures > 0 {
+                        tracing::info!(store = %self.inner.describe(), what, failures, "Checkpoint store answers again");
+                    }
+                    return Ok(value);
+                }
+                Err(err) => {
+                    failures += 1;
+                    self.stats
+                        .store_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        store = %self.inner.describe(),
+                        what,
+                        error = %err,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "Checkpoint store failed; owned partitions keep running, retrying"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for Resilient {
+    async fn claim_ownership(
+        &self,
+        ownerships: &[Ownership],
+    ) -> azure_core::Result<Vec<Ownership>> {
+        self.retry("claim ownership", || self.inner.claim_ownership(ownerships))
+            .await
+    }
+
+    async fn list_checkpoints(
+        &self,
+        namespace: &str,
+        event_hub_name: &str,
+        consumer_group: &str,
+    ) -> azure_core::Result<Vec<Checkpoint>> {
+        self.retry("list checkpoints", || {
+            self.inner
+                .list_checkpoints(namespace, event_hub_name, consumer_group)
+        })
+        .await
+    }
+
+    async fn list_ownerships(
+        &self,
+        namespace: &str,
+        event_hub_name: &str,
+        consumer_group: &str,
+    ) -> azure_core::Result<Vec<Ownership>> {
+        self.retry("list ownerships", || {
+            self.inner
+                .list_ownerships(namespace, event_hub_name, consumer_group)
+        })
+        .await
+    }
+
+    async fn update_checkpoint(&self, checkpoint: Checkpoint) -> azure_core::Result<()> {
+        self.retry("update checkpoint", || {
+            self.inner.update_checkpoint(checkpoint.clone())
+        })
+        .await
+    }
+}

@@ -1,0 +1,597 @@
+//! `hubwasm.toml`: what `hubwasm run` consumes, with which plugin, and where checkpoints live.
+//!
+//! ```toml
+//! [checkpoints]                     # where ownership and checkpoints live
+//! store = "local"                   # or "blob"
+//! path = ".hubwasm/checkpoints"
+//!
+//! [[eventhub]]
+//! name = "events"
+//! connection_string = "Endpoint=sb://...;EntityPath=events"   # or namespace + credential, or embedded
+//! consumer_group = "$Default"
+//! plugin = "plugins/json_filter.wasm"
+//! mode = "batch"                    # or "event"
+//! max_batch_size = 100
+//! max_wait_ms = 500
+//! ```
+//!
+//! Unknown keys are errors, and every error names the line (TOML syntax and types) or the
+//! setting (cross-field rules in [`RunConfig::validate`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::plugin::Limits;
+
+/// A config that cannot be used; says where and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax or type error; the message carries the line and column.
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {setting}: {message}")]
+    Invalid {
+        path: PathBuf,
+        setting: String,
+        message: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Start the embedded Event Hubs endpoint in this process (event hubs with `embedded = true`
+    /// use it).
+    #[serde(default)]
+    pub embedded: Option<EmbeddedConfig>,
+    #[serde(default)]
+    pub checkpoints: CheckpointConfig,
+    /// Seconds between the one-line summaries (0 = none).
+    #[serde(default = "default_summary_secs")]
+    pub summary_interval_secs: u64,
+    #[serde(default, rename = "eventhub")]
+    pub event_hubs: Vec<EventHubConfig>,
+    /// Where the config was read from (for messages and relative paths); not a TOML key.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+fn default_summary_secs() -> u64 {
+    5
+}
+
+/// The in-process endpoint (see `hubwasm hub serve`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// An endpoint config file (`hubwasm hub serve --config`); default: one hub `events` with 4
+    /// partitions.
+    pub config: Option<PathBuf>,
+    /// Listen address; default `127.0.0.1:0` (any free port; nothing outside needs it).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data directory; default `.hubwasm/hub`.
+    pub data: Option<PathBuf>,
+}
+
+/// Where ownership and checkpoints are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "store", rename_all = "lowercase")]
+pub enum CheckpointConfig {
+    /// A local directory, shared by the host processes of this machine.
+    Local {
+        #[serde(default = "default_checkpoint_path")]
+        path: PathBuf,
+    },
+    /// Azure Blob Storage, in the official processors' layout.
+    Blob {
+        /// Container URL with a SAS token (`https://acct.blob.core.windows.net/c?sv=...`).
+        sas_url: Option<String>,
+        /// Container URL for a Microsoft Entra identity (`credential = "entra"`).
+        container_url: Option<String>,
+        credential: Option<String>,
+        /// Account endpoint, account and key, for Azurite or shared-key accounts; the host signs
+        /// an account SAS with the key.
+        endpoint: Option<String>,
+        account: Option<String>,
+        key: Option<String>,
+        container: Option<String>,
+    },
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self::Local {
+            path: default_checkpoint_path(),
+        }
+    }
+}
+
+fn default_checkpoint_path() -> PathBuf {
+    PathBuf::from(".hubwasm/checkpoints")
+}
+
+/// Per-event or per-batch calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One call per event (a batch plugin gets batches of one).
+    Event,
+    /// Up to `max_batch_size` events per call, waiting at most `max_wait_ms` to fill a batch.
+    #[default]
+    Batch,
+}
+
+/// Where a partition without a checkpoint starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// The oldest retained event: nothing already in the hub is skipped.
+    #[default]
+    Earliest,
+    /// Only events enqueued after the partition is opened.
+    Latest,
+}
+
+/// What happens to an event the plugin keeps failing on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Retry with backoff, then write the event to the dead-letter sink and move on.
+    #[default]
+    DeadLetter,
+    /// Retry with backoff, then stop the partition (keeping its ownership) and report.
+    Halt,
+}
+
+/// Retry and failure policy of one event hub's plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureConfig {
+    #[serde(default)]
+    pub policy: FailurePolicy,
+    /// Calls of the plugin on a failing event before the policy applies (≥ 1).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_initial_backoff() -> u64 {
+    200
+}
+fn default_max_backoff() -> u64 {
+    30_000
+}
+
+impl Default for FailureConfig {
+    fn default() -> Self {
+        Self {
+            policy: FailurePolicy::default(),
+            max_attempts: default_max_attempts(),
+            initial_backoff_ms: default_initial_backoff(),
+            max_backoff_ms: default_max_backoff(),
+        }
+    }
+}
+
+impl FailureConfig {
+    /// Wait before attempt `attempt + 1` (attempts counted from 1): exponential, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ms = self
+            .initial_backoff_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+        Duration::from_millis(ms.min(self.max_backoff_ms))
+    }
+}
+
+/// Where dead-lettered events go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "sink", rename_all = "lowercase")]
+pub enum DeadLetterConfig {
+    /// One JSON line per event in `<path>/<eventhub>/<consumergroup>/<partition>.jsonl`.
+    Directory {
+        #[serde(default = "default_dead_letter_path")]
+        path: PathBuf,
+    },
+    /// One blob per event in a container (same auth options as the Blob checkpoint store).
+    Blob {
+        sas_url: Option<String>,
+        endpoint: Option<String>,
+        account: Option<String>,
+        key: Option<String>,
+        container: Option<String>,
+    },
+    /// Another event hub: the original body and properties, with the failure as properties.
+    EventHub { connection_string: String },
+}
+
+fn default_dead_letter_path() -> PathBuf {
+    PathBuf::from(".hubwasm/dead-letter")
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        Self::Directory {
+            path: default_dead_letter_path(),
+        }
+    }
+}
+
+/// Load balancing through the SDK's `EventProcessor`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalancingConfig {
+    /// `balanced` (claim one partition per interval) or `greedy` (claim all it may at once).
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    /// How often ownership is renewed and rebalanced.
+    #[serde(default = "default_update_interval")]
+    pub update_interval_ms: u64,
+    /// An ownership not renewed for this long may be taken over.
+    #[serde(default = "default_ownership_expiry")]
+    pub ownership_expiry_ms: u64,
+    /// Events the SDK prefetches per partition (link credit).
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u32,
+}
+
+fn default_strategy() -> String {
+    "balanced".into()
+}
+// The seed's consumer uses 5 s and 10 s.
+fn default_update_interval() -> u64 {
+    5_000
+}
+fn default_ownership_expiry() -> u64 {
+    10_000
+}
+fn default_prefetch() -> u32 {
+    300
+}
+
+impl Default for BalancingConfig {
+    fn default() -> Self {
+        Self {
+            strategy: default_strategy(),
+            update_interval_ms: default_update_interval(),
+            ownership_expiry_ms: default_ownership_expiry(),
+            prefetch: default_prefetch(),
+        }
+    }
+}
+
+/// One event hub to consume.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventHubConfig {
+    /// The event hub (entity) name.
+    pub name: String,
+    /// `Endpoint=sb://...;SharedAccessKeyName=..;SharedAccessKey=..[;EntityPath=..]`.
+    pub connection_string: Option<String>,
+    /// Fully qualified namespace for a Microsoft Entra identity (`credential = "entra"`).
+    pub namespace: Option<String>,
+    pub credential: Option<String>,
+    /// Use the embedded endpoint of this process (`[embedded]`).
+    #[serde(default)]
+    pub embedded: bool,
+    #[serde(default = "default_consumer_group")]
+    pub consumer_group: String,
+    /// The plugin component (`.wasm`), relative to the config file.
+    pub plugin: PathBuf,
+    /// Passed to the plugin's `init`.
+    #[serde(default)]
+    pub plugin_config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default = "default_max_batch")]
+    pub max_batch_size: usize,
+    #[serde(default = "default_max_wait")]
+    pub max_wait_ms: u64,
+    #[serde(default)]
+    pub start: Start,
+    #[serde(default)]
+    pub balancing: BalancingConfig,
+    #[serde(default)]
+    pub failure: FailureConfig,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+}
+
+fn default_consumer_group() -> String {
+    "$Default".into()
+}
+fn default_max_batch() -> usize {
+    100
+}
+fn default_max_wait() -> u64 {
+    500
+}
+
+impl RunConfig {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate config text; `path` is for messages and relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: RunConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: describe_toml_error(text, &e),
+        })?;
+        config.source = path.to_path_buf();
+        config.resolve_paths();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Paths in the file are relative to the file.
+    fn resolve_paths(&mut self) {
+        let base = self
+            .source
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !base.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        if let CheckpointConfig::Local { path } = &mut self.checkpoints {
+            fix(path);
+        }
+        if let Some(embedded) = &mut self.embedded {
+            if let Some(c) = &mut embedded.config {
+                fix(c);
+            }
+            if let Some(d) = &mut embedded.data {
+                fix(d);
+            }
+        }
+        for hub in &mut self.event_hubs {
+            fix(&mut hub.plugin);
+            if let DeadLetterConfig::Directory { path } = &mut hub.dead_letter {
+                fix(path);
+            }
+        }
+    }
+
+    fn invalid(&self, setting: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Cross-field rules serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.event_hubs.is_empty() {
+            return Err(self.invalid(
+                "[[eventhub]]",
+                "no event hub to consume; add an [[eventhub]] section with name and plugin",
+            ));
+        }
+        if let CheckpointConfig::Blob {
+            sas_url,
+            container_url,
+            credential,
+            endpoint,
+            account,
+            key,
+            container,
+        } = &self.checkpoints
+        {
+            let by_key =
+                endpoint.is_some() && account.is_some() && key.is_some() && container.is_some();
+            let by_entra = container_url.is_some() && credential.as_deref() == Some("entra");
+            if sas_url.is_none() && !by_key && !by_entra {
+                return Err(self.invalid(
+                    "[checkpoints] store = \"blob\"",
+                    "give sas_url, or container_url with credential = \"entra\", or endpoint, \
+                     account, key and container",
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, hub) in self.event_hubs.iter().enumerate() {
+            let at = |field: &str| format!("eventhub[{i}] ({}).{field}", hub.name);
+            if hub.name.trim().is_empty() {
+                return Err(self.invalid(at("name"), "is empty"));
+            }
+            if !seen.insert((hub.name.clone(), hub.consumer_group.clone())) {
+                return Err(self.invalid(
+                    at("consumer_group"),
+                    "the same event hub and consumer group appear twice",
+                ));
+            }
+            let sources = [
+                hub.connection_string.is_some(),
+                hub.namespace.is_some(),
+                hub.embedded,
+            ]
+            .iter()
+            .filter(|s| **s)
+            .count();
+            if sources != 1 {
+                return Err(self.invalid(
+                    at("connection_string"),
+                    "give exactly one of connection_string, namespace (with credential = \
+                     \"entra\") or embedded = true",
+                ));
+            }
+            if hub.namespace.is_some() && hub.credential.as_deref() != Some("entra") {
+                return Err(self.invalid(
+                    at("credential"),
+                    "with namespace, set credential = \"entra\" (Microsoft Entra identity)",
+                ));
+            }
+            if hub.embedded && self.embedded.is_none() {
+                return Err(self.invalid(
+                    at("embedded"),
+                    "embedded = true needs an [embedded] section (it may be empty)",
+                ));
+            }
+            if let Some(conn) = &hub.connection_string {
+                crate::connection::ConnectionString::parse(&with_entity(conn, &hub.name))
+                    .map_err(|e| self.invalid(at("connection_string"), e.to_string()))?;
+            }
+            if hub.max_batch_size == 0 {
+                return Err(self.invalid(at("max_batch_size"), "must be at least 1"));
+            }
+            if hub.failure.max_attempts == 0 {
+                return Err(self.invalid(at("failure.max_attempts"), "must be at least 1"));
+            }
+            if !matches!(hub.balancing.strategy.as_str(), "balanced" | "greedy") {
+                return Err(self.invalid(
+                    at("balancing.strategy"),
+                    format!("`{}`: use `balanced` or `greedy`", hub.balancing.strategy),
+                ));
+            }
+            if hub.balancing.ownership_expiry_ms <= hub.balancing.update_interval_ms {
+                return Err(self.invalid(
+                    at("balancing.ownership_expiry_ms"),
+                    "must be longer than update_interval_ms (twice as long is usual), or \
+                     ownership expires between renewals",
+                ));
+            }
+            if let DeadLetterConfig::EventHub { connection_string } = &hub.dead_letter {
+                crate::connection::ConnectionString::parse(connection_string).map_err(|e| {
+                    self.invalid(at("dead_letter.connection_string"), e.to_string())
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A connection string with `EntityPath` set to `hub` unless it names one already.
+pub fn with_entity(connection_string: &str, hub: &str) -> String {
+    if connection_string
+        .to_ascii_lowercase()
+        .contains("entitypath=")
+    {
+        connection_string.to_string()
+    } else {
+        format!(
+            "{};EntityPath={hub}",
+            connection_string.trim_end_matches(';')
+        )
+    }
+}
+
+/// The TOML error with its line (1-based) and the offending line quoted.
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().to_string();
+    match err.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let quoted = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}: {message} (`{quoted}`)")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[eventhub]]
+name = "events"
+connection_string = "Endpoint=sb://localhost;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true"
+plugin = "filter.wasm"
+"#;
+
+    #[test]
+    fn a_minimal_config_gets_the_documented_defaults() {
+        let c = RunConfig::parse(MINIMAL, Path::new("/etc/hubwasm/hubwasm.toml")).unwrap();
+        let hub = &c.event_hubs[0];
+        assert_eq!(hub.consumer_group, "$Default");
+        assert_eq!(hub.plugin, PathBuf::from("/etc/hubwasm/filter.wasm"));
+        assert_eq!(hub.mode, Mode::Batch);
+        assert_eq!(hub.start, Start::Earliest);
+        assert_eq!(hub.failure.policy, FailurePolicy::DeadLetter);
+        assert_eq!(hub.balancing.update_interval_ms, 5_000);
+        assert_eq!(hub.balancing.ownership_expiry_ms, 10_000);
+        assert!(matches!(
+            &c.checkpoints,
+            CheckpointConfig::Local { path } if path == Path::new("/etc/hubwasm/.hubwasm/checkpoints")
+        ));
+    }
+
+    #[test]
+    fn syntax_and_type_errors_name_the_line() {
+        let text = format!("{MINIMAL}max_batch_size = \"ten\"\n");
+        let err = RunConfig::parse(&text, Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("line 6"), "{err}");
+        let text = format!("{MINIMAL}colour = \"blue\"\n");
+        let err = RunConfig::parse(&text, Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("line 6"), "{err}");
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn cross_field_errors_name_the_setting() {
+        let text = MINIMAL.replace("plugin =", "embedded = true\nplugin =");
+        let err = RunConfig::parse(&text, Path::new("x.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("eventhub[0] (events).connection_string"),
+            "{err}"
+        );
+        let text = format!("{MINIMAL}[eventhub.balancing]\nupdate_interval_ms = 10000\nownership_expiry_ms = 5000\n");
+        let err = RunConfig::parse(&text, Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("ownership_expiry_ms"), "{err}");
+        let err = RunConfig::parse("", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("[[eventhub]]"), "{err}");
+        let text = format!("[checkpoints]\nstore = \"blob\"\n{MINIMAL}");
+        let err = RunConfig::parse(&text, Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("sas_url"), "{err}");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let f = FailureConfig {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+            ..FailureConfig::default()
+        };
+        let ms: Vec<u128> = (1..=6).map(|a| f.backoff(a).as_millis()).collect();
+        assert_eq!(ms, vec![100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn entity_path_is_added_unless_present() {
+        assert_eq!(
+            with_entity("Endpoint=sb://x/;", "h"),
+            "Endpoint=sb://x/;EntityPath=h"
+        );
+        assert_eq!(
+            with_entity("Endpoint=sb://x/;EntityPath=a", "h"),
+            "Endpoint=sb://x/;EntityPath=a"
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! `hubwasm run`: the load-balanced consumer host.
+//!
+//! For each configured event hub, the SDK's `EventProcessor` balances partitions between all
+//! host instances through the checkpoint store; every partition this instance owns gets a task
+//! ([`partition::serve`]) that calls the plugin and checkpoints only past successes.
+//!
+//! - [`run`]: the one entry point: `run(config, options, shutdown)`.
+//! - [`partition`]: one owned partition: batches, verdicts, retries, dead letters, halt.
+//! - [`checkpointer`]: background checkpoint writes that never block processing.
+//! - [`dead_letter`]: dead-letter sinks (directory, event hub).
+//! - [`stats`]: counters for the one-line summary.
+
+pub mod checkpointer;
+pub mod dead_letter;
+pub mod partition;
+pub mod reader;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_messaging_eventhubs::models::StartPositions;
+use azure_messaging_eventhubs::{EventProcessor, ProcessorStrategy, StartLocation, StartPosition};
+use tokio::sync::watch;
+
+use crate::checkpoint::local::LocalCheckpointStore;
+use crate::checkpoint::resilient::Resilient;
+use crate::checkpoint::{CheckpointStore, Ownership, Store};
+use crate::config::{CheckpointConfig, DeadLetterConfig, EventHubConfig, RunConfig, Start};
+use crate::connection::{ConnectionError, ConnectionString, EventHubTarget};
+use crate::event::PartitionContext;
+use crate::plugin::{LoadError, PluginHandle, PluginSpec, Runtime, RuntimeOptions};
+use dead_letter::{DeadLetterSink, DirectorySink, EventHubSink};
+use partition::PartitionSetup;
+use stats::{Snapshot, Stats};
+
+/// Why the host could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start the embedded Event Hubs endpoint: {0}")]
+    Embedded(String),
+    #[error("checkpoint store: {0}")]
+    Store(String),
+    #[error("plugin for event hub `{hub}`: {source}")]
+    Plugin {
+        hub: String,
+        #[source]
+        source: LoadError,
+    },
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+}
+
+/// Settings of one run that are not in the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop by itself once every owned partition has handled everything enqueued and nothing
+    /// happened for this long (demos, tests, batch jobs).
+    pub exit_when_idle: Option<Duration>,
+    /// This instance's owner id in the checkpoint store (default: `<host>-<pid>-<random>`).
+    pub instance_id: Option<String>,
+    /// Send the lines of this `.jsonl` file as events to every consumed event hub that has a
+    /// connection string (or is embedded), once the host runs.
+    pub send: Option<std::path::PathBuf>,
+    pub runtime: RuntimeOptions,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub snapshot: Snapshot,
+    pub elapsed: Duration,
+    pub instance_id: String,
+    /// The embedded endpoint's connection strings, by hub, when it ran in this process.
+    pub embedded: Vec<(String, String)>,
+}
+
+/// Build the configured checkpoint store.
+pub async fn open_store(config: &CheckpointConfig) -> Result<Arc<dyn Store>, RunError> {
+    match config {
+        CheckpointConfig::Local { path } => Ok(Arc::new(LocalCheckpointStore::new(path))),
+        CheckpointConfig::Blob { .. } => crate::checkpoint::open_blob(config)
+            .await
+            .map_err(RunError::Store),
+    }
+}
+
+/// Where an event hub is, given the embedded endpoint if one runs.
+fn target(
+    hub: &EventHubConfig,
+    embedded: Option<&hubwasm_hub::RunningHub>,
+) -> Result<EventHubTarget, RunError> {
+    if let Some(conn) = &hub.connection_string {
+        return Ok(ConnectionString::parse(&crate::config::with_entity(conn, &hub.name))?.target());
+    }
+    if let Some(namespace) = &hub.namespace {
+        return Ok(EventHubTarget::entra(namespace, &hub.name)?);
+    }
+    let running = embedded.ok_or_else(|| RunError::Embedded("no [embedded] endpoint".into()))?;
+    Ok(ConnectionString::parse(&running.connection_string(&hub.name))?.target())
+}
+
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("hubwasm-{host}-{}-{nanos:08x}", std::process::id())
+}
+
+/// Run the host until `shutdown` turns true (or, with `exit_when_idle`, until caught up).
+///
+/// On shutdown every partition finishes its in-flight batch, writes its checkpoint, calls the
+/// plugin's closed hook, and this instance releases its ownerships so another instance can
+/// take the partitions over at once.
+pub async fn run(
+    config: RunConfig,
+    options: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+    mut report: impl FnMut(&str) + Send,
+) -> Result<RunReport, RunError> {
+    let stats = Arc::new(Stats::default());
+    let instance_id = options
+        .instance_id
+        .clone()
+        .unwrap_or_else(default_instance_id);
+
+    let embedded = match &config.embedded {
+        Some(e) => {
+            let mut hub_config = match &e.config {
+                Some(path) => hubwasm_hub::HubConfig::load(path)
+                    .map_err(|err| RunError::Embedded(err.to_string()))?,
+                None => hubwasm_hub::HubConfig::default(),
+            };
+            hub_config.listen = e
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid address"));
+            if let Some(data) = &e.data {
+                hub_config.data_dir = data.clone();
+            }
+            let running = hubwasm_hub::start(hub_config)
+                .await
+                .map_err(|err| RunError::Embedded(err.to_string()))?;
+            report(&format!(
+                "embedded Event Hubs endpoint on {}",
+                running.local_addr()
+            ));
+            Some(running)
+        }
+        None => None,
+    };
+    let embedded_strings: Vec<(String, String)> = match &embedded {
+        Some(running) => config
+            .event_hubs
+            .iter()
+            .filter(|h| h.embedded)
+            .map(|h| (h.name.clone(), running.connection_string(&h.name)))
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let store = open_store(&config.checkpoints).await?;
+    report(&format!(
+        "checkpoints in {}; instance {instance_id}",
+        store.describe()
+    ));
+    let runtime = Runtime::new(options.runtime.clone()).map_err(|source| RunError::Plugin {
+        hub: "*".into(),
+        source,
+    })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut hubs = Vec::new();
+    let mut targets = Vec::new();
+    for hub in &config.event_hubs {
+        let target = target(hub, embedded.as_ref())?;
+        let mut spec = PluginSpec::new(&hub.plugin);
+        spec.config = hub
+            .plugin_config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(limits) = hub.limits {
+            spec.limits = limits;
+        }
+        let plugin = runtime
+            .load(spec)
+            .await
+            .map_err(|source| RunError::Plugin {
+                hub: hub.name.clone(),
+                source,
+            })?;
+        report(&format!(
+            "event hub {} ({}), consumer group {}: plugin {} ({}, {} world), {} mode",
+            hub.name,
+            target
+                .custom_endpoint
+                .clone()
+                .unwrap_or_else(|| target.namespace.clone()),
+            hub.consumer_group,
+            plugin.name(),
+            plugin.digest(),
+            plugin.kind(),
+            match hub.mode {
+                crate::config::Mode::Event => "per-event".to_string(),
+                crate::config::Mode::Batch => format!("batch (≤{})", hub.max_batch_size),
+            }
+        ));
+        let dead_letter: Arc<dyn DeadLetterSink> = match &hub.dead_letter {
+            DeadLetterConfig::Directory { path } => Arc::new(DirectorySink::new(path)),
+            DeadLetterConfig::EventHub { connection_string } => {
+                let conn = ConnectionString::parse(connection_string)?;
+                Arc::new(EventHubSink::new(
+                    conn.producer().await?,
+                    conn.entity_path.clone(),
+                ))
+            }
+            DeadLetterConfig::Blob { .. } => {
+                crate::checkpoint::blob_dead_letter_sink(&hub.dead_letter)
+                    .await
+                    .map_err(RunError::Store)?
+            }
+        };
+        let setup = Arc::new(PartitionSetup {
+            plugin: PluginHandle::new(plugin),
+            store: store.clone(),
+            dead_letter,
+            failure: hub.failure.clone(),
+            mode: hub.mode,
+            max_batch_size: hub.max_batch_size,
+            max_wait: Duration::from_millis(hub.max_wait_ms),
+            stats: stats.clone(),
+        });
+        targets.push((hub.clone(), target.clone()));
+        hubs.push(tokio::spawn(consume(
+            hub.clone(),
+            target,
+            store.clone(),
+            setup,
+            instance_id.clone(),
+            stop_rx.clone(),
+        )));
+    }
+
+    if let Some(file) = &options.send {
+        for (hub, _) in &targets {
+            let conn = match (&hub.connection_string, &embedded) {
+                (Some(c), _) => crate::config::with_entity(c, &hub.name),
+                (None, Some(running)) if hub.embedded => running.connection_string(&hub.name),
+                _ => continue,
+            };
+            let send = crate::send::SendOptions {
+                connection_string: conn,
+                count: 0,
+                interval: Duration::ZERO,
+                partition: None,
+                partition_key: None,
+                batch_size: 1,
+                file: Some(file.clone()),
+            };
+            match crate::send::send(&send, |_| {}).await {
+                Ok(s) => report(&format!(
+                    "sent {} events from {} to {}",
+                    s.sent,
+                    file.display(),
+                    hub.name
+                )),
+                Err(err) => report(&format!(
+                    "cannot send {} to {}: {err}",
+                    file.display(),
+                    hub.name
+                )),
+            }
+        }
+    }
+
+    // Summary line, idle exit, and the stop signal.
+    let mut ticker =
+        tokio::time::interval(Duration::from_secs(config.summary_interval_secs.max(1)));
+    ticker.tick().await;
+    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+    let mut previous = stats.snapshot();
+    let mut last_tick = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {
+                report("stopping: finishing in-flight batches and writing checkpoints");
+                break;
+            }
+            _ = ticker.tick(), if config.summary_interval_secs > 0 => {
+                let now = stats.snapshot();
+                report(&now.line(&previous, last_tick.elapsed()));
+                previous = now;
+                last_tick = tokio::time::Instant::now();
+            }
+            _ = idle_check.tick(), if options.exit_when_idle.is_some() => {
+                let idle = options.exit_when_idle.unwrap_or_default();
+                if stats.idle_for() >= idle && caught_up(&targets, store.as_ref(), &stats).await {
+                    report("caught up: every partition is handled and checkpointed; stopping");
+                    break;
+                }
+            }
+        }
+        // Hub tasks only end on stop; one that ended early has failed for good.
+        if hubs.iter().all(|h| h.is_finished()) {
+            break;
+        }
+    }
+    let _ = stop_tx.send(true);
+    for hub in hubs {
+        let _ = hub.await;
+    }
+    let snapshot = stats.snapshot();
+    if let Some(running) = embedded {
+        running.shutdown().await;
+    }
+    Ok(RunReport {
+        snapshot,
+        elapsed: stats.elapsed(),
+        instance_id,
+        embedded: embedded_strings,
+    })
+}
+
+/// Every partition of every hub has a checkpoint at its last enqueued event.
+async fn caught_up(
+    targets: &[(EventHubConfig, EventHubTarget)],
+    store: &dyn Store,
+    stats: &Stats,
+) -> bool {
+    if stats.snapshot().owned.is_empty() {
+        return false;
+    }
+    for (hub, target) in targets {
+        let Ok(consumer) = target.consumer(&hub.consumer_group).await else {
+            return false;
+        };
+        let Ok(props) = consumer.get_eventhub_properties().await else {
+            return false;
+        };
+        let Ok(checkpoints) = store
+            .list_checkpoints(&target.namespace, &target.event_hub, &hub.consumer_group)
+            .await
+        else {
+            return false;
+        };
+        let done: HashMap<String, i64> = checkpoints
+            .into_iter()
+            .filter_map(|c| Some((c.partition_id, c.sequence_number?)))
+            .collect();
+        for id in &props.partition_ids {
+            let Ok(p) = consumer.get_partition_properties(id).await else {
+                return false;
+            };
+            if !p.is_empty && done.get(id).copied() != Some(p.last_enqueued_sequence_number) {
+                let _ = consumer.close().await;
+                return false;
+            }
+        }
+        let _ = consumer.close().await;
+    }
+    true
+}
+
+/// Consume one event hub until `stop`: run the SDK's processor, serve each partition it hands
+/// out, restart the processor if it fails, and release ownership at the end.
+async fn consume(
+    hub: EventHubConfig,
+    target: EventHubTarget,
+    store: Arc<dyn Store>,
+    setup: Arc<PartitionSetup>,
+    instance_id: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let stats = setup.stats.clone();
+    let mut backoff = Duration::from_secs(1);
+    'restart: while !*stop.borrow() {
+        let processor = match build_processor(&hub, &target, &store, &stats, &instance_id).await {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!(hub = %hub.name, error = %err, retry_in_s = backoff.as_secs(), "Cannot start the event processor; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => break 'restart,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        let mut run = {
+            let p = processor.clone();
+            tokio::spawn(async move { p.run().await })
+        };
+        let (part_stop_tx, part_stop_rx) = watch::channel(false);
+        let readers = reader::Readers::start(&hub.name);
+        let mut partitions = tokio::task::JoinSet::new();
+        let failed = loop {
+            tokio::select! {
+                client = processor.next_partition_client() => match client {
+                    Ok(client) => {
+                        let ctx = PartitionContext {
+                            namespace: target.namespace.clone(),
+                            event_hub: target.event_hub.clone(),
+                            consumer_group: hub.consumer_group.clone(),
+                            partition_id: client.get_partition_id().to_string(),
+                        };
+                        let events = readers.read(client, 8);
+                        partitions.spawn(partition::serve(events, ctx, setup.clone(), part_stop_rx.clone()));
+                    }
+                    Err(err) => break Some(err.to_string()),
+                },
+                Some(_) = partitions.join_next(), if !partitions.is_empty() => {}
+                result = &mut run => break Some(match result {
+                    Ok(Ok(())) => "the processor's run loop ended".to_string(),
+                    Ok(Err(err)) => err.to_string(),
+                    Err(err) => err.to_string(),
+                }),
+                _ = stop.wait_for(|s| *s) => break None,
+            }
+        };
+        // Stop this processor's partitions: each finishes its batch and checkpoints.
+        let _ = part_stop_tx.send(true);
+        while partitions.join_next().await.is_some() {}
+        let _ = processor.shutdown().await;
+        run.abort();
+        match failed {
+            Some(err) => {
+                tracing::error!(hub = %hub.name, error = %err, "Event processor stopped; restarting it");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => break 'restart,
+                }
+            }
+            None => break 'restart,
+        }
+    }
+    release(&store, &target, &hub.consumer_group, &instance_id).await;
+}
+
+async fn build_processor(
+    hub: &EventHubConfig,
+    target: &EventHubTarget,
+    store: &Arc<dyn Store>,
+    stats: &Arc<Stats>,
+    instance_id: &str,
+) -> Result<Arc<EventProcessor>, String> {
+    let consumer = target
+        .consumer_with_owner(&hub.consumer_group, instance_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let strategy = match hub.balancing.strategy.as_str() {
+        "greedy" => ProcessorStrategy::Greedy,
+        _ => ProcessorStrategy::Balanced,
+    };
+    let location = match hub.start {
+        Start::Earliest => StartLocation::Earliest,
+        Start::Latest => StartLocation::Latest,
+    };
+    let resilient: Arc<dyn CheckpointStore + Send + Sync> =
+        Arc::new(Resilient::new(store.clone(), stats.clone()));
+    EventProcessor::builder()
+        .with_load_balancing_strategy(strategy)
+        .with_update_interval(azure_core::time::Duration::milliseconds(
+            hub.balancing.update_interval_ms as i64,
+        ))
+        .with_partition_expiration_duration(azure_core::time::Duration::milliseconds(
+            hub.balancing.ownership_expiry_ms as i64,
+        ))
+        .with_prefetch(hub.balancing.prefetch)
+        .with_start_positions(StartPositions {
+            per_partition: HashMap::new(),
+            default: StartPosition {
+                location,
+                inclusive: false,
+            },
+        })
+        .build(consumer, resilient)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Give up this instance's ownerships (owner id "" as the official processors write it), so
+/// other instances take the partitions at once instead of after the expiry.
+async fn release(
+    store: &Arc<dyn Store>,
+    target: &EventHubTarget,
+    consumer_group: &str,
+    instance_id: &str,
+) {
+    let owned: Vec<Ownership> = match store
+        .list_ownerships(&target.namespace, &target.event_hub, consumer_group)
+        .await
+    {
+        Ok(list) => list
+            .into_iter()
+            .filter(|o| o.owner_id.as_deref() == Some(instance_id))
+            .map(|mut o| {
+                o.owner_id = Some(String::new());
+                o
+            })
+            .collect(),
+        Err(err) => {
+            tracing::warn!(hub = %target.event_hub, error = %err, "Cannot list ownerships to release them; they expire by themselves");
+            return;
+        }
+    };
+    if owned.is_empty() {
+        return;
+    }
+    match store.claim_ownership(&owned).await {
+        Ok(released) => {
+            tracing::info!(hub = %target.event_hub, released = released.len(), "Ownership released")
+        }
+        Err(err) => {
+            tracing::warn!(hub = %target.event_hub, error = %err, "Cannot release ownership; it expires by itself")
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! One owned partition: read events, call the plugin, checkpoint only past successes, apply the
+//! failure policy.
+//!
+//! The invariant: the checkpoint written for a partition is always the last event that was
+//! handled successfully or dead-lettered (stored by the sink before the checkpoint moves), never
+//! an event after a failure. Everything else (a crash, a trap, a lost ownership, a storage
+//! outage) can only make the checkpoint lag, which means redelivery, never loss.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::collections::VecDeque;
+
+use azure_messaging_eventhubs::models::{AmqpSimpleValue, MessageId, ReceivedEventData};
+use tokio::sync::{mpsc, watch};
+
+use super::checkpointer::Checkpointer;
+use super::dead_letter::{DeadLetter, DeadLetterSink};
+use super::reader::Item;
+use super::stats::{PartitionState, Stats};
+use crate::checkpoint::{RetryState, Store};
+use crate::config::{FailureConfig, FailurePolicy, Mode};
+use crate::event::{Event, PartitionContext, PropertyValue};
+use crate::plugin::{CloseReason, FailureKind, PluginError, PluginHandle};
+
+/// What a partition task needs; shared by the partitions of one event hub.
+pub struct PartitionSetup {
+    pub plugin: PluginHandle,
+    pub store: Arc<dyn Store>,
+    pub dead_letter: Arc<dyn DeadLetterSink>,
+    pub failure: FailureConfig,
+    pub mode: Mode,
+    pub max_batch_size: usize,
+    pub max_wait: Duration,
+    pub stats: Arc<Stats>,
+}
+
+/// Why a partition task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The host is stopping; the in-flight batch was finished and checkpointed.
+    Shutdown,
+    /// The receiver closed: ownership moved elsewhere, or the link failed (the processor
+    /// reopens the partition if it still owns it).
+    ReceiverClosed,
+}
+
+/// Convert an SDK event into the host's event.
+pub fn to_event(received: &ReceivedEventData) -> Event {
+    let data = received.event_data();
+    let id = |m: &MessageId| match m {
+        MessageId::String(s) => s.clone(),
+        MessageId::Uuid(u) => u.to_string(),
+        MessageId::Binary(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        MessageId::Ulong(n) => n.to_string(),
+    };
+    let mut properties: Vec<(String, PropertyValue)> = data
+        .properties()
+        .map(|p| p.iter().map(|(k, v)| (k.clone(), property(v))).collect())
+        .unwrap_or_default();
+    properties.sort_by(|a, b| a.0.cmp(&b.0));
+    Event {
+        body: data.body().unwrap_or_default().to_vec(),
+        sequence_number: received.sequence_number().unwrap_or(-1),
+        offset: received.offset().clone().unwrap_or_default(),
+        enqueued_time_ms: received
+            .enqueued_time()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        partition_key: received.partition_key().clone(),
+        content_type: data.content_type().map(str::to_string),
+        correlation_id: data.correlation_id().map(id),
+        message_id: data.message_id().map(id),
+        properties,
+    }
+}
+
+fn property(v: &AmqpSimpleValue) -> PropertyValue {
+    use AmqpSimpleValue as V;
+    match v {
+        V::Null => PropertyValue::Null,
+        V::Boolean(b) => PropertyValue::Bool(*b),
+        V::UByte(n) => PropertyValue::Int(*n as i64),
+        V::Byte(n) => PropertyValue::Int(*n as i64),
+        V::UShort(n) => PropertyValue::Int(*n as i64),
+        V::Short(n) => PropertyValue::Int(*n as i64),
+        V::UInt(n) => PropertyValue::Int(*n as i64),
+        V::Int(n) => PropertyValue::Int(*n as i64),
+        V::ULong(n) => PropertyValue::Int(*n as i64),
+        V::Long(n) => PropertyValue::Int(*n),
+        V::Float(f) => PropertyValue::Double(*f as f64),
+        V::Double(f) => PropertyValue::Double(*f),
+        V::Char(c) => PropertyValue::Text(c.to_string()),
+        V::TimeStamp(t) => PropertyValue::Timestamp(
+            t.0.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        ),
+        V::Uuid(u) => PropertyValue::Uuid(u.to_string()),
+        V::Binary(b) => PropertyValue::Binary(b.clone()),
+        V::String(s) => PropertyValue::Text(s.clone()),
+        V::Symbol(s) => PropertyValue::Text(s.0.clone()),
+        other => PropertyValue::Text(format!("{other:?}")),
+    }
+}
+
+/// Serve one owned partition until the host stops or its events stop coming.
+///
+/// `events` comes from the partition's reader (see [`super::reader`]); dropping it at the end
+/// (after the checkpoint is flushed) lets the reader close the partition client.
+pub async fn serve(
+    mut events: mpsc::Receiver<Item>,
+    ctx: PartitionContext,
+    setup: Arc<PartitionSetup>,
+    mut stop: watch::Receiver<bool>,
+) -> Ended {
+    let stats = setup.stats.clone();
+    stats.set_state(
+        &ctx.event_hub,
+        &ctx.partition_id,
+        Some(PartitionState::Running),
+    );
+    let checkpointer = Checkpointer::start(setup.store.clone(), &ctx, stats.clone());
+    let mut worker = setup.plugin.worker();
+    if let Err(err) = worker.open(&ctx).await {
+        tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-opened hook failed");
+    }
+    let mut retry = match setup
+        .store
+        .load_retry(
+            &ctx.namespace,
+            &ctx.event_hub,
+            &ctx.consumer_group,
+            &ctx.partition_id,
+        )
+        .await
+    {
+        Ok(state) => state,
+        Err(err) => {
+            tracing::warn!(partition = %ctx.partition_id, error = %err, "Cannot read the retry count; counting from zero");
+            None
+        }
+    };
+    tracing::info!(hub = %ctx.event_hub, partition = %ctx.partition_id, ?retry, "Partition opened");
+
+    let max_batch = match setup.mode {
+        Mode::Event => 1,
+        Mode::Batch => setup.max_batch_size,
+    };
+    let mut pending: VecDeque<Event> = VecDeque::new();
+    let mut closed: Option<String> = None;
+    let mut batch: Vec<Event> = Vec::with_capacity(max_batch);
+    let mut halted = false;
+    let ended = loop {
+        if halted {
+            // Keep the ownership (nobody else should process past the failure) but read no
+            // further, until the host stops.
+            let _ = stop.wait_for(|s| *s).await;
+            break Ended::Shutdown;
+        }
+        // Wait for the first event of a batch, or for the stop signal.
+        if pending.is_empty() {
+            if closed.is_some() {
+                break Ended::ReceiverClosed;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break Ended::Shutdown,
+                item = events.recv() => take(item, &mut pending, &mut closed),
+            }
+            continue;
+        }
+        // Fill the batch with what arrives within max-wait.
+        if pending.len() < max_batch && closed.is_none() {
+            let deadline = tokio::time::Instant::now() + setup.max_wait;
+            while pending.len() < max_batch && closed.is_none() {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Ok(item) => take(item, &mut pending, &mut closed),
+                    Err(_) => break,
+                }
+            }
+        }
+        let n = pending.len().min(max_batch);
+        batch.clear();
+        batch.extend(pending.drain(..n));
+        let outcome = process(
+            &mut worker,
+            &ctx,
+            &setup,
+            &checkpointer,
+            &mut retry,
+            &mut batch,
+            &mut stop,
+        )
+        .await;
+        match outcome {
+            Processed::All => {}
+            Processed::Halted => halted = true,
+            Processed::Stopped => break Ended::Shutdown,
+        }
+        if *stop.borrow() {
+            // Stopping: the in-flight batch is done; what is merely buffered is not started.
+            break Ended::Shutdown;
+        }
+    };
+    if let Some(why) = &closed {
+        tracing::info!(partition = %ctx.partition_id, reason = %why, "Partition's events stopped");
+    }
+
+    // Make the last success durable before letting go of the partition.
+    if !checkpointer.flush(Duration::from_secs(10)).await {
+        tracing::warn!(partition = %ctx.partition_id, "Last checkpoint not written (store unavailable); its events will be delivered again");
+    }
+    let reason = match ended {
+        Ended::Shutdown => CloseReason::Shutdown,
+        Ended::ReceiverClosed => CloseReason::OwnershipLost,
+    };
+    if let Err(err) = worker.close(reason).await {
+        tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-closed hook failed");
+    }
+    stats.set_state(&ctx.event_hub, &ctx.partition_id, None);
+    // Letting go of the channel lets the reader close the partition client, which hands the
+    // partition back to the processor.
+    drop(events);
+    tracing::info!(hub = %ctx.event_hub, partition = %ctx.partition_id, ?ended, "Partition closed");
+    ended
+}
+
+fn take(item: Option<Item>, pending: &mut VecDeque<Event>, closed: &mut Option<String>) {
+    match item {
+        Some(Item::Events(events)) => pending.extend(events),
+        Some(Item::Closed(why)) => *closed = Some(why),
+        None => *closed = Some("the reader stopped".into()),
+    }
+}
+
+enum Processed {
+    /// Every event was handled or dead-lettered.
+    All,
+    /// The halt policy stopped the partition.
+    Halted,
+    /// The host is stopping during a retry backoff; the failing event stays unhandled.
+    Stopped,
+}
+
+/// Run `batch` through the plugin until every event is handled or dead-lettered, retrying
+/// failures per policy. Empties `batch` except on `Halted`/`Stopped`.
+async fn process(
+    worker: &mut crate::plugin::Worker,
+    ctx: &PartitionContext,
+    setup: &PartitionSetup,
+    checkpointer: &Checkpointer,
+    retry: &mut Option<RetryState>,
+    batch: &mut Vec<Event>,
+    stop: &mut watch::Receiver<bool>,
+) -> Processed {
+    let stats = &setup.stats;
+    while !batch.is_empty() {
+        let (handled, error) = match worker.handle_batch(ctx, batch).await {
+            Ok(()) => (batch.len(), None),
+            Err(failure) => (failure.handled, Some(failure.error)),
+        };
+        if handled > 0 {
+            let last = &batch[handled - 1];
+            checkpointer.set(last.sequence_number, &last.offset);
+            stats.add_handled(handled as u64);
+            if retry.is_some_and(|r| r.sequence_number <= last.sequence_number) {
+                *retry = None;
+                save_retry(setup, ctx, None).await;
+            }
+            batch.drain(..handled);
+        }
+        let Some(error) = error else {
+            continue;
+        };
+        let failing = &batch[0];
+        stats
+            .failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let attempts = match retry {
+            Some(r) if r.sequence_number == failing.sequence_number => r.attempts + 1,
+            _ => 1,
+        };
+        let give_up =
+            attempts >= setup.failure.max_attempts || matches!(error.kind(), FailureKind::Rejected);
+        tracing::warn!(
+            hub = %ctx.event_hub,
+            partition = %ctx.partition_id,
+            sequence_number = failing.sequence_number,
+            attempts,
+            kind = error.label(),
+            error = %error,
+            "Plugin failed on an event"
+        );
+        if !give_up {
+            *retry = Some(RetryState {
+                sequence_number: failing.sequence_number,
+                attempts,
+            });
+            save_retry(setup, ctx, *retry).await;
+            stats.set_state(
+                &ctx.event_hub,
+                &ctx.partition_id,
+                Some(PartitionState::Retrying),
+            );
+            let wait = retry_delay(&error).unwrap_or_else(|| setup.failure.backoff(attempts));
+            let stopped = tokio::select! {
+                _ = tokio::time::sleep(wait) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            stats.set_state(
+                &ctx.event_hub,
+                &ctx.partition_id,
+                Some(PartitionState::Running),
+            );
+            if stopped {
+                return Processed::Stopped;
+            }
+            continue;
+        }
+        match setup.failure.policy {
+            FailurePolicy::Halt => {
+                *retry = Some(RetryState {
+                    sequence_number: failing.sequence_number,
+                    attempts,
+                });
+                save_retry(setup, ctx, *retry).await;
+                stats.set_state(
+                    &ctx.event_hub,
+                    &ctx.partition_id,
+                    Some(PartitionState::Halted),
+                );
+                tracing::error!(
+                    hub = %ctx.event_hub,
+                    partition = %ctx.partition_id,
+                    sequence_number = failing.sequence_number,
+                    attempts,
+                    error = %error,
+                    "Partition halted (failure policy `halt`): the checkpoint stays before this \
+                     event; fix the plugin or the event and restart the host"
+                );
+                return Processed::Halted;
+            }
+            FailurePolicy::DeadLetter => {
+                let plugin = worker.plugin();
+                let letter = DeadLetter::new(
+                    ctx,
+                    failing,
+                    error.to_string(),
+                    error.label(),
+                    attempts,
+                    plugin.name(),
+                    plugin.digest(),
+                );
+                // The sink must have it before the checkpoint passes it: retry until it does.
+                let mut backoff = Duration::from_millis(200);
+                loop {
+                    match setup.dead_letter.write(&letter).await {
+                        Ok(()) => break,
+                        Err(err) => {
+                            tracing::error!(partition = %ctx.partition_id, error = %err, "Cannot dead-letter the event; retrying");
+                            let stopped = tokio::select! {
+                                _ = tokio::time::sleep(backoff) => false,
+                                _ = stop.wait_for(|s| *s) => true,
+                            };
+                            if stopped {
+                                return Processed::Stopped;
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                        }
+                    }
+                }
+                tracing::warn!(
+                    hub = %ctx.event_hub,
+                    partition = %ctx.partition_id,
+                    sequence_number = failing.sequence_number,
+                    sink = %setup.dead_letter.describe(),
+                    "Event dead-lettered; moving on"
+                );
+                stats
+                    .dead_lettered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                checkpointer.set(failing.sequence_number, &failing.offset);
+                *retry = None;
+                save_retry(setup, ctx, None).await;
+                batch.remove(0);
+            }
+        }
+    }
+    Processed::All
+}
+
+/// A plugin's own `retry-after`, if it gave one.
+fn retry_delay(error: &PluginError) -> Option<Duration> {
+    match error {
+        PluginError::Retryable {
+            retry_after: Some(d),
+            ..
+        } => Some(*d),
+        _ => None,
+    }
+}
+
+async fn save_retry(setup: &PartitionSetup, ctx: &PartitionContext, state: Option<RetryState>) {
+    if let Err(err) = setup
+        .store
+        .save_retry(
+            &ctx.namespace,
+            &ctx.event_hub,
+            &ctx.consumer_group,
+            &ctx.partition_id,
+            state,
+        )
+        .await
+    {
+        setup
+            .stats
+            .store_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(partition = %ctx.partition_id, error = %err, "Cannot record the retry count; a takeover would count from zero");
+    }
+}

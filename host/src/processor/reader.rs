@@ -1,0 +1,118 @@
+//! Reads partitions' event streams on a thread of their own.
+//!
+//! The SDK's `PartitionClient::stream_events` is not `Send`, so it cannot be polled from tasks
+//! of the multi-threaded runtime that runs the plugins. One reader thread per event hub (a
+//! single-threaded runtime with a `LocalSet`) polls every partition's stream of that hub and
+//! forwards events, converted to the host's [`Event`], in chunks over bounded channels; the
+//! bound is the backpressure. After a partition's stream ends, or its processing task lets
+//! go, the reader waits for the processing side to finish (it flushes the checkpoint first)
+//! and then closes the partition client, which hands the partition back to the processor.
+
+use std::sync::Arc;
+
+use azure_messaging_eventhubs::processor::PartitionClient;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+
+use super::partition::to_event;
+use crate::event::Event;
+
+/// What a reader sends to a partition's processing task.
+pub enum Item {
+    /// Events in partition order.
+    Events(Vec<Event>),
+    /// The stream ended (ownership moved, receiver closed or failed); why.
+    Closed(String),
+}
+
+struct Job {
+    client: Arc<PartitionClient>,
+    out: mpsc::Sender<Item>,
+}
+
+/// The reader thread of one event hub.
+pub struct Readers {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+/// Events per chunk sent to the processing task.
+const CHUNK: usize = 512;
+
+impl Readers {
+    pub fn start(name: &str) -> Self {
+        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("hubwasm-reader-{name}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime starts");
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async move {
+                    while let Some(job) = rx.recv().await {
+                        tokio::task::spawn_local(read(job));
+                    }
+                });
+                // Let readers still running close their clients.
+                runtime.block_on(local);
+            })
+            .expect("the reader thread starts");
+        Self { jobs }
+    }
+
+    /// Start reading `client`'s partition; events arrive on the returned channel.
+    pub fn read(&self, client: Arc<PartitionClient>, capacity: usize) -> mpsc::Receiver<Item> {
+        let (out, rx) = mpsc::channel(capacity.max(1));
+        let _ = self.jobs.send(Job { client, out });
+        rx
+    }
+}
+
+async fn read(job: Job) {
+    let Job { client, out } = job;
+    let partition = client.get_partition_id().to_string();
+    {
+        let stream = client.stream_events();
+        futures::pin_mut!(stream);
+        loop {
+            let first = tokio::select! {
+                _ = out.closed() => break,
+                item = stream.next() => item,
+            };
+            let mut chunk = Vec::new();
+            let mut end: Option<String> = None;
+            match first {
+                Some(Ok(e)) => chunk.push(to_event(&e)),
+                Some(Err(err)) => end = Some(err.to_string()),
+                None => end = Some("the event stream ended".into()),
+            }
+            // Take whatever else is already buffered, without waiting.
+            while end.is_none() && chunk.len() < CHUNK {
+                match stream.next().now_or_never() {
+                    Some(Some(Ok(e))) => chunk.push(to_event(&e)),
+                    Some(Some(Err(err))) => end = Some(err.to_string()),
+                    Some(None) => end = Some("the event stream ended".into()),
+                    None => break,
+                }
+            }
+            if !chunk.is_empty() && out.send(Item::Events(chunk)).await.is_err() {
+                break;
+            }
+            if let Some(why) = end {
+                let _ = out.send(Item::Closed(why)).await;
+                break;
+            }
+        }
+    }
+    // The processing task flushes its checkpoint before it lets go of the channel.
+    out.closed().await;
+    match Arc::try_unwrap(client) {
+        Ok(client) => {
+            if let Err(err) = client.close().await {
+                tracing::debug!(%partition, error = %err, "Closing the partition client failed");
+            }
+        }
+        Err(_) => tracing::debug!(%partition, "Partition client still shared; not closed"),
+    }
+}
