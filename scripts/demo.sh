@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
-# The main job, end to end on one machine: build the sample plugin and the host, then replay the
-# seed's sample events through the plugin, printing each verdict and a summary.
+# The main job, end to end on one machine, no Azure account: build the sample plugin and the
+# host, then `hubwasm run` with the embedded default (an in-process Event Hubs endpoint, a local
+# checkpoint store, the json-filter plugin), send the seed's sample events through the official
+# Rust SDK, process and checkpoint them, print the summary, and exit by itself once caught up.
+# Finally `hubwasm status` shows the checkpoints and lag from the store and the endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+bash scripts/setup.sh
+echo "== building the plugins (wasm32-wasip2) and the host"
 bash scripts/build-plugins.sh >/dev/null
-echo "== hubwasm plugin inspect"
-cargo run --quiet -p hubwasm -- plugin inspect "$PLUGINS_OUT/json_filter.wasm"
+cargo build --quiet -p hubwasm
+HUBWASM="$CARGO_TARGET_DIR/debug/hubwasm"
+DEMO_DIR="${HUBWASM_DEMO_DIR:-$(mktemp -d -t hubwasm-demo.XXXXXX)}"
+EVENTS="$PWD/examples/events/seed-sample.jsonl"
+PLUGIN="$PLUGINS_OUT/json_filter.wasm"
+echo "== the sample plugin"
+"$HUBWASM" plugin inspect "$PLUGIN"
 echo
-echo "== hubwasm plugin test (the seed's events, batches of 8, keep value >= 50)"
-cargo run --quiet -p hubwasm -- plugin test "$PLUGINS_OUT/json_filter.wasm" \
-  --events examples/events --batch 8 --config min_value=50
+echo "== hubwasm run (embedded endpoint, local checkpoints in $DEMO_DIR/.hubwasm)"
+cd "$DEMO_DIR"
+"$HUBWASM" run --plugin "$PLUGIN" --plugin-config min_value=50 \
+  --send "$EVENTS" --exit-when-idle 1
+echo
+echo "== hubwasm status"
+"$HUBWASM" status

@@ -86,3 +86,23 @@ async fn the_endpoint_sends_heartbeats_within_the_clients_idle_timeout() {
     }
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_second_endpoint_on_the_same_data_directory_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let config = || HubConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_path_buf(),
+        ..HubConfig::default()
+    };
+    let first = hubwasm_hub::start(config()).await.unwrap();
+    let err = match hubwasm_hub::start(config()).await {
+        Ok(_) => panic!("a second endpoint on the same data directory must be refused"),
+        Err(err) => err,
+    };
+    assert!(matches!(err, hubwasm_hub::StartError::InUse(_)), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    first.shutdown().await;
+    // Once the first one stops, the directory is free again.
+    hubwasm_hub::start(config()).await.unwrap().shutdown().await;
+}

@@ -367,7 +367,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
         Some(path) => crate::config::RunConfig::load(path)?,
         None => crate::config::RunConfig::parse(
-            "[checkpoints]\nstore = \"local\"\npath = \".hubwasm/checkpoints\"\n[embedded]\n[[eventhub]]\nname = \"events\"\nembedded = true\nplugin = \"-\"\n",
+            "[checkpoints]\nstore = \"local\"\npath = \".hubwasm/checkpoints\"\n[embedded]\ndata = \".hubwasm/hub\"\n[[eventhub]]\nname = \"events\"\nembedded = true\nplugin = \"-\"\n",
             std::path::Path::new("(embedded default)"),
         )?,
     };

@@ -573,6 +573,17 @@ plugin = "filter.wasm"
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../../examples/hubwasm.toml");
+        let c = RunConfig::parse(text, Path::new("examples/hubwasm.toml")).unwrap();
+        assert_eq!(c.event_hubs[0].failure.max_attempts, 5);
+        assert_eq!(
+            c.event_hubs[0].limits.unwrap().timeout,
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_cap() {
         let f = FailureConfig {
             initial_backoff_ms: 100,

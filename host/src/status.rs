@@ -13,6 +13,8 @@ pub async fn status(config: &RunConfig) -> Result<Vec<String>, RunError> {
     let mut lines = vec![format!("checkpoint store: {}", store.describe())];
     for hub in &config.event_hubs {
         // The embedded endpoint lives inside a running host; reach it only at a fixed address.
+        let mut opened: Option<hubwasm_hub::RunningHub> = None;
+        let mut in_use = false;
         let target: Option<EventHubTarget> = if let Some(conn) = &hub.connection_string {
             Some(ConnectionString::parse(&crate::config::with_entity(conn, &hub.name))?.target())
         } else if let Some(ns) = &hub.namespace {
@@ -32,6 +34,30 @@ pub async fn status(config: &RunConfig) -> Result<Vec<String>, RunError> {
                         emulator: true,
                     }
                     .target()
+                })
+                .or_else(|| {
+                    // No host running: open the endpoint's data directory ourselves.
+                    let e = config.embedded.as_ref()?;
+                    let mut hub_config = match &e.config {
+                        Some(path) => hubwasm_hub::HubConfig::load(path).ok()?,
+                        None => hubwasm_hub::HubConfig::default(),
+                    };
+                    hub_config.listen = "127.0.0.1:0".parse().expect("valid address");
+                    if let Some(data) = &e.data {
+                        hub_config.data_dir = data.clone();
+                    }
+                    match futures::executor::block_on(hubwasm_hub::start(hub_config)) {
+                        Ok(running) => {
+                            let conn = running.connection_string(&hub.name);
+                            opened = Some(running);
+                            ConnectionString::parse(&conn).ok().map(|c| c.target())
+                        }
+                        Err(hubwasm_hub::StartError::InUse(_)) => {
+                            in_use = true;
+                            None
+                        }
+                        Err(_) => None,
+                    }
                 })
         };
         let namespace = match &target {
@@ -85,13 +111,14 @@ pub async fn status(config: &RunConfig) -> Result<Vec<String>, RunError> {
                 }
                 Err(err) => note = Some(format!("event hub not reachable: {err}")),
             },
-            None => {
+            None if in_use => {
                 note = Some(
-                    "the embedded endpoint runs inside `hubwasm run`; set [embedded] listen to a \
-                     fixed address to see lag"
+                    "the embedded endpoint is in use by a running `hubwasm run`; set [embedded] \
+                     listen to a fixed address to see lag while it runs"
                         .into(),
                 )
             }
+            None => note = Some("the embedded endpoint's data cannot be opened".into()),
         }
         let mut ids: Vec<String> = owners
             .keys()
@@ -139,6 +166,9 @@ pub async fn status(config: &RunConfig) -> Result<Vec<String>, RunError> {
         }
         if let Some(note) = note {
             lines.push(format!("  ({note})"));
+        }
+        if let Some(running) = opened {
+            running.shutdown().await;
         }
     }
     Ok(lines)

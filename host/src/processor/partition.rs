@@ -256,11 +256,22 @@ async fn process(
     stop: &mut watch::Receiver<bool>,
 ) -> Processed {
     let stats = &setup.stats;
+    // After a trap or limit inside a multi-event call it is unknown which event caused it: the
+    // rest of the batch then goes one event at a time, so the failure lands on the right one.
+    let mut one_by_one = false;
     while !batch.is_empty() {
-        let (handled, error) = match worker.handle_batch(ctx, batch).await {
-            Ok(()) => (batch.len(), None),
+        let call = if one_by_one { &batch[..1] } else { &batch[..] };
+        let (handled, error) = match worker.handle_batch(ctx, call).await {
+            Ok(()) => (call.len(), None),
             Err(failure) => (failure.handled, Some(failure.error)),
         };
+        if let Some(error) = &error {
+            if call.len() > 1 && handled == 0 && matches!(error.kind(), FailureKind::Crashed) {
+                tracing::info!(partition = %ctx.partition_id, kind = error.label(), events = call.len(), "Plugin crashed inside a batch; isolating the event one at a time");
+                one_by_one = true;
+                continue;
+            }
+        }
         if handled > 0 {
             let last = &batch[handled - 1];
             checkpointer.set(last.sequence_number, &last.offset);

@@ -28,6 +28,20 @@ pub enum StartError {
     },
     #[error("cannot open the partition logs: {0}")]
     Storage(#[from] StorageError),
+    /// Another endpoint (a `hubwasm hub serve` or a `hubwasm run` with the embedded endpoint)
+    /// has the data directory open.
+    #[error(
+        "the data directory {} is in use by another hubwasm endpoint; stop it or use another \
+         --data directory",
+        .0.display()
+    )]
+    InUse(std::path::PathBuf),
+    #[error("cannot lock the data directory {}: {source}", path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running endpoint.
@@ -41,6 +55,7 @@ pub struct RunningHub {
 
 /// Open storage, bind, and serve in the background.
 pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
+    let lock = lock_data_dir(&config.data_dir)?;
     let namespace = Arc::new(Namespace::open(&config)?);
     let listener = bind(config.listen).map_err(|source| StartError::Listen {
         addr: config.listen,
@@ -53,6 +68,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let ns = namespace.clone();
     let task = tokio::spawn(async move {
+        // Held while serving: one writer per data directory.
+        let _lock = lock;
         let mut stop = shutdown_rx.clone();
         let mut retention = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -163,5 +180,26 @@ impl RunningHub {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// Take the data directory's lock file: two endpoints appending to the same partition logs
+/// would corrupt them.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let lock_err = |source| StartError::Lock {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(lock_err)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::InUse(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(lock_err(e)),
     }
 }

@@ -1,0 +1,67 @@
+//! test-record: prints one line per handled event to stdout (the host forwards it to its log),
+//! so end-to-end tests can count what every host instance handled:
+//! `handled group=<cg> partition=<id> seq=<n> body=<body>`.
+//!
+//! Config (all optional): `fail_partition` + `fail_at` (sequence number): fail that event;
+//! `kind` = `retryable` (default) | `rejected` | `trap`; `times` (u32): fail only the first N
+//! attempts within this instance, then succeed.
+
+use hubwasm_guest::{
+    export_plugin, reject, retry, Config, Event, EventError, PartitionContext, Plugin,
+};
+
+struct Record {
+    fail_partition: Option<String>,
+    fail_at: Option<i64>,
+    kind: String,
+    times: Option<u32>,
+    attempts: u32,
+}
+
+impl Plugin for Record {
+    fn init(config: Config) -> Result<Self, String> {
+        let kind = config.get("kind").unwrap_or("retryable").to_string();
+        if !matches!(kind.as_str(), "retryable" | "rejected" | "trap") {
+            return Err(format!(
+                "config `kind` = `{kind}` is invalid: use `retryable`, `rejected` or `trap`"
+            ));
+        }
+        Ok(Self {
+            fail_partition: config.get("fail_partition").map(str::to_string),
+            fail_at: config.parse("fail_at")?,
+            kind,
+            times: config.parse("times")?,
+            attempts: 0,
+        })
+    }
+
+    fn handle(&mut self, ctx: &PartitionContext, event: Event<'_>) -> Result<(), EventError> {
+        let seq = event.sequence_number();
+        let targeted = self.fail_at == Some(seq)
+            && self
+                .fail_partition
+                .as_deref()
+                .is_none_or(|p| p == ctx.partition_id);
+        if targeted {
+            self.attempts += 1;
+            if self.times.is_none_or(|t| self.attempts <= t) {
+                let message = format!("configured to fail at {}/{seq}", ctx.partition_id);
+                match self.kind.as_str() {
+                    "trap" => panic!("{message}"),
+                    "rejected" => return Err(reject(message)),
+                    _ => return Err(retry(message)),
+                }
+            }
+        }
+        println!(
+            "handled group={} partition={} seq={} body={}",
+            ctx.consumer_group,
+            ctx.partition_id,
+            seq,
+            String::from_utf8_lossy(event.body())
+        );
+        Ok(())
+    }
+}
+
+export_plugin!(Record);
