@@ -71,6 +71,8 @@ pub struct RunOptions {
 pub struct RunReport {
     pub snapshot: Snapshot,
     pub elapsed: Duration,
+    /// From the first handled event to the last (throughput without start-up and idle time).
+    pub busy: Duration,
     pub instance_id: String,
     /// The embedded endpoint's connection strings, by hub, when it ran in this process.
     pub embedded: Vec<(String, String)>,
@@ -323,6 +325,7 @@ pub async fn run(
     Ok(RunReport {
         snapshot,
         elapsed: stats.elapsed(),
+        busy: stats.busy_span(),
         instance_id,
         embedded: embedded_strings,
     })

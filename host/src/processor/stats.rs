@@ -27,6 +27,8 @@ pub struct Stats {
     pub checkpoints: AtomicU64,
     pub store_errors: AtomicU64,
     last_activity: Mutex<Instant>,
+    /// When the first and the latest events were handled (for throughput over the busy span).
+    handled_span: Mutex<Option<(Instant, Instant)>>,
     /// (event hub, partition) → state, for owned partitions.
     owned: Mutex<BTreeMap<(String, String), PartitionState>>,
 }
@@ -41,6 +43,7 @@ impl Default for Stats {
             checkpoints: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             last_activity: Mutex::new(Instant::now()),
+            handled_span: Mutex::new(None),
             owned: Mutex::new(BTreeMap::new()),
         }
     }
@@ -60,7 +63,19 @@ pub struct Snapshot {
 impl Stats {
     pub fn add_handled(&self, n: u64) {
         self.handled.fetch_add(n, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut span = self.handled_span.lock().unwrap_or_else(|e| e.into_inner());
+        *span = Some((span.map_or(now, |s| s.0), now));
+        drop(span);
         self.touch();
+    }
+
+    /// Time from the first handled event to the latest.
+    pub fn busy_span(&self) -> Duration {
+        self.handled_span
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(Duration::ZERO, |(first, last)| last - first)
     }
 
     pub fn touch(&self) {
