@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use hubwasm::checkpoint::local::LocalCheckpointStore;
 use hubwasm::checkpoint::{CheckpointStore, RetryStore};
+use hubwasm::connection::ConnectionString;
 use hubwasm_hub::config::{EventHubConfig, HubConfig};
 use hubwasm_hub::RunningHub;
 
@@ -23,11 +24,18 @@ async fn start_endpoint(data: &Path, partitions: u32) -> RunningHub {
     hubwasm_hub::start(HubConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.to_path_buf(),
-        event_hubs: vec![EventHubConfig {
-            name: HUB.into(),
-            partitions,
-            consumer_groups: vec!["second".into()],
-        }],
+        event_hubs: vec![
+            EventHubConfig {
+                name: HUB.into(),
+                partitions,
+                consumer_groups: vec!["second".into()],
+            },
+            EventHubConfig {
+                name: "dead-letters".into(),
+                partitions: 1,
+                consumer_groups: vec![],
+            },
+        ],
         ..HubConfig::default()
     })
     .await
@@ -587,6 +595,152 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
         checkpoints(&store, "$Default").await,
         checkpoints(&store, "second").await
     );
+
+    // `hubwasm status` shows every partition checkpointed at its last event, no lag, no owner.
+    let cfg_path = dir.path().join("first.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .args(["status", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in rows {
+        assert_eq!(
+            row[1..],
+            ["-", "9", "9", "0"],
+            "partition, owner, checkpoint, last, lag: {text}"
+        );
+    }
+    endpoint.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storage_outage_does_not_stop_processing_and_checkpoints_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = start_endpoint(&dir.path().join("hub"), 2).await;
+    let store_dir = dir.path().join("checkpoints");
+    let cfg = config(&endpoint, &store_dir, &dir.path().join("dead"), "");
+    let mut host = Host::start("steady", dir.path(), &cfg, &[]);
+    send(&endpoint, 10, None, "").await;
+    let store = LocalCheckpointStore::new(&store_dir);
+    let all_checkpointed = |last: i64| {
+        let cps = futures::executor::block_on(checkpoints(&store, "$Default"));
+        cps.len() == 2 && cps.values().all(|c| *c == Some(last))
+    };
+    eventually(
+        "first events checkpointed",
+        Duration::from_secs(60),
+        || all_checkpointed(4),
+        &[&host],
+    )
+    .await;
+
+    // Storage goes away: the store's directory is replaced by a file.
+    let away = dir.path().join("checkpoints-away");
+    std::fs::rename(&store_dir, &away).unwrap();
+    std::fs::write(&store_dir, b"not a directory").unwrap();
+    send(&endpoint, 10, None, "").await;
+    eventually(
+        "new events handled during the outage, and the failure reported",
+        Duration::from_secs(60),
+        || host.handled("$Default").len() >= 20 && host.log().contains("Checkpoint write failed"),
+        &[&host],
+    )
+    .await;
+    assert!(
+        host.child.try_wait().unwrap().is_none(),
+        "the host keeps running"
+    );
+
+    // Storage is back: checkpoints catch up by themselves.
+    std::fs::remove_file(&store_dir).unwrap();
+    std::fs::rename(&away, &store_dir).unwrap();
+    eventually(
+        "checkpoints caught up",
+        Duration::from_secs(60),
+        || all_checkpointed(9),
+        &[&host],
+    )
+    .await;
+    let status = host.terminate();
+    assert!(status.success(), "{status}\n{}", host.log());
+    endpoint.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_can_go_to_another_event_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
+    let store_dir = dir.path().join("checkpoints");
+    let dead = dir.path().join("dead");
+    let cfg = config(
+        &endpoint,
+        &store_dir,
+        &dead,
+        r#"plugin_config = { fail_at = "1", kind = "rejected" }"#,
+    );
+    let cfg = cfg.replace(
+        &format!("sink = \"directory\"\npath = \"{}\"", dead.display()),
+        &format!(
+            "sink = \"eventhub\"\nconnection_string = \"{}\"",
+            endpoint.connection_string("dead-letters")
+        ),
+    );
+    send(&endpoint, 3, None, "").await;
+    let mut host = Host::start("dl", dir.path(), &cfg, &["--exit-when-idle", "1"]);
+    let status = host.wait(Duration::from_secs(90));
+    assert!(status.success(), "{status}\n{}", host.log());
+    let handled: Vec<i64> = host.handled("$Default").into_iter().map(|e| e.1).collect();
+    assert_eq!(
+        handled,
+        vec![0, 2],
+        "a rejected event is dead-lettered at once, no retries"
+    );
+
+    let target = ConnectionString::parse(&endpoint.connection_string("dead-letters"))
+        .unwrap()
+        .target();
+    let consumer = target.consumer("$Default").await.unwrap();
+    let receiver = consumer
+        .open_receiver_on_partition(
+            "0".to_string(),
+            Some(azure_messaging_eventhubs::OpenReceiverOptions {
+                start_position: Some(azure_messaging_eventhubs::StartPosition {
+                    location: azure_messaging_eventhubs::StartLocation::Earliest,
+                    inclusive: false,
+                }),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let stream = receiver.stream_events();
+    futures::pin_mut!(stream);
+    let event = tokio::time::timeout(
+        Duration::from_secs(20),
+        futures::StreamExt::next(&mut stream),
+    )
+    .await
+    .expect("the dead letter arrives")
+    .unwrap()
+    .unwrap();
+    let props = event.event_data().properties().unwrap();
+    let text = |k: &str| format!("{:?}", props.get(k).unwrap());
+    assert!(text("hubwasm-sequence-number").contains('1'), "{props:?}");
+    assert!(text("hubwasm-error-kind").contains("rejected"), "{props:?}");
+    assert!(text("hubwasm-plugin").contains("test_record"), "{props:?}");
+    assert!(String::from_utf8_lossy(event.event_data().body().unwrap()).contains("Test message #2"));
     endpoint.shutdown().await;
 }
 

@@ -94,13 +94,21 @@ prefetch = 3000
         ..RunOptions::default()
     };
     let report = run(config, options, stop_rx, |_| {}).await.unwrap();
-    assert_eq!(report.snapshot.handled as usize, events, "every event handled");
+    assert_eq!(
+        report.snapshot.handled as usize, events,
+        "every event handled"
+    );
     (report.snapshot.handled, report.busy)
 }
 
 /// The Python consumer: returns (events, seconds) or why it could not run.
-fn python_run(conn: &str, events: usize, azurite_blob_endpoint: &str) -> Result<(u64, f64), String> {
-    let python = std::env::var("HUBWASM_PYTHON").map_err(|_| "HUBWASM_PYTHON not set (source scripts/env.sh)")?;
+fn python_run(
+    conn: &str,
+    events: usize,
+    azurite_blob_endpoint: &str,
+) -> Result<(u64, f64), String> {
+    let python = std::env::var("HUBWASM_PYTHON")
+        .map_err(|_| "HUBWASM_PYTHON not set (source scripts/env.sh)")?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/bench_consumer.py");
     let out = std::process::Command::new(python)
         .arg(script)
