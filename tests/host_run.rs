@@ -545,6 +545,20 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
         "{}",
         first.log()
     );
+    // The plugin saw each partition opened and closed for the shutdown.
+    for p in ["0", "1"] {
+        let log = first.log();
+        assert!(
+            log.contains(&format!("opened group=$Default partition={p}")),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!(
+                "closed group=$Default partition={p} reason=shutdown"
+            )),
+            "{log}"
+        );
+    }
     assert_eq!(
         first
             .handled("$Default")

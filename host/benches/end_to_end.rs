@@ -172,11 +172,7 @@ fn main() {
         } else {
             let azurite = azurite::Azurite::start().map_err(|e| e.to_string());
             match azurite {
-                Ok(az) => {
-                    let r = python_run(&conn, py_events, &az.blob_endpoint());
-                    drop(az);
-                    r
-                }
+                Ok(az) => python_run(&conn, py_events, &az.blob_endpoint()),
                 Err(e) => Err(format!("Azurite: {e}")),
             }
         };

@@ -1,13 +1,14 @@
 //! test-record: prints one line per handled event to stdout (the host forwards it to its log),
 //! so end-to-end tests can count what every host instance handled:
-//! `handled group=<cg> partition=<id> seq=<n> body=<body>`.
+//! `handled group=<cg> partition=<id> seq=<n> body=<body>`, and the lifecycle hooks as
+//! `opened group=<cg> partition=<id>` / `closed group=<cg> partition=<id> reason=<reason>`.
 //!
 //! Config (all optional): `fail_partition` + `fail_at` (sequence number): fail that event;
 //! `kind` = `retryable` (default) | `rejected` | `trap`; `times` (u32): fail only the first N
 //! attempts within this instance, then succeed.
 
 use hubwasm_guest::{
-    export_plugin, reject, retry, Config, Event, EventError, PartitionContext, Plugin,
+    export_plugin, reject, retry, CloseReason, Config, Event, EventError, PartitionContext, Plugin,
 };
 
 struct Record {
@@ -61,6 +62,27 @@ impl Plugin for Record {
             String::from_utf8_lossy(event.body())
         );
         Ok(())
+    }
+
+    fn opened(&mut self, ctx: &PartitionContext) {
+        Self::lifecycle("opened", ctx, "");
+    }
+
+    fn closed(&mut self, ctx: &PartitionContext, reason: CloseReason) {
+        let reason = match reason {
+            CloseReason::OwnershipLost => "ownership-lost",
+            CloseReason::Shutdown => "shutdown",
+        };
+        Self::lifecycle("closed", ctx, &format!(" reason={reason}"));
+    }
+}
+
+impl Record {
+    fn lifecycle(what: &str, ctx: &PartitionContext, extra: &str) {
+        println!(
+            "{what} group={} partition={}{extra}",
+            ctx.consumer_group, ctx.partition_id
+        );
     }
 }
 
