@@ -7,3 +7,5 @@ PLUGINS_OUT="$HUBWASM_PLUGINS_TARGET_DIR/wasm32-wasip2/release"
 # The venv with the official Python SDKs (scripts/setup.sh), used by the endpoint's tests.
 export HUBWASM_VENV="${HUBWASM_VENV:-$HOME/.cache/hubwasm/venv}"
 export HUBWASM_PYTHON="${HUBWASM_PYTHON:-$HUBWASM_VENV/bin/python}"
+# Azurite's blob service (scripts/setup.sh installs it), started by the tests on free ports.
+export HUBWASM_AZURITE="${HUBWASM_AZURITE:-${HUBWASM_NODE_DIR:-$HOME/.cache/hubwasm/node}/node_modules/.bin/azurite-blob}"

@@ -216,15 +216,6 @@ fn main() {
     let _ = Arc::new(());
 }
 
-/// Azurite for the Python consumer's Blob checkpoints (see tests/support/azurite.rs).
-mod azurite {
-    pub struct Azurite;
-    impl Azurite {
-        pub fn start() -> Result<Self, String> {
-            Err("not wired yet".into())
-        }
-        pub fn blob_endpoint(&self) -> String {
-            String::new()
-        }
-    }
-}
+/// Azurite for the Python consumer's Blob checkpoints.
+#[path = "../../tests/support/azurite.rs"]
+mod azurite;

@@ -1,0 +1,97 @@
+"""The baseline of the end-to-end benchmark: the official Python consumer doing hubwasm's
+json-filter work (parse the seed event, keep value >= 50) with Blob checkpoints, one checkpoint
+per batch, as a hand-written EventProcessor script would.
+
+Prints one JSON object: {"events": N, "kept": K, "seconds": S} where S runs from the first
+event received to the last (start-up excluded, like the hubwasm side).
+"""
+import argparse
+import json
+import sys
+import threading
+import time
+
+from azure.eventhub import EventHubConsumerClient
+from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
+
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--conn", required=True)
+    p.add_argument("--consumer-group", default="$Default")
+    p.add_argument("--expect", type=int, required=True)
+    p.add_argument("--blob-endpoint", required=True, help="e.g. http://127.0.0.1:10000/devstoreaccount1")
+    p.add_argument("--container", default="bench-checkpoints")
+    p.add_argument("--timeout", type=float, default=600)
+    args = p.parse_args()
+
+    storage = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={DEV_KEY};BlobEndpoint={args.blob_endpoint};"
+    )
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(storage)
+    try:
+        service.create_container(args.container)
+    except Exception:  # already there
+        pass
+    store = BlobCheckpointStore.from_connection_string(storage, args.container)
+    client = EventHubConsumerClient.from_connection_string(
+        args.conn, consumer_group=args.consumer_group, checkpoint_store=store
+    )
+    state = {"events": 0, "kept": 0, "first": None, "last": None}
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def on_event_batch(context, events):
+        if not events:
+            return
+        kept = 0
+        for event in events:
+            try:
+                body = json.loads(event.body_as_str())
+            except ValueError:
+                continue
+            if body.get("value", 0) >= 50:
+                kept += 1
+        context.update_checkpoint(events[-1])
+        now = time.time()
+        with lock:
+            if state["first"] is None:
+                state["first"] = now
+            state["last"] = now
+            state["events"] += len(events)
+            state["kept"] += kept
+            if state["events"] >= args.expect:
+                done.set()
+
+    worker = threading.Thread(
+        target=lambda: client.receive_batch(
+            on_event_batch=on_event_batch,
+            max_batch_size=1000,
+            max_wait_time=1,
+            starting_position="-1",
+            prefetch=3000,
+        ),
+        daemon=True,
+    )
+    worker.start()
+    if not done.wait(args.timeout):
+        print(f"only {state['events']} of {args.expect} events in {args.timeout}s", file=sys.stderr)
+        sys.exit(2)
+    client.close()
+    print(
+        json.dumps(
+            {
+                "events": state["events"],
+                "kept": state["kept"],
+                "seconds": round(state["last"] - state["first"], 3),
+            }
+        )
+    )
+
+
+main()
