@@ -316,10 +316,7 @@ async fn process(
                 Some(PartitionState::Retrying),
             );
             let wait = retry_delay(&error).unwrap_or_else(|| setup.failure.backoff(attempts));
-            let stopped = tokio::select! {
-                _ = tokio::time::sleep(wait) => false,
-                _ = stop.wait_for(|s| *s) => true,
-            };
+            let stopped = stopped_during(wait, stop).await;
             stats.set_state(
                 &ctx.event_hub,
                 &ctx.partition_id,
@@ -371,10 +368,7 @@ async fn process(
                         Ok(()) => break,
                         Err(err) => {
                             tracing::error!(partition = %ctx.partition_id, error = %err, "Cannot dead-letter the event; retrying");
-                            let stopped = tokio::select! {
-                                _ = tokio::time::sleep(backoff) => false,
-                                _ = stop.wait_for(|s| *s) => true,
-                            };
+                            let stopped = stopped_during(backoff, stop).await;
                             if stopped {
                                 return Processed::Stopped;
                             }
@@ -430,5 +424,13 @@ async fn save_retry(setup: &PartitionSetup, ctx: &PartitionContext, state: Optio
             .store_errors
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Cannot record the retry count; a takeover would count from zero");
+    }
+}
+
+/// Sleep for `wait` unless the host stops first; true if it stopped.
+async fn stopped_during(wait: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = stop.wait_for(|s| *s) => true,
     }
 }
