@@ -7,5 +7,7 @@ PLUGINS_OUT="$HUBWASM_PLUGINS_TARGET_DIR/wasm32-wasip2/release"
 # The venv with the official Python SDKs (scripts/setup.sh), used by the endpoint's tests.
 export HUBWASM_VENV="${HUBWASM_VENV:-$HOME/.cache/hubwasm/venv}"
 export HUBWASM_PYTHON="${HUBWASM_PYTHON:-$HUBWASM_VENV/bin/python}"
-# Azurite's blob service (scripts/setup.sh installs it), started by the tests on free ports.
-export HUBWASM_AZURITE="${HUBWASM_AZURITE:-${HUBWASM_NODE_DIR:-$HOME/.cache/hubwasm/node}/node_modules/.bin/azurite-blob}"
+# Azurite (the Azure Storage emulator, scripts/setup.sh installs it with npm), for the Blob
+# checkpoint store's tests: tests/support/azurite.rs starts `azurite-blob` from here.
+export HUBWASM_NODE_DIR="${HUBWASM_NODE_DIR:-$HOME/.cache/hubwasm/node}"
+export HUBWASM_AZURITE="${HUBWASM_AZURITE:-$HUBWASM_NODE_DIR/node_modules/.bin/azurite-blob}"

@@ -19,15 +19,24 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 if ! "$VENV/bin/python" -c "import azure.eventhub, azure.eventhub.extensions.checkpointstoreblob, azure.storage.blob" 2>/dev/null; then
-  echo "setup: installing the official Event Hubs and Blob Storage Python SDKs"
+  echo "setup: installing the official Event Hubs and Blob checkpoint store Python SDKs"
   "$VENV/bin/pip" install --quiet -r "$(dirname "$0")/../tests/python/requirements.txt"
 fi
 
-# Azurite (the Azure Storage emulator, from npm) for the Blob checkpoint store's tests and the
-# end-to-end benchmark's Python baseline.
+# Azurite, the Azure Storage emulator, for the Blob checkpoint store's tests (npm, in a cache
+# directory beside the venv; scripts/env.sh points HUBWASM_AZURITE at its azurite-blob).
+AZURITE_VERSION=3.37
 NODE_DIR="${HUBWASM_NODE_DIR:-$HOME/.cache/hubwasm/node}"
-if [ ! -x "$NODE_DIR/node_modules/.bin/azurite-blob" ]; then
-  echo "setup: installing Azurite 3.37 into $NODE_DIR"
-  mkdir -p "$NODE_DIR"
-  (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent azurite@3.37 >/dev/null)
-fi
+installed="$(node -p "require(process.argv[1]).version" "$NODE_DIR/node_modules/azurite/package.json" 2>/dev/null || true)"
+case "$installed" in
+  "$AZURITE_VERSION".*) ;;
+  *)
+    if ! command -v npm >/dev/null; then
+      echo "setup: npm is missing: install Node.js (18 or newer) to run the Azurite-based tests" >&2
+      exit 1
+    fi
+    echo "setup: installing Azurite $AZURITE_VERSION into $NODE_DIR"
+    mkdir -p "$NODE_DIR"
+    npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
+    ;;
+esac

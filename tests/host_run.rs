@@ -1,5 +1,6 @@
-//! `hubwasm run` end to end: real host processes, the embedded endpoint, the local checkpoint
-//! store shared by the processes, and the `test-record` plugin, whose log lines
+//! `hubwasm run` end to end: real host processes, the embedded endpoint, a checkpoint store
+//! shared by the processes (local, or Blob on Azurite, which the official Python processor also
+//! reads and writes), and the `test-record` plugin, whose log lines
 //! (`handled group=.. partition=.. seq=..`) tell which events each host handled.
 //!
 //! Waits are bounded (a broken host fails the test instead of hanging it) but nothing asserts
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hubwasm::checkpoint::blob::BlobCheckpointStore;
 use hubwasm::checkpoint::local::LocalCheckpointStore;
 use hubwasm::checkpoint::{CheckpointStore, RetryStore};
 use hubwasm::connection::ConnectionString;
@@ -136,13 +138,41 @@ fn handled_in(log: &str, group: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// A host config on the local checkpoint store with dead letters in a directory.
 fn config(endpoint: &RunningHub, store: &Path, dead_letter: &Path, hub_extra: &str) -> String {
+    config_with(
+        endpoint,
+        &local_checkpoints(store),
+        &format!("sink = \"directory\"\npath = \"{}\"", dead_letter.display()),
+        hub_extra,
+    )
+}
+
+fn local_checkpoints(store: &Path) -> String {
+    format!("store = \"local\"\npath = \"{}\"", store.display())
+}
+
+/// The `[checkpoints]` (or `[eventhub.dead_letter]`) keys for a container on Azurite.
+fn blob_keys(azurite: &Azurite, container: &str) -> String {
+    format!(
+        "endpoint = \"{}\"\naccount = \"{}\"\nkey = \"{}\"\ncontainer = \"{container}\"",
+        azurite.blob_endpoint(),
+        azurite::ACCOUNT,
+        azurite::KEY
+    )
+}
+
+fn config_with(
+    endpoint: &RunningHub,
+    checkpoints: &str,
+    dead_letter: &str,
+    hub_extra: &str,
+) -> String {
     format!(
         r#"summary_interval_secs = 1
 
 [checkpoints]
-store = "local"
-path = "{store}"
+{checkpoints}
 
 [[eventhub]]
 name = "{HUB}"
@@ -158,11 +188,8 @@ update_interval_ms = 1000
 ownership_expiry_ms = 3000
 
 [eventhub.dead_letter]
-sink = "directory"
-path = "{dead_letter}"
+{dead_letter}
 "#,
-        store = store.display(),
-        dead_letter = dead_letter.display(),
         conn = endpoint.connection_string(HUB),
         plugin = hubwasm_plugins::TEST_RECORD,
     )
@@ -210,7 +237,7 @@ fn all_events(partitions: u32, per_partition: i64) -> BTreeSet<(String, i64)> {
         .collect()
 }
 
-async fn owners(store: &LocalCheckpointStore, group: &str) -> BTreeMap<String, Option<String>> {
+async fn owners(store: &impl CheckpointStore, group: &str) -> BTreeMap<String, Option<String>> {
     store
         .list_ownerships(NS, HUB, group)
         .await
@@ -220,7 +247,7 @@ async fn owners(store: &LocalCheckpointStore, group: &str) -> BTreeMap<String, O
         .collect()
 }
 
-async fn checkpoints(store: &LocalCheckpointStore, group: &str) -> BTreeMap<String, Option<i64>> {
+async fn checkpoints(store: &impl CheckpointStore, group: &str) -> BTreeMap<String, Option<i64>> {
     store
         .list_checkpoints(NS, HUB, group)
         .await
@@ -233,13 +260,40 @@ async fn checkpoints(store: &LocalCheckpointStore, group: &str) -> BTreeMap<Stri
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hosts_share_eight_partitions_and_a_killed_host_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 8).await;
     let store_dir = dir.path().join("checkpoints");
     let store = LocalCheckpointStore::new(&store_dir);
-    let cfg = config(&endpoint, &store_dir, &dir.path().join("dead"), "");
+    three_hosts(dir.path(), &local_checkpoints(&store_dir), &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_hosts_on_blob_checkpoints_share_eight_partitions_and_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start();
+    let store = blob_store(&azurite, "checkpoints").await;
+    three_hosts(
+        dir.path(),
+        &format!("store = \"blob\"\n{}", blob_keys(&azurite, "checkpoints")),
+        &store,
+    )
+    .await;
+}
+
+/// 3 hosts on `checkpoints` share 8 partitions; one is killed with SIGKILL; nothing is lost.
+async fn three_hosts(dir: &Path, checkpoints_toml: &str, store: &impl CheckpointStore) {
+    let endpoint = start_endpoint(&dir.join("hub"), 8).await;
+    let cfg = config_with(
+        &endpoint,
+        checkpoints_toml,
+        &format!(
+            "sink = \"directory\"\npath = \"{}\"",
+            dir.join("dead").display()
+        ),
+        "",
+    );
+    let dir = dir.to_path_buf();
     let mut hosts: Vec<Host> = ["a", "b", "c"]
         .iter()
-        .map(|n| Host::start(n, dir.path(), &cfg, &[]))
+        .map(|n| Host::start(n, &dir, &cfg, &[]))
         .collect();
 
     // 20 events per partition; all handled, and the partitions balanced 3/3/2.
@@ -256,7 +310,7 @@ async fn three_hosts_share_eight_partitions_and_a_killed_host_loses_nothing() {
     .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let o = owners(&store, "$Default").await;
+        let o = owners(store, "$Default").await;
         let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
         for owner in o.values().flatten() {
             *per_host.entry(owner.clone()).or_default() += 1;
@@ -276,7 +330,7 @@ async fn three_hosts_share_eight_partitions_and_a_killed_host_loses_nothing() {
     // kill -9 host a: its partitions go to b and c within expiry + update interval.
     let killed_at = Instant::now();
     hosts[0].kill9();
-    let a_partitions: Vec<String> = owners(&store, "$Default")
+    let a_partitions: Vec<String> = owners(store, "$Default")
         .await
         .into_iter()
         .filter(|(_, o)| o.as_deref() == Some("a"))
@@ -285,7 +339,7 @@ async fn three_hosts_share_eight_partitions_and_a_killed_host_loses_nothing() {
     assert!(!a_partitions.is_empty());
     send(&endpoint, 160, None, "second").await;
     loop {
-        let o = owners(&store, "$Default").await;
+        let o = owners(store, "$Default").await;
         if o.values()
             .all(|v| matches!(v.as_deref(), Some("b") | Some("c")))
         {
@@ -309,23 +363,25 @@ async fn three_hosts_share_eight_partitions_and_a_killed_host_loses_nothing() {
         &hosts.iter().collect::<Vec<_>>(),
     )
     .await;
-    eventually(
-        "checkpoints at the last event of every partition",
-        Duration::from_secs(30),
-        || {
-            let cps = futures::executor::block_on(checkpoints(&store, "$Default"));
-            cps.len() == 8 && cps.values().all(|c| *c == Some(39))
-        },
-        &hosts.iter().collect::<Vec<_>>(),
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cps = checkpoints(store, "$Default").await;
+        if cps.len() == 8 && cps.values().all(|c| *c == Some(39)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkpoints never reached the last event of every partition: {cps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // SIGTERM: both survivors exit 0 and release their ownerships.
     for host in &mut hosts[1..] {
         let status = host.terminate();
         assert!(status.success(), "{}: {status}\n{}", host.name, host.log());
     }
-    let o = owners(&store, "$Default").await;
+    let o = owners(store, "$Default").await;
     assert!(
         o.values().all(|v| v.is_none()),
         "released on shutdown: {o:?}"
@@ -789,4 +845,178 @@ fn config_errors_name_the_line_and_plugin_errors_name_the_file() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing.wasm"), "{err}");
+}
+
+/// A store on a container of Azurite (created if missing), to look at what the hosts wrote.
+async fn blob_store(azurite: &Azurite, container: &str) -> BlobCheckpointStore {
+    let store = BlobCheckpointStore::with_account_key(
+        &azurite.blob_endpoint(),
+        azurite::ACCOUNT,
+        azurite::KEY,
+        container,
+    )
+    .unwrap();
+    store.ensure_container().await.unwrap();
+    store
+}
+
+#[path = "support/azurite.rs"]
+mod azurite;
+use azurite::Azurite;
+
+/// The official Python processor and `hubwasm run` take turns on one consumer group and one
+/// Blob container: each resumes exactly after the other's checkpoints.
+#[tokio::test(flavor = "multi_thread")]
+async fn hubwasm_and_the_official_python_processor_resume_from_each_others_blob_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start();
+    let store = blob_store(&azurite, "shared").await;
+    let endpoint = start_endpoint(&dir.path().join("hub"), 2).await;
+    let wave = |n: i64| -> BTreeSet<(String, i64)> {
+        (0..2u32)
+            .flat_map(|p| (n * 5..n * 5 + 5).map(move |s| (p.to_string(), s)))
+            .collect()
+    };
+
+    // Python first: the first 10 events, a checkpoint after each.
+    send(&endpoint, 10, None, "").await;
+    let got = python_consumer(&azurite, &endpoint, "shared", 10).await;
+    assert_eq!(got, wave(0), "the Python processor reads the first wave");
+    let cps = checkpoints(&store, "$Default").await;
+    assert_eq!(cps.values().collect::<Vec<_>>(), [&Some(4), &Some(4)]);
+
+    // hubwasm on the same container and group: only the second wave.
+    send(&endpoint, 10, None, "").await;
+    let cfg = config_with(
+        &endpoint,
+        &format!("store = \"blob\"\n{}", blob_keys(&azurite, "shared")),
+        &format!(
+            "sink = \"directory\"\npath = \"{}\"",
+            dir.path().join("dead").display()
+        ),
+        "",
+    );
+    let mut host = Host::start("after-python", dir.path(), &cfg, &["--exit-when-idle", "1"]);
+    let status = host.wait(Duration::from_secs(90));
+    assert!(status.success(), "{status}\n{}", host.log());
+    let handled: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
+    assert_eq!(
+        handled,
+        wave(1),
+        "hubwasm resumes after Python's checkpoints\n{}",
+        host.log()
+    );
+    let after_hubwasm = checkpoints(&store, "$Default").await;
+    assert_eq!(
+        after_hubwasm.values().collect::<Vec<_>>(),
+        [&Some(9), &Some(9)]
+    );
+    let owners = owners(&store, "$Default").await;
+    assert!(
+        owners.values().all(Option::is_none),
+        "hubwasm released its ownerships on exit: {owners:?}"
+    );
+
+    // Python again: only the third wave.
+    send(&endpoint, 10, None, "").await;
+    let got = python_consumer(&azurite, &endpoint, "shared", 10).await;
+    assert_eq!(
+        got,
+        wave(2),
+        "the Python processor resumes after hubwasm's checkpoints"
+    );
+    endpoint.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_can_go_to_a_blob_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start();
+    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
+    let cfg = config_with(
+        &endpoint,
+        &format!("store = \"blob\"\n{}", blob_keys(&azurite, "checkpoints")),
+        &format!("sink = \"blob\"\n{}", blob_keys(&azurite, "dead-letters")),
+        r#"plugin_config = { fail_at = "1", kind = "rejected" }"#,
+    );
+    send(&endpoint, 3, None, "").await;
+    let mut host = Host::start("dl-blob", dir.path(), &cfg, &["--exit-when-idle", "1"]);
+    let status = host.wait(Duration::from_secs(90));
+    assert!(status.success(), "{status}\n{}", host.log());
+    let handled: Vec<i64> = host.handled("$Default").into_iter().map(|e| e.1).collect();
+    assert_eq!(handled, vec![0, 2]);
+
+    let dead = blob_store(&azurite, "dead-letters").await;
+    let names: Vec<String> = futures::TryStreamExt::try_collect::<Vec<_>>(
+        dead.container_client().list_blobs(None).unwrap(),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .filter_map(|b| b.name)
+    .collect();
+    let expected = format!("{HUB}/$Default/0/{:020}.json", 1);
+    assert_eq!(names, vec![expected.clone()]);
+    let body = dead
+        .container_client()
+        .blob_client(&expected)
+        .download(None)
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap();
+    let letter: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(letter["sequence_number"], 1);
+    assert_eq!(letter["error_kind"], "rejected");
+    assert_eq!(letter["plugin"], "test_record");
+    assert!(letter["body"].as_str().unwrap().contains("Test message #2"));
+    let cps = checkpoints(&blob_store(&azurite, "checkpoints").await, "$Default").await;
+    assert_eq!(
+        cps.get("0"),
+        Some(&Some(2)),
+        "checkpointed past the dead letter"
+    );
+    endpoint.shutdown().await;
+}
+
+/// Run `tests/python/blob_consumer.py` until it has `expect` events; the events it received.
+async fn python_consumer(
+    azurite: &Azurite,
+    endpoint: &RunningHub,
+    container: &str,
+    expect: usize,
+) -> BTreeSet<(String, i64)> {
+    let python = std::env::var_os("HUBWASM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/hubwasm/venv/bin/python")
+        });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/blob_consumer.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .args(["--conn", &endpoint.connection_string(HUB)])
+        .args(["--storage", &azurite.connection_string()])
+        .args(["--container", container])
+        .args(["--expect", &expect.to_string()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python consumer: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(result["namespace"], NS, "{result}");
+    result["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_i64().unwrap()))
+        .collect()
 }

@@ -170,11 +170,8 @@ fn main() {
         let python = if skip_python {
             Err("skipped (HUBWASM_BENCH_SKIP_PYTHON)".to_string())
         } else {
-            let azurite = azurite::Azurite::start().map_err(|e| e.to_string());
-            match azurite {
-                Ok(az) => python_run(&conn, py_events, &az.blob_endpoint()),
-                Err(e) => Err(format!("Azurite: {e}")),
-            }
+            let azurite = azurite::Azurite::start();
+            python_run(&conn, py_events, &azurite.blob_endpoint())
         };
 
         println!("end-to-end: embedded endpoint -> consumer -> json filter (value >= 50) -> checkpoint per batch");

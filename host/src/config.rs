@@ -208,9 +208,12 @@ pub enum DeadLetterConfig {
         #[serde(default = "default_dead_letter_path")]
         path: PathBuf,
     },
-    /// One blob per event in a container (same auth options as the Blob checkpoint store).
+    /// One JSON blob per event, `<eventhub>/<consumergroup>/<partition>/<sequence number>.json`,
+    /// in a container (same auth options as the Blob checkpoint store).
     Blob {
         sas_url: Option<String>,
+        container_url: Option<String>,
+        credential: Option<String>,
         endpoint: Option<String>,
         account: Option<String>,
         key: Option<String>,
@@ -403,15 +406,16 @@ impl RunConfig {
             container,
         } = &self.checkpoints
         {
-            let by_key =
-                endpoint.is_some() && account.is_some() && key.is_some() && container.is_some();
-            let by_entra = container_url.is_some() && credential.as_deref() == Some("entra");
-            if sas_url.is_none() && !by_key && !by_entra {
-                return Err(self.invalid(
-                    "[checkpoints] store = \"blob\"",
-                    "give sas_url, or container_url with credential = \"entra\", or endpoint, \
-                     account, key and container",
-                ));
+            if !blob_auth_complete(
+                sas_url,
+                container_url,
+                credential,
+                endpoint,
+                account,
+                key,
+                container,
+            ) {
+                return Err(self.invalid("[checkpoints] store = \"blob\"", BLOB_AUTH_HINT));
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -476,6 +480,28 @@ impl RunConfig {
                      ownership expires between renewals",
                 ));
             }
+            if let DeadLetterConfig::Blob {
+                sas_url,
+                container_url,
+                credential,
+                endpoint,
+                account,
+                key,
+                container,
+            } = &hub.dead_letter
+            {
+                if !blob_auth_complete(
+                    sas_url,
+                    container_url,
+                    credential,
+                    endpoint,
+                    account,
+                    key,
+                    container,
+                ) {
+                    return Err(self.invalid(at("dead_letter.sink"), BLOB_AUTH_HINT));
+                }
+            }
             if let DeadLetterConfig::EventHub { connection_string } = &hub.dead_letter {
                 crate::connection::ConnectionString::parse(connection_string).map_err(|e| {
                     self.invalid(at("dead_letter.connection_string"), e.to_string())
@@ -484,6 +510,24 @@ impl RunConfig {
         }
         Ok(())
     }
+}
+
+const BLOB_AUTH_HINT: &str = "give sas_url, or container_url with credential = \"entra\", or \
+                              endpoint, account, key and container";
+
+/// Whether one of the three ways to reach a container is given in full.
+fn blob_auth_complete(
+    sas_url: &Option<String>,
+    container_url: &Option<String>,
+    credential: &Option<String>,
+    endpoint: &Option<String>,
+    account: &Option<String>,
+    key: &Option<String>,
+    container: &Option<String>,
+) -> bool {
+    let by_key = endpoint.is_some() && account.is_some() && key.is_some() && container.is_some();
+    let by_entra = container_url.is_some() && credential.as_deref() == Some("entra");
+    sas_url.is_some() || by_key || by_entra
 }
 
 /// A connection string with `EntityPath` set to `hub` unless it names one already.

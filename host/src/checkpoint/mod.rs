@@ -20,6 +20,8 @@ pub mod blob;
 pub mod local;
 pub mod resilient;
 
+use blob::BlobCheckpointStore;
+
 /// Retry state of the event a partition is stuck on: the host has called the plugin on the
 /// event with this sequence number `attempts` times, and every call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,14 +63,107 @@ pub trait Store: CheckpointStore + RetryStore + Send + Sync {
 pub async fn open_blob(
     config: &crate::config::CheckpointConfig,
 ) -> Result<std::sync::Arc<dyn Store>, String> {
-    let _ = config;
-    Err("the Blob checkpoint store is not built into this binary yet".into())
+    let crate::config::CheckpointConfig::Blob {
+        sas_url,
+        container_url,
+        credential,
+        endpoint,
+        account,
+        key,
+        container,
+    } = config
+    else {
+        return Err("not a Blob checkpoint store config".into());
+    };
+    let store = blob_container(BlobAuth {
+        sas_url: sas_url.as_deref(),
+        container_url: container_url.as_deref(),
+        credential: credential.as_deref(),
+        endpoint: endpoint.as_deref(),
+        account: account.as_deref(),
+        key: key.as_deref(),
+        container: container.as_deref(),
+    })
+    .await?;
+    Ok(std::sync::Arc::new(store))
 }
 
 /// A Blob dead-letter sink for a `dead_letter.sink = "blob"` config.
 pub async fn blob_dead_letter_sink(
     config: &crate::config::DeadLetterConfig,
 ) -> Result<std::sync::Arc<dyn crate::processor::dead_letter::DeadLetterSink>, String> {
-    let _ = config;
-    Err("the Blob dead-letter sink is not built into this binary yet".into())
+    let crate::config::DeadLetterConfig::Blob {
+        sas_url,
+        container_url,
+        credential,
+        endpoint,
+        account,
+        key,
+        container,
+    } = config
+    else {
+        return Err("not a Blob dead-letter sink config".into());
+    };
+    let store = blob_container(BlobAuth {
+        sas_url: sas_url.as_deref(),
+        container_url: container_url.as_deref(),
+        credential: credential.as_deref(),
+        endpoint: endpoint.as_deref(),
+        account: account.as_deref(),
+        key: key.as_deref(),
+        container: container.as_deref(),
+    })
+    .await?;
+    Ok(std::sync::Arc::new(
+        crate::processor::dead_letter::BlobSink::new(store),
+    ))
+}
+
+/// The ways a config can name a container (validated by `RunConfig::validate`).
+struct BlobAuth<'a> {
+    sas_url: Option<&'a str>,
+    container_url: Option<&'a str>,
+    credential: Option<&'a str>,
+    endpoint: Option<&'a str>,
+    account: Option<&'a str>,
+    key: Option<&'a str>,
+    container: Option<&'a str>,
+}
+
+/// Open a container; with the account key (which may create containers) make sure it exists.
+async fn blob_container(auth: BlobAuth<'_>) -> Result<BlobCheckpointStore, String> {
+    let store = if let Some(url) = auth.sas_url {
+        BlobCheckpointStore::from_container_sas_url(url)
+    } else if let (Some(url), Some("entra")) = (auth.container_url, auth.credential) {
+        let credential = azure_identity::DeveloperToolsCredential::new(None)
+            .map_err(|e| format!("Microsoft Entra ID credential: {e}"))?;
+        BlobCheckpointStore::with_credential(url, credential)
+    } else if let (Some(endpoint), Some(account), Some(key), Some(container)) =
+        (auth.endpoint, auth.account, auth.key, auth.container)
+    {
+        let store = BlobCheckpointStore::with_account_key(endpoint, account, key, container)
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = store.ensure_container().await {
+            // A refused key is a config error; an unreachable account is an outage the store's
+            // callers ride out (the processor retries store calls).
+            if matches!(
+                e.http_status(),
+                Some(
+                    azure_core::http::StatusCode::Forbidden
+                        | azure_core::http::StatusCode::Unauthorized
+                )
+            ) {
+                return Err(e.to_string());
+            }
+            tracing::warn!(store = %store.describe(), error = %e, "cannot create the container yet; going on");
+        }
+        Ok(store)
+    } else {
+        return Err(
+            "give sas_url, or container_url with credential = \"entra\", or endpoint, \
+                    account, key and container"
+                .into(),
+        );
+    };
+    store.map_err(|e| e.to_string())
 }

@@ -10,6 +10,7 @@ use azure_messaging_eventhubs::models::{AmqpSimpleValue, EventData};
 use azure_messaging_eventhubs::ProducerClient;
 use serde::Serialize;
 
+use crate::checkpoint::blob::BlobCheckpointStore;
 use crate::event::{Event, PartitionContext, PropertyValue};
 
 /// An event the plugin failed on, with everything needed to replay or investigate it.
@@ -189,6 +190,50 @@ impl DeadLetterSink for DirectorySink {
 
     fn describe(&self) -> String {
         format!("directory {}", self.root.display())
+    }
+}
+
+/// One JSON blob per dead letter, `<eventhub>/<consumergroup>/<partition>/<sequence number>.json`
+/// (the number zero-padded so names sort in partition order). A redelivered event that is
+/// dead-lettered again overwrites its own blob instead of adding a duplicate.
+pub struct BlobSink {
+    container: BlobCheckpointStore,
+}
+
+impl BlobSink {
+    pub fn new(container: BlobCheckpointStore) -> Self {
+        Self { container }
+    }
+
+    /// The blob holding the dead letter of one event.
+    pub fn blob_name(letter: &DeadLetter) -> String {
+        let clean = |s: &str| s.replace(['/', '\\'], "_");
+        format!(
+            "{}/{}/{}/{:020}.json",
+            clean(&letter.event_hub),
+            clean(&letter.consumer_group),
+            clean(&letter.partition_id),
+            letter.sequence_number
+        )
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for BlobSink {
+    async fn write(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        let body = serde_json::to_vec(letter).expect("dead letters serialize");
+        self.container
+            .put(&Self::blob_name(letter), body, "application/json")
+            .await
+            .map_err(|e| DeadLetterError {
+                sink: self.describe(),
+                message: e.to_string(),
+            })
+    }
+
+    fn describe(&self) -> String {
+        use crate::checkpoint::Store;
+        self.container.describe()
     }
 }
 
