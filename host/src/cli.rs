@@ -53,6 +53,11 @@ pub enum Command {
     /// (.hubwasm/checkpoints), dead letters in .hubwasm/dead-letter, and the plugin given by
     /// --plugin. See examples/hubwasm.toml for every setting.
     ///
+    /// Checkpoint stores: `[checkpoints] store = "local"` (a directory the processes of one
+    /// machine share) or `store = "blob"` (Azure Blob Storage in the official processors'
+    /// layout, shareable with them; sas_url, container_url + credential = "entra", or endpoint,
+    /// account, key and container). Dead letters: a directory, a blob container or an event hub.
+    ///
     /// Guarantees: a partition's checkpoint never passes an event the plugin did not handle
     /// (or that was not dead-lettered); a crash, trap, timeout or storage outage may deliver
     /// events again, never lose them. Ctrl-C / SIGTERM finish the in-flight batch, write its
