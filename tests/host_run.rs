@@ -916,6 +916,27 @@ async fn hubwasm_and_the_official_python_processor_resume_from_each_others_blob_
         owners.values().all(Option::is_none),
         "hubwasm released its ownerships on exit: {owners:?}"
     );
+    // `hubwasm status` reads the same blobs: no owner, checkpoint 9, last 9, lag 0.
+    let out = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .args(["status", "--config"])
+        .arg(dir.path().join("after-python.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in rows {
+        assert_eq!(row[1..], ["-", "9", "9", "0"], "{text}");
+    }
 
     // Python again: only the third wave.
     send(&endpoint, 10, None, "").await;
