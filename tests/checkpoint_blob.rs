@@ -8,8 +8,6 @@
 #[path = "support/azurite.rs"]
 mod azurite;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -628,27 +626,10 @@ async fn bounded<T>(call: impl std::future::Future<Output = T>) -> T {
         .expect("the store hung instead of failing")
 }
 
-fn python_binary() -> PathBuf {
-    let path = std::env::var_os("HUBWASM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/hubwasm/venv/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup.sh to install the official Python SDKs",
-        path.display()
-    );
-    path
-}
-
 /// Run `tests/python/blob_checkpoints.py` on the shared container; its JSON result.
 async fn python(azurite: &Azurite, args: &[&str]) -> Json {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/blob_checkpoints.py");
-    let mut cmd = Command::new(python_binary());
-    cmd.arg(script)
-        .args(["--conn", &azurite.connection_string()])
+    let mut cmd = python::command("blob_checkpoints.py");
+    cmd.args(["--conn", &azurite.connection_string()])
         .args(["--container", CONTAINER])
         .args([
             "--namespace",
@@ -659,17 +640,8 @@ async fn python(azurite: &Azurite, args: &[&str]) -> Json {
             GROUP,
         ])
         .args(args);
-    let output = tokio::task::spawn_blocking(move || cmd.output().expect("run python"))
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "blob_checkpoints.py {args:?} failed ({}):\n{}\n{stdout}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("blob_checkpoints.py printed no JSON ({e}):\n{stdout}"))
+    python::json_result(&format!("blob_checkpoints.py {args:?}"), cmd).await
 }
+
+#[path = "support/python.rs"]
+mod python;

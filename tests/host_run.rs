@@ -668,30 +668,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
 
     // `hubwasm status` shows every partition checkpointed at its last event, no lag, no owner.
     let cfg_path = dir.path().join("first.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
-        .args(["status", "--config"])
-        .arg(&cfg_path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    assert_eq!(rows.len(), 2, "{text}");
-    for row in rows {
-        assert_eq!(
-            row[1..],
-            ["-", "9", "9", "0"],
-            "partition, owner, checkpoint, last, lag: {text}"
-        );
-    }
+    assert_status_rows(&cfg_path, 2, ["-", "9", "9", "0"]);
     endpoint.shutdown().await;
 }
 
@@ -847,6 +824,35 @@ fn config_errors_name_the_line_and_plugin_errors_name_the_file() {
     assert!(err.contains("missing.wasm"), "{err}");
 }
 
+/// `hubwasm status --config <config>` shows `partitions` rows, each `<partition> <expected>`
+/// (owner, checkpoint, last sequence number, lag).
+fn assert_status_rows(config: &Path, partitions: usize, expected: [&str; 4]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .args(["status", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), partitions, "{text}");
+    for row in rows {
+        assert_eq!(
+            row[1..],
+            expected,
+            "partition, owner, checkpoint, last, lag: {text}"
+        );
+    }
+}
+
 /// A store on a container of Azurite (created if missing), to look at what the hosts wrote.
 async fn blob_store(azurite: &Azurite, container: &str) -> BlobCheckpointStore {
     let store = BlobCheckpointStore::with_account_key(
@@ -917,26 +923,11 @@ async fn hubwasm_and_the_official_python_processor_resume_from_each_others_blob_
         "hubwasm released its ownerships on exit: {owners:?}"
     );
     // `hubwasm status` reads the same blobs: no owner, checkpoint 9, last 9, lag 0.
-    let out = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
-        .args(["status", "--config"])
-        .arg(dir.path().join("after-python.toml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_status_rows(
+        &dir.path().join("after-python.toml"),
+        2,
+        ["-", "9", "9", "0"],
     );
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    assert_eq!(rows.len(), 2, "{text}");
-    for row in rows {
-        assert_eq!(row[1..], ["-", "9", "9", "0"], "{text}");
-    }
 
     // Python again: only the third wave.
     send(&endpoint, 10, None, "").await;
@@ -1002,6 +993,30 @@ async fn dead_letters_can_go_to_a_blob_container() {
     endpoint.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_storage_key_stops_the_host_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start();
+    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
+    let wrong = blob_keys(&azurite, "checkpoints").replace(azurite::KEY, &"A".repeat(88));
+    let cfg = config_with(
+        &endpoint,
+        &format!("store = \"blob\"\n{wrong}"),
+        "sink = \"directory\"",
+        "",
+    );
+    let mut host = Host::start("wrong-key", dir.path(), &cfg, &["--exit-when-idle", "1"]);
+    let status = host.wait(Duration::from_secs(60));
+    let log = host.log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("check the account name and key"), "{log}");
+    assert!(
+        !log.contains(&"A".repeat(88)),
+        "the key is not printed: {log}"
+    );
+    endpoint.shutdown().await;
+}
+
 /// Run `tests/python/blob_consumer.py` until it has `expect` events; the events it received.
 async fn python_consumer(
     azurite: &Azurite,
@@ -1009,30 +1024,12 @@ async fn python_consumer(
     container: &str,
     expect: usize,
 ) -> BTreeSet<(String, i64)> {
-    let python = std::env::var_os("HUBWASM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/hubwasm/venv/bin/python")
-        });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/blob_consumer.py");
-    let mut cmd = Command::new(python);
-    cmd.arg(script)
-        .args(["--conn", &endpoint.connection_string(HUB)])
+    let mut cmd = python::command("blob_consumer.py");
+    cmd.args(["--conn", &endpoint.connection_string(HUB)])
         .args(["--storage", &azurite.connection_string()])
         .args(["--container", container])
         .args(["--expect", &expect.to_string()]);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python consumer: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    let result = python::json_result("blob_consumer.py", cmd).await;
     assert_eq!(result["namespace"], NS, "{result}");
     result["events"]
         .as_array()
@@ -1041,3 +1038,6 @@ async fn python_consumer(
         .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_i64().unwrap()))
         .collect()
 }
+
+#[path = "support/python.rs"]
+mod python;

@@ -2,33 +2,12 @@
 //! connection string with `UseDevelopmentEmulator=true`. The scripts live in `tests/python/`;
 //! `scripts/setup.sh` installs the SDK into a venv.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use hubwasm_hub::config::{EventHubConfig, HubConfig};
 use hubwasm_hub::RunningHub;
 use serde_json::Value as Json;
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("HUBWASM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/hubwasm/venv/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup.sh to install the official Python SDK",
-        path.display()
-    );
-    path
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/python")
-        .join(name)
-}
 
 /// Run a script; returns its JSON result, or panics with its stderr.
 async fn run(name: &str, conn: &str, args: &[&str]) -> Json {
@@ -45,8 +24,11 @@ async fn run(name: &str, conn: &str, args: &[&str]) -> Json {
 }
 
 async fn run_raw(name: &str, conn: &str, args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(python());
-    cmd.arg(script(name)).arg("--conn").arg(conn).args(args);
+    let mut cmd = Command::new(python::binary());
+    cmd.arg(python::script(name))
+        .arg("--conn")
+        .arg(conn)
+        .args(args);
     tokio::task::spawn_blocking(move || cmd.output().expect("run python"))
         .await
         .unwrap()
@@ -433,3 +415,6 @@ async fn a_higher_owner_level_takes_the_partition_and_the_other_receiver_is_told
     assert!(errors.contains("higher epoch (2)"), "{first}");
     hub.shutdown().await;
 }
+
+#[path = "support/python.rs"]
+mod python;

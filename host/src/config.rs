@@ -93,19 +93,37 @@ pub enum CheckpointConfig {
         path: PathBuf,
     },
     /// Azure Blob Storage, in the official processors' layout.
-    Blob {
-        /// Container URL with a SAS token (`https://acct.blob.core.windows.net/c?sv=...`).
-        sas_url: Option<String>,
-        /// Container URL for a Microsoft Entra identity (`credential = "entra"`).
-        container_url: Option<String>,
-        credential: Option<String>,
-        /// Account endpoint, account and key, for Azurite or shared-key accounts; the host signs
-        /// an account SAS with the key.
-        endpoint: Option<String>,
-        account: Option<String>,
-        key: Option<String>,
-        container: Option<String>,
-    },
+    Blob(BlobContainerConfig),
+}
+
+/// A blob container and how to authenticate to it: give `sas_url`, or `container_url` with
+/// `credential = "entra"`, or `endpoint`, `account`, `key` and `container`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobContainerConfig {
+    /// Container URL with a SAS token (`https://acct.blob.core.windows.net/c?sv=...`).
+    pub sas_url: Option<String>,
+    /// Container URL for a Microsoft Entra identity (`credential = "entra"`).
+    pub container_url: Option<String>,
+    pub credential: Option<String>,
+    /// Account endpoint, account and key, for Azurite or shared-key accounts; the host signs
+    /// an account SAS with the key (and creates the container if it is missing).
+    pub endpoint: Option<String>,
+    pub account: Option<String>,
+    pub key: Option<String>,
+    pub container: Option<String>,
+}
+
+impl BlobContainerConfig {
+    /// Whether one of the three ways to reach the container is given in full.
+    pub fn is_complete(&self) -> bool {
+        let by_key = self.endpoint.is_some()
+            && self.account.is_some()
+            && self.key.is_some()
+            && self.container.is_some();
+        let by_entra = self.container_url.is_some() && self.credential.as_deref() == Some("entra");
+        self.sas_url.is_some() || by_key || by_entra
+    }
 }
 
 impl Default for CheckpointConfig {
@@ -210,15 +228,7 @@ pub enum DeadLetterConfig {
     },
     /// One JSON blob per event, `<eventhub>/<consumergroup>/<partition>/<sequence number>.json`,
     /// in a container (same auth options as the Blob checkpoint store).
-    Blob {
-        sas_url: Option<String>,
-        container_url: Option<String>,
-        credential: Option<String>,
-        endpoint: Option<String>,
-        account: Option<String>,
-        key: Option<String>,
-        container: Option<String>,
-    },
+    Blob(BlobContainerConfig),
     /// Another event hub: the original body and properties, with the failure as properties.
     EventHub { connection_string: String },
 }
@@ -396,25 +406,8 @@ impl RunConfig {
                 "no event hub to consume; add an [[eventhub]] section with name and plugin",
             ));
         }
-        if let CheckpointConfig::Blob {
-            sas_url,
-            container_url,
-            credential,
-            endpoint,
-            account,
-            key,
-            container,
-        } = &self.checkpoints
-        {
-            if !blob_auth_complete(
-                sas_url,
-                container_url,
-                credential,
-                endpoint,
-                account,
-                key,
-                container,
-            ) {
+        if let CheckpointConfig::Blob(blob) = &self.checkpoints {
+            if !blob.is_complete() {
                 return Err(self.invalid("[checkpoints] store = \"blob\"", BLOB_AUTH_HINT));
             }
         }
@@ -480,25 +473,8 @@ impl RunConfig {
                      ownership expires between renewals",
                 ));
             }
-            if let DeadLetterConfig::Blob {
-                sas_url,
-                container_url,
-                credential,
-                endpoint,
-                account,
-                key,
-                container,
-            } = &hub.dead_letter
-            {
-                if !blob_auth_complete(
-                    sas_url,
-                    container_url,
-                    credential,
-                    endpoint,
-                    account,
-                    key,
-                    container,
-                ) {
+            if let DeadLetterConfig::Blob(blob) = &hub.dead_letter {
+                if !blob.is_complete() {
                     return Err(self.invalid(at("dead_letter.sink"), BLOB_AUTH_HINT));
                 }
             }
@@ -512,23 +488,10 @@ impl RunConfig {
     }
 }
 
-const BLOB_AUTH_HINT: &str = "give sas_url, or container_url with credential = \"entra\", or \
+/// What a Blob container config needs (for config errors).
+pub(crate) const BLOB_AUTH_HINT: &str =
+    "give sas_url, or container_url with credential = \"entra\", or \
                               endpoint, account, key and container";
-
-/// Whether one of the three ways to reach a container is given in full.
-fn blob_auth_complete(
-    sas_url: &Option<String>,
-    container_url: &Option<String>,
-    credential: &Option<String>,
-    endpoint: &Option<String>,
-    account: &Option<String>,
-    key: &Option<String>,
-    container: &Option<String>,
-) -> bool {
-    let by_key = endpoint.is_some() && account.is_some() && key.is_some() && container.is_some();
-    let by_entra = container_url.is_some() && credential.as_deref() == Some("entra");
-    sas_url.is_some() || by_key || by_entra
-}
 
 /// A connection string with `EntityPath` set to `hub` unless it names one already.
 pub fn with_entity(connection_string: &str, hub: &str) -> String {

@@ -61,85 +61,32 @@ pub trait Store: CheckpointStore + RetryStore + Send + Sync {
 
 /// The Blob store for a `[checkpoints] store = "blob"` config.
 pub async fn open_blob(
-    config: &crate::config::CheckpointConfig,
+    config: &crate::config::BlobContainerConfig,
 ) -> Result<std::sync::Arc<dyn Store>, String> {
-    let crate::config::CheckpointConfig::Blob {
-        sas_url,
-        container_url,
-        credential,
-        endpoint,
-        account,
-        key,
-        container,
-    } = config
-    else {
-        return Err("not a Blob checkpoint store config".into());
-    };
-    let store = blob_container(BlobAuth {
-        sas_url: sas_url.as_deref(),
-        container_url: container_url.as_deref(),
-        credential: credential.as_deref(),
-        endpoint: endpoint.as_deref(),
-        account: account.as_deref(),
-        key: key.as_deref(),
-        container: container.as_deref(),
-    })
-    .await?;
-    Ok(std::sync::Arc::new(store))
+    Ok(std::sync::Arc::new(blob_container(config).await?))
 }
 
 /// A Blob dead-letter sink for a `dead_letter.sink = "blob"` config.
 pub async fn blob_dead_letter_sink(
-    config: &crate::config::DeadLetterConfig,
+    config: &crate::config::BlobContainerConfig,
 ) -> Result<std::sync::Arc<dyn crate::processor::dead_letter::DeadLetterSink>, String> {
-    let crate::config::DeadLetterConfig::Blob {
-        sas_url,
-        container_url,
-        credential,
-        endpoint,
-        account,
-        key,
-        container,
-    } = config
-    else {
-        return Err("not a Blob dead-letter sink config".into());
-    };
-    let store = blob_container(BlobAuth {
-        sas_url: sas_url.as_deref(),
-        container_url: container_url.as_deref(),
-        credential: credential.as_deref(),
-        endpoint: endpoint.as_deref(),
-        account: account.as_deref(),
-        key: key.as_deref(),
-        container: container.as_deref(),
-    })
-    .await?;
     Ok(std::sync::Arc::new(
-        crate::processor::dead_letter::BlobSink::new(store),
+        crate::processor::dead_letter::BlobSink::new(blob_container(config).await?),
     ))
 }
 
-/// The ways a config can name a container (validated by `RunConfig::validate`).
-struct BlobAuth<'a> {
-    sas_url: Option<&'a str>,
-    container_url: Option<&'a str>,
-    credential: Option<&'a str>,
-    endpoint: Option<&'a str>,
-    account: Option<&'a str>,
-    key: Option<&'a str>,
-    container: Option<&'a str>,
-}
-
 /// Open a container; with the account key (which may create containers) make sure it exists.
-async fn blob_container(auth: BlobAuth<'_>) -> Result<BlobCheckpointStore, String> {
-    let store = if let Some(url) = auth.sas_url {
+async fn blob_container(
+    auth: &crate::config::BlobContainerConfig,
+) -> Result<BlobCheckpointStore, String> {
+    let store = if let Some(url) = &auth.sas_url {
         BlobCheckpointStore::from_container_sas_url(url)
-    } else if let (Some(url), Some("entra")) = (auth.container_url, auth.credential) {
+    } else if let (Some(url), Some("entra")) = (&auth.container_url, auth.credential.as_deref()) {
         let credential = azure_identity::DeveloperToolsCredential::new(None)
             .map_err(|e| format!("Microsoft Entra ID credential: {e}"))?;
         BlobCheckpointStore::with_credential(url, credential)
     } else if let (Some(endpoint), Some(account), Some(key), Some(container)) =
-        (auth.endpoint, auth.account, auth.key, auth.container)
+        (&auth.endpoint, &auth.account, &auth.key, &auth.container)
     {
         let store = BlobCheckpointStore::with_account_key(endpoint, account, key, container)
             .map_err(|e| e.to_string())?;
@@ -159,11 +106,7 @@ async fn blob_container(auth: BlobAuth<'_>) -> Result<BlobCheckpointStore, Strin
         }
         Ok(store)
     } else {
-        return Err(
-            "give sas_url, or container_url with credential = \"entra\", or endpoint, \
-                    account, key and container"
-                .into(),
-        );
+        return Err(crate::config::BLOB_AUTH_HINT.into());
     };
     store.map_err(|e| e.to_string())
 }

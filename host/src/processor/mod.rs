@@ -82,7 +82,7 @@ pub struct RunReport {
 pub async fn open_store(config: &CheckpointConfig) -> Result<Arc<dyn Store>, RunError> {
     match config {
         CheckpointConfig::Local { path } => Ok(Arc::new(LocalCheckpointStore::new(path))),
-        CheckpointConfig::Blob { .. } => crate::checkpoint::open_blob(config)
+        CheckpointConfig::Blob(blob) => crate::checkpoint::open_blob(blob)
             .await
             .map_err(RunError::Store),
     }
@@ -223,11 +223,9 @@ pub async fn run(
                     conn.entity_path.clone(),
                 ))
             }
-            DeadLetterConfig::Blob { .. } => {
-                crate::checkpoint::blob_dead_letter_sink(&hub.dead_letter)
-                    .await
-                    .map_err(RunError::Store)?
-            }
+            DeadLetterConfig::Blob(blob) => crate::checkpoint::blob_dead_letter_sink(blob)
+                .await
+                .map_err(RunError::Store)?,
         };
         let setup = Arc::new(PartitionSetup {
             plugin: PluginHandle::new(plugin),

@@ -1,0 +1,59 @@
+//! The official Python SDKs' scripts in `tests/python/`, run with the venv that
+//! `scripts/setup.sh` creates (`HUBWASM_PYTHON`, else `~/.cache/hubwasm/venv/bin/python`).
+//!
+//! Include it with
+//! ```ignore
+//! #[path = "support/python.rs"]
+//! mod python;
+//! ```
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The venv's Python.
+pub fn binary() -> PathBuf {
+    let path = std::env::var_os("HUBWASM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/hubwasm/venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup.sh to install the official Python SDKs",
+        path.display()
+    );
+    path
+}
+
+/// A script in `tests/python/`.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/python")
+        .join(name)
+}
+
+/// `python <script>`, to add arguments to.
+pub fn command(name: &str) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.arg(script(name));
+    cmd
+}
+
+/// Run `cmd` off the async runtime and parse the JSON object on the last line of its stdout;
+/// panics with its output if it fails or prints none.
+pub async fn json_result(what: &str, mut cmd: Command) -> serde_json::Value {
+    let output = tokio::task::spawn_blocking(move || cmd.output().expect("run python"))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{stdout}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{what} printed no JSON ({e}):\n{stdout}"))
+}
