@@ -103,6 +103,54 @@ prefetch = 3000
     (report.snapshot.handled, report.busy)
 }
 
+/// The ceiling: the official Rust SDK alone reading every event (one receiver per partition,
+/// prefetch 3000 like hubwasm), no plugin, no checkpoints. Events/s from the first to the last.
+async fn sdk_receive_only(conn: &str, group: &str, events: usize) -> f64 {
+    let per = events / PARTITIONS as usize;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..PARTITIONS {
+        let target = ConnectionString::parse(conn).unwrap().target();
+        let group = group.to_string();
+        tasks.push(tokio::spawn(async move {
+            let consumer = target.consumer(&group).await.unwrap();
+            let receiver = consumer
+                .open_receiver_on_partition(
+                    p.to_string(),
+                    Some(azure_messaging_eventhubs::OpenReceiverOptions {
+                        prefetch: Some(3000),
+                        start_position: Some(azure_messaging_eventhubs::StartPosition {
+                            location: azure_messaging_eventhubs::StartLocation::Earliest,
+                            inclusive: false,
+                        }),
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .unwrap();
+            let stream = receiver.stream_events();
+            futures::pin_mut!(stream);
+            let mut first = None;
+            for _ in 0..per {
+                futures::StreamExt::next(&mut stream)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                first.get_or_insert_with(Instant::now);
+            }
+            (first.unwrap(), Instant::now())
+        }));
+    }
+    let mut first = Instant::now();
+    let mut last = started;
+    for t in tasks {
+        let (f, l) = t.await.unwrap();
+        first = first.min(f);
+        last = last.max(l);
+    }
+    (per * PARTITIONS as usize) as f64 / (last - first).as_secs_f64()
+}
+
 /// A Python consumer (`mode` batch or event, see bench_consumer.py): (events, seconds) or why
 /// it could not run.
 fn python_run(
@@ -157,7 +205,13 @@ fn main() {
             event_hubs: vec![EventHubConfig {
                 name: HUB.into(),
                 partitions: PARTITIONS,
-                consumer_groups: ["hubwasm-local", "hubwasm-blob", "python-batch", "python-event"]
+                consumer_groups: [
+                    "sdk-only",
+                    "hubwasm-local",
+                    "hubwasm-blob",
+                    "python-batch",
+                    "python-event",
+                ]
                     .map(String::from)
                     .to_vec(),
             }],
@@ -174,6 +228,12 @@ fn main() {
         );
 
         let mut rows: Vec<(&str, u64, f64)> = Vec::new();
+        let ceiling = sdk_receive_only(&conn, "sdk-only", events).await;
+        rows.push((
+            "Rust SDK receive only (no plugin, no store)",
+            events as u64,
+            ceiling,
+        ));
         let local = format!(
             "store = \"local\"\npath = \"{}\"",
             dir.path().join("checkpoints").display()
