@@ -725,6 +725,80 @@ async fn a_storage_outage_does_not_stop_processing_and_checkpoints_catch_up() {
     endpoint.shutdown().await;
 }
 
+/// Two `[[eventhub]]` sections on one hub: an endless loop hits the call timeout, a runaway
+/// allocation the memory limit. Both count as failures: retried, dead-lettered, checkpointed past.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_and_the_memory_limit_count_as_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
+    let store_dir = dir.path().join("checkpoints");
+    let dead = dir.path().join("dead");
+    let section = |group: &str, plugin: &str, limits: &str| {
+        format!(
+            r#"
+[[eventhub]]
+name = "{HUB}"
+consumer_group = "{group}"
+connection_string = "{conn}"
+plugin = "{plugin}"
+mode = "event"
+[eventhub.limits]
+{limits}
+[eventhub.failure]
+policy = "dead-letter"
+max_attempts = 2
+initial_backoff_ms = 10
+[eventhub.dead_letter]
+sink = "directory"
+path = "{dead}"
+"#,
+            conn = endpoint.connection_string(HUB),
+            dead = dead.display(),
+        )
+    };
+    let cfg = format!(
+        "summary_interval_secs = 1\n[checkpoints]\n{}\n{}{}",
+        local_checkpoints(&store_dir),
+        section("$Default", hubwasm_plugins::TEST_LOOP, "timeout = 200"),
+        section(
+            "second",
+            hubwasm_plugins::TEST_ALLOC_BOMB,
+            "memory_bytes = 33554432"
+        ),
+    );
+    send(&endpoint, 2, None, "").await;
+    let mut host = Host::start("limits", dir.path(), &cfg, &["--exit-when-idle", "1"]);
+    let status = host.wait(Duration::from_secs(120));
+    let log = host.log();
+    assert!(status.success(), "{status}\n{log}");
+
+    for (group, kind) in [("$Default", "timed-out"), ("second", "memory-limit")] {
+        let letters = std::fs::read_to_string(dead.join(HUB).join(group).join("0.jsonl"))
+            .unwrap_or_else(|e| panic!("{group}: {e}\n{log}"));
+        let letters: Vec<serde_json::Value> = letters
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let seqs: Vec<i64> = letters
+            .iter()
+            .map(|l| l["sequence_number"].as_i64().unwrap())
+            .collect();
+        assert_eq!(seqs, [0, 1], "{group}: {letters:?}");
+        for letter in &letters {
+            assert_eq!(letter["error_kind"], kind, "{group}: {letter}");
+            assert_eq!(letter["attempts"], 2, "{group}: {letter}");
+        }
+        let store = LocalCheckpointStore::new(&store_dir);
+        let cps = checkpoints(&store, group).await;
+        assert_eq!(
+            cps.get("0"),
+            Some(&Some(1)),
+            "{group}: checkpointed past both"
+        );
+    }
+    endpoint.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_can_go_to_another_event_hub() {
     let dir = tempfile::tempdir().unwrap();
