@@ -668,7 +668,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
 
     // `hubwasm status` shows every partition checkpointed at its last event, no lag, no owner.
     let cfg_path = dir.path().join("first.toml");
-    assert_status_rows(&cfg_path, 2, ["-", "9", "9", "0"]);
+    assert_status_rows(status_of(&cfg_path), 2, ["-", "9", "9", "0"]);
     endpoint.shutdown().await;
 }
 
@@ -865,6 +865,39 @@ async fn dead_letters_can_go_to_another_event_hub() {
     endpoint.shutdown().await;
 }
 
+/// The README's first command in short: the embedded default (no config) takes the sample events
+/// in, handles and checkpoints them, exits by itself; `hubwasm status` then opens the embedded
+/// endpoint's data directory itself to show checkpoints and lag.
+#[test]
+fn the_embedded_default_runs_end_to_end_and_status_reads_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events/seed-sample.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .current_dir(dir.path())
+        .args(["run", "--plugin", hubwasm_plugins::TEST_RECORD, "--send"])
+        .arg(&events)
+        .args(["--exit-when-idle", "1"])
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    let handled: BTreeSet<(String, i64)> = handled_in(&log, "$Default").into_iter().collect();
+    assert_eq!(
+        handled,
+        all_events(4, 5),
+        "the 20 sample events, 5 per partition\n{log}"
+    );
+    assert!(log.contains("handled 20"), "the final summary: {log}");
+
+    let mut status = Command::new(env!("CARGO_BIN_EXE_hubwasm"));
+    status.current_dir(dir.path()).arg("status");
+    assert_status_rows(status, 4, ["-", "4", "4", "0"]);
+}
+
 #[test]
 fn config_errors_name_the_line_and_plugin_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -898,14 +931,17 @@ fn config_errors_name_the_line_and_plugin_errors_name_the_file() {
     assert!(err.contains("missing.wasm"), "{err}");
 }
 
-/// `hubwasm status --config <config>` shows `partitions` rows, each `<partition> <expected>`
+/// `hubwasm status --config <config>`.
+fn status_of(config: &Path) -> Command {
+    let mut status = Command::new(env!("CARGO_BIN_EXE_hubwasm"));
+    status.args(["status", "--config"]).arg(config);
+    status
+}
+
+/// `hubwasm status ...` shows `partitions` rows, each `<partition> <expected>`
 /// (owner, checkpoint, last sequence number, lag).
-fn assert_status_rows(config: &Path, partitions: usize, expected: [&str; 4]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
-        .args(["status", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
+fn assert_status_rows(mut status: Command, partitions: usize, expected: [&str; 4]) {
+    let out = status.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -998,7 +1034,7 @@ async fn hubwasm_and_the_official_python_processor_resume_from_each_others_blob_
     );
     // `hubwasm status` reads the same blobs: no owner, checkpoint 9, last 9, lag 0.
     assert_status_rows(
-        &dir.path().join("after-python.toml"),
+        status_of(&dir.path().join("after-python.toml")),
         2,
         ["-", "9", "9", "0"],
     );

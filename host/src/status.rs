@@ -7,59 +7,70 @@ use crate::config::RunConfig;
 use crate::connection::{ConnectionString, EventHubTarget};
 use crate::processor::{open_store, RunError};
 
+/// Where `hub` can be read: its target, the embedded endpoint this command opened (kept running
+/// until the caller is done with it), and whether the embedded data directory is in use.
+async fn reach(
+    config: &RunConfig,
+    hub: &crate::config::EventHubConfig,
+) -> Result<
+    (
+        Option<EventHubTarget>,
+        Option<hubwasm_hub::RunningHub>,
+        bool,
+    ),
+    RunError,
+> {
+    if let Some(conn) = &hub.connection_string {
+        let conn = ConnectionString::parse(&crate::config::with_entity(conn, &hub.name))?;
+        return Ok((Some(conn.target()), None, false));
+    }
+    if let Some(ns) = &hub.namespace {
+        return Ok((Some(EventHubTarget::entra(ns, &hub.name)?), None, false));
+    }
+    let Some(embedded) = config.embedded.as_ref() else {
+        return Ok((None, None, false));
+    };
+    // The embedded endpoint lives inside a running host; reach it only at a fixed address.
+    if let Some(addr) = embedded.listen.filter(|addr| addr.port() != 0) {
+        let conn = ConnectionString {
+            host: format!("localhost:{}", addr.port()),
+            key_name: hubwasm_hub::config::DEFAULT_POLICY.into(),
+            key: hubwasm_hub::config::DEVELOPMENT_KEY.into(),
+            entity_path: hub.name.clone(),
+            emulator: true,
+        };
+        return Ok((Some(conn.target()), None, false));
+    }
+    // No fixed address: open the endpoint's data directory ourselves, unless a host runs on it.
+    let mut hub_config = match &embedded.config {
+        Some(path) => match hubwasm_hub::HubConfig::load(path) {
+            Ok(c) => c,
+            Err(_) => return Ok((None, None, false)),
+        },
+        None => hubwasm_hub::HubConfig::default(),
+    };
+    hub_config.listen = "127.0.0.1:0".parse().expect("valid address");
+    if let Some(data) = &embedded.data {
+        hub_config.data_dir = data.clone();
+    }
+    Ok(match hubwasm_hub::start(hub_config).await {
+        Ok(running) => {
+            let target = ConnectionString::parse(&running.connection_string(&hub.name))
+                .ok()
+                .map(|c| c.target());
+            (target, Some(running), false)
+        }
+        Err(hubwasm_hub::StartError::InUse(_)) => (None, None, true),
+        Err(_) => (None, None, false),
+    })
+}
+
 /// One line per partition of every configured event hub, with a header per hub.
 pub async fn status(config: &RunConfig) -> Result<Vec<String>, RunError> {
     let store = open_store(&config.checkpoints).await?;
     let mut lines = vec![format!("checkpoint store: {}", store.describe())];
     for hub in &config.event_hubs {
-        // The embedded endpoint lives inside a running host; reach it only at a fixed address.
-        let mut opened: Option<hubwasm_hub::RunningHub> = None;
-        let mut in_use = false;
-        let target: Option<EventHubTarget> = if let Some(conn) = &hub.connection_string {
-            Some(ConnectionString::parse(&crate::config::with_entity(conn, &hub.name))?.target())
-        } else if let Some(ns) = &hub.namespace {
-            Some(EventHubTarget::entra(ns, &hub.name)?)
-        } else {
-            config
-                .embedded
-                .as_ref()
-                .and_then(|e| e.listen)
-                .filter(|addr| addr.port() != 0)
-                .map(|addr| {
-                    ConnectionString {
-                        host: format!("localhost:{}", addr.port()),
-                        key_name: hubwasm_hub::config::DEFAULT_POLICY.into(),
-                        key: hubwasm_hub::config::DEVELOPMENT_KEY.into(),
-                        entity_path: hub.name.clone(),
-                        emulator: true,
-                    }
-                    .target()
-                })
-                .or_else(|| {
-                    // No host running: open the endpoint's data directory ourselves.
-                    let e = config.embedded.as_ref()?;
-                    let mut hub_config = match &e.config {
-                        Some(path) => hubwasm_hub::HubConfig::load(path).ok()?,
-                        None => hubwasm_hub::HubConfig::default(),
-                    };
-                    hub_config.listen = "127.0.0.1:0".parse().expect("valid address");
-                    if let Some(data) = &e.data {
-                        hub_config.data_dir = data.clone();
-                    }
-                    match futures::executor::block_on(hubwasm_hub::start(hub_config)) {
-                        Ok(running) => {
-                            let conn = running.connection_string(&hub.name);
-                            opened = Some(running);
-                            ConnectionString::parse(&conn).ok().map(|c| c.target())
-                        }
-                        Err(hubwasm_hub::StartError::InUse(_)) => {
-                            in_use = true;
-                            None
-                        }
-                        Err(_) => None,
-                    }
-                })
-        };
+        let (target, opened, in_use) = reach(config, hub).await?;
         let namespace = match &target {
             Some(t) => t.namespace.clone(),
             None => "localhost".to_string(),
