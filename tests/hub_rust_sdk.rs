@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
-use azure_core::time::OffsetDateTime;
+use azure_core::credentials::TokenCredential;
 use azure_messaging_eventhubs::models::EventData;
 use azure_messaging_eventhubs::{
     ConsumerClient, EventDataBatchOptions, OpenReceiverOptions, ProducerClient, SendEventOptions,
@@ -14,6 +13,7 @@ use azure_messaging_eventhubs::{
 };
 use futures::StreamExt;
 use hubwasm_hub::config::{EventHubConfig, HubConfig, DEFAULT_POLICY, DEVELOPMENT_KEY};
+use hubwasm_hub::sas::SasCredential;
 use hubwasm_hub::RunningHub;
 
 /// Run a scenario on its own task, within a minute: an SDK call that never completes is a
@@ -27,31 +27,6 @@ where
         Ok(Ok(())) => {}
         Ok(Err(panic)) => panic!("{name} failed: {panic}"),
         Err(_) => panic!("{name} did not finish within a minute"),
-    }
-}
-
-/// SAS tokens for the namespace, signed with the policy key.
-#[derive(Debug)]
-struct SasCredential {
-    resource: String,
-    key: String,
-}
-
-#[async_trait::async_trait]
-impl TokenCredential for SasCredential {
-    async fn get_token(
-        &self,
-        _scopes: &[&str],
-        _options: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let expires = OffsetDateTime::now_utc() + Duration::from_secs(3600);
-        let token = hubwasm_hub::sas::sign(
-            &self.resource,
-            DEFAULT_POLICY,
-            &self.key,
-            expires.unix_timestamp() as u64,
-        );
-        Ok(AccessToken::new(Secret::new(token), expires))
     }
 }
 
@@ -79,6 +54,7 @@ async fn start(data: &std::path::Path) -> RunningHub {
 fn credential(key: &str) -> Arc<dyn TokenCredential> {
     Arc::new(SasCredential {
         resource: "sb://localhost/".into(),
+        key_name: DEFAULT_POLICY.into(),
         key: key.into(),
     })
 }

@@ -2,11 +2,10 @@
 //! the embedded endpoint, all through the official Rust SDK's clients.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
-use azure_core::time::OffsetDateTime;
+use azure_core::credentials::TokenCredential;
 use azure_messaging_eventhubs::{ConsumerClient, EventHubsError, ProducerClient};
+pub use hubwasm_hub::sas::SasCredential;
 
 /// An event hub could not be reached or is described wrongly.
 #[derive(Debug, thiserror::Error)]
@@ -199,33 +198,6 @@ impl EventHubTarget {
             )
             .await
             .map_err(|e| self.open_error(e))
-    }
-}
-
-/// SAS tokens for the namespace, signed with the policy key, handed to the SDK as a token
-/// credential (the Rust SDK has no connection-string support).
-#[derive(Debug)]
-pub struct SasCredential {
-    pub resource: String,
-    pub key_name: String,
-    pub key: String,
-}
-
-#[async_trait::async_trait]
-impl TokenCredential for SasCredential {
-    async fn get_token(
-        &self,
-        _scopes: &[&str],
-        _options: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let expires = OffsetDateTime::now_utc() + Duration::from_secs(3600);
-        let token = hubwasm_hub::sas::sign(
-            &self.resource,
-            &self.key_name,
-            &self.key,
-            expires.unix_timestamp() as u64,
-        );
-        Ok(AccessToken::new(Secret::new(token), expires))
     }
 }
 

@@ -10,34 +10,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
-use azure_core::time::OffsetDateTime;
 use azure_messaging_eventhubs::{
     ConsumerClient, EventDataBatchOptions, OpenReceiverOptions, ProducerClient, StartLocation,
     StartPosition,
 };
 use futures::StreamExt;
 use hubwasm_hub::config::{EventHubConfig, HubConfig, DEFAULT_POLICY, DEVELOPMENT_KEY};
+use hubwasm_hub::sas::SasCredential;
 
-#[derive(Debug)]
-struct Sas;
-
-#[async_trait::async_trait]
-impl TokenCredential for Sas {
-    async fn get_token(
-        &self,
-        _: &[&str],
-        _: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let expires = OffsetDateTime::now_utc() + Duration::from_secs(3600);
-        let token = hubwasm_hub::sas::sign(
-            "sb://localhost/",
-            DEFAULT_POLICY,
-            DEVELOPMENT_KEY,
-            expires.unix_timestamp() as u64,
-        );
-        Ok(AccessToken::new(Secret::new(token), expires))
-    }
+fn credential() -> Arc<SasCredential> {
+    Arc::new(SasCredential {
+        resource: "sb://localhost/".into(),
+        key_name: DEFAULT_POLICY.into(),
+        key: DEVELOPMENT_KEY.into(),
+    })
 }
 
 const PARTITIONS: u32 = 4;
@@ -68,7 +54,7 @@ async fn run(event_size: usize, batches_per_partition: usize) -> (f64, f64) {
         tasks.push(tokio::spawn(async move {
             let producer = ProducerClient::builder()
                 .with_custom_endpoint(endpoint)
-                .open("localhost", "bench", Arc::new(Sas))
+                .open("localhost", "bench", credential())
                 .await
                 .unwrap();
             for _ in 0..batches_per_partition {
@@ -99,7 +85,7 @@ async fn run(event_size: usize, batches_per_partition: usize) -> (f64, f64) {
         tasks.push(tokio::spawn(async move {
             let consumer = ConsumerClient::builder()
                 .with_custom_endpoint(endpoint)
-                .open("localhost", "bench".to_string(), Arc::new(Sas))
+                .open("localhost", "bench".to_string(), credential())
                 .await
                 .unwrap();
             let receiver = consumer
