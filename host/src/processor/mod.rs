@@ -285,6 +285,9 @@ pub async fn run(
         tokio::time::interval(Duration::from_secs(config.summary_interval_secs.max(1)));
     ticker.tick().await;
     let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+    // The idle check's clients, opened on first use and kept for the run.
+    let mut watchers: Vec<Option<azure_messaging_eventhubs::ConsumerClient>> =
+        targets.iter().map(|_| None).collect();
     let mut previous = stats.snapshot();
     let mut last_tick = tokio::time::Instant::now();
     loop {
@@ -301,7 +304,7 @@ pub async fn run(
             }
             _ = idle_check.tick(), if options.exit_when_idle.is_some() => {
                 let idle = options.exit_when_idle.unwrap_or_default();
-                if stats.idle_for() >= idle && caught_up(&targets, store.as_ref(), &stats).await {
+                if stats.idle_for() >= idle && caught_up(&targets, &mut watchers, store.as_ref(), &stats).await {
                     report("caught up: every partition is handled and checkpointed; stopping");
                     break;
                 }
@@ -316,6 +319,9 @@ pub async fn run(
     for hub in hubs {
         let _ = hub.await;
     }
+    for watcher in watchers.into_iter().flatten() {
+        let _ = watcher.close().await;
+    }
     let snapshot = stats.snapshot();
     if let Some(running) = embedded {
         running.shutdown().await;
@@ -329,20 +335,28 @@ pub async fn run(
     })
 }
 
-/// Every partition of every hub has a checkpoint at its last enqueued event.
+/// Every partition of every hub has a checkpoint at its last enqueued event. `watchers` holds
+/// one client per hub, opened when missing; a client whose call fails is dropped and reopened on
+/// the next check.
 async fn caught_up(
     targets: &[(EventHubConfig, EventHubTarget)],
+    watchers: &mut [Option<azure_messaging_eventhubs::ConsumerClient>],
     store: &dyn Store,
     stats: &Stats,
 ) -> bool {
     if stats.snapshot().owned.is_empty() {
         return false;
     }
-    for (hub, target) in targets {
-        let Ok(consumer) = target.consumer(&hub.consumer_group).await else {
-            return false;
-        };
+    for ((hub, target), watcher) in targets.iter().zip(watchers.iter_mut()) {
+        if watcher.is_none() {
+            match target.consumer(&hub.consumer_group).await {
+                Ok(consumer) => *watcher = Some(consumer),
+                Err(_) => return false,
+            }
+        }
+        let consumer = watcher.as_ref().expect("opened above");
         let Ok(props) = consumer.get_eventhub_properties().await else {
+            *watcher = None;
             return false;
         };
         let Ok(checkpoints) = store
@@ -357,14 +371,13 @@ async fn caught_up(
             .collect();
         for id in &props.partition_ids {
             let Ok(p) = consumer.get_partition_properties(id).await else {
+                *watcher = None;
                 return false;
             };
             if !p.is_empty && done.get(id).copied() != Some(p.last_enqueued_sequence_number) {
-                let _ = consumer.close().await;
                 return false;
             }
         }
-        let _ = consumer.close().await;
     }
     true
 }
