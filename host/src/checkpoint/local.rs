@@ -98,6 +98,30 @@ impl LocalCheckpointStore {
             .join(kind)
             .join(format!("{}.json", sanitize(partition)))
     }
+
+    /// Every partition's record of one kind (`checkpoint`, `ownership`) in a group, read off
+    /// the async runtime.
+    async fn list<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        namespace: &str,
+        event_hub_name: &str,
+        consumer_group: &str,
+        kind: &str,
+    ) -> azure_core::Result<Vec<(String, T)>> {
+        let dir = self
+            .group_dir(namespace, event_hub_name, consumer_group)
+            .join(kind);
+        blocking(move || {
+            let mut out = Vec::new();
+            for (partition_id, path) in partition_files(&dir)? {
+                if let Some(file) = read_json::<T>(&path)? {
+                    out.push((partition_id, file));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
 }
 
 /// Lowercase, and keep path separators and dots out of a name.
@@ -137,6 +161,15 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> azure_core::Result<()> {
         .map_err(|e| error("write", &tmp, e))?;
     file.sync_all().map_err(|e| error("sync", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| error("replace", path, e))
+}
+
+/// The names a listing reports, as the caller gave them.
+fn names(namespace: &str, event_hub: &str, consumer_group: &str) -> (String, String, String) {
+    (
+        namespace.to_string(),
+        event_hub.to_string(),
+        consumer_group.to_string(),
+    )
 }
 
 /// Every `*.json` file in `dir` as (partition id, path).
@@ -249,31 +282,21 @@ impl CheckpointStore for LocalCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> azure_core::Result<Vec<Checkpoint>> {
-        let dir = self
-            .group_dir(namespace, event_hub_name, consumer_group)
-            .join("checkpoint");
-        let (ns, hub, cg) = (
-            namespace.to_string(),
-            event_hub_name.to_string(),
-            consumer_group.to_string(),
-        );
-        blocking(move || {
-            let mut out = Vec::new();
-            for (partition_id, path) in partition_files(&dir)? {
-                if let Some(file) = read_json::<CheckpointFile>(&path)? {
-                    out.push(Checkpoint {
-                        fully_qualified_namespace: ns.clone(),
-                        event_hub_name: hub.clone(),
-                        consumer_group: cg.clone(),
-                        partition_id,
-                        offset: file.offset,
-                        sequence_number: file.sequence_number,
-                    });
-                }
-            }
-            Ok(out)
-        })
-        .await
+        let (ns, hub, cg) = names(namespace, event_hub_name, consumer_group);
+        self.list(namespace, event_hub_name, consumer_group, "checkpoint")
+            .await?
+            .into_iter()
+            .map(|(partition_id, file): (String, CheckpointFile)| {
+                Ok(Checkpoint {
+                    fully_qualified_namespace: ns.clone(),
+                    event_hub_name: hub.clone(),
+                    consumer_group: cg.clone(),
+                    partition_id,
+                    offset: file.offset,
+                    sequence_number: file.sequence_number,
+                })
+            })
+            .collect()
     }
 
     async fn list_ownerships(
@@ -282,33 +305,23 @@ impl CheckpointStore for LocalCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> azure_core::Result<Vec<Ownership>> {
-        let dir = self
-            .group_dir(namespace, event_hub_name, consumer_group)
-            .join("ownership");
-        let (ns, hub, cg) = (
-            namespace.to_string(),
-            event_hub_name.to_string(),
-            consumer_group.to_string(),
-        );
-        blocking(move || {
-            let mut out = Vec::new();
-            for (partition_id, path) in partition_files(&dir)? {
-                if let Some(file) = read_json::<OwnershipFile>(&path)? {
-                    out.push(Ownership {
-                        fully_qualified_namespace: ns.clone(),
-                        event_hub_name: hub.clone(),
-                        consumer_group: cg.clone(),
-                        partition_id,
-                        // An empty owner is a released partition (as the official stores write it).
-                        owner_id: (!file.owner_id.is_empty()).then_some(file.owner_id),
-                        etag: Some(Etag::from(file.etag)),
-                        last_modified_time: to_time(file.last_modified_ms),
-                    });
-                }
-            }
-            Ok(out)
-        })
-        .await
+        let (ns, hub, cg) = names(namespace, event_hub_name, consumer_group);
+        self.list(namespace, event_hub_name, consumer_group, "ownership")
+            .await?
+            .into_iter()
+            .map(|(partition_id, file): (String, OwnershipFile)| {
+                Ok(Ownership {
+                    fully_qualified_namespace: ns.clone(),
+                    event_hub_name: hub.clone(),
+                    consumer_group: cg.clone(),
+                    partition_id,
+                    // An empty owner is a released partition (as the official stores write it).
+                    owner_id: (!file.owner_id.is_empty()).then_some(file.owner_id),
+                    etag: Some(Etag::from(file.etag)),
+                    last_modified_time: to_time(file.last_modified_ms),
+                })
+            })
+            .collect()
     }
 
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> azure_core::Result<()> {
