@@ -1050,6 +1050,104 @@ async fn hubwasm_and_the_official_python_processor_resume_from_each_others_blob_
     endpoint.shutdown().await;
 }
 
+/// A mixed fleet: the official Python processor and `hubwasm run` in one consumer group *at the
+/// same time* split the partitions 2/2 through the shared blobs; when Python stops, hubwasm takes
+/// its partitions over; no event is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn hubwasm_and_the_official_python_processor_share_a_group_at_the_same_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start();
+    let store = blob_store(&azurite, "mixed").await;
+    let endpoint = start_endpoint(&dir.path().join("hub"), 4).await;
+    send(&endpoint, 40, None, "").await;
+    let cfg = config_with(
+        &endpoint,
+        &format!("store = \"blob\"\n{}", blob_keys(&azurite, "mixed")),
+        &format!(
+            "sink = \"directory\"\npath = \"{}\"",
+            dir.path().join("dead").display()
+        ),
+        "",
+    );
+    let mut host = Host::start("mixed-hubwasm", dir.path(), &cfg, &[]);
+
+    let mut cmd = python::command("blob_consumer.py");
+    cmd.args(["--conn", &endpoint.connection_string(HUB)])
+        .args(["--storage", &azurite.connection_string()])
+        .args(["--container", "mixed"])
+        .args(["--duration", "12"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let python = cmd.spawn().unwrap();
+
+    // Both processors own two partitions each at some point while Python runs.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut split = None;
+    while Instant::now() < deadline {
+        let o = owners(&store, "$Default").await;
+        let mut per_owner: BTreeMap<String, usize> = BTreeMap::new();
+        for owner in o.values().flatten() {
+            *per_owner.entry(owner.clone()).or_default() += 1;
+        }
+        if per_owner.len() == 2
+            && per_owner.get("mixed-hubwasm") == Some(&2)
+            && per_owner.values().all(|n| *n == 2)
+        {
+            split = Some(per_owner);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = tokio::task::spawn_blocking(move || python.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        split.is_some(),
+        "never split 2/2: {:?}\n{}",
+        owners(&store, "$Default").await,
+        tail(&host.log(), 40)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    let by_python: BTreeSet<(String, i64)> = result["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_i64().unwrap()))
+        .collect();
+
+    // Python has stopped and released its partitions: hubwasm takes all four and the second wave.
+    send(&endpoint, 40, None, "").await;
+    eventually(
+        "hubwasm handles the second wave on every partition",
+        Duration::from_secs(60),
+        || {
+            let handled: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
+            (0..4u32).all(|p| (10..20).all(|s| handled.contains(&(p.to_string(), s))))
+        },
+        &[&host],
+    )
+    .await;
+    let by_hubwasm: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
+    let all: BTreeSet<(String, i64)> = by_python.union(&by_hubwasm).cloned().collect();
+    assert_eq!(
+        all,
+        all_events(4, 20),
+        "nothing lost between the two processors"
+    );
+    assert!(!by_python.is_empty(), "Python handled its share");
+    let status = host.terminate();
+    assert!(status.success(), "{status}\n{}", host.log());
+    endpoint.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_can_go_to_a_blob_container() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@ consumer group and a Blob container with `hubwasm run`, driven by tests/host_run
 from the checkpoints hubwasm wrote, and hubwasm resumes from the ones it writes.
 
     blob_consumer.py --conn <event hub connection string> --storage <storage connection string>
-        --container C --consumer-group CG --expect N
+        --container C --consumer-group CG (--expect N | --duration S)
 
 The official processors name their blobs by the endpoint's host *as written*; for an emulator
 that includes the port (`localhost:5673`), while hubwasm, like every processor on the real
@@ -11,8 +11,9 @@ service, uses the host name alone (`localhost`) so a changing emulator port does
 checkpoints. To share the blobs, this script connects to the port through
 `custom_endpoint_address` and keeps the host name alone in the connection string.
 
-Checkpoints after every event; stops (releasing its ownerships) once it has received N events,
-waits --settle seconds more to show that nothing else arrives, then prints one JSON object:
+Checkpoints after every event; stops (releasing its ownerships) once it has received N events
+and waited --settle seconds more to show that nothing else arrives, or after --duration seconds
+(to run beside other processors of the group); then prints one JSON object:
 {"namespace": ..., "events": [[partition, sequence_number], ...]}. Exits 2 if fewer than N
 events arrived within --timeout, 3 if the watchdog fired.
 """
@@ -49,7 +50,8 @@ def main():
     p.add_argument("--storage", required=True, help="storage connection string")
     p.add_argument("--container", required=True)
     p.add_argument("--consumer-group", default="$Default")
-    p.add_argument("--expect", type=int, required=True)
+    p.add_argument("--expect", type=int, help="stop after this many events")
+    p.add_argument("--duration", type=float, help="or stop after this many seconds")
     p.add_argument("--settle", type=float, default=2.0, help="seconds to wait for unexpected extra events")
     p.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args()
@@ -82,7 +84,7 @@ def main():
         context.update_checkpoint(event)
         with lock:
             events.append([context.partition_id, event.sequence_number])
-            if len(events) >= args.expect:
+            if args.expect is not None and len(events) >= args.expect:
                 enough.set()
 
     worker = threading.Thread(
@@ -90,10 +92,13 @@ def main():
         daemon=True,
     )
     worker.start()
-    if not enough.wait(args.timeout):
-        sys.stderr.write(f"only {len(events)} of {args.expect} events in {args.timeout}s: {events}\n")
-        sys.exit(2)
-    time.sleep(args.settle)
+    if args.expect is not None:
+        if not enough.wait(args.timeout):
+            sys.stderr.write(f"only {len(events)} of {args.expect} events in {args.timeout}s: {events}\n")
+            sys.exit(2)
+        time.sleep(args.settle)
+    else:
+        time.sleep(args.duration or args.timeout)
     namespace = client._address.hostname  # what the processor names its blobs by
     client.close()
     with lock:
