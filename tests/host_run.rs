@@ -196,7 +196,7 @@ ownership_expiry_ms = 3000
 }
 
 /// Send `count` events round-robin over the partitions, or to one partition.
-async fn send(endpoint: &RunningHub, count: usize, partition: Option<&str>, tag: &str) {
+async fn send(endpoint: &RunningHub, count: usize, partition: Option<&str>) {
     let options = hubwasm::send::SendOptions {
         connection_string: endpoint.connection_string(HUB),
         count,
@@ -206,7 +206,6 @@ async fn send(endpoint: &RunningHub, count: usize, partition: Option<&str>, tag:
         batch_size: 1,
         file: None,
     };
-    let _ = tag;
     hubwasm::send::send(&options, |_| {}).await.unwrap();
 }
 
@@ -297,7 +296,7 @@ async fn three_hosts(dir: &Path, checkpoints_toml: &str, store: &impl Checkpoint
         .collect();
 
     // 20 events per partition; all handled, and the partitions balanced 3/3/2.
-    send(&endpoint, 160, None, "first").await;
+    send(&endpoint, 160, None).await;
     let handled = |hosts: &[Host]| -> BTreeSet<(String, i64)> {
         hosts.iter().flat_map(|h| h.handled("$Default")).collect()
     };
@@ -337,7 +336,7 @@ async fn three_hosts(dir: &Path, checkpoints_toml: &str, store: &impl Checkpoint
         .map(|(p, _)| p)
         .collect();
     assert!(!a_partitions.is_empty());
-    send(&endpoint, 160, None, "second").await;
+    send(&endpoint, 160, None).await;
     loop {
         let o = owners(store, "$Default").await;
         if o.values()
@@ -405,8 +404,8 @@ policy = "dead-letter"
 max_attempts = 3
 initial_backoff_ms = 20"#,
     );
-    send(&endpoint, 10, Some("0"), "").await;
-    send(&endpoint, 10, Some("1"), "").await;
+    send(&endpoint, 10, Some("0")).await;
+    send(&endpoint, 10, Some("1")).await;
     let mut host = Host::start("solo", dir.path(), &cfg, &["--exit-when-idle", "1"]);
     let status = host.wait(Duration::from_secs(90));
     let log = host.log();
@@ -471,8 +470,8 @@ policy = "halt"
 max_attempts = 2
 initial_backoff_ms = 20"#,
     );
-    send(&endpoint, 10, Some("0"), "").await;
-    send(&endpoint, 10, Some("1"), "").await;
+    send(&endpoint, 10, Some("0")).await;
+    send(&endpoint, 10, Some("1")).await;
     let mut host = Host::start("halter", dir.path(), &cfg, &[]);
     eventually(
         "partition 0 halted and partition 1 handled",
@@ -547,7 +546,7 @@ max_attempts = 4
 initial_backoff_ms = 1500
 max_backoff_ms = 1500"#,
     );
-    send(&endpoint, 3, Some("0"), "").await;
+    send(&endpoint, 3, Some("0")).await;
     let store = LocalCheckpointStore::new(&store_dir);
     let mut first = Host::start("first", dir.path(), &cfg, &[]);
     eventually(
@@ -594,7 +593,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
     let endpoint = start_endpoint(&dir.path().join("hub"), 2).await;
     let store_dir = dir.path().join("checkpoints");
     let cfg = config(&endpoint, &store_dir, &dir.path().join("dead"), "");
-    send(&endpoint, 10, None, "").await;
+    send(&endpoint, 10, None).await;
     let mut first = Host::start("first", dir.path(), &cfg, &["--exit-when-idle", "1"]);
     assert!(
         first.wait(Duration::from_secs(90)).success(),
@@ -622,7 +621,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
             .collect::<BTreeSet<_>>(),
         all_events(2, 5)
     );
-    send(&endpoint, 10, None, "").await;
+    send(&endpoint, 10, None).await;
     let mut again = Host::start("again", dir.path(), &cfg, &["--exit-when-idle", "1"]);
     assert!(
         again.wait(Duration::from_secs(90)).success(),
@@ -679,7 +678,7 @@ async fn a_storage_outage_does_not_stop_processing_and_checkpoints_catch_up() {
     let store_dir = dir.path().join("checkpoints");
     let cfg = config(&endpoint, &store_dir, &dir.path().join("dead"), "");
     let mut host = Host::start("steady", dir.path(), &cfg, &[]);
-    send(&endpoint, 10, None, "").await;
+    send(&endpoint, 10, None).await;
     let store = LocalCheckpointStore::new(&store_dir);
     let all_checkpointed = |last: i64| {
         let cps = futures::executor::block_on(checkpoints(&store, "$Default"));
@@ -697,7 +696,7 @@ async fn a_storage_outage_does_not_stop_processing_and_checkpoints_catch_up() {
     let away = dir.path().join("checkpoints-away");
     std::fs::rename(&store_dir, &away).unwrap();
     std::fs::write(&store_dir, b"not a directory").unwrap();
-    send(&endpoint, 10, None, "").await;
+    send(&endpoint, 10, None).await;
     eventually(
         "new events handled during the outage, and the failure reported",
         Duration::from_secs(60),
@@ -766,7 +765,7 @@ path = "{dead}"
             "memory_bytes = 33554432"
         ),
     );
-    send(&endpoint, 2, None, "").await;
+    send(&endpoint, 2, None).await;
     let mut host = Host::start("limits", dir.path(), &cfg, &["--exit-when-idle", "1"]);
     let status = host.wait(Duration::from_secs(120));
     let log = host.log();
@@ -818,7 +817,7 @@ async fn dead_letters_can_go_to_another_event_hub() {
             endpoint.connection_string("dead-letters")
         ),
     );
-    send(&endpoint, 3, None, "").await;
+    send(&endpoint, 3, None).await;
     let mut host = Host::start("dl", dir.path(), &cfg, &["--exit-when-idle", "1"]);
     let status = host.wait(Duration::from_secs(90));
     assert!(status.success(), "{status}\n{}", host.log());
@@ -836,13 +835,7 @@ async fn dead_letters_can_go_to_another_event_hub() {
     let receiver = consumer
         .open_receiver_on_partition(
             "0".to_string(),
-            Some(azure_messaging_eventhubs::OpenReceiverOptions {
-                start_position: Some(azure_messaging_eventhubs::StartPosition {
-                    location: azure_messaging_eventhubs::StartLocation::Earliest,
-                    inclusive: false,
-                }),
-                ..Default::default()
-            }),
+            Some(hubwasm::connection::from_earliest(None)),
         )
         .await
         .unwrap();
@@ -995,14 +988,14 @@ async fn hubwasm_and_the_official_python_processor_resume_from_each_others_blob_
     };
 
     // Python first: the first 10 events, a checkpoint after each.
-    send(&endpoint, 10, None, "").await;
+    send(&endpoint, 10, None).await;
     let got = python_consumer(&azurite, &endpoint, "shared", 10).await;
     assert_eq!(got, wave(0), "the Python processor reads the first wave");
     let cps = checkpoints(&store, "$Default").await;
     assert_eq!(cps.values().collect::<Vec<_>>(), [&Some(4), &Some(4)]);
 
     // hubwasm on the same container and group: only the second wave.
-    send(&endpoint, 10, None, "").await;
+    send(&endpoint, 10, None).await;
     let cfg = config_with(
         &endpoint,
         &format!("store = \"blob\"\n{}", blob_keys(&azurite, "shared")),
@@ -1040,7 +1033,7 @@ async fn hubwasm_and_the_official_python_processor_resume_from_each_others_blob_
     );
 
     // Python again: only the third wave.
-    send(&endpoint, 10, None, "").await;
+    send(&endpoint, 10, None).await;
     let got = python_consumer(&azurite, &endpoint, "shared", 10).await;
     assert_eq!(
         got,
@@ -1059,7 +1052,7 @@ async fn hubwasm_and_the_official_python_processor_share_a_group_at_the_same_tim
     let azurite = Azurite::start();
     let store = blob_store(&azurite, "mixed").await;
     let endpoint = start_endpoint(&dir.path().join("hub"), 4).await;
-    send(&endpoint, 40, None, "").await;
+    send(&endpoint, 40, None).await;
     let cfg = config_with(
         &endpoint,
         &format!("store = \"blob\"\n{}", blob_keys(&azurite, "mixed")),
@@ -1124,7 +1117,7 @@ async fn hubwasm_and_the_official_python_processor_share_a_group_at_the_same_tim
         .collect();
 
     // Python has stopped and released its partitions: hubwasm takes all four and the second wave.
-    send(&endpoint, 40, None, "").await;
+    send(&endpoint, 40, None).await;
     eventually(
         "hubwasm handles the second wave on every partition",
         Duration::from_secs(60),
@@ -1159,7 +1152,7 @@ async fn dead_letters_can_go_to_a_blob_container() {
         &format!("sink = \"blob\"\n{}", blob_keys(&azurite, "dead-letters")),
         r#"plugin_config = { fail_at = "1", kind = "rejected" }"#,
     );
-    send(&endpoint, 3, None, "").await;
+    send(&endpoint, 3, None).await;
     let mut host = Host::start("dl-blob", dir.path(), &cfg, &["--exit-when-idle", "1"]);
     let status = host.wait(Duration::from_secs(90));
     assert!(status.success(), "{status}\n{}", host.log());

@@ -117,14 +117,7 @@ async fn sdk_receive_only(conn: &str, group: &str, events: usize) -> f64 {
             let receiver = consumer
                 .open_receiver_on_partition(
                     p.to_string(),
-                    Some(azure_messaging_eventhubs::OpenReceiverOptions {
-                        prefetch: Some(3000),
-                        start_position: Some(azure_messaging_eventhubs::StartPosition {
-                            location: azure_messaging_eventhubs::StartLocation::Earliest,
-                            inclusive: false,
-                        }),
-                        ..Default::default()
-                    }),
+                    Some(hubwasm::connection::from_earliest(Some(3000))),
                 )
                 .await
                 .unwrap();

@@ -201,6 +201,18 @@ impl EventHubTarget {
     }
 }
 
+/// Receiver options that read a partition from its first retained event.
+pub fn from_earliest(prefetch: Option<u32>) -> azure_messaging_eventhubs::OpenReceiverOptions {
+    azure_messaging_eventhubs::OpenReceiverOptions {
+        prefetch,
+        start_position: Some(azure_messaging_eventhubs::StartPosition {
+            location: azure_messaging_eventhubs::StartLocation::Earliest,
+            inclusive: false,
+        }),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
