@@ -1109,12 +1109,7 @@ async fn hubwasm_and_the_official_python_processor_share_a_group_at_the_same_tim
     );
     let result: serde_json::Value =
         serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
-    let by_python: BTreeSet<(String, i64)> = result["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_i64().unwrap()))
-        .collect();
+    let by_python = python_events(&result);
 
     // Python has stopped and released its partitions: hubwasm takes all four and the second wave.
     send(&endpoint, 40, None).await;
@@ -1231,6 +1226,11 @@ async fn python_consumer(
         .args(["--container", container])
         .args(["--expect", &expect.to_string()]);
     let result = python::json_result("blob_consumer.py", cmd).await;
+    python_events(&result)
+}
+
+/// The (partition, sequence number) pairs `blob_consumer.py` reports.
+fn python_events(result: &serde_json::Value) -> BTreeSet<(String, i64)> {
     assert_eq!(result["namespace"], NS, "{result}");
     result["events"]
         .as_array()
