@@ -12,6 +12,7 @@
 //! the idle wait at the end excluded for both).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hubwasm::config::RunConfig;
@@ -105,15 +106,27 @@ prefetch = 3000
 
 /// The ceiling: the official Rust SDK alone reading every event (one receiver per partition,
 /// prefetch 3000 like hubwasm), no plugin, no checkpoints. Events/s from the first to the last.
-async fn sdk_receive_only(conn: &str, group: &str, events: usize) -> f64 {
+/// `shared`: all receivers on one client (one AMQP connection, as under the SDK's
+/// `EventProcessor`, which hubwasm uses); otherwise a client (connection) per partition.
+async fn sdk_receive_only(conn: &str, group: &str, events: usize, shared: bool) -> f64 {
     let per = events / PARTITIONS as usize;
+    let target = ConnectionString::parse(conn).unwrap().target();
+    let one = if shared {
+        Some(Arc::new(target.consumer(group).await.unwrap()))
+    } else {
+        None
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..PARTITIONS {
-        let target = ConnectionString::parse(conn).unwrap().target();
+        let target = target.clone();
         let group = group.to_string();
+        let one = one.clone();
         tasks.push(tokio::spawn(async move {
-            let consumer = target.consumer(&group).await.unwrap();
+            let consumer = match one {
+                Some(c) => c,
+                None => Arc::new(target.consumer(&group).await.unwrap()),
+            };
             let receiver = consumer
                 .open_receiver_on_partition(
                     p.to_string(),
@@ -200,6 +213,7 @@ fn main() {
                 partitions: PARTITIONS,
                 consumer_groups: [
                     "sdk-only",
+                    "sdk-one-connection",
                     "hubwasm-local",
                     "hubwasm-blob",
                     "python-batch",
@@ -221,9 +235,15 @@ fn main() {
         );
 
         let mut rows: Vec<(&str, u64, f64)> = Vec::new();
-        let ceiling = sdk_receive_only(&conn, "sdk-only", events).await;
+        let ceiling = sdk_receive_only(&conn, "sdk-only", events, false).await;
         rows.push((
-            "Rust SDK receive only (no plugin, no store)",
+            "Rust SDK receive only, connection per partition",
+            events as u64,
+            ceiling,
+        ));
+        let ceiling = sdk_receive_only(&conn, "sdk-one-connection", events, true).await;
+        rows.push((
+            "Rust SDK receive only, one connection",
             events as u64,
             ceiling,
         ));
