@@ -580,7 +580,7 @@ plugin = "filter.wasm"
     }
 
     #[test]
-    fn the_documented_example_parses() {
+    fn the_documented_examples_parse() {
         let text = include_str!("../../examples/hubwasm.toml");
         let c = RunConfig::parse(text, Path::new("examples/hubwasm.toml")).unwrap();
         assert_eq!(c.event_hubs[0].failure.max_attempts, 5);
@@ -588,6 +588,10 @@ plugin = "filter.wasm"
             c.event_hubs[0].limits.unwrap().timeout,
             Duration::from_secs(5)
         );
+        let text = include_str!("../../examples/hubwasm-azurite.toml");
+        let c = RunConfig::parse(text, Path::new("examples/hubwasm-azurite.toml")).unwrap();
+        assert!(matches!(c.checkpoints, CheckpointConfig::Blob(ref b) if b.is_complete()));
+        assert!(matches!(c.event_hubs[0].dead_letter, DeadLetterConfig::Blob(_)));
     }
 
     #[test]
