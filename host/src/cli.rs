@@ -57,6 +57,8 @@ pub enum Command {
     /// machine share) or `store = "blob"` (Azure Blob Storage in the official processors'
     /// layout, shareable with them; sas_url, container_url + credential = "entra", or endpoint,
     /// account, key and container). Dead letters: a directory, a blob container or an event hub.
+    /// `credential = "entra"` uses workload identity, the platform's managed identity or the
+    /// Azure CLI sign-in, as the environment shows (HUBWASM_ENTRA_CREDENTIAL chooses).
     ///
     /// Guarantees: a partition's checkpoint never passes an event the plugin did not handle
     /// (or that was not dead-lettered); a crash, trap, timeout or storage outage may deliver

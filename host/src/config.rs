@@ -591,7 +591,10 @@ plugin = "filter.wasm"
         let text = include_str!("../../examples/hubwasm-azurite.toml");
         let c = RunConfig::parse(text, Path::new("examples/hubwasm-azurite.toml")).unwrap();
         assert!(matches!(c.checkpoints, CheckpointConfig::Blob(ref b) if b.is_complete()));
-        assert!(matches!(c.event_hubs[0].dead_letter, DeadLetterConfig::Blob(_)));
+        assert!(matches!(
+            c.event_hubs[0].dead_letter,
+            DeadLetterConfig::Blob(_)
+        ));
     }
 
     #[test]

@@ -129,11 +129,9 @@ impl std::fmt::Debug for EventHubTarget {
 }
 
 impl EventHubTarget {
-    /// Real Event Hubs with a Microsoft Entra identity (environment, managed identity, Azure CLI,
-    /// ... as `azure_identity`'s developer and workload credentials find it).
+    /// Real Event Hubs with a Microsoft Entra identity ([`entra_credential`]).
     pub fn entra(namespace: &str, event_hub: &str) -> Result<Self, ConnectionError> {
-        let credential = azure_identity::DeveloperToolsCredential::new(None)
-            .map_err(|e| ConnectionError::Credential(e.to_string()))?;
+        let credential = entra_credential()?;
         Ok(Self {
             namespace: namespace.to_string(),
             event_hub: event_hub.to_string(),
@@ -201,6 +199,70 @@ impl EventHubTarget {
     }
 }
 
+/// Which Microsoft Entra credential `credential = "entra"` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntraSource {
+    /// Azure CLI or Azure Developer CLI sign-in (a developer's machine).
+    DeveloperTools,
+    /// The managed identity of the VM, App Service, Container App or Function
+    /// (`AZURE_CLIENT_ID` picks a user-assigned one).
+    ManagedIdentity,
+    /// Kubernetes workload identity (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`,
+    /// `AZURE_TENANT_ID`, as AKS injects them).
+    WorkloadIdentity,
+}
+
+impl EntraSource {
+    /// `HUBWASM_ENTRA_CREDENTIAL` (`developer-tools` | `managed-identity` | `workload-identity`)
+    /// if set; otherwise what the environment shows: workload identity where AKS injected its
+    /// token file, the platform's managed identity where App Service and its kin set
+    /// `IDENTITY_ENDPOINT`, else the developer's sign-in. A VM's managed identity leaves no
+    /// trace in the environment: set `HUBWASM_ENTRA_CREDENTIAL=managed-identity` there.
+    pub fn choose(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        if let Some(chosen) = var("HUBWASM_ENTRA_CREDENTIAL") {
+            return match chosen.as_str() {
+                "developer-tools" => Ok(Self::DeveloperTools),
+                "managed-identity" => Ok(Self::ManagedIdentity),
+                "workload-identity" => Ok(Self::WorkloadIdentity),
+                other => Err(format!(
+                    "HUBWASM_ENTRA_CREDENTIAL = `{other}`: use developer-tools, \
+                     managed-identity or workload-identity"
+                )),
+            };
+        }
+        if var("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+            Ok(Self::WorkloadIdentity)
+        } else if var("IDENTITY_ENDPOINT").is_some() || var("MSI_ENDPOINT").is_some() {
+            Ok(Self::ManagedIdentity)
+        } else {
+            Ok(Self::DeveloperTools)
+        }
+    }
+}
+
+/// The Microsoft Entra credential for this environment (see [`EntraSource::choose`]).
+pub fn entra_credential() -> Result<Arc<dyn TokenCredential>, ConnectionError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let source = EntraSource::choose(var).map_err(ConnectionError::Credential)?;
+    let fail = |e: azure_core::Error| ConnectionError::Credential(format!("{source:?}: {e}"));
+    Ok(match source {
+        EntraSource::DeveloperTools => {
+            azure_identity::DeveloperToolsCredential::new(None).map_err(fail)?
+        }
+        EntraSource::ManagedIdentity => {
+            let options = azure_identity::ManagedIdentityCredentialOptions {
+                user_assigned_id: var("AZURE_CLIENT_ID")
+                    .map(azure_identity::UserAssignedId::ClientId),
+                ..Default::default()
+            };
+            azure_identity::ManagedIdentityCredential::new(Some(options)).map_err(fail)?
+        }
+        EntraSource::WorkloadIdentity => {
+            azure_identity::WorkloadIdentityCredential::new(None).map_err(fail)?
+        }
+    })
+}
+
 /// Receiver options that read a partition from its first retained event.
 pub fn from_earliest(prefetch: Option<u32>) -> azure_messaging_eventhubs::OpenReceiverOptions {
     azure_messaging_eventhubs::OpenReceiverOptions {
@@ -216,6 +278,45 @@ pub fn from_earliest(prefetch: Option<u32>) -> azure_messaging_eventhubs::OpenRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_entra_credential_follows_the_environment_unless_chosen() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            EntraSource::choose(env(&[])),
+            Ok(EntraSource::DeveloperTools)
+        );
+        assert_eq!(
+            EntraSource::choose(env(&[("IDENTITY_ENDPOINT", "http://169.254.1.1")])),
+            Ok(EntraSource::ManagedIdentity)
+        );
+        assert_eq!(
+            EntraSource::choose(env(&[
+                ("IDENTITY_ENDPOINT", "http://169.254.1.1"),
+                ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token")
+            ])),
+            Ok(EntraSource::WorkloadIdentity)
+        );
+        assert_eq!(
+            EntraSource::choose(env(&[
+                ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"),
+                ("HUBWASM_ENTRA_CREDENTIAL", "managed-identity")
+            ])),
+            Ok(EntraSource::ManagedIdentity)
+        );
+        let err = EntraSource::choose(env(&[("HUBWASM_ENTRA_CREDENTIAL", "cli")])).unwrap_err();
+        assert!(
+            err.contains("`cli`") && err.contains("managed-identity"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn connection_strings_parse_with_and_without_emulator_and_port() {

@@ -82,8 +82,7 @@ async fn blob_container(
     let store = if let Some(url) = &auth.sas_url {
         BlobCheckpointStore::from_container_sas_url(url)
     } else if let (Some(url), Some("entra")) = (&auth.container_url, auth.credential.as_deref()) {
-        let credential = azure_identity::DeveloperToolsCredential::new(None)
-            .map_err(|e| format!("Microsoft Entra ID credential: {e}"))?;
+        let credential = crate::connection::entra_credential().map_err(|e| e.to_string())?;
         BlobCheckpointStore::with_credential(url, credential)
     } else if let (Some(endpoint), Some(account), Some(key), Some(container)) =
         (&auth.endpoint, &auth.account, &auth.key, &auth.container)
