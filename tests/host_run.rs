@@ -891,6 +891,41 @@ fn the_embedded_default_runs_end_to_end_and_status_reads_its_data() {
     assert_status_rows(status, 4, ["-", "4", "4", "0"]);
 }
 
+/// Without --plugin the embedded default runs the sample plugin (json-filter); when it is not
+/// built, the error says where it looked and how to build it.
+#[test]
+fn without_a_plugin_the_embedded_default_runs_the_sample_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events/seed-sample.jsonl");
+    let run = |sample: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+            .current_dir(dir.path())
+            .env("HUBWASM_SAMPLE_PLUGIN", sample)
+            .args(["run", "--send"])
+            .arg(&events)
+            .args(["--exit-when-idle", "1"])
+            .output()
+            .unwrap()
+    };
+    let out = run(Path::new(hubwasm_plugins::JSON_FILTER));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("running the sample plugin"), "{log}");
+    assert!(log.contains("plugin=\"json_filter\""), "{log}");
+    assert!(log.contains("handled 20"), "{log}");
+
+    let missing = dir.path().join("not-built/json_filter.wasm");
+    let out = run(&missing);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    assert!(err.contains("scripts/build-plugins.sh"), "{err}");
+}
+
 #[test]
 fn config_errors_name_the_line_and_plugin_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,7 +51,8 @@ pub enum Command {
     /// Without --config: the embedded default. An in-process Event Hubs endpoint (one hub
     /// `events`, 4 partitions, data in .hubwasm/hub), a local checkpoint store
     /// (.hubwasm/checkpoints), dead letters in .hubwasm/dead-letter, and the plugin given by
-    /// --plugin. See examples/hubwasm.toml for every setting.
+    /// --plugin, else the sample plugin json-filter (as scripts/build-plugins.sh builds it).
+    /// See examples/hubwasm.toml for every setting.
     ///
     /// Checkpoint stores: `[checkpoints] store = "local"` (a directory the processes of one
     /// machine share) or `store = "blob"` (Azure Blob Storage in the official processors'
@@ -75,7 +76,9 @@ pub struct RunArgs {
     /// The host config (TOML); see examples/hubwasm.toml.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The plugin for the embedded default (without --config).
+    /// The plugin for the embedded default (without --config) [default: the sample plugin
+    /// json_filter.wasm: HUBWASM_SAMPLE_PLUGIN, else where scripts/build-plugins.sh builds it,
+    /// else beside the hubwasm binary].
     #[arg(long, conflicts_with = "config")]
     pub plugin: Option<PathBuf>,
     /// Plugin configuration for the embedded default, as key=value (repeatable).
@@ -275,12 +278,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The config `hubwasm run` uses without --config.
 fn default_config(args: &RunArgs) -> anyhow::Result<crate::config::RunConfig> {
-    let plugin = args.plugin.clone().ok_or_else(|| {
-        anyhow::anyhow!(
-            "give --config FILE, or --plugin PATH for the embedded default \
-             (e.g. the sample plugin built by scripts/build-plugins.sh)"
-        )
-    })?;
+    let plugin = match &args.plugin {
+        Some(plugin) => plugin.clone(),
+        None => {
+            let places = sample_plugin_places(|name| std::env::var_os(name));
+            let found = places.iter().find(|p| p.is_file()).cloned();
+            let Some(found) = found else {
+                let looked: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
+                anyhow::bail!(
+                    "no --plugin given and the sample plugin json_filter.wasm is not built; \
+                     run scripts/build-plugins.sh, or give --plugin PATH (or --config FILE). \
+                     Looked in: {}",
+                    looked.join(", ")
+                );
+            };
+            eprintln!(
+                "hubwasm: no --plugin given: running the sample plugin {}",
+                found.display()
+            );
+            found
+        }
+    };
     let mut text = String::from(
         "[embedded]\ndata = \".hubwasm/hub\"\n\n[checkpoints]\nstore = \"local\"\npath = \".hubwasm/checkpoints\"\n\n",
     );
@@ -299,6 +317,38 @@ fn default_config(args: &RunArgs) -> anyhow::Result<crate::config::RunConfig> {
         &text,
         std::path::Path::new("(embedded default)"),
     )?)
+}
+
+/// Where `hubwasm run` without --plugin looks for the sample plugin (json-filter), in order:
+/// `HUBWASM_SAMPLE_PLUGIN`, where scripts/build-plugins.sh builds it (`HUBWASM_PLUGINS_TARGET_DIR`,
+/// `CARGO_TARGET_DIR/wasm-plugins`, `~/.cache/hubwasm/target/wasm-plugins`), and beside the binary.
+fn sample_plugin_places(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    const BUILT: &str = "wasm32-wasip2/release/json_filter.wasm";
+    let mut places = Vec::new();
+    if let Some(path) = var("HUBWASM_SAMPLE_PLUGIN") {
+        // Chosen explicitly: the only place.
+        return vec![PathBuf::from(path)];
+    }
+    if let Some(dir) = var("HUBWASM_PLUGINS_TARGET_DIR") {
+        places.push(PathBuf::from(dir).join(BUILT));
+    }
+    if let Some(dir) = var("CARGO_TARGET_DIR") {
+        places.push(PathBuf::from(dir).join("wasm-plugins").join(BUILT));
+    }
+    if let Some(home) = var("HOME") {
+        places.push(
+            PathBuf::from(home)
+                .join(".cache/hubwasm/target/wasm-plugins")
+                .join(BUILT),
+        );
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.to_path_buf()))
+    {
+        places.push(dir.join("json_filter.wasm"));
+    }
+    places
 }
 
 fn toml_string(s: &str) -> String {
@@ -496,4 +546,35 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_plugin_is_looked_for_where_the_build_script_puts_it() {
+        let env = |name: &str| match name {
+            "HUBWASM_PLUGINS_TARGET_DIR" => Some("/p".into()),
+            "CARGO_TARGET_DIR" => Some("/t".into()),
+            "HOME" => Some("/h".into()),
+            _ => None,
+        };
+        let places = sample_plugin_places(env);
+        assert_eq!(
+            places[..3],
+            [
+                PathBuf::from("/p/wasm32-wasip2/release/json_filter.wasm"),
+                PathBuf::from("/t/wasm-plugins/wasm32-wasip2/release/json_filter.wasm"),
+                PathBuf::from(
+                    "/h/.cache/hubwasm/target/wasm-plugins/wasm32-wasip2/release/json_filter.wasm"
+                ),
+            ]
+        );
+        assert!(places[3].ends_with("json_filter.wasm"), "beside the binary");
+        let chosen = sample_plugin_places(|name| {
+            (name == "HUBWASM_SAMPLE_PLUGIN").then(|| "/x/mine.wasm".into())
+        });
+        assert_eq!(chosen, [PathBuf::from("/x/mine.wasm")]);
+    }
 }
