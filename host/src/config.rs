@@ -114,15 +114,48 @@ pub struct BlobContainerConfig {
     pub container: Option<String>,
 }
 
+/// The way a [`BlobContainerConfig`] reaches its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobAuth<'a> {
+    SasUrl(&'a str),
+    Entra {
+        container_url: &'a str,
+    },
+    AccountKey {
+        endpoint: &'a str,
+        account: &'a str,
+        key: &'a str,
+        container: &'a str,
+    },
+}
+
 impl BlobContainerConfig {
+    /// The first of the three ways to reach the container that is given in full, if any.
+    pub fn auth(&self) -> Option<BlobAuth<'_>> {
+        if let Some(url) = &self.sas_url {
+            return Some(BlobAuth::SasUrl(url));
+        }
+        if let (Some(container_url), Some("entra")) =
+            (&self.container_url, self.credential.as_deref())
+        {
+            return Some(BlobAuth::Entra { container_url });
+        }
+        match (&self.endpoint, &self.account, &self.key, &self.container) {
+            (Some(endpoint), Some(account), Some(key), Some(container)) => {
+                Some(BlobAuth::AccountKey {
+                    endpoint,
+                    account,
+                    key,
+                    container,
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Whether one of the three ways to reach the container is given in full.
     pub fn is_complete(&self) -> bool {
-        let by_key = self.endpoint.is_some()
-            && self.account.is_some()
-            && self.key.is_some()
-            && self.container.is_some();
-        let by_entra = self.container_url.is_some() && self.credential.as_deref() == Some("entra");
-        self.sas_url.is_some() || by_key || by_entra
+        self.auth().is_some()
     }
 }
 
@@ -489,9 +522,8 @@ impl RunConfig {
 }
 
 /// What a Blob container config needs (for config errors).
-pub(crate) const BLOB_AUTH_HINT: &str =
-    "give sas_url, or container_url with credential = \"entra\", or \
-                              endpoint, account, key and container";
+pub(crate) const BLOB_AUTH_HINT: &str = "give sas_url, or container_url with credential = \
+                                         \"entra\", or endpoint, account, key and container";
 
 /// A connection string with `EntityPath` set to `hub` unless it names one already.
 pub fn with_entity(connection_string: &str, hub: &str) -> String {

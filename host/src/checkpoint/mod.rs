@@ -77,18 +77,27 @@ pub async fn blob_dead_letter_sink(
 
 /// Open a container; with the account key (which may create containers) make sure it exists.
 async fn blob_container(
-    auth: &crate::config::BlobContainerConfig,
+    config: &crate::config::BlobContainerConfig,
 ) -> Result<BlobCheckpointStore, String> {
-    let store = if let Some(url) = &auth.sas_url {
-        BlobCheckpointStore::from_container_sas_url(url)
-    } else if let (Some(url), Some("entra")) = (&auth.container_url, auth.credential.as_deref()) {
-        let credential = crate::connection::entra_credential().map_err(|e| e.to_string())?;
-        BlobCheckpointStore::with_credential(url, credential)
-    } else if let (Some(endpoint), Some(account), Some(key), Some(container)) =
-        (&auth.endpoint, &auth.account, &auth.key, &auth.container)
-    {
-        let store = BlobCheckpointStore::with_account_key(endpoint, account, key, container)
-            .map_err(|e| e.to_string())?;
+    use crate::config::BlobAuth;
+    let auth = config
+        .auth()
+        .ok_or_else(|| crate::config::BLOB_AUTH_HINT.to_string())?;
+    let store = match auth {
+        BlobAuth::SasUrl(url) => BlobCheckpointStore::from_container_sas_url(url),
+        BlobAuth::Entra { container_url } => {
+            let credential = crate::connection::entra_credential().map_err(|e| e.to_string())?;
+            BlobCheckpointStore::with_credential(container_url, credential)
+        }
+        BlobAuth::AccountKey {
+            endpoint,
+            account,
+            key,
+            container,
+        } => BlobCheckpointStore::with_account_key(endpoint, account, key, container),
+    }
+    .map_err(|e| e.to_string())?;
+    if let BlobAuth::AccountKey { .. } = auth {
         if let Err(e) = store.ensure_container().await {
             // A refused key is a config error; an unreachable account is an outage the store's
             // callers ride out (the processor retries store calls).
@@ -103,9 +112,6 @@ async fn blob_container(
             }
             tracing::warn!(store = %store.describe(), error = %e, "cannot create the container yet; going on");
         }
-        Ok(store)
-    } else {
-        return Err(crate::config::BLOB_AUTH_HINT.into());
-    };
-    store.map_err(|e| e.to_string())
+    }
+    Ok(store)
 }
