@@ -163,15 +163,6 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> azure_core::Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| error("replace", path, e))
 }
 
-/// The names a listing reports, as the caller gave them.
-fn names(namespace: &str, event_hub: &str, consumer_group: &str) -> (String, String, String) {
-    (
-        namespace.to_string(),
-        event_hub.to_string(),
-        consumer_group.to_string(),
-    )
-}
-
 /// Every `*.json` file in `dir` as (partition id, path).
 fn partition_files(dir: &Path) -> azure_core::Result<Vec<(String, PathBuf)>> {
     let entries = match std::fs::read_dir(dir) {
@@ -282,21 +273,22 @@ impl CheckpointStore for LocalCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> azure_core::Result<Vec<Checkpoint>> {
-        let (ns, hub, cg) = names(namespace, event_hub_name, consumer_group);
-        self.list(namespace, event_hub_name, consumer_group, "checkpoint")
-            .await?
+        let files = self
+            .list(namespace, event_hub_name, consumer_group, "checkpoint")
+            .await?;
+        Ok(files
             .into_iter()
-            .map(|(partition_id, file): (String, CheckpointFile)| {
-                Ok(Checkpoint {
-                    fully_qualified_namespace: ns.clone(),
-                    event_hub_name: hub.clone(),
-                    consumer_group: cg.clone(),
+            .map(
+                |(partition_id, file): (String, CheckpointFile)| Checkpoint {
+                    fully_qualified_namespace: namespace.to_string(),
+                    event_hub_name: event_hub_name.to_string(),
+                    consumer_group: consumer_group.to_string(),
                     partition_id,
                     offset: file.offset,
                     sequence_number: file.sequence_number,
-                })
-            })
-            .collect()
+                },
+            )
+            .collect())
     }
 
     async fn list_ownerships(
@@ -305,23 +297,22 @@ impl CheckpointStore for LocalCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> azure_core::Result<Vec<Ownership>> {
-        let (ns, hub, cg) = names(namespace, event_hub_name, consumer_group);
-        self.list(namespace, event_hub_name, consumer_group, "ownership")
-            .await?
+        let files = self
+            .list(namespace, event_hub_name, consumer_group, "ownership")
+            .await?;
+        Ok(files
             .into_iter()
-            .map(|(partition_id, file): (String, OwnershipFile)| {
-                Ok(Ownership {
-                    fully_qualified_namespace: ns.clone(),
-                    event_hub_name: hub.clone(),
-                    consumer_group: cg.clone(),
-                    partition_id,
-                    // An empty owner is a released partition (as the official stores write it).
-                    owner_id: (!file.owner_id.is_empty()).then_some(file.owner_id),
-                    etag: Some(Etag::from(file.etag)),
-                    last_modified_time: to_time(file.last_modified_ms),
-                })
+            .map(|(partition_id, file): (String, OwnershipFile)| Ownership {
+                fully_qualified_namespace: namespace.to_string(),
+                event_hub_name: event_hub_name.to_string(),
+                consumer_group: consumer_group.to_string(),
+                partition_id,
+                // An empty owner is a released partition (as the official stores write it).
+                owner_id: (!file.owner_id.is_empty()).then_some(file.owner_id),
+                etag: Some(Etag::from(file.etag)),
+                last_modified_time: to_time(file.last_modified_ms),
             })
-            .collect()
+            .collect())
     }
 
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> azure_core::Result<()> {
