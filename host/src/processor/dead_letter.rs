@@ -135,6 +135,11 @@ pub trait DeadLetterSink: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// A name as one path segment (file or blob name part): no separators.
+fn path_segment(name: &str) -> String {
+    name.replace(['/', '\\'], "_")
+}
+
 /// One JSON line per dead letter in `<root>/<eventhub>/<consumergroup>/<partition>.jsonl`,
 /// fsynced before `write` returns.
 pub struct DirectorySink {
@@ -153,11 +158,10 @@ impl DirectorySink {
 
     /// The file holding a partition's dead letters.
     pub fn file(&self, event_hub: &str, consumer_group: &str, partition_id: &str) -> PathBuf {
-        let clean = |s: &str| s.replace(['/', '\\'], "_");
         self.root
-            .join(clean(event_hub))
-            .join(clean(consumer_group))
-            .join(format!("{}.jsonl", clean(partition_id)))
+            .join(path_segment(event_hub))
+            .join(path_segment(consumer_group))
+            .join(format!("{}.jsonl", path_segment(partition_id)))
     }
 }
 
@@ -207,12 +211,11 @@ impl BlobSink {
 
     /// The blob holding the dead letter of one event.
     pub fn blob_name(letter: &DeadLetter) -> String {
-        let clean = |s: &str| s.replace(['/', '\\'], "_");
         format!(
             "{}/{}/{}/{:020}.json",
-            clean(&letter.event_hub),
-            clean(&letter.consumer_group),
-            clean(&letter.partition_id),
+            path_segment(&letter.event_hub),
+            path_segment(&letter.consumer_group),
+            path_segment(&letter.partition_id),
             letter.sequence_number
         )
     }
