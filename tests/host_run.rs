@@ -1103,47 +1103,34 @@ async fn hubwasm_and_the_official_python_processor_share_a_group_at_the_same_tim
     cmd.args(["--conn", &endpoint.connection_string(HUB)])
         .args(["--storage", &azurite.connection_string()])
         .args(["--container", "mixed"])
-        .args(["--duration", "12"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let python = cmd.spawn().unwrap();
+        .args(["--duration", "12"]);
+    let python = tokio::spawn(python::json_result("blob_consumer.py", cmd));
 
     // Both processors own two partitions each at some point while Python runs.
     let deadline = Instant::now() + Duration::from_secs(12);
-    let mut split = None;
-    while Instant::now() < deadline {
+    let mut split = false;
+    while !split && Instant::now() < deadline {
         let o = owners(&store, "$Default").await;
         let mut per_owner: BTreeMap<String, usize> = BTreeMap::new();
         for owner in o.values().flatten() {
             *per_owner.entry(owner.clone()).or_default() += 1;
         }
-        if per_owner.len() == 2
+        split = per_owner.len() == 2
             && per_owner.get("mixed-hubwasm") == Some(&2)
-            && per_owner.values().all(|n| *n == 2)
-        {
-            split = Some(per_owner);
-            break;
+            && per_owner.values().all(|n| *n == 2);
+        if !split {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let out = tokio::task::spawn_blocking(move || python.wait_with_output().unwrap())
+    let result = python
         .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     assert!(
-        out.status.success(),
-        "python: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        split.is_some(),
+        split,
         "never split 2/2: {:?}\n{}",
         owners(&store, "$Default").await,
         tail(&host.log(), 40)
     );
-    let result: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
     let by_python = python_events(&result);
 
     // Python has stopped and released its partitions: hubwasm takes all four and the second wave.
