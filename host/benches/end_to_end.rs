@@ -159,12 +159,7 @@ async fn sdk_receive_only(conn: &str, group: &str, events: usize, shared: bool) 
 
 /// A Python consumer (`mode` batch or event, see bench_consumer.py): (events, seconds) or why
 /// it could not run.
-fn python_run(
-    conn: &str,
-    mode: &str,
-    events: usize,
-    azurite_blob_endpoint: &str,
-) -> Result<(u64, f64), String> {
+fn python_run(conn: &str, mode: &str, events: usize, storage: &str) -> Result<(u64, f64), String> {
     let python = std::env::var("HUBWASM_PYTHON")
         .map_err(|_| "HUBWASM_PYTHON not set (source scripts/env.sh)")?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/bench_consumer.py");
@@ -175,7 +170,7 @@ fn python_run(
         .args(["--container", &format!("bench-python-{mode}")])
         .args(["--mode", mode])
         .args(["--expect", &events.to_string()])
-        .args(["--blob-endpoint", azurite_blob_endpoint])
+        .args(["--storage", storage])
         .output()
         .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -281,7 +276,7 @@ fn main() {
                 python_notes.push(format!("{label}: skipped (HUBWASM_BENCH_SKIP_PYTHON)"));
                 continue;
             }
-            match python_run(&conn, mode, count, &azurite.blob_endpoint()) {
+            match python_run(&conn, mode, count, &azurite.connection_string()) {
                 Ok((n, secs)) => rows.push((label, n, n as f64 / secs)),
                 Err(why) => python_notes.push(format!("{label}: not run: {why}")),
             }

@@ -17,8 +17,7 @@ import time
 
 from azure.eventhub import EventHubConsumerClient
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
-
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+from azure.storage.blob import BlobServiceClient
 
 
 def main():
@@ -26,24 +25,18 @@ def main():
     p.add_argument("--conn", required=True)
     p.add_argument("--consumer-group", default="$Default")
     p.add_argument("--expect", type=int, required=True)
-    p.add_argument("--blob-endpoint", required=True, help="e.g. http://127.0.0.1:10000/devstoreaccount1")
+    p.add_argument("--storage", required=True, help="storage connection string (Azurite's, from the bench)")
     p.add_argument("--container", default="bench-checkpoints")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--mode", choices=["batch", "event"], default="batch")
     args = p.parse_args()
 
-    storage = (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-        f"AccountKey={DEV_KEY};BlobEndpoint={args.blob_endpoint};"
-    )
-    from azure.storage.blob import BlobServiceClient
-
-    service = BlobServiceClient.from_connection_string(storage)
+    service = BlobServiceClient.from_connection_string(args.storage)
     try:
         service.create_container(args.container)
     except Exception:  # already there
         pass
-    store = BlobCheckpointStore.from_connection_string(storage, args.container)
+    store = BlobCheckpointStore.from_connection_string(args.storage, args.container)
     client = EventHubConsumerClient.from_connection_string(
         args.conn, consumer_group=args.consumer_group, checkpoint_store=store
     )
