@@ -444,6 +444,8 @@ async fn consume(
         while partitions.join_next().await.is_some() {}
         let _ = processor.shutdown().await;
         run.abort();
+        // Wait until the load balancer is gone, so no renewal of its starts after the release.
+        let _ = run.await;
         match failed {
             Some(err) => {
                 tracing::error!(hub = %hub.name, error = %err, "Event processor stopped; restarting it");
@@ -455,7 +457,14 @@ async fn consume(
             None => break 'restart,
         }
     }
-    release(&store, &target, &hub.consumer_group, &instance_id).await;
+    release(
+        &store,
+        &target.namespace,
+        &target.event_hub,
+        &hub.consumer_group,
+        &instance_id,
+    )
+    .await;
 }
 
 async fn build_processor(
@@ -502,38 +511,166 @@ async fn build_processor(
 
 /// Give up this instance's ownerships (owner id "" as the official processors write it), so
 /// other instances take the partitions at once instead of after the expiry.
+///
+/// A renewal the stopped load balancer had already sent may land just before the release and
+/// change the etags it read, so a lost release claim is retried on fresh records a few times.
 async fn release(
     store: &Arc<dyn Store>,
-    target: &EventHubTarget,
+    namespace: &str,
+    event_hub: &str,
     consumer_group: &str,
     instance_id: &str,
 ) {
-    let owned: Vec<Ownership> = match store
-        .list_ownerships(&target.namespace, &target.event_hub, consumer_group)
-        .await
-    {
-        Ok(list) => list
-            .into_iter()
-            .filter(|o| o.owner_id.as_deref() == Some(instance_id))
-            .map(|mut o| {
-                o.owner_id = Some(String::new());
-                o
-            })
-            .collect(),
-        Err(err) => {
-            tracing::warn!(hub = %target.event_hub, error = %err, "Cannot list ownerships to release them; they expire by themselves");
-            return;
+    let mut released = 0;
+    for attempt in 1..=5 {
+        let owned: Vec<Ownership> = match store
+            .list_ownerships(namespace, event_hub, consumer_group)
+            .await
+        {
+            Ok(list) => list
+                .into_iter()
+                .filter(|o| o.owner_id.as_deref() == Some(instance_id))
+                .map(|mut o| {
+                    o.owner_id = Some(String::new());
+                    o
+                })
+                .collect(),
+            Err(err) => {
+                tracing::warn!(hub = %event_hub, error = %err, "Cannot list ownerships to release them; they expire by themselves");
+                return;
+            }
+        };
+        if owned.is_empty() {
+            break;
         }
-    };
-    if owned.is_empty() {
-        return;
+        match store.claim_ownership(&owned).await {
+            Ok(claimed) if claimed.len() == owned.len() => {
+                released += claimed.len();
+                break;
+            }
+            Ok(claimed) => {
+                released += claimed.len();
+                tracing::debug!(hub = %event_hub, attempt, lost = owned.len() - claimed.len(), "Release raced a renewal; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(err) => {
+                tracing::warn!(hub = %event_hub, error = %err, "Cannot release ownership; it expires by itself");
+                return;
+            }
+        }
     }
-    match store.claim_ownership(&owned).await {
-        Ok(released) => {
-            tracing::info!(hub = %target.event_hub, released = released.len(), "Ownership released")
+    if released > 0 {
+        tracing::info!(hub = %event_hub, released, "Ownership released");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{RetryState, RetryStore};
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A local store where the first listing is overtaken by a renewal of the listed claims,
+    /// as when the stopped load balancer's last renewal lands during the release.
+    struct RenewalRace {
+        inner: LocalCheckpointStore,
+        raced: AtomicBool,
+    }
+
+    #[async_trait]
+    impl CheckpointStore for RenewalRace {
+        async fn claim_ownership(&self, o: &[Ownership]) -> azure_core::Result<Vec<Ownership>> {
+            self.inner.claim_ownership(o).await
         }
-        Err(err) => {
-            tracing::warn!(hub = %target.event_hub, error = %err, "Cannot release ownership; it expires by itself")
+        async fn list_checkpoints(
+            &self,
+            ns: &str,
+            hub: &str,
+            cg: &str,
+        ) -> azure_core::Result<Vec<crate::checkpoint::Checkpoint>> {
+            self.inner.list_checkpoints(ns, hub, cg).await
         }
+        async fn list_ownerships(
+            &self,
+            ns: &str,
+            hub: &str,
+            cg: &str,
+        ) -> azure_core::Result<Vec<Ownership>> {
+            let listed = self.inner.list_ownerships(ns, hub, cg).await?;
+            if !self.raced.swap(true, Ordering::SeqCst) {
+                let renewed = self.inner.claim_ownership(&listed).await?;
+                assert_eq!(renewed.len(), listed.len());
+            }
+            Ok(listed)
+        }
+        async fn update_checkpoint(
+            &self,
+            c: crate::checkpoint::Checkpoint,
+        ) -> azure_core::Result<()> {
+            self.inner.update_checkpoint(c).await
+        }
+    }
+
+    #[async_trait]
+    impl RetryStore for RenewalRace {
+        async fn load_retry(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> azure_core::Result<Option<RetryState>> {
+            Ok(None)
+        }
+        async fn save_retry(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: Option<RetryState>,
+        ) -> azure_core::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Store for RenewalRace {
+        fn describe(&self) -> String {
+            "renewal race".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn release_wins_over_a_renewal_that_lands_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = LocalCheckpointStore::new(dir.path());
+        let claims: Vec<Ownership> = ["0", "1"]
+            .iter()
+            .map(|p| Ownership {
+                fully_qualified_namespace: "ns".into(),
+                event_hub_name: "hub".into(),
+                consumer_group: "$Default".into(),
+                partition_id: p.to_string(),
+                owner_id: Some("me".into()),
+                ..Default::default()
+            })
+            .collect();
+        assert_eq!(inner.claim_ownership(&claims).await.unwrap().len(), 2);
+        let store: Arc<dyn Store> = Arc::new(RenewalRace {
+            inner: inner.clone(),
+            raced: AtomicBool::new(false),
+        });
+
+        release(&store, "ns", "hub", "$Default", "me").await;
+
+        let owners: Vec<Option<String>> = inner
+            .list_ownerships("ns", "hub", "$Default")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.owner_id)
+            .collect();
+        assert_eq!(owners, vec![None, None], "both partitions released");
     }
 }
