@@ -326,6 +326,45 @@ async fn three_hosts(dir: &Path, checkpoints_toml: &str, store: &impl Checkpoint
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Once balanced, each partition is read by its owner alone: a wave of 5 events per
+    // partition is handled once, by the host the store names as the owner.
+    let balanced = owners(store, "$Default").await;
+    send(&endpoint, 40, None).await;
+    let wave: BTreeSet<(String, i64)> = all_events(8, 25)
+        .difference(&all_events(8, 20))
+        .cloned()
+        .collect();
+    eventually(
+        "the balanced wave handled",
+        Duration::from_secs(60),
+        || wave.is_subset(&handled(&hosts)),
+        &hosts.iter().collect::<Vec<_>>(),
+    )
+    .await;
+    for host in &hosts {
+        for event in host.handled("$Default") {
+            if wave.contains(&event) {
+                assert_eq!(
+                    balanced[&event.0].as_deref(),
+                    Some(host.name.as_str()),
+                    "{event:?} handled by {} but owned by {:?}",
+                    host.name,
+                    balanced[&event.0]
+                );
+            }
+        }
+    }
+    let handled_once: Vec<(String, i64)> = hosts
+        .iter()
+        .flat_map(|h| h.handled("$Default"))
+        .filter(|e| wave.contains(e))
+        .collect();
+    assert_eq!(
+        handled_once.len(),
+        wave.len(),
+        "each event of the wave once"
+    );
+
     // kill -9 host a: its partitions go to b and c within expiry + update interval.
     let killed_at = Instant::now();
     hosts[0].kill9();
@@ -356,16 +395,16 @@ async fn three_hosts(dir: &Path, checkpoints_toml: &str, store: &impl Checkpoint
 
     // Nothing lost: every event of both waves handled by somebody.
     eventually(
-        "all 320 events handled after the kill",
+        "all 360 events handled after the kill",
         Duration::from_secs(90),
-        || all_events(8, 40).is_subset(&handled(&hosts)),
+        || all_events(8, 45).is_subset(&handled(&hosts)),
         &hosts.iter().collect::<Vec<_>>(),
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let cps = checkpoints(store, "$Default").await;
-        if cps.len() == 8 && cps.values().all(|c| *c == Some(39)) {
+        if cps.len() == 8 && cps.values().all(|c| *c == Some(44)) {
             break;
         }
         assert!(
@@ -384,6 +423,58 @@ async fn three_hosts(dir: &Path, checkpoints_toml: &str, store: &impl Checkpoint
     assert!(
         o.values().all(|v| v.is_none()),
         "released on shutdown: {o:?}"
+    );
+    endpoint.shutdown().await;
+}
+
+/// SIGTERM while a batch is in the plugin: the batch finishes, its checkpoint is written, the
+/// plugin hears `closed(shutdown)`, the ownership is released, and the host exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_the_in_flight_batch_and_checkpoints_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
+    let store_dir = dir.path().join("checkpoints");
+    // All 10 events are there before the host starts, and the batch waits up to 5 s to fill,
+    // so the first batch holds all 10; the plugin takes 200 ms over each.
+    send(&endpoint, 10, None).await;
+    let cfg = config(
+        &endpoint,
+        &store_dir,
+        &dir.path().join("dead"),
+        "plugin_config = { sleep_ms = \"200\" }\nlimits = { timeout = 30000 }",
+    )
+    .replace("max_wait_ms = 50", "max_wait_ms = 5000");
+    let mut host = Host::start("stopped", dir.path(), &cfg, &[]);
+    eventually(
+        "the batch started",
+        Duration::from_secs(60),
+        || !host.handled("$Default").is_empty(),
+        &[&host],
+    )
+    .await;
+    let status = host.terminate();
+    let log = host.log();
+    assert!(status.success(), "{status}\n{log}");
+    let handled: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
+    assert_eq!(
+        handled,
+        all_events(1, 10),
+        "the in-flight batch ran to its end\n{log}"
+    );
+    let store = LocalCheckpointStore::new(&store_dir);
+    assert_eq!(
+        checkpoints(&store, "$Default").await,
+        BTreeMap::from([("0".to_string(), Some(9))]),
+        "and was checkpointed"
+    );
+    assert!(
+        log.contains("closed group=$Default partition=0 reason=shutdown"),
+        "{log}"
+    );
+    assert_eq!(
+        owners(&store, "$Default").await,
+        BTreeMap::from([("0".to_string(), None)]),
+        "released"
     );
     endpoint.shutdown().await;
 }

@@ -5,7 +5,8 @@
 //!
 //! Config (all optional): `fail_partition` + `fail_at` (sequence number): fail that event;
 //! `kind` = `retryable` (default) | `rejected` | `trap`; `times` (u32): fail only the first N
-//! attempts within this instance, then succeed.
+//! attempts within this instance, then succeed; `sleep_ms`: take that long over each event
+//! (after printing it), so a test can stop the host while a batch is in flight.
 
 use hubwasm_guest::{
     export_plugin, reject, retry, CloseReason, Config, Event, EventError, PartitionContext, Plugin,
@@ -17,6 +18,7 @@ struct Record {
     kind: String,
     times: Option<u32>,
     attempts: u32,
+    sleep: Option<std::time::Duration>,
 }
 
 impl Plugin for Record {
@@ -33,6 +35,9 @@ impl Plugin for Record {
             kind,
             times: config.parse("times")?,
             attempts: 0,
+            sleep: config
+                .parse::<u64>("sleep_ms")?
+                .map(std::time::Duration::from_millis),
         })
     }
 
@@ -61,6 +66,9 @@ impl Plugin for Record {
             seq,
             String::from_utf8_lossy(event.body())
         );
+        if let Some(sleep) = self.sleep {
+            std::thread::sleep(sleep);
+        }
         Ok(())
     }
 
