@@ -79,6 +79,14 @@ impl Host {
         }
     }
 
+    /// Run until caught up (`--exit-when-idle 1`, bounded) and check that it exited 0.
+    fn run_until_idle(name: &str, dir: &Path, config: &str) -> Host {
+        let mut host = Host::start(name, dir, config, &["--exit-when-idle", "1"]);
+        let status = host.wait(Duration::from_secs(120));
+        assert!(status.success(), "{name}: {status}\n{}", host.log());
+        host
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -497,10 +505,8 @@ initial_backoff_ms = 20"#,
     );
     send(&endpoint, 10, Some("0")).await;
     send(&endpoint, 10, Some("1")).await;
-    let mut host = Host::start("solo", dir.path(), &cfg, &["--exit-when-idle", "1"]);
-    let status = host.wait(Duration::from_secs(90));
+    let host = Host::run_until_idle("solo", dir.path(), &cfg);
     let log = host.log();
-    assert!(status.success(), "{status}\n{log}");
 
     let handled: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
     let mut expected = all_events(2, 10);
@@ -653,9 +659,7 @@ max_backoff_ms = 1500"#,
     )
     .await;
     first.kill9();
-    let mut second = Host::start("second", dir.path(), &cfg, &["--exit-when-idle", "1"]);
-    let status = second.wait(Duration::from_secs(90));
-    assert!(status.success(), "{status}\n{}", second.log());
+    let second = Host::run_until_idle("second", dir.path(), &cfg);
     let failed_here = second
         .log()
         .lines()
@@ -685,12 +689,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
     let store_dir = dir.path().join("checkpoints");
     let cfg = config(&endpoint, &store_dir, &dir.path().join("dead"), "");
     send(&endpoint, 10, None).await;
-    let mut first = Host::start("first", dir.path(), &cfg, &["--exit-when-idle", "1"]);
-    assert!(
-        first.wait(Duration::from_secs(90)).success(),
-        "{}",
-        first.log()
-    );
+    let first = Host::run_until_idle("first", dir.path(), &cfg);
     // The plugin saw each partition opened and closed for the shutdown.
     for p in ["0", "1"] {
         let log = first.log();
@@ -713,12 +712,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
         all_events(2, 5)
     );
     send(&endpoint, 10, None).await;
-    let mut again = Host::start("again", dir.path(), &cfg, &["--exit-when-idle", "1"]);
-    assert!(
-        again.wait(Duration::from_secs(90)).success(),
-        "{}",
-        again.log()
-    );
+    let again = Host::run_until_idle("again", dir.path(), &cfg);
     let mut resumed = again.handled("$Default");
     resumed.sort();
     let expected: Vec<(String, i64)> = all_events(2, 10)
@@ -734,17 +728,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
         &format!("name = \"{HUB}\""),
         &format!("name = \"{HUB}\"\nconsumer_group = \"second\""),
     );
-    let mut other = Host::start(
-        "other",
-        dir.path(),
-        &second_group,
-        &["--exit-when-idle", "1"],
-    );
-    assert!(
-        other.wait(Duration::from_secs(90)).success(),
-        "{}",
-        other.log()
-    );
+    let other = Host::run_until_idle("other", dir.path(), &second_group);
     assert_eq!(
         other.handled("second").into_iter().collect::<BTreeSet<_>>(),
         all_events(2, 10),
@@ -857,10 +841,8 @@ path = "{dead}"
         ),
     );
     send(&endpoint, 2, None).await;
-    let mut host = Host::start("limits", dir.path(), &cfg, &["--exit-when-idle", "1"]);
-    let status = host.wait(Duration::from_secs(120));
+    let host = Host::run_until_idle("limits", dir.path(), &cfg);
     let log = host.log();
-    assert!(status.success(), "{status}\n{log}");
 
     for (group, kind) in [("$Default", "timed-out"), ("second", "memory-limit")] {
         let letters = std::fs::read_to_string(dead.join(HUB).join(group).join("0.jsonl"))
@@ -909,9 +891,7 @@ async fn dead_letters_can_go_to_another_event_hub() {
         ),
     );
     send(&endpoint, 3, None).await;
-    let mut host = Host::start("dl", dir.path(), &cfg, &["--exit-when-idle", "1"]);
-    let status = host.wait(Duration::from_secs(90));
-    assert!(status.success(), "{status}\n{}", host.log());
+    let host = Host::run_until_idle("dl", dir.path(), &cfg);
     let handled: Vec<i64> = host.handled("$Default").into_iter().map(|e| e.1).collect();
     assert_eq!(
         handled,
@@ -1131,9 +1111,7 @@ async fn hubwasm_and_the_official_python_processor_resume_from_each_others_blob_
         ),
         "",
     );
-    let mut host = Host::start("after-python", dir.path(), &cfg, &["--exit-when-idle", "1"]);
-    let status = host.wait(Duration::from_secs(90));
-    assert!(status.success(), "{status}\n{}", host.log());
+    let host = Host::run_until_idle("after-python", dir.path(), &cfg);
     let handled: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
     assert_eq!(
         handled,
@@ -1261,9 +1239,7 @@ async fn dead_letters_can_go_to_a_blob_container() {
         r#"plugin_config = { fail_at = "1", kind = "rejected" }"#,
     );
     send(&endpoint, 3, None).await;
-    let mut host = Host::start("dl-blob", dir.path(), &cfg, &["--exit-when-idle", "1"]);
-    let status = host.wait(Duration::from_secs(90));
-    assert!(status.success(), "{status}\n{}", host.log());
+    let host = Host::run_until_idle("dl-blob", dir.path(), &cfg);
     let handled: Vec<i64> = host.handled("$Default").into_iter().map(|e| e.1).collect();
     assert_eq!(handled, vec![0, 2]);
 
