@@ -79,10 +79,10 @@ impl Host {
         }
     }
 
-    /// Run until caught up (`--exit-when-idle 1`, bounded) and check that it exited 0.
-    fn run_until_idle(name: &str, dir: &Path, config: &str) -> Host {
+    /// Run until caught up (`--exit-when-idle 1`, at most `limit`) and check that it exited 0.
+    fn run_until_idle(name: &str, dir: &Path, config: &str, limit: Duration) -> Host {
         let mut host = Host::start(name, dir, config, &["--exit-when-idle", "1"]);
-        let status = host.wait(Duration::from_secs(120));
+        let status = host.wait(limit);
         assert!(status.success(), "{name}: {status}\n{}", host.log());
         host
     }
@@ -349,29 +349,24 @@ async fn three_hosts(dir: &Path, checkpoints_toml: &str, store: &impl Checkpoint
         &hosts.iter().collect::<Vec<_>>(),
     )
     .await;
-    for host in &hosts {
-        for event in host.handled("$Default") {
-            if wave.contains(&event) {
-                assert_eq!(
-                    balanced[&event.0].as_deref(),
-                    Some(host.name.as_str()),
-                    "{event:?} handled by {} but owned by {:?}",
-                    host.name,
-                    balanced[&event.0]
-                );
-            }
-        }
-    }
-    let handled_once: Vec<(String, i64)> = hosts
+    let in_wave: Vec<(&str, (String, i64))> = hosts
         .iter()
-        .flat_map(|h| h.handled("$Default"))
-        .filter(|e| wave.contains(e))
+        .flat_map(|h| {
+            h.handled("$Default")
+                .into_iter()
+                .map(|e| (h.name.as_str(), e))
+        })
+        .filter(|(_, e)| wave.contains(e))
         .collect();
-    assert_eq!(
-        handled_once.len(),
-        wave.len(),
-        "each event of the wave once"
-    );
+    for (host, event) in &in_wave {
+        assert_eq!(
+            balanced[&event.0].as_deref(),
+            Some(*host),
+            "{event:?} handled by {host} but owned by {:?}",
+            balanced[&event.0]
+        );
+    }
+    assert_eq!(in_wave.len(), wave.len(), "each event of the wave once");
 
     // kill -9 host a: its partitions go to b and c within expiry + update interval.
     let killed_at = Instant::now();
@@ -505,7 +500,7 @@ initial_backoff_ms = 20"#,
     );
     send(&endpoint, 10, Some("0")).await;
     send(&endpoint, 10, Some("1")).await;
-    let host = Host::run_until_idle("solo", dir.path(), &cfg);
+    let host = Host::run_until_idle("solo", dir.path(), &cfg, Duration::from_secs(90));
     let log = host.log();
 
     let handled: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
@@ -659,7 +654,7 @@ max_backoff_ms = 1500"#,
     )
     .await;
     first.kill9();
-    let second = Host::run_until_idle("second", dir.path(), &cfg);
+    let second = Host::run_until_idle("second", dir.path(), &cfg, Duration::from_secs(90));
     let failed_here = second
         .log()
         .lines()
@@ -689,7 +684,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
     let store_dir = dir.path().join("checkpoints");
     let cfg = config(&endpoint, &store_dir, &dir.path().join("dead"), "");
     send(&endpoint, 10, None).await;
-    let first = Host::run_until_idle("first", dir.path(), &cfg);
+    let first = Host::run_until_idle("first", dir.path(), &cfg, Duration::from_secs(90));
     // The plugin saw each partition opened and closed for the shutdown.
     for p in ["0", "1"] {
         let log = first.log();
@@ -712,7 +707,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
         all_events(2, 5)
     );
     send(&endpoint, 10, None).await;
-    let again = Host::run_until_idle("again", dir.path(), &cfg);
+    let again = Host::run_until_idle("again", dir.path(), &cfg, Duration::from_secs(90));
     let mut resumed = again.handled("$Default");
     resumed.sort();
     let expected: Vec<(String, i64)> = all_events(2, 10)
@@ -728,7 +723,7 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
         &format!("name = \"{HUB}\""),
         &format!("name = \"{HUB}\"\nconsumer_group = \"second\""),
     );
-    let other = Host::run_until_idle("other", dir.path(), &second_group);
+    let other = Host::run_until_idle("other", dir.path(), &second_group, Duration::from_secs(90));
     assert_eq!(
         other.handled("second").into_iter().collect::<BTreeSet<_>>(),
         all_events(2, 10),
@@ -841,7 +836,7 @@ path = "{dead}"
         ),
     );
     send(&endpoint, 2, None).await;
-    let host = Host::run_until_idle("limits", dir.path(), &cfg);
+    let host = Host::run_until_idle("limits", dir.path(), &cfg, Duration::from_secs(120));
     let log = host.log();
 
     for (group, kind) in [("$Default", "timed-out"), ("second", "memory-limit")] {
@@ -891,7 +886,7 @@ async fn dead_letters_can_go_to_another_event_hub() {
         ),
     );
     send(&endpoint, 3, None).await;
-    let host = Host::run_until_idle("dl", dir.path(), &cfg);
+    let host = Host::run_until_idle("dl", dir.path(), &cfg, Duration::from_secs(90));
     let handled: Vec<i64> = host.handled("$Default").into_iter().map(|e| e.1).collect();
     assert_eq!(
         handled,
@@ -1111,7 +1106,7 @@ async fn hubwasm_and_the_official_python_processor_resume_from_each_others_blob_
         ),
         "",
     );
-    let host = Host::run_until_idle("after-python", dir.path(), &cfg);
+    let host = Host::run_until_idle("after-python", dir.path(), &cfg, Duration::from_secs(90));
     let handled: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
     assert_eq!(
         handled,
@@ -1239,7 +1234,7 @@ async fn dead_letters_can_go_to_a_blob_container() {
         r#"plugin_config = { fail_at = "1", kind = "rejected" }"#,
     );
     send(&endpoint, 3, None).await;
-    let host = Host::run_until_idle("dl-blob", dir.path(), &cfg);
+    let host = Host::run_until_idle("dl-blob", dir.path(), &cfg, Duration::from_secs(90));
     let handled: Vec<i64> = host.handled("$Default").into_iter().map(|e| e.1).collect();
     assert_eq!(handled, vec![0, 2]);
 
