@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backoff::Backoff;
 use crate::plugin::Limits;
 
 /// A config that cannot be used; says where and what to do.
@@ -241,12 +242,17 @@ impl Default for FailureConfig {
 }
 
 impl FailureConfig {
+    /// The retry curve: from `initial_backoff_ms`, doubling, capped at `max_backoff_ms`.
+    pub fn backoff_curve(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_millis(self.initial_backoff_ms),
+            Duration::from_millis(self.max_backoff_ms),
+        )
+    }
+
     /// Wait before attempt `attempt + 1` (attempts counted from 1): exponential, capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ms = self
-            .initial_backoff_ms
-            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
-        Duration::from_millis(ms.min(self.max_backoff_ms))
+        self.backoff_curve().delay(attempt)
     }
 }
 

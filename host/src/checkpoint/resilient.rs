@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Checkpoint, CheckpointStore, Ownership, Store};
+use crate::backoff::Backoff;
 use crate::processor::stats::Stats;
 
 /// Wraps a [`Store`] for the SDK's processor.
@@ -38,7 +39,7 @@ impl Resilient {
         Fut: std::future::Future<Output = azure_core::Result<T>> + Send,
         T: Send,
     {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.max_backoff);
         let mut failures = 0u32;
         loop {
             match call().await {
@@ -50,6 +51,7 @@ impl Resilient {
                 }
                 Err(err) => {
                     failures += 1;
+                    let wait = backoff.next_delay();
                     self.stats
                         .store_errors
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -57,11 +59,10 @@ impl Resilient {
                         store = %self.inner.describe(),
                         what,
                         error = %err,
-                        retry_in_ms = backoff.as_millis() as u64,
+                        retry_in_ms = wait.as_millis() as u64,
                         "Checkpoint store failed; owned partitions keep running, retrying"
                     );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.max_backoff);
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

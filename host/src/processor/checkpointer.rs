@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::stats::Stats;
+use crate::backoff::Backoff;
 use crate::checkpoint::{Checkpoint, Store};
 use crate::event::PartitionContext;
 
@@ -98,7 +99,7 @@ async fn write_loop(
     wake: Arc<Notify>,
     written: Arc<Notify>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let next = {
             let st = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -124,7 +125,7 @@ async fn write_loop(
         };
         match store.update_checkpoint(checkpoint).await {
             Ok(()) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 state.lock().unwrap_or_else(|e| e.into_inner()).written = Some(seq);
                 stats
                     .checkpoints
@@ -136,9 +137,9 @@ async fn write_loop(
                 stats
                     .store_errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(partition = %ctx.partition_id, sequence_number = seq, error = %err, retry_in_ms = backoff.as_millis() as u64, "Checkpoint write failed; processing goes on, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                let wait = backoff.next_delay();
+                tracing::warn!(partition = %ctx.partition_id, sequence_number = seq, error = %err, retry_in_ms = wait.as_millis() as u64, "Checkpoint write failed; processing goes on, retrying");
+                tokio::time::sleep(wait).await;
             }
         }
     }
