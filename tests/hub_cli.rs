@@ -126,3 +126,79 @@ fn send_round_robin_then_restart_keeps_data_and_continues_sequence_numbers() {
     assert_eq!(last_sequence_numbers(&served.conn), vec![5, 1, 1, 1]);
     stop(served);
 }
+
+/// The peak resident memory of a running process, from /proc (Linux), in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// `hubwasm send --count 2000000` generates events while sending (memory stays flat; building
+/// them all first took 444 MB), and when the endpoint is killed mid-run it says it retries,
+/// then ends within a bound with one readable error instead of hanging.
+#[test]
+fn send_streams_its_events_and_gives_up_readably_when_the_endpoint_dies() {
+    let data = tempfile::tempdir().unwrap();
+    let mut served = serve(data.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .args(["send", "--connection-string", &served.conn])
+        .args(["--count", "2000000", "--batch-size", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hubwasm send");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Wait for progress (sending is under way), bounded.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !seen.iter().any(|l: &String| l.starts_with("progress: ")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress: {seen:?}"
+        );
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let peak_kib = peak_rss_kib(child.id()).expect("VmHWM of the sender");
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("send still running 4 minutes after the endpoint died: {seen:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    seen.extend(rx.try_iter());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{seen:?}\n{stderr}");
+    assert!(
+        seen.iter().any(|l| l.contains("retrying in")),
+        "each retry is announced: {seen:?}\n{stderr}"
+    );
+    assert!(stderr.contains("gave up"), "{stderr}");
+    assert!(
+        !stderr.contains("AMQP Error: AMQP Error"),
+        "one readable error, not nested layers: {stderr}"
+    );
+    assert!(
+        peak_kib < 200 * 1024,
+        "send held {peak_kib} KiB while streaming 2 000 000 events"
+    );
+}

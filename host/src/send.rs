@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use azure_messaging_eventhubs::models::EventData;
-use azure_messaging_eventhubs::EventDataBatchOptions;
+use azure_messaging_eventhubs::{EventDataBatchOptions, ProducerClient};
 
+use crate::backoff::Backoff;
 use crate::connection::{ConnectionError, ConnectionString};
 
 /// Why sending failed.
@@ -22,9 +23,26 @@ pub enum SendError {
     },
     #[error("event {0} does not fit in one batch of the hub's maximum size; lower --batch-size")]
     TooLarge(usize),
-    #[error("Event Hubs: {0}")]
-    EventHubs(#[from] azure_messaging_eventhubs::EventHubsError),
+    /// The event hub did not accept a send within the retry bound.
+    #[error(
+        "gave up {what} after {attempts} attempts over {:.0?} ({sent} events were sent): \
+         {cause}; check that the event hub is reachable and the key is valid",
+        elapsed
+    )]
+    GaveUp {
+        what: &'static str,
+        attempts: u32,
+        elapsed: Duration,
+        sent: usize,
+        cause: String,
+    },
 }
+
+/// How often one operation (connect, create a batch, send it) is tried before `send` gives up.
+const ATTEMPTS: u32 = 5;
+/// How long one operation may take before it counts as failed (the SDK may otherwise wait for
+/// a connection that is gone for a very long time).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -84,82 +102,318 @@ fn iso8601(since_epoch: Duration) -> String {
 }
 
 /// Send events, reporting each batch (or progress, on long runs) through `report`.
+///
+/// Events are generated (or read) batch by batch while sending, so memory stays flat whatever
+/// the count, and each generated event's `timestamp` is its send time. A failed connect or send
+/// is retried with backoff up to [`ATTEMPTS`] times, each bounded by [`OPERATION_TIMEOUT`] and
+/// announced through `report`; then `send` ends with one readable [`SendError::GaveUp`].
 pub async fn send(
     options: &SendOptions,
     mut report: impl FnMut(&str),
 ) -> Result<SendSummary, SendError> {
     let conn = ConnectionString::parse(&options.connection_string)?;
-    let bodies: Vec<String> = match &options.file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|source| SendError::Read {
-                path: path.clone(),
-                source,
-            })?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .take(if options.count == 0 {
-                usize::MAX
-            } else {
-                options.count
-            })
-            .collect(),
-        None => (1..=options.count).map(seed_event).collect(),
-    };
-    let producer = conn.producer().await?;
+    let mut bodies = Bodies::open(options)?;
+    let target = conn.target();
+    let mut summary = SendSummary::default();
+    let started = Instant::now();
+
+    let mut producer = retried("connecting", &mut summary, &mut report, || {
+        target.producer()
+    })
+    .await?;
     let partitions = if options.partition.is_none() && options.partition_key.is_none() {
-        producer.get_eventhub_properties().await?.partition_ids
+        let p = &producer;
+        retried(
+            "reading the partitions",
+            &mut summary,
+            &mut report,
+            || async {
+                p.get_eventhub_properties()
+                    .await
+                    .map(|props| props.partition_ids)
+            },
+        )
+        .await?
     } else {
         Vec::new()
     };
 
-    let started = Instant::now();
-    let mut summary = SendSummary::default();
     let mut last_progress = Instant::now();
-    let total = bodies.len();
-    for (i, chunk) in bodies.chunks(options.batch_size.max(1)).enumerate() {
+    let total = bodies.total();
+    let mut chunk = Vec::with_capacity(options.batch_size.max(1));
+    let mut i = 0usize;
+    loop {
+        chunk.clear();
+        bodies.next_chunk(options.batch_size.max(1), &mut chunk)?;
+        if chunk.is_empty() {
+            break;
+        }
         // Round-robin over the partitions unless a partition or key is given, like the seed.
         let partition_id = options
             .partition
             .clone()
             .or_else(|| (!partitions.is_empty()).then(|| partitions[i % partitions.len()].clone()));
-        let batch = producer
-            .create_batch(Some(EventDataBatchOptions {
-                partition_id: partition_id.clone(),
-                partition_key: options.partition_key.clone(),
-                ..Default::default()
-            }))
-            .await?;
-        for body in chunk {
-            let event = EventData::builder()
-                .with_body(body.as_bytes().to_vec())
-                .with_content_type("application/json".into())
-                .build();
-            if !batch.try_add_event_data(event, None)? {
-                return Err(SendError::TooLarge(summary.sent + 1));
+        i = i.wrapping_add(1);
+        let mut attempt = 0u32;
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
+        let attempt_started = Instant::now();
+        loop {
+            attempt += 1;
+            let sent = tokio::time::timeout(
+                OPERATION_TIMEOUT,
+                send_chunk(&producer, &chunk, &partition_id, options),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failed::Other(format!(
+                    "no answer within {OPERATION_TIMEOUT:?}"
+                )))
+            });
+            match sent {
+                Ok(()) => break,
+                Err(Failed::TooLarge) => return Err(SendError::TooLarge(summary.sent + 1)),
+                Err(Failed::Other(cause)) if attempt >= ATTEMPTS => {
+                    return Err(SendError::GaveUp {
+                        what: "sending",
+                        attempts: attempt,
+                        elapsed: attempt_started.elapsed(),
+                        sent: summary.sent,
+                        cause,
+                    })
+                }
+                Err(Failed::Other(cause)) => {
+                    let wait = backoff.next_delay();
+                    report(&format!(
+                        "send failed ({cause}); retrying in {wait:?} (attempt {attempt} of {ATTEMPTS})"
+                    ));
+                    tokio::time::sleep(wait).await;
+                    // The connection may be gone: open a new one (bounded like a send).
+                    if let Ok(Ok(fresh)) =
+                        tokio::time::timeout(OPERATION_TIMEOUT, target.producer()).await
+                    {
+                        let old = std::mem::replace(&mut producer, fresh);
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(OPERATION_TIMEOUT, old.close()).await;
+                        });
+                    }
+                }
             }
         }
-        producer.send_batch(batch, None).await?;
         summary.sent += chunk.len();
         summary.batches += 1;
-        let target = match (&partition_id, &options.partition_key) {
+        let to = match (&partition_id, &options.partition_key) {
             (Some(p), _) => format!("partition {p}"),
             (None, Some(k)) => format!("partition key {k}"),
             (None, None) => "any partition".into(),
         };
-        if total <= 100 {
-            report(&format!("sent {} event(s) to {target}", chunk.len()));
+        if total.is_some_and(|t| t <= 100) {
+            report(&format!("sent {} event(s) to {to}", chunk.len()));
         } else if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
-            report(&format!("progress: {}/{total} events sent", summary.sent));
+            match total {
+                Some(t) => report(&format!("progress: {}/{t} events sent", summary.sent)),
+                None => report(&format!("progress: {} events sent", summary.sent)),
+            }
         }
-        if !options.interval.is_zero() && summary.sent < total {
+        if !options.interval.is_zero() && total.is_none_or(|t| summary.sent < t) {
             tokio::time::sleep(options.interval).await;
         }
     }
     summary.elapsed = started.elapsed();
-    producer.close().await?;
+    let _ = tokio::time::timeout(OPERATION_TIMEOUT, producer.close()).await;
     Ok(summary)
+}
+
+/// Why one batch was not sent.
+enum Failed {
+    TooLarge,
+    Other(String),
+}
+
+async fn send_chunk(
+    producer: &ProducerClient,
+    chunk: &[String],
+    partition_id: &Option<String>,
+    options: &SendOptions,
+) -> Result<(), Failed> {
+    let other = |e: azure_messaging_eventhubs::EventHubsError| Failed::Other(readable(&e));
+    let batch = producer
+        .create_batch(Some(EventDataBatchOptions {
+            partition_id: partition_id.clone(),
+            partition_key: options.partition_key.clone(),
+            ..Default::default()
+        }))
+        .await
+        .map_err(other)?;
+    for body in chunk {
+        let event = EventData::builder()
+            .with_body(body.as_bytes().to_vec())
+            .with_content_type("application/json".into())
+            .build();
+        if !batch.try_add_event_data(event, None).map_err(other)? {
+            return Err(Failed::TooLarge);
+        }
+    }
+    producer.send_batch(batch, None).await.map_err(other)
+}
+
+/// Run `op` until it succeeds, at most [`ATTEMPTS`] times, each bounded by
+/// [`OPERATION_TIMEOUT`], saying so through `report` before each retry.
+async fn retried<T, E, F, Fut>(
+    what: &'static str,
+    summary: &mut SendSummary,
+    report: &mut impl FnMut(&str),
+    mut op: F,
+) -> Result<T, SendError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::error::Error + 'static,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
+    let started = Instant::now();
+    for attempt in 1..=ATTEMPTS {
+        let cause = match tokio::time::timeout(OPERATION_TIMEOUT, op()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(err)) => readable(&err),
+            Err(_) => format!("no answer within {OPERATION_TIMEOUT:?}"),
+        };
+        if attempt == ATTEMPTS {
+            return Err(SendError::GaveUp {
+                what,
+                attempts: attempt,
+                elapsed: started.elapsed(),
+                sent: summary.sent,
+                cause,
+            });
+        }
+        let wait = backoff.next_delay();
+        report(&format!(
+            "{what} failed ({cause}); retrying in {wait:?} (attempt {attempt} of {ATTEMPTS})"
+        ));
+        tokio::time::sleep(wait).await;
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// One line for an error whose layers repeat each other (the SDK wraps an AMQP error in several
+/// layers that each print their source): the distinct messages of its chain, outermost first,
+/// each layer's text shown once.
+pub fn readable(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut layers: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        layers.push(e.to_string());
+        next = e.source();
+    }
+    // A layer that ends with the next layer's text only repeats it: keep its own prefix.
+    let mut parts: Vec<String> = Vec::new();
+    for (i, text) in layers.iter().enumerate() {
+        let own = match layers.get(i + 1) {
+            Some(inner) if !inner.is_empty() && text.ends_with(inner.as_str()) => text
+                [..text.len() - inner.len()]
+                .trim_end_matches([':', ' '])
+                .to_string(),
+            _ => text.clone(),
+        };
+        parts.push(own);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for part in parts {
+        // Drop prefixes the SDK repeats in every layer ("AMQP Error: AMQP Error: ...").
+        let mut segments: Vec<&str> = Vec::new();
+        for seg in part.split(": ") {
+            let seg = seg.trim();
+            if seg.is_empty() || segments.last() == Some(&seg) || out.iter().any(|o| o == seg) {
+                continue;
+            }
+            segments.push(seg);
+        }
+        let joined = segments.join(": ");
+        if !joined.is_empty() && !out.contains(&joined) {
+            out.push(joined);
+        }
+    }
+    out.join(": ")
+}
+
+/// Event bodies produced on demand: generated seed events or the lines of a file.
+enum Bodies {
+    Seed {
+        next: usize,
+        count: usize,
+    },
+    File {
+        path: PathBuf,
+        lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+        left: usize,
+    },
+}
+
+impl Bodies {
+    fn open(options: &SendOptions) -> Result<Self, SendError> {
+        Ok(match &options.file {
+            None => Bodies::Seed {
+                next: 1,
+                count: options.count,
+            },
+            Some(path) => {
+                use std::io::BufRead;
+                let file = std::fs::File::open(path).map_err(|source| SendError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Bodies::File {
+                    path: path.clone(),
+                    lines: std::io::BufReader::new(file).lines(),
+                    left: if options.count == 0 {
+                        usize::MAX
+                    } else {
+                        options.count
+                    },
+                }
+            }
+        })
+    }
+
+    /// The number of events, when known up front.
+    fn total(&self) -> Option<usize> {
+        match self {
+            Bodies::Seed { count, .. } => Some(*count),
+            Bodies::File { .. } => None,
+        }
+    }
+
+    /// Up to `n` more bodies into `out` (none at the end).
+    fn next_chunk(&mut self, n: usize, out: &mut Vec<String>) -> Result<(), SendError> {
+        match self {
+            Bodies::Seed { next, count } => {
+                while out.len() < n && *next <= *count {
+                    out.push(seed_event(*next));
+                    *next += 1;
+                }
+            }
+            Bodies::File { path, lines, left } => {
+                while out.len() < n && *left > 0 {
+                    match lines.next() {
+                        None => break,
+                        Some(Err(source)) => {
+                            return Err(SendError::Read {
+                                path: path.clone(),
+                                source,
+                            })
+                        }
+                        Some(Ok(line)) if line.trim().is_empty() => {}
+                        Some(Ok(line)) => {
+                            out.push(line);
+                            *left -= 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -179,5 +433,62 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&seed_event(3)).unwrap();
         assert_eq!(body["value"], 30);
         assert_eq!(body["data"], "Test message #3");
+    }
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn nested_sdk_errors_read_as_one_line_with_each_layer_once() {
+        // The shape `hubwasm send` printed when the endpoint died: each layer repeats its source.
+        let inner = Layer("Connection refused (os error 111)", None);
+        let mid = Layer(
+            "Azure Core Error: Error ensuring connection: Connection refused (os error 111)",
+            Some(Box::new(inner)),
+        );
+        let outer = Layer(
+            "AMQP Error: AMQP Error: Azure Core Error: Error ensuring connection: Connection refused (os error 111)",
+            Some(Box::new(mid)),
+        );
+        let text = readable(&outer);
+        assert_eq!(
+            text,
+            "AMQP Error: Azure Core Error: Error ensuring connection: Connection refused (os error 111)"
+        );
+        assert_eq!(text.matches("Connection refused").count(), 1);
+    }
+
+    #[test]
+    fn generated_bodies_come_batch_by_batch() {
+        let options = SendOptions {
+            connection_string: String::new(),
+            count: 5,
+            interval: Duration::ZERO,
+            partition: None,
+            partition_key: None,
+            batch_size: 2,
+            file: None,
+        };
+        let mut bodies = Bodies::open(&options).unwrap();
+        let mut sizes = Vec::new();
+        loop {
+            let mut chunk = Vec::new();
+            bodies.next_chunk(2, &mut chunk).unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            sizes.push(chunk.len());
+        }
+        assert_eq!(sizes, [2, 2, 1]);
     }
 }
