@@ -268,21 +268,39 @@ async fn retry_state_is_saved_loaded_and_cleared_beside_the_checkpoints() {
     let load = || store.load_retry(NAMESPACE, HUB, GROUP, "3");
     assert_eq!(load().await.unwrap(), None);
 
-    let first = RetryState {
-        sequence_number: 41,
-        attempts: 1,
-    };
+    let first = RetryState::failed(41, 1);
     store
-        .save_retry(NAMESPACE, HUB, GROUP, "3", Some(first))
+        .save_retry(NAMESPACE, HUB, GROUP, "3", Some(first.clone()))
         .await
         .unwrap();
     assert_eq!(load().await.unwrap(), Some(first));
-    let again = RetryState {
+    // A pause keeps its reason in the metadata: one line of printable ASCII, bounded.
+    let paused = RetryState {
         sequence_number: 41,
-        attempts: 2,
+        attempts: 1,
+        paused: Some(format!(
+            "plugin `p` refused to start:\n bad “config” {}",
+            "x".repeat(400)
+        )),
     };
     store
-        .save_retry(NAMESPACE, HUB, GROUP, "3", Some(again))
+        .save_retry(NAMESPACE, HUB, GROUP, "3", Some(paused.clone()))
+        .await
+        .unwrap();
+    let loaded = load().await.unwrap().unwrap();
+    let reason = loaded.paused.unwrap();
+    assert!(
+        reason.starts_with("plugin `p` refused to start: bad config xxx"),
+        "{reason}"
+    );
+    assert!(
+        reason.len() <= RetryState::MAX_PAUSE_REASON,
+        "{}",
+        reason.len()
+    );
+    let again = RetryState::failed(41, 2);
+    store
+        .save_retry(NAMESPACE, HUB, GROUP, "3", Some(again.clone()))
         .await
         .unwrap();
     assert_eq!(load().await.unwrap(), Some(again));

@@ -166,3 +166,37 @@ fn bad_config_flag_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("is not KEY=VALUE"));
 }
+
+/// The reproduction: each event sleeps 3 s in the plugin, the limit is 200 ms. Every
+/// event is reported timed out at its limit (about a second for five), not after its sleep
+/// (15 s before the wall-clock bound).
+#[test]
+fn plugin_test_stops_a_sleeping_plugin_at_the_call_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("five.jsonl");
+    std::fs::write(&events, "1\n2\n3\n4\n5\n").unwrap();
+    let started = std::time::Instant::now();
+    let out = hubwasm(&[
+        "plugin",
+        "test",
+        hubwasm_plugins::TEST_RECORD,
+        "--events",
+        events.to_str().unwrap(),
+        "--config",
+        "sleep_ms=3000",
+        "--timeout-ms",
+        "200",
+    ]);
+    let took = started.elapsed();
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("summary: 5 events, 0 ok, 5 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("timed-out"), "{stdout}");
+    assert!(
+        took < std::time::Duration::from_secs(12),
+        "took {took:?}: the calls were not stopped at their limit\n{stdout}"
+    );
+}

@@ -134,11 +134,21 @@ async fn trapping_plugin_is_replaced_and_the_next_call_succeeds() {
         .await
         .unwrap_err();
     match &failure.error {
-        PluginError::Trapped { stderr, .. } => {
+        PluginError::Trapped {
+            stderr, backtrace, ..
+        } => {
             assert!(
                 stderr.contains("asked to trap"),
                 "panic message reported: {failure}"
-            )
+            );
+            // The backtrace skips the panic machinery and shows the plugin's frames, down to
+            // the export the host called (the plugin's own function is inlined into it).
+            assert!(
+                backtrace.contains("panic/abort frames skipped")
+                    && backtrace.contains("hubwasm:plugin/batch-handler@0.1.0#handle-batch"),
+                "the plugin's frames: {backtrace}"
+            );
+            assert!(failure.to_string().contains("wasm backtrace:"), "{failure}");
         }
         other => panic!("expected a trap, got {other}"),
     }
@@ -249,22 +259,60 @@ async fn malformed_verdict_is_refused() {
     );
 }
 
+/// `init` runs when the plugin is loaded: a plugin that refuses its config is refused there,
+/// with its own message, before any event could reach it.
 #[tokio::test]
-async fn init_refusing_its_config_names_the_key() {
+async fn init_refusing_its_config_fails_the_load_and_names_the_key() {
     let rt = runtime();
-    let handle = load(
-        &rt,
-        spec(hubwasm_plugins::JSON_FILTER, &[("min_value", "lots")]),
-    )
-    .await;
-    let failure = handle
-        .worker()
-        .handle_batch(&ctx(), &[seed_event(1)])
+    let err = rt
+        .load(spec(hubwasm_plugins::JSON_FILTER, &[("min_value", "lots")]))
         .await
         .unwrap_err();
     assert!(
-        matches!(&failure.error, PluginError::InitFailed { message, .. } if message.contains("min_value")),
+        matches!(&err, LoadError::InitRefused { message, .. } if message.contains("min_value")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("plugin_config"), "{err}");
+}
+
+/// A call blocked in a host function (here the plugin sleeps in WASI) is stopped by the wall
+/// clock at its limit, not when the sleep ends; the instance is replaced, as after a trap.
+#[tokio::test]
+async fn a_call_sleeping_in_the_host_is_stopped_at_its_time_limit() {
+    let rt = runtime();
+    let timeout = Duration::from_millis(200);
+    let mut spec = spec(hubwasm_plugins::TEST_RECORD, &[("sleep_ms", "30000")]);
+    spec.limits.timeout = timeout;
+    let handle = load(&rt, spec).await;
+    let mut worker = handle.worker();
+    worker.open(&ctx()).await.unwrap();
+
+    let started = Instant::now();
+    let failure = worker
+        .handle_batch(&ctx(), &events(&["a", "b"]))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(failure.error, PluginError::TimedOut { timeout: t, .. } if t == timeout),
         "{failure}"
+    );
+    assert_eq!(failure.handled, 0);
+    // Far below the 30 s sleep (the bound is loose on purpose: this is not a benchmark).
+    assert!(took < Duration::from_secs(10), "stopped after {took:?}");
+    assert_eq!(worker.instances_created(), 1);
+    let again = worker
+        .handle_batch(&ctx(), &events(&["c"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again.error, PluginError::TimedOut { .. }),
+        "{again}"
+    );
+    assert_eq!(
+        worker.instances_created(),
+        2,
+        "the timed-out instance was discarded and replaced"
     );
 }
 
@@ -289,18 +337,71 @@ async fn per_event_world_is_detected_and_called_once_per_event() {
     );
 }
 
-#[tokio::test]
+/// Every escape attempt is denied by the sandbox itself: the network probes aim at a TCP
+/// listener and a UDP socket of this test, which receive nothing, and each probe reports WASI's
+/// access denial (not "unsupported"), so the test would notice a sandbox that let them through.
+#[tokio::test(flavor = "current_thread")]
 async fn plugin_cannot_read_host_files_environment_or_network() {
     // Something secret in the host environment that must not leak.
     std::env::set_var("HUBWASM_TEST_SECRET", "s3cr3t");
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port().to_string();
+    let udp_port = udp.local_addr().unwrap().port().to_string();
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
     let rt = runtime();
-    let handle = load(&rt, spec(hubwasm_plugins::TEST_SANDBOX, &[])).await;
+    let handle = load(
+        &rt,
+        spec(
+            hubwasm_plugins::TEST_SANDBOX,
+            &[("tcp_port", &tcp_port), ("udp_port", &udp_port)],
+        ),
+    )
+    .await;
     // The plugin rejects the event if any escape attempt succeeded.
     handle
         .worker()
         .handle_batch(&ctx(), &events(&["probe"]))
         .await
         .expect("no sandbox escape");
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let probe_line = |probe: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("sandbox: {probe}:")))
+            .unwrap_or_else(|| panic!("no {probe} probe in the log:\n{log}"))
+            .to_string()
+    };
+    for probe in ["tcp connect", "udp send"] {
+        let line = probe_line(probe);
+        assert!(
+            line.contains("denied (\"PermissionDenied"),
+            "{probe} must be refused by the sandbox: {line}"
+        );
+    }
+    // Name lookups fail as a resolver error inside the guest (no error kind for a denial).
+    assert!(probe_line("dns lookup").contains("denied ("), "{log}");
+    assert!(log.contains("sandbox: read /etc/passwd: denied"), "{log}");
+    assert!(!log.contains("s3cr3t"), "{log}");
+    assert_eq!(
+        tcp.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "nothing connected"
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        udp.recv_from(&mut buf).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "nothing arrived"
+    );
 }
 
 /// A tracing writer that collects everything logged on this thread.
@@ -414,7 +515,7 @@ async fn compiled_components_are_cached_on_disk() {
     let first = Runtime::new(options(dir.path())).unwrap();
     let plugin = first.load(spec(hubwasm_plugins::NOOP, &[])).await.unwrap();
     assert!(!plugin.from_cache());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert_eq!(cache_entries(dir.path()).len(), 1);
 
     let second = Runtime::new(options(dir.path())).unwrap();
     let plugin = second.load(spec(hubwasm_plugins::NOOP, &[])).await.unwrap();
@@ -450,11 +551,85 @@ async fn a_corrupt_cache_entry_is_recompiled() {
     assert!(!plugin.from_cache());
 }
 
+/// The compiled entries (`*.cwasm`) of a cache directory.
+fn cache_entries(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect()
+}
+
+/// The cache loads only entries it wrote: a valid artifact of *another* plugin swapped in under
+/// an entry's name (native code wasmtime would run), an entry that others may write, and one
+/// owned by another user are all refused and the plugin is compiled again.
+#[tokio::test]
+async fn the_cache_refuses_entries_it_did_not_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+        max_instances: 4,
+        ..RuntimeOptions::default()
+    };
+    let load = |path: &'static str| {
+        let options = options.clone();
+        async move {
+            Runtime::new(options)
+                .unwrap()
+                .load(spec(path, &[]))
+                .await
+                .unwrap()
+        }
+    };
+    load(hubwasm_plugins::NOOP).await;
+    let noop_entry = cache_entries(dir.path()).pop().unwrap();
+    load(hubwasm_plugins::TEST_TRAP).await;
+    let trap_entry = cache_entries(dir.path())
+        .into_iter()
+        .find(|p| *p != noop_entry)
+        .unwrap();
+    assert!(load(hubwasm_plugins::NOOP).await.from_cache());
+
+    // 1. Another plugin's valid artifact under noop's name.
+    std::fs::copy(&trap_entry, &noop_entry).unwrap();
+    let plugin = load(hubwasm_plugins::NOOP).await;
+    assert!(!plugin.from_cache(), "a swapped artifact must not load");
+    PluginHandle::new(plugin)
+        .worker()
+        .handle_batch(&ctx(), &events(&["x"]))
+        .await
+        .expect("noop's own code runs");
+    assert!(load(hubwasm_plugins::NOOP).await.from_cache(), "rewritten");
+
+    // 2. An entry others may write.
+    std::fs::set_permissions(&noop_entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(!load(hubwasm_plugins::NOOP).await.from_cache());
+    assert!(load(hubwasm_plugins::NOOP).await.from_cache(), "rewritten");
+
+    // 3. An entry of another user (only root can make one; CI runs as root).
+    if std::os::unix::fs::chown(&noop_entry, Some(4242), Some(4242)).is_ok() {
+        assert!(!load(hubwasm_plugins::NOOP).await.from_cache());
+        assert!(load(hubwasm_plugins::NOOP).await.from_cache(), "rewritten");
+    }
+}
+
 async fn load_err(path: &Path) -> LoadError {
     runtime()
         .load(PluginSpec::new(path))
         .await
         .expect_err("must be refused")
+}
+
+/// A plugin that needs an import the sandbox does not provide is refused at load, naming it.
+#[tokio::test]
+async fn a_component_with_an_unknown_import_is_refused_naming_it() {
+    let err = load_err(Path::new(hubwasm_plugins::TEST_UNKNOWN_IMPORT)).await;
+    assert!(matches!(err, LoadError::UnsupportedImport { .. }), "{err}");
+    assert!(
+        err.to_string().contains("test:unknown-import/vault"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -162,8 +162,23 @@ pub async fn status(config: &RunConfig) -> Result<Vec<String>, RunError> {
                 (Some(_), Some(l), None) => (l + 1).to_string(),
             };
             let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            // A partition stuck on an event says why (retries, or a plugin that cannot start).
+            let stuck = match store
+                .load_retry(&namespace, &hub.name, &hub.consumer_group, &id)
+                .await
+            {
+                Ok(Some(retry)) => match &retry.paused {
+                    Some(why) => format!("  PAUSED before {}: {why}", retry.sequence_number),
+                    None => format!(
+                        "  retrying {} ({} failed attempts)",
+                        retry.sequence_number, retry.attempts
+                    ),
+                },
+                Ok(None) => String::new(),
+                Err(err) => format!("  (retry state unreadable: {err})"),
+            };
             lines.push(format!(
-                "  {:<9} {:<40} {:>12} {:>12} {:>8}",
+                "  {:<9} {:<40} {:>12} {:>12} {:>8}{stuck}",
                 id,
                 owner,
                 show(checkpoint),

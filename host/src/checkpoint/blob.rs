@@ -54,6 +54,7 @@ const SEQUENCE_NUMBER: &str = "sequencenumber";
 const OFFSET: &str = "offset";
 /// hubwasm's own key on the retry blob.
 const ATTEMPTS: &str = "attempts";
+const PAUSED: &str = "paused";
 
 const CHECKPOINT: &str = "checkpoint";
 const OWNERSHIP: &str = "ownership";
@@ -631,6 +632,7 @@ impl RetryStore for BlobCheckpointStore {
         Ok(Some(RetryState {
             sequence_number: parse_number(field(SEQUENCE_NUMBER)?, &name, SEQUENCE_NUMBER)?,
             attempts: parse_number(field(ATTEMPTS)?, &name, ATTEMPTS)?,
+            paused: meta(&metadata, PAUSED).map(str::to_string),
         }))
     }
 
@@ -645,13 +647,16 @@ impl RetryStore for BlobCheckpointStore {
         let name = blob_name(namespace, event_hub, consumer_group, RETRY, partition_id)?;
         match state {
             Some(state) => {
-                let metadata = HashMap::from([
+                let mut metadata = HashMap::from([
                     (
                         SEQUENCE_NUMBER.to_string(),
                         state.sequence_number.to_string(),
                     ),
                     (ATTEMPTS.to_string(), state.attempts.to_string()),
                 ]);
+                if let Some(reason) = &state.paused {
+                    metadata.insert(PAUSED.to_string(), RetryState::pause_reason(reason));
+                }
                 self.upsert("saving the retry state", &name, metadata).await
             }
             None => {

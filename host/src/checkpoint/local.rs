@@ -43,6 +43,8 @@ struct CheckpointFile {
 struct RetryFile {
     sequence_number: i64,
     attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    paused: Option<String>,
 }
 
 fn error(
@@ -356,6 +358,7 @@ impl RetryStore for LocalCheckpointStore {
             Ok(read_json::<RetryFile>(&path)?.map(|f| RetryState {
                 sequence_number: f.sequence_number,
                 attempts: f.attempts,
+                paused: f.paused,
             }))
         })
         .await
@@ -382,6 +385,7 @@ impl RetryStore for LocalCheckpointStore {
                 &RetryFile {
                     sequence_number: s.sequence_number,
                     attempts: s.attempts,
+                    paused: s.paused,
                 },
             ),
             None => match std::fs::remove_file(&path) {
@@ -505,9 +509,10 @@ mod tests {
         let state = RetryState {
             sequence_number: 8,
             attempts: 2,
+            paused: Some("plugin `p` refused to start: bad config".into()),
         };
         store
-            .save_retry("ns", "hub", "cg", "3", Some(state))
+            .save_retry("ns", "hub", "cg", "3", Some(state.clone()))
             .await
             .unwrap();
         assert_eq!(

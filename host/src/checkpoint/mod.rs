@@ -24,10 +24,44 @@ use blob::BlobCheckpointStore;
 
 /// Retry state of the event a partition is stuck on: the host has called the plugin on the
 /// event with this sequence number `attempts` times, and every call failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryState {
     pub sequence_number: i64,
     pub attempts: u32,
+    /// Set while the partition is paused before this event because the plugin cannot start
+    /// (a deployment fault, which never counts as an attempt): why, for `hubwasm status`.
+    pub paused: Option<String>,
+}
+
+impl RetryState {
+    /// `attempts` failed calls on the event `sequence_number`.
+    pub fn failed(sequence_number: i64, attempts: u32) -> Self {
+        Self {
+            sequence_number,
+            attempts,
+            paused: None,
+        }
+    }
+
+    /// The longest pause reason a store keeps (the whole message is in the host's log).
+    pub const MAX_PAUSE_REASON: usize = 240;
+
+    /// A pause reason as stores keep it: one line of printable ASCII, at most
+    /// [`Self::MAX_PAUSE_REASON`] characters (Blob metadata allows nothing else).
+    pub fn pause_reason(message: &str) -> String {
+        let mut out: String = message
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if out.len() > Self::MAX_PAUSE_REASON {
+            out.truncate(Self::MAX_PAUSE_REASON - 3);
+            out.push_str("...");
+        }
+        out
+    }
 }
 
 /// Where a partition's [`RetryState`] is kept (beside its checkpoint).

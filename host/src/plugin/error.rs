@@ -68,6 +68,19 @@ pub enum LoadError {
     /// Compilation failed (invalid or unsupported WebAssembly).
     #[error("cannot compile {path}: {detail}")]
     Compile { path: PathBuf, detail: String },
+    /// The plugin's `init` refused its configuration.
+    #[error(
+        "plugin `{plugin}` ({path}) refused to start: {message}; fix its configuration \
+         (`plugin_config` in the config file, or --plugin-config / --config)"
+    )]
+    InitRefused {
+        path: PathBuf,
+        plugin: String,
+        message: String,
+    },
+    /// The plugin's `init` trapped, ran out of time or memory.
+    #[error("{path} failed in `init`: {detail}")]
+    InitFailed { path: PathBuf, detail: String },
     /// The wasmtime engine could not be configured.
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),

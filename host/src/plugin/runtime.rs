@@ -326,8 +326,9 @@ impl Runtime {
         })
     }
 
-    /// Instantiate once and type-check the exports (without calling `init`): a plugin whose
-    /// export types differ from the contract fails here.
+    /// Instantiate once, type-check the exports and call `init` with the plugin's config: a
+    /// plugin whose export types differ from the contract, or that refuses its config, traps or
+    /// hangs in `init`, fails here, before the host claims any partition for it.
     async fn trial_instantiate(&self, plugin: &Plugin) -> Result<(), LoadError> {
         let mut store = super::worker::new_store(plugin);
         let instance = plugin
@@ -343,7 +344,7 @@ impl Runtime {
             export: inspect::export_name(export),
             detail: format!("{e:#}"),
         };
-        plugin
+        let lifecycle = plugin
             .lifecycle
             .load(&mut store, &instance)
             .map_err(|e| mismatch("lifecycle", e))?;
@@ -357,7 +358,23 @@ impl Runtime {
                     .map_err(|e| mismatch("batch-handler", e))?;
             }
         }
-        Ok(())
+        let limit = super::worker::init_limit(plugin);
+        let init = super::worker::bounded(limit, lifecycle.call_init(&mut store, &plugin.config));
+        match init.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(LoadError::InitRefused {
+                path: plugin.path.clone(),
+                plugin: plugin.name.to_string(),
+                message,
+            }),
+            Err(err) => {
+                let cause = super::worker::classify(plugin, store.data_mut(), err);
+                Err(LoadError::InitFailed {
+                    path: plugin.path.clone(),
+                    detail: cause.to_string(),
+                })
+            }
+        }
     }
 }
 

@@ -131,11 +131,12 @@ impl Worker {
         let fresh = self.instance.is_none() || self.stale();
         let inst = self.instance().await?;
         if !fresh {
-            inst.arm(MIN_INIT_TIMEOUT);
+            let limit = inst.arm(MIN_INIT_TIMEOUT);
             let Instance {
                 store, lifecycle, ..
             } = inst;
-            let result = lifecycle.call_partition_opened(&mut *store, &record).await;
+            let result =
+                bounded(limit, lifecycle.call_partition_opened(&mut *store, &record)).await;
             self.settle(result)?;
         }
         Ok(())
@@ -149,13 +150,15 @@ impl Worker {
         let Some(inst) = self.instance.as_mut() else {
             return Ok(());
         };
-        inst.arm(MIN_INIT_TIMEOUT);
+        let limit = inst.arm(MIN_INIT_TIMEOUT);
         let Instance {
             store, lifecycle, ..
         } = inst;
-        let result = lifecycle
-            .call_partition_closed(&mut *store, &record, reason)
-            .await;
+        let result = bounded(
+            limit,
+            lifecycle.call_partition_closed(&mut *store, &record, reason),
+        )
+        .await;
         self.settle(result)
     }
 
@@ -165,13 +168,15 @@ impl Worker {
             return Ok(());
         };
         let inst = self.instance().await?;
-        inst.arm(MIN_INIT_TIMEOUT);
+        let limit = inst.arm(MIN_INIT_TIMEOUT);
         let Instance {
             store, lifecycle, ..
         } = inst;
-        let result = lifecycle
-            .call_partition_error(&mut *store, &record, message)
-            .await;
+        let result = bounded(
+            limit,
+            lifecycle.call_partition_error(&mut *store, &record, message),
+        )
+        .await;
         self.settle(result)
     }
 
@@ -207,10 +212,12 @@ impl Worker {
         match handler {
             Handler::Batch(handler) => {
                 let batch = encoder.encode(events);
-                arm(store, &plugin, timeout);
-                match handler
-                    .call_handle_batch(&mut *store, &ctx_record, batch)
-                    .await
+                let limit = arm(store, &plugin, timeout);
+                match bounded(
+                    limit,
+                    handler.call_handle_batch(&mut *store, &ctx_record, batch),
+                )
+                .await
                 {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(verdict)) => {
@@ -240,10 +247,12 @@ impl Worker {
             Handler::Event(handler) => {
                 for (index, event) in events.iter().enumerate() {
                     let record = event_record(event);
-                    arm(store, &plugin, timeout);
-                    match handler
-                        .call_handle_event(&mut *store, &ctx_record, &record)
-                        .await
+                    let limit = arm(store, &plugin, timeout);
+                    match bounded(
+                        limit,
+                        handler.call_handle_event(&mut *store, &ctx_record, &record),
+                    )
+                    .await
                     {
                         Ok(Ok(())) => {}
                         Ok(Err(error)) => return Err(fail(index, plugin_verdict(&plugin, error))),
@@ -282,11 +291,16 @@ impl Worker {
         if self.stale() {
             // Finished with the old plugin: let it know, best effort, then drop it.
             if let (Some(mut old), Some((_, record))) = (self.instance.take(), self.open.as_ref()) {
-                old.arm(MIN_INIT_TIMEOUT);
-                let _ = old
-                    .lifecycle
-                    .call_partition_closed(&mut old.store, record, CloseReason::Shutdown)
-                    .await;
+                let limit = old.arm(MIN_INIT_TIMEOUT);
+                let _ = bounded(
+                    limit,
+                    old.lifecycle.call_partition_closed(
+                        &mut old.store,
+                        record,
+                        CloseReason::Shutdown,
+                    ),
+                )
+                .await;
             }
         }
         if self.instance.is_none() {
@@ -302,53 +316,34 @@ impl Worker {
 }
 
 impl Instance {
+    /// A fresh instance: instantiated, `init`ed with the plugin's config and told about the open
+    /// partition, all within the init time limit. Any failure here is a fault of the deployment
+    /// (the plugin cannot start), never of an event: it comes back as an error whose
+    /// [`FailureKind`](super::error::FailureKind) is `Unavailable`.
     async fn create(
         plugin: Arc<Plugin>,
         generation: u64,
         open: Option<&wit::PartitionContext>,
     ) -> Result<Self, PluginError> {
         let mut store = new_store(&plugin);
-
-        let instantiate_err = |plugin: &Plugin, e: wasmtime::Error| PluginError::Instantiate {
-            plugin: plugin.name.to_string(),
-            detail: format!("{e:#}"),
-        };
-        let instance = match plugin.pre.instantiate_async(&mut store).await {
-            Ok(instance) => instance,
-            Err(err) if err.downcast_ref::<Trap>().is_some() => {
-                return Err(classify(&plugin, store.data_mut(), err))
-            }
-            Err(err) => return Err(instantiate_err(&plugin, err)),
-        };
-        let lifecycle = plugin
-            .lifecycle
-            .load(&mut store, &instance)
-            .map_err(|e| instantiate_err(&plugin, e))?;
-        let handler = match &plugin.handler {
-            HandlerIndices::Event(h) => Handler::Event(
-                h.load(&mut store, &instance)
-                    .map_err(|e| instantiate_err(&plugin, e))?,
-            ),
-            HandlerIndices::Batch(h) => Handler::Batch(
-                h.load(&mut store, &instance)
-                    .map_err(|e| instantiate_err(&plugin, e))?,
-            ),
-        };
-        match lifecycle.call_init(&mut store, &plugin.config).await {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => {
+        let limit = init_limit(&plugin);
+        let started = bounded(limit, Self::start(&plugin, &mut store, open)).await;
+        let (lifecycle, handler) = match started {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(StartFailure::Refused(message))) => {
                 return Err(PluginError::InitFailed {
                     plugin: plugin.name.to_string(),
                     message,
                 })
             }
-            Err(err) => return Err(classify(&plugin, store.data_mut(), err)),
-        }
-        if let Some(record) = open {
-            if let Err(err) = lifecycle.call_partition_opened(&mut store, record).await {
-                return Err(classify(&plugin, store.data_mut(), err));
+            Ok(Err(StartFailure::Call(err))) | Err(err) => {
+                let cause = classify(&plugin, store.data_mut(), err);
+                return Err(PluginError::Instantiate {
+                    plugin: plugin.name.to_string(),
+                    detail: cause.to_string(),
+                });
             }
-        }
+        };
         Ok(Self {
             plugin,
             generation,
@@ -358,9 +353,44 @@ impl Instance {
         })
     }
 
-    /// Set the deadline (and fuel) for the next call.
-    fn arm(&mut self, timeout: Duration) {
-        arm(&mut self.store, &self.plugin, timeout);
+    /// Instantiate, load the exports, call `init` and `partition-opened`.
+    async fn start(
+        plugin: &Plugin,
+        store: &mut Store<HostState>,
+        open: Option<&wit::PartitionContext>,
+    ) -> wasmtime::Result<Result<(lifecycle::Guest, Handler), StartFailure>> {
+        let instance = match plugin.pre.instantiate_async(&mut *store).await {
+            Ok(instance) => instance,
+            Err(err) => return Ok(Err(StartFailure::Call(err))),
+        };
+        let parts = (|| -> wasmtime::Result<_> {
+            let lifecycle = plugin.lifecycle.load(&mut *store, &instance)?;
+            let handler = match &plugin.handler {
+                HandlerIndices::Event(h) => Handler::Event(h.load(&mut *store, &instance)?),
+                HandlerIndices::Batch(h) => Handler::Batch(h.load(&mut *store, &instance)?),
+            };
+            Ok((lifecycle, handler))
+        })();
+        let (lifecycle, handler) = match parts {
+            Ok(parts) => parts,
+            Err(err) => return Ok(Err(StartFailure::Call(err))),
+        };
+        match lifecycle.call_init(&mut *store, &plugin.config).await {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Ok(Err(StartFailure::Refused(message))),
+            Err(err) => return Ok(Err(StartFailure::Call(err))),
+        }
+        if let Some(record) = open {
+            if let Err(err) = lifecycle.call_partition_opened(&mut *store, record).await {
+                return Ok(Err(StartFailure::Call(err)));
+            }
+        }
+        Ok(Ok((lifecycle, handler)))
+    }
+
+    /// Set the deadline (and fuel) for the next call; returns its wall-clock limit.
+    fn arm(&mut self, timeout: Duration) -> Option<Duration> {
+        arm(&mut self.store, &self.plugin, timeout)
     }
 
     fn classify(&mut self, err: wasmtime::Error) -> PluginError {
@@ -389,19 +419,64 @@ pub(crate) fn new_store(plugin: &Plugin) -> Store<HostState> {
     store
 }
 
-/// Set the deadline (and fuel) for the next call.
-pub(crate) fn arm(store: &mut Store<HostState>, plugin: &Plugin, timeout: Duration) {
-    if plugin.deadlines_enabled {
-        store.set_epoch_deadline(ticks(timeout));
-    }
+/// Set the deadline (and fuel) for the next call. Returns the call's wall-clock limit: the
+/// epoch deadline stops wasm code that runs too long, the wall-clock limit also stops a call
+/// blocked in a host function (a sleep, a poll); `None` when call deadlines are off.
+pub(crate) fn arm(
+    store: &mut Store<HostState>,
+    plugin: &Plugin,
+    timeout: Duration,
+) -> Option<Duration> {
     if plugin.fuel_enabled {
         // Fuel can only be set when metering is on; the runtime guarantees that here.
         let _ = store.set_fuel(plugin.limits.fuel.unwrap_or(u64::MAX));
     }
+    if plugin.deadlines_enabled {
+        store.set_epoch_deadline(ticks(timeout));
+        Some(timeout)
+    } else {
+        None
+    }
+}
+
+/// The time `init` (with instantiation and `partition-opened`) may take.
+pub(crate) fn init_limit(plugin: &Plugin) -> Option<Duration> {
+    plugin
+        .deadlines_enabled
+        .then(|| plugin.limits.timeout.max(MIN_INIT_TIMEOUT))
+}
+
+/// Why a fresh instance did not start.
+enum StartFailure {
+    /// `init` returned an error: the plugin refused its config.
+    Refused(String),
+    /// Instantiation or a call trapped or failed.
+    Call(wasmtime::Error),
+}
+
+/// Run one plugin call within `limit` of wall time, whatever the plugin is doing (computing,
+/// sleeping, waiting in a host call). When the limit passes, the call's future is dropped,
+/// which abandons the call; the caller must then discard the instance, as after a trap. The
+/// timeout is reported as an epoch interrupt, so it classifies as [`PluginError::TimedOut`].
+pub(crate) async fn bounded<T>(
+    limit: Option<Duration>,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let Some(limit) = limit else {
+        return call.await;
+    };
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
+    }
 }
 
 /// Turn a failed call into the error callers branch on.
-fn classify(plugin: &Plugin, state: &mut HostState, err: wasmtime::Error) -> PluginError {
+pub(crate) fn classify(
+    plugin: &Plugin,
+    state: &mut HostState,
+    err: wasmtime::Error,
+) -> PluginError {
     let name = plugin.name.to_string();
     if let Some(requested) = state.limiter.take_hit() {
         return PluginError::MemoryLimit {

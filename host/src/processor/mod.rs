@@ -24,6 +24,7 @@ use azure_messaging_eventhubs::models::StartPositions;
 use azure_messaging_eventhubs::{EventProcessor, ProcessorStrategy, StartLocation, StartPosition};
 use tokio::sync::watch;
 
+use crate::backoff::Backoff;
 use crate::checkpoint::local::LocalCheckpointStore;
 use crate::checkpoint::resilient::Resilient;
 use crate::checkpoint::{CheckpointStore, Ownership, Store};
@@ -237,19 +238,23 @@ pub async fn run(
             max_wait: Duration::from_millis(hub.max_wait_ms),
             stats: stats.clone(),
         });
-        targets.push((hub.clone(), target.clone()));
+        targets.push((hub.clone(), target.clone(), setup));
+    }
+    // Every plugin loaded and started its `init` above: only now claim partitions, so a plugin
+    // that cannot start stops the host before it owns anything.
+    for (hub, target, setup) in &targets {
         hubs.push(tokio::spawn(consume(
             hub.clone(),
-            target,
+            target.clone(),
             store.clone(),
-            setup,
+            setup.clone(),
             instance_id.clone(),
             stop_rx.clone(),
         )));
     }
 
     if let Some(file) = &options.send {
-        for (hub, _) in &targets {
+        for (hub, _, _) in &targets {
             let conn = match (&hub.connection_string, &embedded) {
                 (Some(c), _) => crate::config::with_entity(c, &hub.name),
                 (None, Some(running)) if hub.embedded => running.connection_string(&hub.name),
@@ -339,7 +344,7 @@ pub async fn run(
 /// one client per hub, opened when missing; a client whose call fails is dropped and reopened on
 /// the next check.
 async fn caught_up(
-    targets: &[(EventHubConfig, EventHubTarget)],
+    targets: &[(EventHubConfig, EventHubTarget, Arc<PartitionSetup>)],
     watchers: &mut [Option<azure_messaging_eventhubs::ConsumerClient>],
     store: &dyn Store,
     stats: &Stats,
@@ -347,7 +352,7 @@ async fn caught_up(
     if stats.snapshot().owned.is_empty() {
         return false;
     }
-    for ((hub, target), watcher) in targets.iter().zip(watchers.iter_mut()) {
+    for ((hub, target, _), watcher) in targets.iter().zip(watchers.iter_mut()) {
         if watcher.is_none() {
             match target.consumer(&hub.consumer_group).await {
                 Ok(consumer) => *watcher = Some(consumer),
@@ -393,21 +398,20 @@ async fn consume(
     mut stop: watch::Receiver<bool>,
 ) {
     let stats = setup.stats.clone();
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     'restart: while !*stop.borrow() {
         let processor = match build_processor(&hub, &target, &store, &stats, &instance_id).await {
             Ok(p) => p,
             Err(err) => {
-                tracing::error!(hub = %hub.name, error = %err, retry_in_s = backoff.as_secs(), "Cannot start the event processor; retrying");
+                let wait = backoff.next_delay();
+                tracing::error!(hub = %hub.name, error = %err, retry_in_s = wait.as_secs(), "Cannot start the event processor; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => break 'restart,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
         };
-        backoff = Duration::from_secs(1);
         let mut run = {
             let p = processor.clone();
             tokio::spawn(async move { p.run().await })
@@ -448,9 +452,10 @@ async fn consume(
         let _ = run.await;
         match failed {
             Some(err) => {
-                tracing::error!(hub = %hub.name, error = %err, "Event processor stopped; restarting it");
+                let wait = backoff.next_delay();
+                tracing::error!(hub = %hub.name, error = %err, retry_in_s = wait.as_secs(), "Event processor stopped; restarting it");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => break 'restart,
                 }
             }

@@ -18,6 +18,7 @@ use super::checkpointer::Checkpointer;
 use super::dead_letter::{DeadLetter, DeadLetterSink};
 use super::reader::Item;
 use super::stats::{PartitionState, Stats};
+use crate::backoff::Backoff;
 use crate::checkpoint::{RetryState, Store};
 use crate::config::{FailureConfig, FailurePolicy, Mode};
 use crate::event::{Event, PartitionContext, PropertyValue};
@@ -116,11 +117,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> Ended {
     let stats = setup.stats.clone();
-    stats.set_state(
-        &ctx.event_hub,
-        &ctx.partition_id,
-        Some(PartitionState::Running),
-    );
+    stats.set_state(&ctx, Some(PartitionState::Running));
     let checkpointer = Checkpointer::start(setup.store.clone(), &ctx, stats.clone());
     let mut worker = setup.plugin.worker();
     if let Err(err) = worker.open(&ctx).await {
@@ -219,7 +216,7 @@ pub async fn serve(
     if let Err(err) = worker.close(reason).await {
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-closed hook failed");
     }
-    stats.set_state(&ctx.event_hub, &ctx.partition_id, None);
+    stats.set_state(&ctx, None);
     // Letting go of the channel lets the reader close the partition client, which hands the
     // partition back to the processor.
     drop(events);
@@ -259,12 +256,24 @@ async fn process(
     // After a trap or limit inside a multi-event call it is unknown which event caused it: the
     // rest of the batch then goes one event at a time, so the failure lands on the right one.
     let mut one_by_one = false;
+    // While the plugin cannot start, the partition waits on this curve (a deployment fault:
+    // nothing is counted against the event).
+    let mut pause = setup.failure.backoff_curve();
+    let mut paused = false;
     while !batch.is_empty() {
         let call = if one_by_one { &batch[..1] } else { &batch[..] };
         let (handled, error) = match worker.handle_batch(ctx, call).await {
             Ok(()) => (call.len(), None),
             Err(failure) => (failure.handled, Some(failure.error)),
         };
+        let unavailable = error
+            .as_ref()
+            .is_some_and(|e| matches!(e.kind(), FailureKind::Unavailable));
+        if paused && !unavailable {
+            paused = false;
+            pause.reset();
+            resume(setup, ctx, retry).await;
+        }
         if let Some(error) = &error {
             if call.len() > 1 && handled == 0 && matches!(error.kind(), FailureKind::Crashed) {
                 tracing::info!(partition = %ctx.partition_id, kind = error.label(), events = call.len(), "Plugin crashed inside a batch; isolating the event one at a time");
@@ -276,7 +285,10 @@ async fn process(
             let last = &batch[handled - 1];
             checkpointer.set(last.sequence_number, &last.offset);
             stats.add_handled(handled as u64);
-            if retry.is_some_and(|r| r.sequence_number <= last.sequence_number) {
+            if retry
+                .as_ref()
+                .is_some_and(|r| r.sequence_number <= last.sequence_number)
+            {
                 *retry = None;
                 save_retry(setup, ctx, None).await;
             }
@@ -286,6 +298,41 @@ async fn process(
             continue;
         };
         let failing = &batch[0];
+        if unavailable {
+            // The plugin cannot start: not this event's fault. Wait and try again; never count
+            // it as an attempt, dead-letter the event or move the checkpoint because of it.
+            let wait = pause.next_delay();
+            if !paused {
+                paused = true;
+                stats
+                    .pauses
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.set_state(ctx, Some(PartitionState::Paused));
+                let state = RetryState {
+                    sequence_number: failing.sequence_number,
+                    attempts: match retry {
+                        Some(r) if r.sequence_number == failing.sequence_number => r.attempts,
+                        _ => 0,
+                    },
+                    paused: Some(error.to_string()),
+                };
+                save_retry(setup, ctx, Some(state.clone())).await;
+                *retry = Some(state);
+            }
+            tracing::error!(
+                hub = %ctx.event_hub,
+                partition = %ctx.partition_id,
+                sequence_number = failing.sequence_number,
+                retry_in_ms = wait.as_millis() as u64,
+                error = %error,
+                "Plugin cannot start; the partition is paused before this event (no event is \
+                 failed or dead-lettered for this); fix the plugin or its config"
+            );
+            if stopped_during(wait, stop).await {
+                return Processed::Stopped;
+            }
+            continue;
+        }
         stats
             .failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -305,23 +352,17 @@ async fn process(
             "Plugin failed on an event"
         );
         if !give_up {
-            *retry = Some(RetryState {
-                sequence_number: failing.sequence_number,
-                attempts,
-            });
-            save_retry(setup, ctx, *retry).await;
-            stats.set_state(
-                &ctx.event_hub,
-                &ctx.partition_id,
-                Some(PartitionState::Retrying),
-            );
-            let wait = retry_delay(&error).unwrap_or_else(|| setup.failure.backoff(attempts));
+            *retry = Some(RetryState::failed(failing.sequence_number, attempts));
+            save_retry(setup, ctx, retry.clone()).await;
+            stats.set_state(ctx, Some(PartitionState::Retrying));
+            // A plugin's own retry-after is honoured up to the configured cap, so a plugin
+            // cannot stall its partition for longer than `max_backoff_ms`.
+            let curve = setup.failure.backoff_curve();
+            let wait = retry_delay(&error)
+                .map(|d| curve.cap(d))
+                .unwrap_or_else(|| curve.delay(attempts));
             let stopped = stopped_during(wait, stop).await;
-            stats.set_state(
-                &ctx.event_hub,
-                &ctx.partition_id,
-                Some(PartitionState::Running),
-            );
+            stats.set_state(ctx, Some(PartitionState::Running));
             if stopped {
                 return Processed::Stopped;
             }
@@ -329,16 +370,9 @@ async fn process(
         }
         match setup.failure.policy {
             FailurePolicy::Halt => {
-                *retry = Some(RetryState {
-                    sequence_number: failing.sequence_number,
-                    attempts,
-                });
-                save_retry(setup, ctx, *retry).await;
-                stats.set_state(
-                    &ctx.event_hub,
-                    &ctx.partition_id,
-                    Some(PartitionState::Halted),
-                );
+                *retry = Some(RetryState::failed(failing.sequence_number, attempts));
+                save_retry(setup, ctx, retry.clone()).await;
+                stats.set_state(ctx, Some(PartitionState::Halted));
                 tracing::error!(
                     hub = %ctx.event_hub,
                     partition = %ctx.partition_id,
@@ -362,17 +396,16 @@ async fn process(
                     plugin.digest(),
                 );
                 // The sink must have it before the checkpoint passes it: retry until it does.
-                let mut backoff = Duration::from_millis(200);
+                let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
                 loop {
                     match setup.dead_letter.write(&letter).await {
                         Ok(()) => break,
                         Err(err) => {
-                            tracing::error!(partition = %ctx.partition_id, error = %err, "Cannot dead-letter the event; retrying");
-                            let stopped = stopped_during(backoff, stop).await;
-                            if stopped {
+                            let wait = backoff.next_delay();
+                            tracing::error!(partition = %ctx.partition_id, error = %err, retry_in_ms = wait.as_millis() as u64, "Cannot dead-letter the event; retrying");
+                            if stopped_during(wait, stop).await {
                                 return Processed::Stopped;
                             }
-                            backoff = (backoff * 2).min(Duration::from_secs(30));
                         }
                     }
                 }
@@ -394,6 +427,20 @@ async fn process(
         }
     }
     Processed::All
+}
+
+/// The plugin runs again after a pause: say so, and drop the pause from the stored retry state.
+async fn resume(setup: &PartitionSetup, ctx: &PartitionContext, retry: &mut Option<RetryState>) {
+    setup.stats.set_state(ctx, Some(PartitionState::Running));
+    tracing::info!(hub = %ctx.event_hub, partition = %ctx.partition_id, "Plugin starts again; the partition resumes");
+    if let Some(state) = retry.as_mut() {
+        state.paused = None;
+        let keep = (state.attempts > 0).then(|| state.clone());
+        if keep.is_none() {
+            *retry = None;
+        }
+        save_retry(setup, ctx, keep).await;
+    }
 }
 
 /// A plugin's own `retry-after`, if it gave one.

@@ -5,14 +5,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::event::PartitionContext;
+
 /// What a partition is doing, as the summary shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PartitionState {
     Running,
     /// Backing off before calling the plugin again on a failing event.
     Retrying,
     /// Stopped by the `halt` policy; keeps its ownership until the host stops.
     Halted,
+    /// The plugin cannot run (it cannot be instantiated or its `init` fails): the partition
+    /// waits with backoff and tries again; no event counts as failed meanwhile.
+    Paused,
+}
+
+/// One owned partition as the summary shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OwnedPartition {
+    pub event_hub: String,
+    pub consumer_group: String,
+    pub partition: String,
+    pub state: PartitionState,
 }
 
 /// Shared counters; cheap to update from every partition task.
@@ -26,11 +40,13 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     pub checkpoints: AtomicU64,
     pub store_errors: AtomicU64,
+    /// Times a partition paused because the plugin could not start.
+    pub pauses: AtomicU64,
     last_activity: Mutex<Instant>,
     /// When the first and the latest events were handled (for throughput over the busy span).
     handled_span: Mutex<Option<(Instant, Instant)>>,
-    /// (event hub, partition) → state, for owned partitions.
-    owned: Mutex<BTreeMap<(String, String), PartitionState>>,
+    /// (event hub, consumer group, partition) → state, for owned partitions.
+    owned: Mutex<BTreeMap<(String, String, String), PartitionState>>,
 }
 
 impl Default for Stats {
@@ -42,6 +58,7 @@ impl Default for Stats {
             dead_lettered: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
             last_activity: Mutex::new(Instant::now()),
             handled_span: Mutex::new(None),
             owned: Mutex::new(BTreeMap::new()),
@@ -57,7 +74,8 @@ pub struct Snapshot {
     pub dead_lettered: u64,
     pub checkpoints: u64,
     pub store_errors: u64,
-    pub owned: Vec<(String, String, PartitionState)>,
+    pub pauses: u64,
+    pub owned: Vec<OwnedPartition>,
 }
 
 impl Stats {
@@ -90,9 +108,14 @@ impl Stats {
             .elapsed()
     }
 
-    pub fn set_state(&self, hub: &str, partition: &str, state: Option<PartitionState>) {
+    /// Record what an owned partition does; `None` when it is no longer owned.
+    pub fn set_state(&self, ctx: &PartitionContext, state: Option<PartitionState>) {
         let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (hub.to_string(), partition.to_string());
+        let key = (
+            ctx.event_hub.clone(),
+            ctx.consumer_group.clone(),
+            ctx.partition_id.clone(),
+        );
         match state {
             Some(s) => {
                 owned.insert(key, s);
@@ -112,12 +135,18 @@ impl Stats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
             store_errors: self.store_errors.load(Ordering::Relaxed),
+            pauses: self.pauses.load(Ordering::Relaxed),
             owned: self
                 .owned
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
-                .map(|((h, p), s)| (h.clone(), p.clone(), *s))
+                .map(|((hub, group, partition), state)| OwnedPartition {
+                    event_hub: hub.clone(),
+                    consumer_group: group.clone(),
+                    partition: partition.clone(),
+                    state: *state,
+                })
                 .collect(),
         }
     }
@@ -132,13 +161,28 @@ impl Snapshot {
     pub fn line(&self, previous: &Snapshot, over: Duration) -> String {
         let rate = (self.handled - previous.handled.min(self.handled)) as f64
             / over.as_secs_f64().max(1e-9);
+        // The consumer group is named only when this host serves several on one event hub.
+        let groups: std::collections::BTreeSet<(&str, &str)> = self
+            .owned
+            .iter()
+            .map(|o| (o.event_hub.as_str(), o.consumer_group.as_str()))
+            .collect();
+        let several = |hub: &str| groups.iter().filter(|(h, _)| *h == hub).count() > 1;
         let owned: Vec<String> = self
             .owned
             .iter()
-            .map(|(h, p, s)| match s {
-                PartitionState::Running => format!("{h}/{p}"),
-                PartitionState::Retrying => format!("{h}/{p}(retrying)"),
-                PartitionState::Halted => format!("{h}/{p}(HALTED)"),
+            .map(|o| {
+                let name = if several(&o.event_hub) {
+                    format!("{}[{}]/{}", o.event_hub, o.consumer_group, o.partition)
+                } else {
+                    format!("{}/{}", o.event_hub, o.partition)
+                };
+                match o.state {
+                    PartitionState::Running => name,
+                    PartitionState::Retrying => format!("{name}(retrying)"),
+                    PartitionState::Halted => format!("{name}(HALTED)"),
+                    PartitionState::Paused => format!("{name}(PAUSED: plugin cannot start)"),
+                }
             })
             .collect();
         let mut line = format!(
@@ -153,9 +197,55 @@ impl Snapshot {
         if !owned.is_empty() {
             line.push_str(&format!(" ({})", owned.join(" ")));
         }
+        if self.pauses > 0 {
+            line.push_str(&format!(", plugin-start pauses {}", self.pauses));
+        }
         if self.store_errors > 0 {
             line.push_str(&format!(", store errors {}", self.store_errors));
         }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(group: &str, partition: &str) -> PartitionContext {
+        PartitionContext {
+            namespace: "ns".into(),
+            event_hub: "events".into(),
+            consumer_group: group.into(),
+            partition_id: partition.into(),
+        }
+    }
+
+    #[test]
+    fn two_consumer_groups_on_one_hub_keep_their_own_rows() {
+        let stats = Stats::default();
+        stats.set_state(&ctx("a", "0"), Some(PartitionState::Running));
+        stats.set_state(&ctx("b", "0"), Some(PartitionState::Halted));
+        let snap = stats.snapshot();
+        assert_eq!(snap.owned.len(), 2, "{:?}", snap.owned);
+        let line = snap.line(&Snapshot::default(), Duration::from_secs(1));
+        assert!(line.contains("owned 2"), "{line}");
+        assert!(line.contains("events[a]/0"), "{line}");
+        assert!(line.contains("events[b]/0(HALTED)"), "{line}");
+        // Releasing one group's partition leaves the other's row alone.
+        stats.set_state(&ctx("a", "0"), None);
+        let owned = stats.snapshot().owned;
+        assert_eq!(owned.len(), 1);
+        assert_eq!(owned[0].consumer_group, "b");
+        assert_eq!(owned[0].state, PartitionState::Halted);
+    }
+
+    #[test]
+    fn a_paused_partition_says_so_in_the_summary() {
+        let stats = Stats::default();
+        stats.set_state(&ctx("$Default", "3"), Some(PartitionState::Paused));
+        let line = stats
+            .snapshot()
+            .line(&Snapshot::default(), Duration::from_secs(1));
+        assert!(line.contains("events/3(PAUSED"), "{line}");
     }
 }

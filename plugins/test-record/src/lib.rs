@@ -4,12 +4,16 @@
 //! `opened group=<cg> partition=<id>` / `closed group=<cg> partition=<id> reason=<reason>`.
 //!
 //! Config (all optional): `fail_partition` + `fail_at` (sequence number): fail that event;
-//! `kind` = `retryable` (default) | `rejected` | `trap`; `times` (u32): fail only the first N
+//! `kind` = `retryable` (default) | `rejected` | `trap`; `retry_after_ms` (u32): the
+//! `retry-after-ms` a retryable failure asks for; `times` (u32): fail only the first N
 //! attempts within this instance, then succeed; `sleep_ms`: take that long over each event
-//! (after printing it), so a test can stop the host while a batch is in flight.
+//! (after printing it), so a test can stop the host while a batch is in flight;
+//! `fail_init_after_ms` (Unix time in ms): `init` refuses once the clock has passed it, so a test
+//! can have a plugin that starts at first and cannot start again after a trap.
 
 use hubwasm_guest::{
-    export_plugin, reject, retry, CloseReason, Config, Event, EventError, PartitionContext, Plugin,
+    export_plugin, reject, retry, retry_after, CloseReason, Config, Event, EventError,
+    PartitionContext, Plugin,
 };
 
 struct Record {
@@ -17,12 +21,24 @@ struct Record {
     fail_at: Option<i64>,
     kind: String,
     times: Option<u32>,
+    retry_after_ms: Option<u32>,
     attempts: u32,
     sleep: Option<std::time::Duration>,
 }
 
 impl Plugin for Record {
     fn init(config: Config) -> Result<Self, String> {
+        if let Some(deadline) = config.parse::<u128>("fail_init_after_ms")? {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| e.to_string())?
+                .as_millis();
+            if now > deadline {
+                return Err(format!(
+                    "configured to refuse init after {deadline} (now {now})"
+                ));
+            }
+        }
         let kind = config.get("kind").unwrap_or("retryable").to_string();
         if !matches!(kind.as_str(), "retryable" | "rejected" | "trap") {
             return Err(format!(
@@ -34,6 +50,7 @@ impl Plugin for Record {
             fail_at: config.parse("fail_at")?,
             kind,
             times: config.parse("times")?,
+            retry_after_ms: config.parse("retry_after_ms")?,
             attempts: 0,
             sleep: config
                 .parse::<u64>("sleep_ms")?
@@ -55,7 +72,10 @@ impl Plugin for Record {
                 match self.kind.as_str() {
                     "trap" => panic!("{message}"),
                     "rejected" => return Err(reject(message)),
-                    _ => return Err(retry(message)),
+                    _ => match self.retry_after_ms {
+                        Some(ms) => return Err(retry_after(message, ms)),
+                        None => return Err(retry(message)),
+                    },
                 }
             }
         }

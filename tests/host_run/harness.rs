@@ -1,0 +1,348 @@
+//! What every `hubwasm run` test uses: the embedded endpoint, host processes with their logs,
+//! configs, sending, bounded waits, and views of the checkpoint store and `hubwasm status`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hubwasm::checkpoint::blob::BlobCheckpointStore;
+use hubwasm::checkpoint::CheckpointStore;
+use hubwasm_hub::config::{EventHubConfig, HubConfig};
+use hubwasm_hub::RunningHub;
+
+use crate::azurite::{self, Azurite};
+use crate::python;
+
+pub(crate) const HUB: &str = "orders";
+pub(crate) const NS: &str = "localhost";
+
+pub(crate) async fn start_endpoint(data: &Path, partitions: u32) -> RunningHub {
+    hubwasm_hub::start(HubConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.to_path_buf(),
+        event_hubs: vec![
+            EventHubConfig {
+                name: HUB.into(),
+                partitions,
+                consumer_groups: vec!["second".into()],
+            },
+            EventHubConfig {
+                name: "dead-letters".into(),
+                partitions: 1,
+                consumer_groups: vec![],
+            },
+        ],
+        ..HubConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// A `hubwasm run` process; killed (SIGKILL) if still running when dropped.
+pub(crate) struct Host {
+    pub(crate) name: String,
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
+}
+
+impl Host {
+    pub(crate) fn start(name: &str, dir: &Path, config: &str, extra: &[&str]) -> Host {
+        let config_path = dir.join(format!("{name}.toml"));
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--instance-id", name])
+            .args(extra)
+            .env(
+                "HUBWASM_LOG",
+                "info,azure_messaging_eventhubs=warn,azure_core_amqp=warn,fe2o3_amqp=warn",
+            )
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start hubwasm run");
+        Host {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    /// Run until caught up (`--exit-when-idle 1`, at most `limit`) and check that it exited 0.
+    pub(crate) fn run_until_idle(name: &str, dir: &Path, config: &str, limit: Duration) -> Host {
+        let mut host = Host::start(name, dir, config, &["--exit-when-idle", "1"]);
+        let status = host.wait(limit);
+        assert!(status.success(), "{name}: {status}\n{}", host.log());
+        host
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// (partition, sequence number) of every event this host reported handled, for a group.
+    pub(crate) fn handled(&self, group: &str) -> Vec<(String, i64)> {
+        handled_in(&self.log(), group)
+    }
+
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the exit status (bounded).
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.wait(Duration::from_secs(60))
+    }
+
+    pub(crate) fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "host {} did not exit in time; log:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn handled_in(log: &str, group: &str) -> Vec<(String, i64)> {
+    let marker = format!("handled group={group} partition=");
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(&marker)? + marker.len()..];
+            let (partition, rest) = rest.split_once(" seq=")?;
+            let seq = rest.split_whitespace().next()?.parse().ok()?;
+            Some((partition.to_string(), seq))
+        })
+        .collect()
+}
+
+/// A host config on the local checkpoint store with dead letters in a directory.
+pub(crate) fn config(
+    endpoint: &RunningHub,
+    store: &Path,
+    dead_letter: &Path,
+    hub_extra: &str,
+) -> String {
+    config_with(
+        endpoint,
+        &local_checkpoints(store),
+        &format!("sink = \"directory\"\npath = \"{}\"", dead_letter.display()),
+        hub_extra,
+    )
+}
+
+pub(crate) fn local_checkpoints(store: &Path) -> String {
+    format!("store = \"local\"\npath = \"{}\"", store.display())
+}
+
+/// The `[checkpoints]` (or `[eventhub.dead_letter]`) keys for a container on Azurite.
+pub(crate) fn blob_keys(azurite: &Azurite, container: &str) -> String {
+    format!(
+        "endpoint = \"{}\"\naccount = \"{}\"\nkey = \"{}\"\ncontainer = \"{container}\"",
+        azurite.blob_endpoint(),
+        azurite::ACCOUNT,
+        azurite::KEY
+    )
+}
+
+pub(crate) fn config_with(
+    endpoint: &RunningHub,
+    checkpoints: &str,
+    dead_letter: &str,
+    hub_extra: &str,
+) -> String {
+    format!(
+        r#"summary_interval_secs = 1
+
+[checkpoints]
+{checkpoints}
+
+[[eventhub]]
+name = "{HUB}"
+connection_string = "{conn}"
+plugin = "{plugin}"
+max_batch_size = 20
+max_wait_ms = 50
+{hub_extra}
+
+[eventhub.balancing]
+strategy = "balanced"
+update_interval_ms = 1000
+ownership_expiry_ms = 3000
+
+[eventhub.dead_letter]
+{dead_letter}
+"#,
+        conn = endpoint.connection_string(HUB),
+        plugin = hubwasm_plugins::TEST_RECORD,
+    )
+}
+
+/// Send `count` events round-robin over the partitions, or to one partition.
+pub(crate) async fn send(endpoint: &RunningHub, count: usize, partition: Option<&str>) {
+    let options = hubwasm::send::SendOptions {
+        connection_string: endpoint.connection_string(HUB),
+        count,
+        interval: Duration::ZERO,
+        partition: partition.map(str::to_string),
+        partition_key: None,
+        batch_size: 1,
+        file: None,
+    };
+    hubwasm::send::send(&options, |_| {}).await.unwrap();
+}
+
+/// Wait (bounded) until `done` holds; poll every 100 ms.
+pub(crate) async fn eventually(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    logs: &[&Host],
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|h| format!("--- {} ---\n{}", h.name, tail(&h.log(), 60)))
+                .collect();
+            panic!("timed out waiting for: {what}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Every (partition, seq) in 0..per_partition for `partitions` partitions.
+pub(crate) fn all_events(partitions: u32, per_partition: i64) -> BTreeSet<(String, i64)> {
+    (0..partitions)
+        .flat_map(|p| (0..per_partition).map(move |s| (p.to_string(), s)))
+        .collect()
+}
+
+pub(crate) async fn owners(
+    store: &impl CheckpointStore,
+    group: &str,
+) -> BTreeMap<String, Option<String>> {
+    store
+        .list_ownerships(NS, HUB, group)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.partition_id, o.owner_id))
+        .collect()
+}
+
+pub(crate) async fn checkpoints(
+    store: &impl CheckpointStore,
+    group: &str,
+) -> BTreeMap<String, Option<i64>> {
+    store
+        .list_checkpoints(NS, HUB, group)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.partition_id, c.sequence_number))
+        .collect()
+}
+
+/// `hubwasm status --config <config>`.
+pub(crate) fn status_of(config: &Path) -> Command {
+    let mut status = Command::new(env!("CARGO_BIN_EXE_hubwasm"));
+    status.args(["status", "--config"]).arg(config);
+    status
+}
+
+/// `hubwasm status ...` shows `partitions` rows, each `<partition> <expected>`
+/// (owner, checkpoint, last sequence number, lag).
+pub(crate) fn assert_status_rows(mut status: Command, partitions: usize, expected: [&str; 4]) {
+    let out = status.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), partitions, "{text}");
+    for row in rows {
+        assert_eq!(
+            row[1..],
+            expected,
+            "partition, owner, checkpoint, last, lag: {text}"
+        );
+    }
+}
+
+/// A store on a container of Azurite (created if missing), to look at what the hosts wrote.
+pub(crate) async fn blob_store(azurite: &Azurite, container: &str) -> BlobCheckpointStore {
+    let store = BlobCheckpointStore::with_account_key(
+        &azurite.blob_endpoint(),
+        azurite::ACCOUNT,
+        azurite::KEY,
+        container,
+    )
+    .unwrap();
+    store.ensure_container().await.unwrap();
+    store
+}
+
+/// Run `tests/python/blob_consumer.py` until it has `expect` events; the events it received.
+pub(crate) async fn python_consumer(
+    azurite: &Azurite,
+    endpoint: &RunningHub,
+    container: &str,
+    expect: usize,
+) -> BTreeSet<(String, i64)> {
+    let mut cmd = python::command("blob_consumer.py");
+    cmd.args(["--conn", &endpoint.connection_string(HUB)])
+        .args(["--storage", &azurite.connection_string()])
+        .args(["--container", container])
+        .args(["--expect", &expect.to_string()]);
+    let result = python::json_result("blob_consumer.py", cmd).await;
+    python_events(&result)
+}
+
+/// The (partition, sequence number) pairs `blob_consumer.py` reports.
+pub(crate) fn python_events(result: &serde_json::Value) -> BTreeSet<(String, i64)> {
+    assert_eq!(result["namespace"], NS, "{result}");
+    result["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_i64().unwrap()))
+        .collect()
+}

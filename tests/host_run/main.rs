@@ -1,0 +1,19 @@
+//! `hubwasm run` end to end: real host processes, the embedded endpoint, a checkpoint store
+//! shared by the processes (local, or Blob on Azurite, which the official Python processor also
+//! reads and writes), and the `test-record` plugin, whose log lines
+//! (`handled group=.. partition=.. seq=..`) tell which events each host handled.
+//!
+//! Waits are bounded (a broken host fails the test instead of hanging it) but nothing asserts
+//! how fast something happened, except the takeover after `kill -9`, which the issue bounds by
+//! the ownership expiry plus the update interval (checked with a generous margin).
+
+mod balancing;
+mod cli;
+mod failures;
+mod harness;
+mod stores;
+
+#[path = "../support/azurite.rs"]
+mod azurite;
+#[path = "../support/python.rs"]
+mod python;
