@@ -18,8 +18,17 @@ pub(crate) const HUB: &str = "orders";
 pub(crate) const NS: &str = "localhost";
 
 pub(crate) async fn start_endpoint(data: &Path, partitions: u32) -> RunningHub {
+    start_endpoint_at(data, partitions, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// The endpoint on a given address (to restart it where the hosts expect it).
+pub(crate) async fn start_endpoint_at(
+    data: &Path,
+    partitions: u32,
+    listen: std::net::SocketAddr,
+) -> RunningHub {
     hubwasm_hub::start(HubConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen,
         data_dir: data.to_path_buf(),
         event_hubs: vec![
             EventHubConfig {

@@ -1,5 +1,6 @@
 //! Azurite's blob service for tests: each [`Azurite`] is its own emulator process on a free
-//! 127.0.0.1 port, in memory, killed when the value is dropped (also when the test panics).
+//! 127.0.0.1 port, in memory (or on disk, to survive a restart), stopped when the value is
+//! dropped (also when the test panics).
 //!
 //! Include it with
 //! ```ignore
@@ -29,6 +30,8 @@ pub struct Azurite {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Data on disk in `dir` (survives [`Azurite::restart`]) instead of in memory.
+    persistent: bool,
 }
 
 /// The `azurite-blob` binary.
@@ -48,60 +51,104 @@ pub fn binary() -> PathBuf {
 }
 
 impl Azurite {
-    /// Start Azurite and wait until it accepts connections.
+    /// Start Azurite (data in memory) and wait until it accepts connections.
     pub fn start() -> Azurite {
+        Self::start_with(false)
+    }
+
+    /// Start Azurite with its data on disk, so that [`Azurite::stop`] then
+    /// [`Azurite::restart`] is an outage that loses nothing that was stored.
+    pub fn start_persistent() -> Azurite {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Azurite {
         // A port picked by the OS can be taken again before Azurite binds it: try a few.
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Self::try_start() {
-                Ok(azurite) => return azurite,
+            let mut azurite = Azurite {
+                child: None,
+                port: free_port(),
+                dir: tempfile::tempdir().expect("temp dir"),
+                persistent,
+            };
+            match azurite.spawn() {
+                Ok(()) => return azurite,
                 Err(e) => last_error = e,
             }
         }
         panic!("Azurite did not start: {last_error}");
     }
 
-    fn try_start() -> Result<Azurite, String> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("azurite.log")).expect("log file");
-        let child = Command::new(binary())
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+    /// Start it again on the same port (and, if persistent, the same data) after [`stop`].
+    ///
+    /// [`stop`]: Azurite::stop
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                // The port may linger for a moment after the old process.
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("Azurite did not restart: {e}"),
+            }
+        }
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("azurite.log"))
+            .expect("log file");
+        let mut command = Command::new(binary());
+        command
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &self.port.to_string(),
+            ])
+            .args(["--skipApiVersionCheck", "--disableTelemetry", "--silent"]);
+        if self.persistent {
+            command.arg("--location").arg(self.dir.path().join("data"));
+        } else {
             // Azurite 3.37 refuses --location together with --inMemoryPersistence; run it in
             // the temp dir instead, so anything it writes is removed with it.
-            .current_dir(dir.path())
-            .args([
-                "--inMemoryPersistence",
-                "--skipApiVersionCheck",
-                "--disableTelemetry",
-                "--silent",
-            ])
+            command
+                .current_dir(self.dir.path())
+                .arg("--inMemoryPersistence");
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", binary().display()))?;
-        let mut azurite = Azurite {
-            child: Some(child),
-            port,
-            dir,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if TcpStream::connect(azurite.addr()).is_ok() {
-                return Ok(azurite);
+            if TcpStream::connect(self.addr()).is_ok() {
+                return Ok(());
             }
-            let exited = azurite
+            let exited = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
-                return Err(format!("it exited ({status}):\n{}", azurite.log()));
+                self.child = None;
+                return Err(format!("it exited ({status}):\n{}", self.log()));
             }
             if Instant::now() > deadline {
+                self.stop();
                 return Err(format!(
-                    "port {port} not open after {START_TIMEOUT:?}:\n{}",
-                    azurite.log()
+                    "port {} not open after {START_TIMEOUT:?}:\n{}",
+                    self.port,
+                    self.log()
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -134,9 +181,16 @@ impl Azurite {
         std::fs::read_to_string(self.dir.path().join("azurite.log")).unwrap_or_default()
     }
 
-    /// Stop the emulator now (an outage); its in-memory data is gone.
+    /// Stop the emulator now (an outage): SIGTERM, so a persistent one saves its data first
+    /// (SIGKILL after 10 s); in-memory data is gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

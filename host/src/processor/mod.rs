@@ -387,6 +387,10 @@ async fn caught_up(
     true
 }
 
+/// Receivers failing at once this often within [`DEAD_START_WINDOW`] rebuild the processor.
+const DEAD_STARTS_TO_RECONNECT: usize = 3;
+const DEAD_START_WINDOW: Duration = Duration::from_secs(30);
+
 /// Consume one event hub until `stop`: run the SDK's processor, serve each partition it hands
 /// out, restart the processor if it fails, and release ownership at the end.
 async fn consume(
@@ -412,6 +416,7 @@ async fn consume(
                 continue;
             }
         };
+        backoff.reset();
         let mut run = {
             let p = processor.clone();
             tokio::spawn(async move { p.run().await })
@@ -419,6 +424,7 @@ async fn consume(
         let (part_stop_tx, part_stop_rx) = watch::channel(false);
         let readers = reader::Readers::start(&hub.name);
         let mut partitions = tokio::task::JoinSet::new();
+        let mut dead_starts: Vec<tokio::time::Instant> = Vec::new();
         let failed = loop {
             tokio::select! {
                 client = processor.next_partition_client() => match client {
@@ -434,7 +440,24 @@ async fn consume(
                     }
                     Err(err) => break Some(err.to_string()),
                 },
-                Some(_) = partitions.join_next(), if !partitions.is_empty() => {}
+                Some(ended) = partitions.join_next(), if !partitions.is_empty() => {
+                    // Receivers that fail before delivering anything, again and again, mean
+                    // the connection under this processor is gone (the endpoint restarted, the
+                    // network dropped): the SDK would hand out dead receivers forever, so
+                    // rebuild the processor on a new connection.
+                    if matches!(ended, Ok(partition::Ended::FailedAtOnce)) {
+                        let now = tokio::time::Instant::now();
+                        dead_starts.retain(|t| now.duration_since(*t) < DEAD_START_WINDOW);
+                        dead_starts.push(now);
+                        if dead_starts.len() >= DEAD_STARTS_TO_RECONNECT {
+                            break Some(format!(
+                                "{} partition receivers failed before delivering an event within \
+                                 {DEAD_START_WINDOW:?}; reconnecting",
+                                dead_starts.len()
+                            ));
+                        }
+                    }
+                }
                 result = &mut run => break Some(match result {
                     Ok(Ok(())) => "the processor's run loop ended".to_string(),
                     Ok(Err(err)) => err.to_string(),

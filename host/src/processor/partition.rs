@@ -44,6 +44,9 @@ pub enum Ended {
     /// The receiver closed: ownership moved elsewhere, or the link failed (the processor
     /// reopens the partition if it still owns it).
     ReceiverClosed,
+    /// The receiver failed before it delivered a single event: a sign that the connection
+    /// under the processor is gone (the processor is then rebuilt on a new one).
+    FailedAtOnce,
 }
 
 /// Convert an SDK event into the host's event.
@@ -147,6 +150,9 @@ pub async fn serve(
     };
     let mut pending: VecDeque<Event> = VecDeque::new();
     let mut closed: Option<String> = None;
+    // Whether the receiver delivered anything, and whether it ended with an error.
+    let mut received = false;
+    let mut failed = false;
     let mut batch: Vec<Event> = Vec::with_capacity(max_batch);
     let mut halted = false;
     let ended = loop {
@@ -159,12 +165,20 @@ pub async fn serve(
         // Wait for the first event of a batch, or for the stop signal.
         if pending.is_empty() {
             if closed.is_some() {
-                break Ended::ReceiverClosed;
+                break if failed && !received {
+                    Ended::FailedAtOnce
+                } else {
+                    Ended::ReceiverClosed
+                };
             }
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => break Ended::Shutdown,
-                item = events.recv() => take(item, &mut pending, &mut closed),
+                item = events.recv() => {
+                    received |= matches!(item, Some(Item::Events(_)));
+                    failed |= matches!(item, Some(Item::Failed(_)));
+                    take(item, &mut pending, &mut closed)
+                }
             }
             continue;
         }
@@ -173,7 +187,10 @@ pub async fn serve(
             let deadline = tokio::time::Instant::now() + setup.max_wait;
             while pending.len() < max_batch && closed.is_none() {
                 match tokio::time::timeout_at(deadline, events.recv()).await {
-                    Ok(item) => take(item, &mut pending, &mut closed),
+                    Ok(item) => {
+                        failed |= matches!(item, Some(Item::Failed(_)));
+                        take(item, &mut pending, &mut closed)
+                    }
                     Err(_) => break,
                 }
             }
@@ -211,7 +228,7 @@ pub async fn serve(
     }
     let reason = match ended {
         Ended::Shutdown => CloseReason::Shutdown,
-        Ended::ReceiverClosed => CloseReason::OwnershipLost,
+        Ended::ReceiverClosed | Ended::FailedAtOnce => CloseReason::OwnershipLost,
     };
     if let Err(err) = worker.close(reason).await {
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-closed hook failed");
@@ -227,7 +244,7 @@ pub async fn serve(
 fn take(item: Option<Item>, pending: &mut VecDeque<Event>, closed: &mut Option<String>) {
     match item {
         Some(Item::Events(events)) => pending.extend(events),
-        Some(Item::Closed(why)) => *closed = Some(why),
+        Some(Item::Closed(why)) | Some(Item::Failed(why)) => *closed = Some(why),
         None => *closed = Some("the reader stopped".into()),
     }
 }

@@ -21,8 +21,10 @@ use crate::event::Event;
 pub enum Item {
     /// Events in partition order.
     Events(Vec<Event>),
-    /// The stream ended (ownership moved, receiver closed or failed); why.
+    /// The stream ended (ownership moved, receiver closed); why.
     Closed(String),
+    /// The stream failed with an error (a link or connection error); what it said.
+    Failed(String),
 }
 
 struct Job {
@@ -81,26 +83,26 @@ async fn read(job: Job) {
                 item = stream.next() => item,
             };
             let mut chunk = Vec::new();
-            let mut end: Option<String> = None;
+            let mut end: Option<Item> = None;
             match first {
                 Some(Ok(e)) => chunk.push(to_event(&e)),
-                Some(Err(err)) => end = Some(err.to_string()),
-                None => end = Some("the event stream ended".into()),
+                Some(Err(err)) => end = Some(Item::Failed(err.to_string())),
+                None => end = Some(Item::Closed("the event stream ended".into())),
             }
             // Take whatever else is already buffered, without waiting.
             while end.is_none() && chunk.len() < CHUNK {
                 match stream.next().now_or_never() {
                     Some(Some(Ok(e))) => chunk.push(to_event(&e)),
-                    Some(Some(Err(err))) => end = Some(err.to_string()),
-                    Some(None) => end = Some("the event stream ended".into()),
+                    Some(Some(Err(err))) => end = Some(Item::Failed(err.to_string())),
+                    Some(None) => end = Some(Item::Closed("the event stream ended".into())),
                     None => break,
                 }
             }
             if !chunk.is_empty() && out.send(Item::Events(chunk)).await.is_err() {
                 break;
             }
-            if let Some(why) = end {
-                let _ = out.send(Item::Closed(why)).await;
+            if let Some(end) = end {
+                let _ = out.send(end).await;
                 break;
             }
         }
