@@ -2,14 +2,17 @@
 //! moving a partition's checkpoint only past events the plugin handled successfully.
 //!
 //! # Layout
+//! - [`azure_blob`]: one Blob container: auth, SAS signing, retries, timeouts, redaction.
 //! - [`backoff`]: the one exponential backoff every retry loop uses.
 //! - [`event`]: the host's event and partition-context types, free of wasmtime and the SDK.
 //! - [`plugin`]: the plugin runtime (the only module that touches wasmtime): engine, cache,
 //!   limits, sandbox, instances, hot swap.
 //! - [`replay`]: the offline replay harness behind `hubwasm plugin test`.
+//! - [`sink`]: where events leave the host: dead-letter sinks (directory, blob, event hub).
 //! - [`send`]: `hubwasm send`, the seed's producer through the official Rust SDK.
 //! - [`cli`]: the `hubwasm` command line.
 
+pub mod azure_blob;
 pub mod backoff;
 pub mod checkpoint;
 pub mod cli;
@@ -20,4 +23,5 @@ pub mod plugin;
 pub mod processor;
 pub mod replay;
 pub mod send;
+pub mod sink;
 pub mod status;

@@ -36,6 +36,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_soak_loses_nothing_and_bounds_duplicates() {
+    let _serial = crate::one_at_a_time().await;
     let kills = env_number("HUBWASM_SOAK_KILLS", 5) as usize;
     let seed = env_number(
         "HUBWASM_SOAK_SEED",

@@ -23,6 +23,13 @@ mod azurite;
 #[path = "../support/python.rs"]
 mod python;
 
+/// The scenarios load the 2-core machine on their own; one at a time keeps their figures
+/// comparable (each test holds this while it runs).
+pub(crate) async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// Print a figure of the suite, and append it to `$HUBWASM_RELIABILITY_REPORT` if set.
 pub(crate) fn report(line: &str) {
     println!("reliability: {line}");

@@ -15,6 +15,7 @@ const PARTITIONS: u32 = 4;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storage_outage_and_an_endpoint_restart_under_load_lose_nothing() {
+    let _serial = crate::one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let hub_data = dir.path().join("hub");
     let mut endpoint = start_endpoint(&hub_data, PARTITIONS).await;

@@ -97,55 +97,6 @@ pub trait Store: CheckpointStore + RetryStore + Send + Sync {
 pub async fn open_blob(
     config: &crate::config::BlobContainerConfig,
 ) -> Result<std::sync::Arc<dyn Store>, String> {
-    Ok(std::sync::Arc::new(blob_container(config).await?))
-}
-
-/// A Blob dead-letter sink for a `dead_letter.sink = "blob"` config.
-pub async fn blob_dead_letter_sink(
-    config: &crate::config::BlobContainerConfig,
-) -> Result<std::sync::Arc<dyn crate::processor::dead_letter::DeadLetterSink>, String> {
-    Ok(std::sync::Arc::new(
-        crate::processor::dead_letter::BlobSink::new(blob_container(config).await?),
-    ))
-}
-
-/// Open a container; with the account key (which may create containers) make sure it exists.
-async fn blob_container(
-    config: &crate::config::BlobContainerConfig,
-) -> Result<BlobCheckpointStore, String> {
-    use crate::config::BlobAuth;
-    let auth = config
-        .auth()
-        .ok_or_else(|| crate::config::BLOB_AUTH_HINT.to_string())?;
-    let store = match auth {
-        BlobAuth::SasUrl(url) => BlobCheckpointStore::from_container_sas_url(url),
-        BlobAuth::Entra { container_url } => {
-            let credential = crate::connection::entra_credential().map_err(|e| e.to_string())?;
-            BlobCheckpointStore::with_credential(container_url, credential)
-        }
-        BlobAuth::AccountKey {
-            endpoint,
-            account,
-            key,
-            container,
-        } => BlobCheckpointStore::with_account_key(endpoint, account, key, container),
-    }
-    .map_err(|e| e.to_string())?;
-    if let BlobAuth::AccountKey { .. } = auth {
-        if let Err(e) = store.ensure_container().await {
-            // A refused key is a config error; an unreachable account is an outage the store's
-            // callers ride out (the processor retries store calls).
-            if matches!(
-                e.http_status(),
-                Some(
-                    azure_core::http::StatusCode::Forbidden
-                        | azure_core::http::StatusCode::Unauthorized
-                )
-            ) {
-                return Err(e.to_string());
-            }
-            tracing::warn!(store = %store.describe(), error = %e, "cannot create the container yet; going on");
-        }
-    }
-    Ok(store)
+    let container = crate::azure_blob::open(config).await?;
+    Ok(std::sync::Arc::new(BlobCheckpointStore::new(container)))
 }

@@ -7,11 +7,9 @@
 //! - [`run`]: the one entry point: `run(config, options, shutdown)`.
 //! - [`partition`]: one owned partition: batches, verdicts, retries, dead letters, halt.
 //! - [`checkpointer`]: background checkpoint writes that never block processing.
-//! - [`dead_letter`]: dead-letter sinks (directory, event hub).
 //! - [`stats`]: counters for the one-line summary.
 
 pub mod checkpointer;
-pub mod dead_letter;
 pub mod partition;
 pub mod reader;
 pub mod stats;
@@ -32,7 +30,7 @@ use crate::config::{CheckpointConfig, DeadLetterConfig, EventHubConfig, RunConfi
 use crate::connection::{ConnectionError, ConnectionString, EventHubTarget};
 use crate::event::PartitionContext;
 use crate::plugin::{LoadError, PluginHandle, PluginSpec, Runtime, RuntimeOptions};
-use dead_letter::{DeadLetterSink, DirectorySink, EventHubSink};
+use crate::sink::{DeadLetterSink, DirectorySink, EventHubSink};
 use partition::PartitionSetup;
 use stats::{Snapshot, Stats};
 
@@ -224,7 +222,7 @@ pub async fn run(
                     conn.entity_path.clone(),
                 ))
             }
-            DeadLetterConfig::Blob(blob) => crate::checkpoint::blob_dead_letter_sink(blob)
+            DeadLetterConfig::Blob(blob) => crate::sink::blob::open(blob)
                 .await
                 .map_err(RunError::Store)?,
         };

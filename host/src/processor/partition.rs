@@ -15,7 +15,6 @@ use azure_messaging_eventhubs::models::{AmqpSimpleValue, MessageId, ReceivedEven
 use tokio::sync::{mpsc, watch};
 
 use super::checkpointer::Checkpointer;
-use super::dead_letter::{DeadLetter, DeadLetterSink};
 use super::reader::Item;
 use super::stats::{PartitionState, Stats};
 use crate::backoff::Backoff;
@@ -23,6 +22,7 @@ use crate::checkpoint::{RetryState, Store};
 use crate::config::{FailureConfig, FailurePolicy, Mode};
 use crate::event::{Event, PartitionContext, PropertyValue};
 use crate::plugin::{CloseReason, FailureKind, PluginError, PluginHandle};
+use crate::sink::{DeadLetter, DeadLetterSink};
 
 /// What a partition task needs; shared by the partitions of one event hub.
 pub struct PartitionSetup {
