@@ -274,15 +274,32 @@ impl Partition {
                 sequence,
                 inclusive,
             } => {
-                let first = if inclusive { sequence } else { sequence + 1 };
-                first.max(log.begin_sequence_number())
+                let first = if inclusive {
+                    Some(sequence)
+                } else {
+                    sequence.checked_add(1)
+                };
+                match first {
+                    Some(first) => first.max(log.begin_sequence_number()),
+                    // After i64::MAX nothing can ever come: the end, never the start.
+                    None => after_last,
+                }
             }
             Offset { offset, inclusive } => log
                 .sequence_for_offset(offset, inclusive)
                 .unwrap_or(after_last),
-            EnqueuedAfter { time_ms, inclusive } => log
-                .sequence_for_time(if inclusive { time_ms - 1 } else { time_ms })
-                .unwrap_or(after_last),
+            EnqueuedAfter { time_ms, inclusive } => {
+                // `>= t` is `> t - 1`; `>= i64::MIN` is everything.
+                let after = if inclusive {
+                    time_ms.checked_sub(1)
+                } else {
+                    Some(time_ms)
+                };
+                match after {
+                    Some(after) => log.sequence_for_time(after).unwrap_or(after_last),
+                    None => log.begin_sequence_number(),
+                }
+            }
         }
     }
 
@@ -426,6 +443,71 @@ mod tests {
         );
         p.remove_reader("$default", 0);
         p.add_reader("$Default", 99, None, tx).unwrap();
+    }
+
+    #[test]
+    fn start_positions_past_the_last_possible_event_mean_the_end_not_the_start() {
+        use crate::server::filter::{parse_selector, StartPosition::*};
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path());
+        let msgs: Vec<Message> = (0..3).map(|i| Message::with_data(vec![i])).collect();
+        p.append(&msgs).unwrap();
+        let after_last = 3;
+        // `> i64::MAX`: no event can come after it; the end, never the start.
+        let beyond =
+            parse_selector("amqp.annotation.x-opt-sequence-number > '9223372036854775807'")
+                .unwrap();
+        assert_eq!(p.resolve(beyond), after_last);
+        assert_eq!(
+            p.resolve(Sequence {
+                sequence: i64::MAX,
+                inclusive: false
+            }),
+            after_last
+        );
+        assert_eq!(
+            p.resolve(EnqueuedAfter {
+                time_ms: i64::MAX,
+                inclusive: false
+            }),
+            after_last
+        );
+        assert_eq!(
+            p.resolve(EnqueuedAfter {
+                time_ms: i64::MAX,
+                inclusive: true
+            }),
+            after_last
+        );
+        // `>= i64::MIN` ms: everything.
+        assert_eq!(
+            p.resolve(EnqueuedAfter {
+                time_ms: i64::MIN,
+                inclusive: true
+            }),
+            0
+        );
+        assert_eq!(
+            p.resolve(EnqueuedAfter {
+                time_ms: i64::MIN,
+                inclusive: false
+            }),
+            0
+        );
+        assert_eq!(
+            p.resolve(Sequence {
+                sequence: i64::MIN,
+                inclusive: false
+            }),
+            0
+        );
+        assert_eq!(
+            p.resolve(Offset {
+                offset: i64::MAX,
+                inclusive: false
+            }),
+            after_last
+        );
     }
 
     #[test]
