@@ -13,13 +13,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::HubConfig;
+use crate::config::{ConfigError, HubConfig};
 use crate::storage::StorageError;
 pub use namespace::Namespace;
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration is invalid; the message names the setting and what to use.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source} (is another endpoint or emulator running there?)")]
     Listen {
         addr: SocketAddr,
@@ -53,8 +56,18 @@ pub struct RunningHub {
     policy: (String, String),
 }
 
-/// Open storage, bind, and serve in the background.
+/// Validate the config, open storage, bind, and serve in the background.
 pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
+    // Before anything is created or locked: a config built in code (not loaded from TOML) has
+    // not been validated yet.
+    config.validate()?;
+    let policy = config
+        .policies
+        .first()
+        .map(|p| (p.name.clone(), p.key.clone()))
+        .ok_or_else(|| {
+            ConfigError::Invalid("at least one [[policy]] with a name and key is needed".into())
+        })?;
     let lock = lock_data_dir(&config.data_dir)?;
     let namespace = Arc::new(Namespace::open(&config)?);
     let listener = bind(config.listen).map_err(|source| StartError::Listen {
@@ -89,11 +102,6 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             }
         }
     });
-    let policy = config
-        .policies
-        .first()
-        .map(|p| (p.name.clone(), p.key.clone()))
-        .expect("validated config has a policy");
     Ok(RunningHub {
         addr,
         namespace,
@@ -201,5 +209,70 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StartError::InUse(dir.to_path_buf())),
         Err(std::fs::TryLockError::Error(e)) => Err(lock_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StorageConfig;
+
+    async fn start_error(config: HubConfig) -> String {
+        match start(config).await {
+            Ok(hub) => {
+                hub.shutdown().await;
+                panic!("an invalid config started");
+            }
+            Err(err) => err.to_string(),
+        }
+    }
+
+    fn base(dir: &std::path::Path) -> HubConfig {
+        HubConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.to_path_buf(),
+            ..HubConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_policy_list_is_a_start_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = start_error(HubConfig {
+            policies: Vec::new(),
+            ..base(dir.path())
+        })
+        .await;
+        assert!(err.contains("[[policy]]"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_fsync_value_is_a_start_error_naming_the_setting_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = start_error(HubConfig {
+            storage: StorageConfig {
+                fsync: "sometimes".into(),
+                ..StorageConfig::default()
+            },
+            ..base(dir.path())
+        })
+        .await;
+        assert!(
+            err.contains("storage.fsync") && err.contains("sometimes") && err.contains("always"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_config_creates_and_locks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let err = start_error(HubConfig {
+            event_hubs: Vec::new(),
+            ..base(&data_dir)
+        })
+        .await;
+        assert!(err.contains("[[event_hub]]"), "{err}");
+        assert!(!data_dir.exists());
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::amqp::message::Message;
 use crate::config::{Fsync, HubConfig};
-use crate::server::stored;
+use crate::server::{stored, StartError};
 use crate::storage::{
     AppendEvent, FsyncPolicy, LogOptions, PartitionLog, Retention, StorageError, StoredEvent,
 };
@@ -75,12 +75,11 @@ pub enum ReaderRefusal {
 }
 
 impl Namespace {
-    /// Open (or create) every partition's log under `config.data_dir`.
-    pub fn open(config: &HubConfig) -> Result<Self, StorageError> {
-        let fsync = match config
-            .fsync_policy()
-            .expect("validated config has a valid fsync")
-        {
+    /// Validate `config` and open (or create) every partition's log under `config.data_dir`.
+    pub fn open(config: &HubConfig) -> Result<Self, StartError> {
+        // An event hub without partitions could route nowhere; validation refuses it.
+        config.validate()?;
+        let fsync = match config.fsync_policy()? {
             Fsync::Always => FsyncPolicy::Always,
             Fsync::EveryMillis(ms) => FsyncPolicy::EveryMillis(ms),
             Fsync::Never => FsyncPolicy::Never,
