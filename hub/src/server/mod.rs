@@ -53,6 +53,7 @@ pub struct RunningHub {
     namespace: Arc<Namespace>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    syncer: Option<JoinHandle<()>>,
     policy: (String, String),
 }
 
@@ -79,6 +80,9 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         source,
     })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let syncer = namespace
+        .sync_interval()
+        .map(|every| spawn_syncer(namespace.clone(), every, shutdown_rx.clone()));
     let ns = namespace.clone();
     let task = tokio::spawn(async move {
         // Held while serving: one writer per data directory.
@@ -107,7 +111,35 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         namespace,
         shutdown,
         task,
+        syncer,
         policy,
+    })
+}
+
+/// With `storage.fsync = "<ms>"`, sync partitions on a timer too: an append syncs only when the
+/// interval has passed, so without this the tail of a burst would wait for the next append.
+/// Ends on shutdown with a last sync of everything.
+fn spawn_syncer(
+    ns: Arc<Namespace>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    // At least once a minute (a log is only synced when its interval is due), never spinning.
+    let period = every.clamp(Duration::from_millis(1), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let ns = ns.clone();
+                    // fsync blocks: keep it off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || ns.sync_due()).await;
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || ns.sync_all()).await;
     })
 }
 
@@ -188,6 +220,9 @@ impl RunningHub {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some(syncer) = self.syncer {
+            let _ = syncer.await;
+        }
     }
 }
 
@@ -261,6 +296,43 @@ mod tests {
             err.contains("storage.fsync") && err.contains("sometimes") && err.contains("always"),
             "{err}"
         );
+    }
+
+    /// With `fsync = "<ms>"`, the tail of a burst reaches the disk once the interval has passed
+    /// even if nothing is appended after it.
+    #[tokio::test]
+    async fn with_an_fsync_interval_the_tail_of_a_burst_is_synced_without_a_later_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = start(HubConfig {
+            storage: StorageConfig {
+                fsync: "50".into(),
+                ..StorageConfig::default()
+            },
+            ..base(dir.path())
+        })
+        .await
+        .unwrap();
+        let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+        // Append until an append leaves something unsynced (the first one after a quiet
+        // interval syncs at once; one within the interval does not).
+        let event = [crate::amqp::message::Message::with_data(b"e".to_vec())];
+        let mut bursts = 0;
+        while !partition.has_unsynced() {
+            partition.append(&event).unwrap();
+            bursts += 1;
+            assert!(bursts < 100_000, "every append synced at once");
+        }
+        // Nothing more is appended; the sync must still happen. Generous bound: a slow or
+        // busy machine, not a performance check.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while partition.has_unsynced() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tail of the burst was never synced"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hub.shutdown().await;
     }
 
     #[tokio::test]

@@ -32,6 +32,7 @@ pub struct Namespace {
     hubs: HashMap<String, Arc<EventHub>>,
     policies: Vec<(String, String)>,
     next_reader_id: AtomicU64,
+    fsync: FsyncPolicy,
 }
 
 /// One event hub.
@@ -130,6 +131,7 @@ impl Namespace {
                 .map(|p| (p.name.clone(), p.key.clone()))
                 .collect(),
             next_reader_id: AtomicU64::new(1),
+            fsync,
         })
     }
 
@@ -160,6 +162,37 @@ impl Namespace {
                     .apply_retention(now)
                 {
                     tracing::warn!(hub = %hub.name, partition = %p.id, error = %err, "Retention failed");
+                }
+            }
+        }
+    }
+
+    /// How often [`Namespace::sync_due`] should run: the fsync interval, when there is one
+    /// (`storage.fsync = "<ms>"` with ms > 0; with 0 every append syncs).
+    pub fn sync_interval(&self) -> Option<Duration> {
+        match self.fsync {
+            FsyncPolicy::EveryMillis(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+            _ => None,
+        }
+    }
+
+    /// fsync every partition whose unsynced appends are older than the fsync interval, so the
+    /// tail of a burst reaches the disk without waiting for another append. Blocking.
+    pub fn sync_due(&self) {
+        self.each_log(|log| log.sync_if_due().map(|_| ()));
+    }
+
+    /// fsync every partition with unsynced appends now (at shutdown). Blocking.
+    pub fn sync_all(&self) {
+        self.each_log(PartitionLog::flush);
+    }
+
+    fn each_log(&self, mut f: impl FnMut(&mut PartitionLog) -> Result<(), StorageError>) {
+        for hub in self.hubs.values() {
+            for p in &hub.partitions {
+                let mut log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(err) = f(&mut log) {
+                    tracing::warn!(hub = %hub.name, partition = %p.id, error = %err, "fsync failed");
                 }
             }
         }
@@ -300,6 +333,14 @@ impl Partition {
                 }
             }
         }
+    }
+
+    /// Whether appended events may not have reached the disk yet (see `storage.fsync`).
+    pub fn has_unsynced(&self) -> bool {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .has_unsynced()
     }
 
     /// Positions for management responses.

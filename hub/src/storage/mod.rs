@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 pub enum FsyncPolicy {
     /// fsync after every append: nothing acknowledged is ever lost.
     Always,
-    /// fsync at most this often (on append); a crash may lose the last interval.
+    /// fsync at most this often: on append once the interval has passed, and by
+    /// [`PartitionLog::sync_if_due`] (which the endpoint calls on a timer) for the tail of a
+    /// burst that no append follows. A crash may lose the last interval.
     EveryMillis(u64),
     /// Leave it to the OS.
     Never,
@@ -374,6 +376,25 @@ impl PartitionLog {
             std::fs::remove_file(&removed.path).map_err(io(&removed.path))?;
             tracing::info!(segment = %removed.path.display(), events = removed.entries.len(), "Retention removed a segment");
         }
+    }
+
+    /// Under [`FsyncPolicy::EveryMillis`], fsync if records are unsynced and the interval has
+    /// passed since the last fsync; returns whether it synced. Other policies need no timer.
+    pub fn sync_if_due(&mut self) -> Result<bool, StorageError> {
+        match self.options.fsync {
+            FsyncPolicy::EveryMillis(ms)
+                if self.dirty && self.last_sync.elapsed() >= Duration::from_millis(ms) =>
+            {
+                self.flush()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether appended records may not have reached the disk yet (no fsync since).
+    pub fn has_unsynced(&self) -> bool {
+        self.dirty
     }
 
     /// fsync the active segment now.
@@ -753,6 +774,49 @@ mod tests {
         let total: u64 = log.segments.iter().map(|s| s.size).sum();
         assert!(total <= 300 + 100, "{total}");
         assert!(log.begin_sequence_number() > 0);
+    }
+
+    #[test]
+    fn sync_if_due_syncs_only_an_interval_policy_once_its_interval_has_passed() {
+        let open = |fsync| {
+            let dir = tempfile::tempdir().unwrap();
+            let log = PartitionLog::open(
+                dir.path(),
+                LogOptions {
+                    fsync,
+                    ..LogOptions::default()
+                },
+            )
+            .unwrap();
+            (dir, log)
+        };
+        // Never: left to the OS, no timer sync.
+        let (_dir, mut log) = open(FsyncPolicy::Never);
+        log.append(&events(1, "a"), 1).unwrap();
+        assert!(log.has_unsynced());
+        assert!(!log.sync_if_due().unwrap());
+        assert!(log.has_unsynced());
+        // Always: every append syncs.
+        let (_dir, mut log) = open(FsyncPolicy::Always);
+        log.append(&events(1, "a"), 1).unwrap();
+        assert!(!log.has_unsynced());
+        // An interval that has not passed: not yet.
+        let (_dir, mut log) = open(FsyncPolicy::EveryMillis(u64::MAX));
+        log.append(&events(1, "a"), 1).unwrap();
+        assert!(log.has_unsynced());
+        assert!(!log.sync_if_due().unwrap());
+        // A short interval: synced once it has passed (polled; no timing assertion).
+        let (_dir, mut log) = open(FsyncPolicy::EveryMillis(20));
+        while !log.has_unsynced() {
+            log.append(&events(1, "a"), 1).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !log.sync_if_due().unwrap() {
+            assert!(Instant::now() < deadline, "never due");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!log.has_unsynced());
+        assert!(!log.sync_if_due().unwrap(), "nothing left to sync");
     }
 
     #[test]
