@@ -36,6 +36,10 @@ pub const MAX_MESSAGE: u64 = 1024 * 1024;
 const SENDER_CREDIT: u32 = 1000;
 /// Our session incoming window, topped up when half is used.
 const SESSION_WINDOW: u32 = 5000;
+/// Highest channel a client may begin a session on (our open's channel-max).
+const CHANNEL_MAX: u16 = 255;
+/// Highest link handle a client may use in a session (our begin's handle-max).
+const HANDLE_MAX: u32 = 255;
 /// Idle timeout we announce; the peer must send something (a heartbeat at least) this often.
 const IDLE_TIMEOUT_MS: u32 = 120_000;
 /// Events read from the log per pump round.
@@ -409,7 +413,7 @@ impl Connection {
             container_id: format!("hubwasm-{}", self.ns.name),
             hostname: None,
             max_frame_size: MAX_FRAME,
-            channel_max: 255,
+            channel_max: CHANNEL_MAX,
             idle_time_out: Some(IDLE_TIMEOUT_MS),
             offered_capabilities: Vec::new(),
             desired_capabilities: Vec::new(),
@@ -421,6 +425,13 @@ impl Connection {
 
     async fn on_begin(&mut self, channel: u16, body: &Value) -> Result<(), ConnectionError> {
         let begin = Begin::from_value(body).ok_or_else(|| protocol("malformed begin"))?;
+        // Sessions are kept per channel: keep to the channel-max we announced, so a client
+        // cannot grow them without bound.
+        if channel > CHANNEL_MAX {
+            return Err(protocol(format!(
+                "begin on channel {channel}, above the channel-max {CHANNEL_MAX}"
+            )));
+        }
         let out = Arc::new(SessionOut {
             channel,
             state: tokio::sync::Mutex::new(OutState {
@@ -430,21 +441,25 @@ impl Connection {
             }),
             window: Notify::new(),
         });
-        self.sessions.insert(
-            channel,
-            Session {
-                out,
-                links: HashMap::new(),
-                next_incoming_id: begin.next_outgoing_id,
-                incoming_window: SESSION_WINDOW,
-            },
-        );
+        let session = Session {
+            out,
+            links: HashMap::new(),
+            next_incoming_id: begin.next_outgoing_id,
+            incoming_window: SESSION_WINDOW,
+        };
+        if let Some(old) = self.sessions.insert(channel, session) {
+            // A begin on a channel still in use: the old session is gone for the client, so
+            // release its receivers (their pumps and places on the partitions) like an end.
+            tracing::debug!(channel, "Begin on a channel in use replaces its session");
+            self.held.retain(|h| h.channel != channel);
+            self.drop_session(old);
+        }
         let reply = Begin {
             remote_channel: Some(channel),
             next_outgoing_id: 1,
             incoming_window: SESSION_WINDOW,
             outgoing_window: SESSION_WINDOW,
-            handle_max: 255,
+            handle_max: HANDLE_MAX,
             properties: Vec::new(),
         };
         self.send(channel, reply.to_value()).await;
@@ -507,6 +522,13 @@ impl Connection {
         tracing::trace!(attach = ?body, "Attach in");
         if !self.sessions.contains_key(&channel) {
             return Err(protocol(format!("attach on unknown channel {channel}")));
+        }
+        // Links are kept per handle: keep to the handle-max we announced.
+        if attach.handle > HANDLE_MAX {
+            return Err(protocol(format!(
+                "attach with handle {}, above the handle-max {HANDLE_MAX}",
+                attach.handle
+            )));
         }
         let address = match attach.role {
             Role::Sender => attach.target.as_ref().and_then(|t| t.address.clone()),
@@ -659,7 +681,8 @@ impl Connection {
                 }));
                 tracing::debug!(hub = %eh.name, %group, partition = %id, ?start, first, ?epoch, properties = ?attach.properties, "Receiver attached");
                 self.reply_attach(channel, &attach, metrics).await;
-                self.session(channel).links.insert(
+                self.insert_link(
+                    channel,
                     attach.handle,
                     Link::Deliver {
                         reader_id,
@@ -684,7 +707,7 @@ impl Connection {
             }
             _ => None,
         };
-        self.session(channel).links.insert(attach.handle, link);
+        self.insert_link(channel, attach.handle, link);
         if let Some(delivery_count) = grant {
             self.send_link_flow(channel, attach.handle, delivery_count, SENDER_CREDIT)
                 .await;
@@ -694,6 +717,20 @@ impl Connection {
 
     fn session(&mut self, channel: u16) -> &mut Session {
         self.sessions.get_mut(&channel).expect("checked by caller")
+    }
+
+    /// Keep a newly attached link. An attach on a handle still in use replaces that link: the
+    /// old one is released (its pump stopped, its place on the partition given back) instead of
+    /// being dropped with its pump still running and its reader still registered.
+    fn insert_link(&mut self, channel: u16, handle: u32, link: Link) {
+        if let Some(old) = self.session(channel).links.insert(handle, link) {
+            tracing::debug!(
+                channel,
+                handle,
+                "Attach on a handle in use replaces its link"
+            );
+            drop_link(old);
+        }
     }
 
     async fn reply_attach(&self, channel: u16, attach: &Attach, metrics: bool) {
