@@ -92,7 +92,7 @@ impl Namespace {
                 max_age: config
                     .storage
                     .retention_hours
-                    .map(|h| Duration::from_secs(h * 3600)),
+                    .map(|h| Duration::from_secs(h.saturating_mul(3600))),
                 max_bytes: config.storage.retention_bytes,
             },
         };
@@ -548,6 +548,22 @@ mod tests {
             }),
             after_last
         );
+    }
+
+    #[test]
+    fn a_huge_retention_setting_opens_and_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = HubConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..HubConfig::default()
+        };
+        // retention_hours * 3600 overflowed (a panic in debug builds).
+        config.storage.retention_hours = Some(u64::MAX);
+        let ns = Namespace::open(&config).unwrap();
+        let p = &ns.hub("events").unwrap().partitions[0];
+        p.append(&[Message::with_data(vec![1])]).unwrap();
+        ns.apply_retention();
+        assert_eq!(p.info().begin_sequence_number, 0);
     }
 
     #[test]

@@ -92,6 +92,12 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: a record of {size} bytes is too large to store (at most {max})")]
+    TooLarge {
+        path: PathBuf,
+        size: usize,
+        max: u32,
+    },
     #[error("{path} is corrupt at byte {position}: {reason}")]
     Corrupt {
         path: PathBuf,
@@ -207,6 +213,18 @@ impl PartitionLog {
             && !self.active_segment().entries.is_empty()
         {
             self.roll()?;
+        }
+        // A longer record would be written, then taken for a corrupt length on reopen.
+        for event in events {
+            let key = event.partition_key.as_deref().unwrap_or("").len();
+            let size = (8 + 8 + 2 + key.min(u16::MAX as usize)).saturating_add(event.payload.len());
+            if size > MAX_RECORD as usize {
+                return Err(StorageError::TooLarge {
+                    path: self.active_segment().path.clone(),
+                    size,
+                    max: MAX_RECORD,
+                });
+            }
         }
         let segment = self.segments.last_mut().expect("active segment");
         let mut buf = Vec::new();
@@ -363,10 +381,11 @@ impl PartitionLog {
             let total: u64 = self.segments.iter().map(|s| s.size).sum();
             let oldest = &self.segments[0];
             let too_old = retention.max_age.is_some_and(|age| {
-                oldest
-                    .entries
-                    .last()
-                    .is_some_and(|e| now_ms - e.time_ms > age.as_millis() as i64)
+                oldest.entries.last().is_some_and(|e| {
+                    // An age beyond i64 ms keeps everything (`as` would wrap it negative).
+                    let max_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                    now_ms.saturating_sub(e.time_ms) > max_ms
+                })
             });
             let too_big = retention.max_bytes.is_some_and(|max| total > max);
             if !(too_old || too_big) {
@@ -817,6 +836,51 @@ mod tests {
         }
         assert!(!log.has_unsynced());
         assert!(!log.sync_if_due().unwrap(), "nothing left to sync");
+    }
+
+    #[test]
+    fn an_unbounded_retention_age_keeps_everything() {
+        // Duration::MAX in ms does not fit an i64: truncated, it became -1 ms and every old
+        // segment was "too old".
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogOptions {
+                segment_bytes: 100,
+                retention: Retention {
+                    max_age: Some(Duration::MAX),
+                    max_bytes: None,
+                },
+                ..options()
+            },
+        )
+        .unwrap();
+        for i in 0..10 {
+            log.append(&events(1, "e"), i).unwrap();
+        }
+        let segments = log.segments.len();
+        assert!(segments > 2);
+        log.apply_retention(i64::MAX).unwrap();
+        assert_eq!(log.segments.len(), segments);
+        assert_eq!(log.begin_sequence_number(), 0);
+    }
+
+    #[test]
+    fn a_record_too_large_to_be_read_back_is_refused() {
+        // It would be written, then taken for a corrupt length when the log is reopened.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), options()).unwrap();
+        let huge = AppendEvent {
+            partition_key: None,
+            payload: vec![0; MAX_RECORD as usize],
+        };
+        let err = log.append(&[huge], 1).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        assert!(log.is_empty());
+        log.append(&events(1, "ok"), 2).unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), options()).unwrap();
+        assert_eq!(log.read_from_sequence(0, 10, usize::MAX).unwrap().len(), 1);
     }
 
     #[test]
