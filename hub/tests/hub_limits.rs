@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use hubwasm_hub::amqp::frame::Frame;
-use hubwasm_hub::amqp::message::Message;
+use hubwasm_hub::amqp::message::{property, Message};
 use hubwasm_hub::amqp::performative::{
-    code, condition, error_of, Attach, Begin, Open, Role, Source, Target, Transfer,
+    code, condition, error_of, Attach, Begin, Flow, Open, Role, Source, Target, Transfer,
 };
 use hubwasm_hub::amqp::Value;
 use hubwasm_hub::config::{EventHubConfig, HubConfig, DEFAULT_POLICY, DEVELOPMENT_KEY};
@@ -263,5 +263,70 @@ async fn a_handle_above_the_announced_handle_max_closes_the_connection() {
     client.attach(0, 256, Role::Sender, "$cbs").await;
     let description = client.closed_with().await;
     assert!(description.contains("256"), "{description}");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn replies_waiting_for_credit_are_bounded() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    // Requests to $management on handle 0; its replies on handle 1, which gets no credit yet.
+    client.attach(0, 0, Role::Sender, "$management").await;
+    client.attach(0, 1, Role::Receiver, "$management").await;
+    let request = |id: &str| {
+        let mut m = Message::with_value(Value::Null);
+        m.set_property(property::MESSAGE_ID, Value::string(id));
+        m.application_properties = vec![(Value::string("operation"), Value::string("READ"))];
+        m.to_bytes()
+    };
+    let send = async |client: &mut Client, delivery_id: u32, id: &str| {
+        let transfer = Transfer {
+            handle: 0,
+            delivery_id: Some(delivery_id),
+            delivery_tag: Some(delivery_id.to_be_bytes().to_vec()),
+            message_format: Some(0),
+            settled: Some(true),
+            ..Transfer::default()
+        };
+        client
+            .send_frame(Frame {
+                payload: request(id),
+                ..Frame::amqp(0, transfer.to_value())
+            })
+            .await;
+    };
+    for i in 0..1100u32 {
+        send(&mut client, i, "ignored").await;
+    }
+    // Now credit for every reply, then a marker request: the replies before the marker's are
+    // the ones that were kept.
+    let flow = Flow {
+        incoming_window: 5000,
+        next_outgoing_id: 1100,
+        outgoing_window: 5000,
+        handle: Some(1),
+        delivery_count: Some(0),
+        link_credit: Some(5000),
+        ..Flow::default()
+    };
+    client.send(0, flow.to_value()).await;
+    send(&mut client, 1100, "marker").await;
+    let mut before_marker = 0;
+    loop {
+        let frame = client.until(code::TRANSFER).await;
+        let transfer = Transfer::from_value(frame.body.as_ref().unwrap()).unwrap();
+        assert_eq!(transfer.handle, 1);
+        let reply = Message::decode(&frame.payload).unwrap();
+        if reply.property(property::CORRELATION_ID) == Some(&Value::string("marker")) {
+            break;
+        }
+        before_marker += 1;
+    }
+    assert_eq!(
+        before_marker, 1000,
+        "replies kept while the reply link had no credit"
+    );
     hub.shutdown().await;
 }

@@ -42,6 +42,9 @@ const CHANNEL_MAX: u16 = 255;
 const HANDLE_MAX: u32 = 255;
 /// Idle timeout we announce; the peer must send something (a heartbeat at least) this often.
 const IDLE_TIMEOUT_MS: u32 = 120_000;
+/// Responses a `$cbs`/`$management` reply link keeps while the client gives it no credit;
+/// the responses to later requests are dropped (the request delivery is rejected).
+const MAX_QUEUED_REPLIES: usize = SENDER_CREDIT as usize;
 /// Events read from the log per pump round.
 const PUMP_BATCH: usize = 256;
 
@@ -910,8 +913,7 @@ impl Connection {
                 }
                 Some(Link::Requests { node, .. }) => {
                     let node = *node;
-                    self.request(channel, node, &done.bytes).await;
-                    DeliveryState::Accepted
+                    self.request(channel, node, &done.bytes).await
                 }
                 _ => DeliveryState::Accepted,
             }
@@ -966,13 +968,14 @@ impl Connection {
         }
     }
 
-    /// Answer a `$cbs` or `$management` request on the matching reply link.
-    async fn request(&mut self, channel: u16, node: Node, bytes: &[u8]) {
+    /// Answer a `$cbs` or `$management` request on the matching reply link; the outcome for
+    /// the request's delivery.
+    async fn request(&mut self, channel: u16, node: Node, bytes: &[u8]) -> DeliveryState {
         let request = match Message::decode(bytes) {
             Ok(m) => m,
             Err(err) => {
                 tracing::debug!(error = %err, "Undecodable request");
-                return;
+                return DeliveryState::Accepted;
             }
         };
         let (status, description, body) = match node {
@@ -1006,7 +1009,7 @@ impl Connection {
             .and_then(Value::as_str)
             .map(str::to_string);
         let Some(session) = self.sessions.get_mut(&channel) else {
-            return;
+            return DeliveryState::Accepted;
         };
         let reply_handle = session
             .links
@@ -1021,12 +1024,25 @@ impl Connection {
             .map(|(handle, _)| handle);
         let Some(handle) = reply_handle else {
             tracing::debug!(?node, "Request without a reply link");
-            return;
+            return DeliveryState::Accepted;
         };
         if let Some(Link::Replies { queue, .. }) = session.links.get_mut(&handle) {
+            // A client that sends requests but never gives the reply link credit would grow
+            // the queue without bound.
+            if queue.len() >= MAX_QUEUED_REPLIES {
+                tracing::debug!(?node, "Reply queue full; request refused");
+                return DeliveryState::Rejected(Some(AmqpError::new(
+                    condition::RESOURCE_LIMIT,
+                    format!(
+                        "{MAX_QUEUED_REPLIES} responses already wait for credit on the reply \
+                         link"
+                    ),
+                )));
+            }
             queue.push_back(response.to_bytes());
         }
         self.flush_replies(channel, handle).await;
+        DeliveryState::Accepted
     }
 
     /// Send queued responses on a reply link as far as its credit allows.
