@@ -155,17 +155,21 @@ impl Client {
     async fn authorize(&mut self, channel: u16) {
         self.attach(channel, 100, Role::Sender, "$cbs").await;
         self.attach(channel, 101, Role::Receiver, "$cbs").await;
+        self.put_token(channel, "sb://localhost/", 0).await;
+    }
+
+    /// Put a token for `resource` on the `$cbs` link 100 of `channel`.
+    async fn put_token(&mut self, channel: u16, resource: &str, delivery_id: u32) {
         let expires = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs()
             + 3600;
-        let token =
-            hubwasm_hub::sas::sign("sb://localhost/", DEFAULT_POLICY, DEVELOPMENT_KEY, expires);
+        let token = hubwasm_hub::sas::sign(resource, DEFAULT_POLICY, DEVELOPMENT_KEY, expires);
         let mut request = Message::with_value(Value::string(token));
         request.application_properties = vec![
             (Value::string("operation"), Value::string("put-token")),
-            (Value::string("name"), Value::string("sb://localhost/")),
+            (Value::string("name"), Value::string(resource)),
             (
                 Value::string("type"),
                 Value::string("servicebus.windows.net:sastoken"),
@@ -173,8 +177,8 @@ impl Client {
         ];
         let transfer = Transfer {
             handle: 100,
-            delivery_id: Some(0),
-            delivery_tag: Some(vec![0]),
+            delivery_id: Some(delivery_id),
+            delivery_tag: Some(delivery_id.to_be_bytes().to_vec()),
             message_format: Some(0),
             settled: Some(true),
             ..Transfer::default()
@@ -328,5 +332,55 @@ async fn replies_waiting_for_credit_are_bounded() {
         before_marker, 1000,
         "replies kept while the reply link had no credit"
     );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_tokens_a_connection_keeps_are_bounded() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.attach(0, 100, Role::Sender, "$cbs").await;
+    client.attach(0, 101, Role::Receiver, "$cbs").await;
+    client.put_token(0, "sb://localhost/events", 0).await;
+    // More tokens for other entities than a connection keeps: the oldest go.
+    for i in 0..1100u32 {
+        client
+            .put_token(0, &format!("sb://localhost/other-{i}"), i + 1)
+            .await;
+    }
+    client.attach(0, 5, Role::Sender, "events").await;
+    loop {
+        let frame = client.next().await.expect("the connection is open");
+        let body = frame.body.unwrap();
+        match body.descriptor_code() {
+            Some(code::DETACH) => {
+                let detach = hubwasm_hub::amqp::performative::Detach::from_value(&body).unwrap();
+                assert_eq!(detach.handle, 5);
+                let error = detach.error.expect("refused");
+                assert_eq!(error.condition, condition::UNAUTHORIZED);
+                break;
+            }
+            Some(code::FLOW) => {
+                let flow = Flow::from_value(&body).unwrap();
+                assert_ne!(flow.handle, Some(5), "still authorized by its first token");
+            }
+            _ => {}
+        }
+    }
+    // A new token is kept (in place of the oldest).
+    client.put_token(0, "sb://localhost/events", 2000).await;
+    client.attach(0, 6, Role::Sender, "events").await;
+    loop {
+        let frame = client.until(code::FLOW).await;
+        if Flow::from_value(frame.body.as_ref().unwrap())
+            .unwrap()
+            .handle
+            == Some(6)
+        {
+            break;
+        }
+    }
     hub.shutdown().await;
 }

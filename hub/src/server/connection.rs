@@ -45,6 +45,8 @@ const IDLE_TIMEOUT_MS: u32 = 120_000;
 /// Responses a `$cbs`/`$management` reply link keeps while the client gives it no credit;
 /// the responses to later requests are dropped (the request delivery is rejected).
 const MAX_QUEUED_REPLIES: usize = SENDER_CREDIT as usize;
+/// SAS tokens a connection keeps (one per resource).
+const MAX_TOKENS: usize = 1000;
 /// Events read from the log per pump round.
 const PUMP_BATCH: usize = 256;
 
@@ -501,6 +503,17 @@ impl Connection {
             error: Some(error),
         };
         self.send(channel, detach.to_value()).await;
+    }
+
+    /// Keep a validated token. One per resource (a renewal replaces the token it renews), and
+    /// at most [`MAX_TOKENS`]: a client putting ever more tokens loses its oldest ones.
+    fn keep_token(&mut self, valid: ValidToken) {
+        self.tokens.retain(|t| t.resource != valid.resource);
+        if self.tokens.len() >= MAX_TOKENS {
+            let excess = self.tokens.len() + 1 - MAX_TOKENS;
+            self.tokens.drain(..excess);
+        }
+        self.tokens.push(valid);
     }
 
     /// Whether a valid token covers `entity`.
@@ -1106,7 +1119,7 @@ impl Connection {
         {
             Ok(valid) => {
                 tracing::debug!(%audience, resource = %valid.resource, "Token accepted");
-                self.tokens.push(valid);
+                self.keep_token(valid);
                 (202, "Accepted".into())
             }
             Err(err) => {
@@ -1135,7 +1148,7 @@ impl Connection {
         if let Some(token) = prop("security_token") {
             let now = (now_ms() / 1000) as u64;
             if let Ok(valid) = sas::validate(&token, self.ns.policies(), now) {
-                self.tokens.push(valid);
+                self.keep_token(valid);
             }
         }
         if let Err(err) = self.authorized(&name) {
