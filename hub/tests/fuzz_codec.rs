@@ -13,7 +13,7 @@ use std::cell::Cell;
 
 mod fuzz_support;
 
-use fuzz_support::{bytes, config, text, value};
+use fuzz_support::{bytes, config, small_value, text, value};
 use hubwasm_hub::amqp::frame::{Frame, FrameType};
 use hubwasm_hub::amqp::message::{section, Message};
 use hubwasm_hub::amqp::Value;
@@ -109,22 +109,22 @@ fn message_section(code: u64, inner: Value) -> Value {
 }
 
 fn pairs() -> impl Strategy<Value = Vec<(Value, Value)>> {
-    vec((text().prop_map(Value::Symbol), value()), 0..4)
+    vec((text().prop_map(Value::Symbol), small_value()), 0..4)
 }
 
 /// A message with any of its sections; the body is data, amqp-sequence or amqp-value sections.
 fn message() -> impl Strategy<Value = Message> {
     let body = prop_oneof![
         bytes().prop_map(|b| message_section(section::DATA, Value::Binary(b))),
-        vec(value(), 0..3)
+        vec(small_value(), 0..3)
             .prop_map(|items| message_section(section::AMQP_SEQUENCE, Value::List(items))),
-        value().prop_map(|v| message_section(section::AMQP_VALUE, v)),
+        small_value().prop_map(|v| message_section(section::AMQP_VALUE, v)),
     ];
     (
-        proptest::option::of(vec(value(), 0..5)),
+        proptest::option::of(vec(small_value(), 0..5)),
         proptest::option::of(pairs()),
         pairs(),
-        proptest::option::of(vec(value(), 0..8)),
+        proptest::option::of(vec(small_value(), 0..6)),
         pairs(),
         vec(body, 0..3),
         proptest::option::of(pairs()),

@@ -9,7 +9,7 @@
 
 mod fuzz_support;
 
-use fuzz_support::{comparable_value as value, config, text};
+use fuzz_support::{config, small_comparable_value, small_value, text, value};
 use hubwasm_hub::amqp::performative::{
     code, error_of, sasl_init_mechanism, AmqpError, Attach, Begin, DeliveryState, Detach,
     Disposition, Flow, Open, Role, Source, Target, Transfer,
@@ -24,7 +24,13 @@ fn symbols() -> impl Strategy<Value = Vec<String>> {
 }
 
 fn properties() -> impl Strategy<Value = Vec<(Value, Value)>> {
-    vec(("[a-z:.-]{1,20}".prop_map(Value::Symbol), value()), 0..3)
+    vec(
+        (
+            "[a-z:.-]{1,20}".prop_map(Value::Symbol),
+            small_comparable_value(),
+        ),
+        0..3,
+    )
 }
 
 fn error() -> impl Strategy<Value = AmqpError> {
@@ -242,7 +248,8 @@ fn performative_like() -> impl Strategy<Value = Value> {
     ];
     prop_oneof![
         value(),
-        (codes, vec(value(), 0..16)).prop_map(|(code, fields)| Value::described(code, fields)),
+        (codes, vec(small_value(), 0..16))
+            .prop_map(|(code, fields)| Value::described(code, fields)),
     ]
 }
 

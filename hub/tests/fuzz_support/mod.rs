@@ -134,18 +134,35 @@ pub fn comparable_value() -> BoxedStrategy<Value> {
     value_with(true)
 }
 
+/// Like [`value`], nested less: for generating many values at once (a message's sections).
+pub fn small_value() -> BoxedStrategy<Value> {
+    nested_value(false, 2, 12)
+}
+
+/// Like [`small_value`], without NaN.
+pub fn small_comparable_value() -> BoxedStrategy<Value> {
+    nested_value(true, 2, 12)
+}
+
 fn value_with(comparable: bool) -> BoxedStrategy<Value> {
     let long_list = vec(scalar(comparable), 250..300).prop_map(Value::List);
-    let nested = scalar(comparable).prop_recursive(3, 48, 5, move |inner| {
-        prop_oneof![
-            vec(inner.clone(), 0..6).prop_map(Value::List),
-            vec((inner.clone(), inner.clone()), 0..4).prop_map(Value::Map),
-            array(inner.clone(), comparable),
-            (descriptor(), inner.clone())
-                .prop_map(|(d, v)| Value::Described(Box::new(d), Box::new(v))),
-            (inner.clone(), inner).prop_map(|(d, v)| Value::Described(Box::new(d), Box::new(v))),
-        ]
-    });
+    let nested = nested_value(comparable, 3, 48);
     // Sometimes a long list (list32) of scalars.
     prop_oneof![20 => nested, 1 => long_list].boxed()
+}
+
+fn nested_value(comparable: bool, depth: u32, size: u32) -> BoxedStrategy<Value> {
+    scalar(comparable)
+        .prop_recursive(depth, size, 5, move |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..6).prop_map(Value::List),
+                vec((inner.clone(), inner.clone()), 0..4).prop_map(Value::Map),
+                array(inner.clone(), comparable),
+                (descriptor(), inner.clone())
+                    .prop_map(|(d, v)| Value::Described(Box::new(d), Box::new(v))),
+                (inner.clone(), inner)
+                    .prop_map(|(d, v)| Value::Described(Box::new(d), Box::new(v))),
+            ]
+        })
+        .boxed()
 }
