@@ -135,10 +135,13 @@ impl ValidToken {
     pub fn covers(&self, requested: &str) -> Result<(), SasError> {
         let have = entity_path(&self.resource);
         let want = entity_path(requested);
+        // Compared as bytes: `have.len()` may fall inside a multi-byte character of `want`
+        // (client-controlled), where slicing the str would panic.
+        let (have, want) = (have.as_bytes(), want.as_bytes());
         let ok = have.is_empty()
             || (want.len() >= have.len()
-                && want[..have.len()].eq_ignore_ascii_case(&have)
-                && (want.len() == have.len() || want.as_bytes()[have.len()] == b'/'));
+                && want[..have.len()].eq_ignore_ascii_case(have)
+                && want.get(have.len()).is_none_or(|&b| b == b'/'));
         if ok {
             Ok(())
         } else {
@@ -276,6 +279,28 @@ mod tests {
                 "{garbage}"
             );
         }
+    }
+
+    #[test]
+    fn non_ascii_resources_and_requests_never_panic() {
+        let token = |resource: &str| ValidToken {
+            resource: resource.into(),
+            expires_at: 2_000,
+            key_name: "k".into(),
+        };
+        // The token's path ends inside the requested path's 2-byte `é`.
+        assert!(token("sb://h/ab").covers("sb://h/aé").is_err());
+        assert!(token("sb://h/ab").covers("aé/x").is_err());
+        assert!(token("sb://h/a").covers("😀").is_err());
+        assert!(token("sb://h/é").covers("sb://h/e").is_err());
+        // Non-ASCII paths still match themselves, segment-wise.
+        token("sb://h/événements")
+            .covers("événements/Partitions/0")
+            .unwrap();
+        assert!(token("sb://h/événements").covers("événements2").is_err());
+        // ASCII case is ignored, other case is not (as before).
+        token("sb://h/Événements").covers("Événements").unwrap();
+        assert!(token("sb://h/événements").covers("Événements").is_err());
     }
 
     #[test]

@@ -4,11 +4,30 @@
 //! Decoding never trusts a declared size or count: every length is checked against the bytes
 //! actually present before anything is allocated, and nesting is bounded, so a malformed or
 //! hostile frame yields a [`CodecError`] instead of a panic or a huge allocation.
+//!
+//! Checking lengths is not enough on its own: an array whose elements take no bytes (a null
+//! element constructor, possibly described) yields one value per element without consuming
+//! input, and a described array repeats its descriptor in every element. So each decode also
+//! has a budget: the values it builds may take at most [`MAX_EXPANSION`] times the input's
+//! length plus [`EXPANSION_SLACK`] bytes. Memory is charged before it is allocated:
+//! `size_of::<Value>()` per slot of a list, map or array and per box of a described value, plus
+//! the bytes of strings, symbols and binaries, and every copy of a repeated descriptor.
 
 use std::fmt;
 
 /// Nesting deeper than this is refused (real messages nest a few levels).
 const MAX_DEPTH: usize = 32;
+
+/// Decoded values may take at most this many bytes per input byte (plus [`EXPANSION_SLACK`]).
+/// Ordinary encodings stay at or below `size_of::<Value>()` (32) per byte: a one-byte null or
+/// boolean in a list is the densest input. Only arrays of zero-width described elements go
+/// above it, and no real peer sends those.
+pub const MAX_EXPANSION: usize = 64;
+/// Extra decode budget, in bytes, whatever the input's length.
+pub const EXPANSION_SLACK: usize = 64 * 1024;
+
+/// What one slot of a decoded value costs the budget, before its variable-length contents.
+const VALUE_COST: usize = std::mem::size_of::<Value>();
 
 /// An AMQP 1.0 value.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +71,16 @@ pub enum CodecError {
     Invalid { at: usize, reason: &'static str },
     #[error("AMQP value nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// The values would take more memory than the decode budget allows (see the module docs).
+    #[error(
+        "AMQP value at byte {at} expands too much: {input} bytes may decode to at most {limit} \
+         bytes of values ({MAX_EXPANSION} per byte plus {EXPANSION_SLACK})"
+    )]
+    TooLarge {
+        at: usize,
+        input: usize,
+        limit: usize,
+    },
 }
 
 impl Value {
@@ -248,16 +277,18 @@ impl Value {
 
     /// Decode one value from the start of `buf`; returns it and the bytes consumed.
     pub fn decode(buf: &[u8]) -> Result<(Value, usize), CodecError> {
-        let mut reader = Reader { buf, pos: 0 };
+        let mut reader = Reader::new(buf);
         let value = reader.value(0)?;
         Ok((value, reader.pos))
     }
 
     /// Decode values until `buf` is used up (e.g. the sections of a message).
     pub fn decode_all(buf: &[u8]) -> Result<Vec<Value>, CodecError> {
-        let mut reader = Reader { buf, pos: 0 };
+        let mut reader = Reader::new(buf);
         let mut values = Vec::new();
         while reader.pos < buf.len() {
+            // The vector's slots, with room for its growth.
+            reader.charge(2 * VALUE_COST, reader.pos)?;
             values.push(reader.value(0)?);
         }
         Ok(values)
@@ -408,9 +439,59 @@ fn array_element(v: &Value, out: &mut Vec<u8>) {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Bytes of values this decode may still build (see the module docs).
+    budget: usize,
+    /// Length of the whole input (`buf` of a nested reader ends early), for error messages.
+    input_len: usize,
+}
+
+/// The decode budget for `input_len` bytes.
+fn budget_for(input_len: usize) -> usize {
+    input_len
+        .saturating_mul(MAX_EXPANSION)
+        .saturating_add(EXPANSION_SLACK)
 }
 
 impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            budget: budget_for(buf.len()),
+            input_len: buf.len(),
+        }
+    }
+
+    /// A reader of `self.buf[start..end]` (positions stay absolute) sharing this budget; give
+    /// the budget back with [`Reader::rejoin`].
+    fn nested(&mut self, start: usize, end: usize) -> Reader<'a> {
+        Reader {
+            buf: &self.buf[..end],
+            pos: start,
+            budget: std::mem::take(&mut self.budget),
+            input_len: self.input_len,
+        }
+    }
+
+    fn rejoin(&mut self, inner: Reader<'a>) {
+        self.budget = inner.budget;
+    }
+
+    /// Take `cost` bytes from the budget, or fail naming the limit.
+    fn charge(&mut self, cost: usize, at: usize) -> Result<(), CodecError> {
+        match self.budget.checked_sub(cost) {
+            Some(rest) => {
+                self.budget = rest;
+                Ok(())
+            }
+            None => Err(CodecError::TooLarge {
+                at,
+                input: self.input_len,
+                limit: budget_for(self.input_len),
+            }),
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         let available = self.buf.len() - self.pos;
         if n > available {
@@ -443,6 +524,8 @@ impl<'a> Reader<'a> {
         let at = self.pos;
         let code = self.u8()?;
         if code == 0x00 {
+            // The two boxes.
+            self.charge(2 * VALUE_COST, at)?;
             let descriptor = self.value(depth + 1)?;
             let value = self.value(depth + 1)?;
             return Ok(Value::Described(Box::new(descriptor), Box::new(value)));
@@ -483,9 +566,9 @@ impl<'a> Reader<'a> {
             0x72 => Value::Float(f32::from_bits(self.u32()?)),
             0x82 => Value::Double(f64::from_bits(u64::from_be_bytes(self.array()?))),
             // Decimals are carried as their raw bytes; Event Hubs does not use them.
-            0x74 => Value::Binary(self.take(4)?.to_vec()),
-            0x84 => Value::Binary(self.take(8)?.to_vec()),
-            0x94 => Value::Binary(self.take(16)?.to_vec()),
+            0x74 => Value::Binary(self.fixed_bytes(4, at)?),
+            0x84 => Value::Binary(self.fixed_bytes(8, at)?),
+            0x94 => Value::Binary(self.fixed_bytes(16, at)?),
             0x73 => Value::Char(char::from_u32(self.u32()?).ok_or(CodecError::Invalid {
                 at,
                 reason: "char is not a Unicode scalar value",
@@ -537,30 +620,32 @@ impl<'a> Reader<'a> {
                         reason: "compound count larger than its size allows",
                     });
                 }
-                let mut inner = Reader {
-                    buf: &self.buf[..body_start + size],
-                    pos: body_start + header,
-                };
-                let mut items = Vec::with_capacity(count);
-                for _ in 0..count {
-                    items.push(inner.value(depth + 1)?);
+                let is_map = code == 0xc1 || code == 0xd1;
+                if is_map && count % 2 != 0 {
+                    return Err(CodecError::Invalid {
+                        at,
+                        reason: "map has an odd number of elements",
+                    });
                 }
-                if code == 0xc1 || code == 0xd1 {
-                    if count % 2 != 0 {
-                        return Err(CodecError::Invalid {
-                            at,
-                            reason: "map has an odd number of elements",
-                        });
-                    }
+                self.charge(count.saturating_mul(VALUE_COST), at)?;
+                let mut inner = self.nested(body_start + header, body_start + size);
+                let value = if is_map {
                     let mut pairs = Vec::with_capacity(count / 2);
-                    let mut it = items.into_iter();
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    for _ in 0..count / 2 {
+                        let k = inner.value(depth + 1)?;
+                        let v = inner.value(depth + 1)?;
                         pairs.push((k, v));
                     }
                     Value::Map(pairs)
                 } else {
+                    let mut items = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        items.push(inner.value(depth + 1)?);
+                    }
                     Value::List(items)
-                }
+                };
+                self.rejoin(inner);
+                value
             }
             0xe0 | 0xf0 => {
                 let wide = code == 0xf0;
@@ -571,10 +656,7 @@ impl<'a> Reader<'a> {
                 };
                 let body_start = self.pos;
                 self.take(size)?;
-                let mut inner = Reader {
-                    buf: &self.buf[..body_start + size],
-                    pos: body_start,
-                };
+                let mut inner = self.nested(body_start, body_start + size);
                 let count = if wide {
                     inner.u32()? as usize
                 } else {
@@ -586,14 +668,24 @@ impl<'a> Reader<'a> {
                         reason: "array count larger than its size allows",
                     });
                 }
-                inner.array_items(count, at, depth + 1)?
+                let array = inner.array_items(count, at, depth + 1)?;
+                self.rejoin(inner);
+                array
             }
             other => return Err(CodecError::UnknownConstructor { code: other, at }),
         })
     }
 
+    /// `n` raw bytes as an owned vector, charged to the budget.
+    fn fixed_bytes(&mut self, n: usize, at: usize) -> Result<Vec<u8>, CodecError> {
+        let bytes = self.take(n)?;
+        self.charge(n, at)?;
+        Ok(bytes.to_vec())
+    }
+
     fn variable(&mut self, code: u8, len: usize, at: usize) -> Result<Value, CodecError> {
         let bytes = self.take(len)?;
+        self.charge(len, at)?;
         Ok(match code & 0x0f {
             0x00 => Value::Binary(bytes.to_vec()),
             _ => {
@@ -619,14 +711,22 @@ impl<'a> Reader<'a> {
         let mut code = self.u8()?;
         let mut descriptor = None;
         if code == 0x00 {
-            descriptor = Some(self.value(depth + 1)?);
+            // What building the descriptor cost is what each element's copy of it costs.
+            let before = self.budget;
+            let d = self.value(depth + 1)?;
+            descriptor = Some((d, before - self.budget));
             code = self.u8()?;
         }
-        let mut items = Vec::with_capacity(count.min(self.buf.len() - self.pos + 1));
+        self.charge(count.saturating_mul(VALUE_COST), at)?;
+        let mut items = Vec::with_capacity(count);
         for _ in 0..count {
             let item = self.body(code, at, depth)?;
             items.push(match &descriptor {
-                Some(d) => Value::Described(Box::new(d.clone()), Box::new(item)),
+                Some((d, cost)) => {
+                    // Two boxes and a copy of the descriptor.
+                    self.charge((2 * VALUE_COST).saturating_add(*cost), at)?;
+                    Value::Described(Box::new(d.clone()), Box::new(item))
+                }
                 None => item,
             });
         }
@@ -745,6 +845,46 @@ mod tests {
         }
         deep.push(0x40);
         assert_eq!(Value::decode(&deep), Err(CodecError::TooDeep));
+    }
+
+    /// An array32 of `count` elements whose element constructor is a described null: no
+    /// element takes a byte, and each repeats the descriptor, a list of `descriptor_nulls`
+    /// nulls. Padding makes the array's size at least its count, as the decoder requires.
+    fn zero_width_described_array(descriptor_nulls: u32, count: u32) -> Vec<u8> {
+        let mut body = count.to_be_bytes().to_vec();
+        body.push(0x00);
+        body.push(0xd0);
+        body.extend_from_slice(&(descriptor_nulls + 4).to_be_bytes());
+        body.extend_from_slice(&descriptor_nulls.to_be_bytes());
+        body.extend(std::iter::repeat_n(0x40, descriptor_nulls as usize));
+        body.push(0x40); // the element constructor: null, zero bytes per element
+        if body.len() < count as usize {
+            body.resize(count as usize, 0);
+        }
+        let mut out = vec![0xf0];
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn a_described_array_of_zero_width_elements_cannot_amplify_memory() {
+        // 8 KB that used to decode into 8000 copies of a 500-value list (~130 MB).
+        let buf = zero_width_described_array(500, 8000);
+        assert!(buf.len() < 8100);
+        let err = Value::decode(&buf).unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("at most"), "{err}");
+        // Zero-width elements without a descriptor cost one slot each, and the count cannot
+        // exceed the array's size: still decoded.
+        let nulls = [0xe0, 255, 255, 0x40];
+        let mut padded = nulls.to_vec();
+        padded.resize(2 + 255, 0);
+        let (v, _) = Value::decode(&padded).unwrap();
+        assert_eq!(v, Value::Array(vec![Value::Null; 255]));
+        // A few described zero-width elements are still fine (the slack covers them).
+        let (v, _) = Value::decode(&zero_width_described_array(3, 100)).unwrap();
+        assert!(matches!(v, Value::Array(items) if items.len() == 100));
     }
 
     #[test]

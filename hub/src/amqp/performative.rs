@@ -59,6 +59,19 @@ impl<'a> Fields<'a> {
     fn u64(&self, i: usize) -> Option<u64> {
         self.get(i).and_then(Value::as_u64)
     }
+    /// An optional number that must lie in `0..=max`: `Some(None)` when absent or null, and
+    /// `None` when it is out of range or not a number, so the performative is malformed instead
+    /// of carrying a truncated value.
+    fn bounded<T: TryFrom<u64>>(&self, i: usize, max: u64) -> Option<Option<T>> {
+        match self.get(i) {
+            None => Some(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n <= max)
+                .and_then(|n| T::try_from(n).ok())
+                .map(Some),
+        }
+    }
     fn bool(&self, i: usize, default: bool) -> bool {
         self.get(i).and_then(Value::as_bool).unwrap_or(default)
     }
@@ -256,7 +269,7 @@ impl Begin {
     pub fn from_value(v: &Value) -> Option<Self> {
         let f = Fields::of(v, code::BEGIN)?;
         Some(Self {
-            remote_channel: f.u32(0).map(|c| c as u16),
+            remote_channel: f.bounded(0, u16::MAX.into())?,
             next_outgoing_id: f.u32(1)?,
             incoming_window: f.u32(2)?,
             outgoing_window: f.u32(3)?,
@@ -337,6 +350,10 @@ impl Target {
 pub const SND_SETTLE_MIXED: u8 = 2;
 /// Receiver settle mode: 0 first (default), 1 second.
 pub const RCV_SETTLE_FIRST: u8 = 0;
+/// Highest valid sender settle mode (mixed).
+const SND_SETTLE_MAX: u64 = 2;
+/// Highest valid receiver settle mode (second).
+const RCV_SETTLE_MAX: u64 = 1;
 
 /// `attach` (part 2.7.3).
 #[derive(Debug, Clone, PartialEq)]
@@ -384,8 +401,8 @@ impl Attach {
             name: f.string(0)?,
             handle: f.u32(1)?,
             role: Role::from_bool(f.bool(2, false)),
-            snd_settle_mode: f.u32(3).map(|m| m as u8).unwrap_or(SND_SETTLE_MIXED),
-            rcv_settle_mode: f.u32(4).map(|m| m as u8).unwrap_or(RCV_SETTLE_FIRST),
+            snd_settle_mode: f.bounded(3, SND_SETTLE_MAX)?.unwrap_or(SND_SETTLE_MIXED),
+            rcv_settle_mode: f.bounded(4, RCV_SETTLE_MAX)?.unwrap_or(RCV_SETTLE_FIRST),
             source: f.get(5).and_then(Source::from_value),
             target: f.get(6).and_then(Target::from_value),
             initial_delivery_count: f.u32(9),
@@ -543,7 +560,7 @@ impl Transfer {
             message_format: f.u32(3),
             settled: f.get(4).and_then(Value::as_bool),
             more: f.bool(5, false),
-            rcv_settle_mode: f.u32(6).map(|m| m as u8),
+            rcv_settle_mode: f.bounded(6, RCV_SETTLE_MAX)?,
             state: f.get(7).and_then(DeliveryState::from_value),
             resume: f.bool(8, false),
             aborted: f.bool(9, false),
@@ -741,6 +758,54 @@ mod tests {
         // Wrong descriptor or missing mandatory field: None, not a panic.
         assert!(Attach::from_value(&Value::described(code::OPEN, vec![])).is_none());
         assert!(Begin::from_value(&Value::described(code::BEGIN, vec![])).is_none());
+    }
+
+    #[test]
+    fn out_of_range_numbers_make_a_performative_malformed_not_truncated() {
+        let attach = |snd: Value, rcv: Value| {
+            Attach::from_value(&Value::described(
+                code::ATTACH,
+                vec![
+                    Value::string("l"),
+                    Value::Uint(0),
+                    Value::Bool(true),
+                    snd,
+                    rcv,
+                ],
+            ))
+        };
+        // 256 used to be truncated to 0: "unsettled" / "first".
+        assert_eq!(attach(Value::Uint(256), Value::Null), None);
+        assert_eq!(attach(Value::Null, Value::Uint(257)), None);
+        assert_eq!(attach(Value::Ubyte(3), Value::Null), None);
+        assert_eq!(attach(Value::Null, Value::Ubyte(2)), None);
+        let a = attach(Value::Ubyte(1), Value::Ubyte(1)).unwrap();
+        assert_eq!((a.snd_settle_mode, a.rcv_settle_mode), (1, 1));
+        // A remote channel of 65536 used to become channel 0.
+        let begin = |remote: Value| {
+            Begin::from_value(&Value::described(
+                code::BEGIN,
+                vec![remote, Value::Uint(0), Value::Uint(1), Value::Uint(1)],
+            ))
+        };
+        assert_eq!(begin(Value::Uint(65_536)), None);
+        assert_eq!(begin(Value::Ushort(7)).unwrap().remote_channel, Some(7));
+        let transfer = |rcv: Value| {
+            Transfer::from_value(&Value::described(
+                code::TRANSFER,
+                vec![
+                    Value::Uint(0),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    rcv,
+                ],
+            ))
+        };
+        assert_eq!(transfer(Value::Uint(256)), None);
+        assert_eq!(transfer(Value::Ubyte(1)).unwrap().rcv_settle_mode, Some(1));
     }
 
     #[test]

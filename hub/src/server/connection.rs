@@ -36,8 +36,17 @@ pub const MAX_MESSAGE: u64 = 1024 * 1024;
 const SENDER_CREDIT: u32 = 1000;
 /// Our session incoming window, topped up when half is used.
 const SESSION_WINDOW: u32 = 5000;
+/// Highest channel a client may begin a session on (our open's channel-max).
+const CHANNEL_MAX: u16 = 255;
+/// Highest link handle a client may use in a session (our begin's handle-max).
+const HANDLE_MAX: u32 = 255;
 /// Idle timeout we announce; the peer must send something (a heartbeat at least) this often.
 const IDLE_TIMEOUT_MS: u32 = 120_000;
+/// Responses a `$cbs`/`$management` reply link keeps while the client gives it no credit;
+/// the responses to later requests are dropped (the request delivery is rejected).
+const MAX_QUEUED_REPLIES: usize = SENDER_CREDIT as usize;
+/// SAS tokens a connection keeps (one per resource).
+const MAX_TOKENS: usize = 1000;
 /// Events read from the log per pump round.
 const PUMP_BATCH: usize = 256;
 
@@ -409,7 +418,7 @@ impl Connection {
             container_id: format!("hubwasm-{}", self.ns.name),
             hostname: None,
             max_frame_size: MAX_FRAME,
-            channel_max: 255,
+            channel_max: CHANNEL_MAX,
             idle_time_out: Some(IDLE_TIMEOUT_MS),
             offered_capabilities: Vec::new(),
             desired_capabilities: Vec::new(),
@@ -421,6 +430,13 @@ impl Connection {
 
     async fn on_begin(&mut self, channel: u16, body: &Value) -> Result<(), ConnectionError> {
         let begin = Begin::from_value(body).ok_or_else(|| protocol("malformed begin"))?;
+        // Sessions are kept per channel: keep to the channel-max we announced, so a client
+        // cannot grow them without bound.
+        if channel > CHANNEL_MAX {
+            return Err(protocol(format!(
+                "begin on channel {channel}, above the channel-max {CHANNEL_MAX}"
+            )));
+        }
         let out = Arc::new(SessionOut {
             channel,
             state: tokio::sync::Mutex::new(OutState {
@@ -430,21 +446,25 @@ impl Connection {
             }),
             window: Notify::new(),
         });
-        self.sessions.insert(
-            channel,
-            Session {
-                out,
-                links: HashMap::new(),
-                next_incoming_id: begin.next_outgoing_id,
-                incoming_window: SESSION_WINDOW,
-            },
-        );
+        let session = Session {
+            out,
+            links: HashMap::new(),
+            next_incoming_id: begin.next_outgoing_id,
+            incoming_window: SESSION_WINDOW,
+        };
+        if let Some(old) = self.sessions.insert(channel, session) {
+            // A begin on a channel still in use: the old session is gone for the client, so
+            // release its receivers (their pumps and places on the partitions) like an end.
+            tracing::debug!(channel, "Begin on a channel in use replaces its session");
+            self.held.retain(|h| h.channel != channel);
+            self.drop_session(old);
+        }
         let reply = Begin {
             remote_channel: Some(channel),
             next_outgoing_id: 1,
             incoming_window: SESSION_WINDOW,
             outgoing_window: SESSION_WINDOW,
-            handle_max: 255,
+            handle_max: HANDLE_MAX,
             properties: Vec::new(),
         };
         self.send(channel, reply.to_value()).await;
@@ -485,6 +505,17 @@ impl Connection {
         self.send(channel, detach.to_value()).await;
     }
 
+    /// Keep a validated token. One per resource (a renewal replaces the token it renews), and
+    /// at most [`MAX_TOKENS`]: a client putting ever more tokens loses its oldest ones.
+    fn keep_token(&mut self, valid: ValidToken) {
+        self.tokens.retain(|t| t.resource != valid.resource);
+        if self.tokens.len() >= MAX_TOKENS {
+            let excess = self.tokens.len() + 1 - MAX_TOKENS;
+            self.tokens.drain(..excess);
+        }
+        self.tokens.push(valid);
+    }
+
     /// Whether a valid token covers `entity`.
     fn authorized(&mut self, entity: &str) -> Result<(), AmqpError> {
         let now = (now_ms() / 1000) as u64;
@@ -507,6 +538,13 @@ impl Connection {
         tracing::trace!(attach = ?body, "Attach in");
         if !self.sessions.contains_key(&channel) {
             return Err(protocol(format!("attach on unknown channel {channel}")));
+        }
+        // Links are kept per handle: keep to the handle-max we announced.
+        if attach.handle > HANDLE_MAX {
+            return Err(protocol(format!(
+                "attach with handle {}, above the handle-max {HANDLE_MAX}",
+                attach.handle
+            )));
         }
         let address = match attach.role {
             Role::Sender => attach.target.as_ref().and_then(|t| t.address.clone()),
@@ -659,7 +697,8 @@ impl Connection {
                 }));
                 tracing::debug!(hub = %eh.name, %group, partition = %id, ?start, first, ?epoch, properties = ?attach.properties, "Receiver attached");
                 self.reply_attach(channel, &attach, metrics).await;
-                self.session(channel).links.insert(
+                self.insert_link(
+                    channel,
                     attach.handle,
                     Link::Deliver {
                         reader_id,
@@ -684,7 +723,7 @@ impl Connection {
             }
             _ => None,
         };
-        self.session(channel).links.insert(attach.handle, link);
+        self.insert_link(channel, attach.handle, link);
         if let Some(delivery_count) = grant {
             self.send_link_flow(channel, attach.handle, delivery_count, SENDER_CREDIT)
                 .await;
@@ -694,6 +733,20 @@ impl Connection {
 
     fn session(&mut self, channel: u16) -> &mut Session {
         self.sessions.get_mut(&channel).expect("checked by caller")
+    }
+
+    /// Keep a newly attached link. An attach on a handle still in use replaces that link: the
+    /// old one is released (its pump stopped, its place on the partition given back) instead of
+    /// being dropped with its pump still running and its reader still registered.
+    fn insert_link(&mut self, channel: u16, handle: u32, link: Link) {
+        if let Some(old) = self.session(channel).links.insert(handle, link) {
+            tracing::debug!(
+                channel,
+                handle,
+                "Attach on a handle in use replaces its link"
+            );
+            drop_link(old);
+        }
     }
 
     async fn reply_attach(&self, channel: u16, attach: &Attach, metrics: bool) {
@@ -873,8 +926,7 @@ impl Connection {
                 }
                 Some(Link::Requests { node, .. }) => {
                     let node = *node;
-                    self.request(channel, node, &done.bytes).await;
-                    DeliveryState::Accepted
+                    self.request(channel, node, &done.bytes).await
                 }
                 _ => DeliveryState::Accepted,
             }
@@ -929,13 +981,14 @@ impl Connection {
         }
     }
 
-    /// Answer a `$cbs` or `$management` request on the matching reply link.
-    async fn request(&mut self, channel: u16, node: Node, bytes: &[u8]) {
+    /// Answer a `$cbs` or `$management` request on the matching reply link; the outcome for
+    /// the request's delivery.
+    async fn request(&mut self, channel: u16, node: Node, bytes: &[u8]) -> DeliveryState {
         let request = match Message::decode(bytes) {
             Ok(m) => m,
             Err(err) => {
                 tracing::debug!(error = %err, "Undecodable request");
-                return;
+                return DeliveryState::Accepted;
             }
         };
         let (status, description, body) = match node {
@@ -969,7 +1022,7 @@ impl Connection {
             .and_then(Value::as_str)
             .map(str::to_string);
         let Some(session) = self.sessions.get_mut(&channel) else {
-            return;
+            return DeliveryState::Accepted;
         };
         let reply_handle = session
             .links
@@ -984,12 +1037,25 @@ impl Connection {
             .map(|(handle, _)| handle);
         let Some(handle) = reply_handle else {
             tracing::debug!(?node, "Request without a reply link");
-            return;
+            return DeliveryState::Accepted;
         };
         if let Some(Link::Replies { queue, .. }) = session.links.get_mut(&handle) {
+            // A client that sends requests but never gives the reply link credit would grow
+            // the queue without bound.
+            if queue.len() >= MAX_QUEUED_REPLIES {
+                tracing::debug!(?node, "Reply queue full; request refused");
+                return DeliveryState::Rejected(Some(AmqpError::new(
+                    condition::RESOURCE_LIMIT,
+                    format!(
+                        "{MAX_QUEUED_REPLIES} responses already wait for credit on the reply \
+                         link"
+                    ),
+                )));
+            }
             queue.push_back(response.to_bytes());
         }
         self.flush_replies(channel, handle).await;
+        DeliveryState::Accepted
     }
 
     /// Send queued responses on a reply link as far as its credit allows.
@@ -1053,7 +1119,7 @@ impl Connection {
         {
             Ok(valid) => {
                 tracing::debug!(%audience, resource = %valid.resource, "Token accepted");
-                self.tokens.push(valid);
+                self.keep_token(valid);
                 (202, "Accepted".into())
             }
             Err(err) => {
@@ -1082,7 +1148,7 @@ impl Connection {
         if let Some(token) = prop("security_token") {
             let now = (now_ms() / 1000) as u64;
             if let Ok(valid) = sas::validate(&token, self.ns.policies(), now) {
-                self.tokens.push(valid);
+                self.keep_token(valid);
             }
         }
         if let Err(err) = self.authorized(&name) {

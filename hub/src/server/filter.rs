@@ -42,7 +42,20 @@ pub fn parse_selector(expr: &str) -> Result<StartPosition, String> {
         .strip_prefix('\'')
         .and_then(|v| v.strip_suffix('\''))
         .ok_or_else(bad)?;
-    let number = || value.parse::<i64>().map_err(|_| bad());
+    let number = || {
+        value.parse::<i64>().map_err(|e| match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => format!(
+                "`{value}` in filter expression `{expr}` is out of range: use a 64-bit integer \
+                 ({} to {})",
+                i64::MIN,
+                i64::MAX
+            ),
+            _ => format!(
+                "`{value}` in filter expression `{expr}` is not a number: use a 64-bit integer \
+                 in quotes"
+            ),
+        })
+    };
     match field.to_ascii_lowercase().as_str() {
         "amqp.annotation.x-opt-offset" => match value {
             "-1" => Ok(StartPosition::Earliest),
@@ -131,6 +144,41 @@ mod tests {
         ] {
             assert!(parse_selector(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_with_a_clear_error() {
+        for value in [
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999999",
+        ] {
+            for field in [
+                "amqp.annotation.x-opt-sequence-number",
+                "amqp.annotation.x-opt-offset",
+                "amqp.annotation.x-opt-enqueued-time",
+            ] {
+                let expr = format!("{field} > '{value}'");
+                let err = parse_selector(&expr).unwrap_err();
+                assert!(
+                    err.contains(value) && err.contains("64-bit"),
+                    "{expr}: {err}"
+                );
+            }
+        }
+        let err = parse_selector("amqp.annotation.x-opt-offset > '12ab'").unwrap_err();
+        assert!(
+            err.contains("`12ab`") && err.contains("not a number"),
+            "{err}"
+        );
+        // The extremes themselves parse.
+        assert_eq!(
+            parse_selector("amqp.annotation.x-opt-sequence-number > '9223372036854775807'"),
+            Ok(StartPosition::Sequence {
+                sequence: i64::MAX,
+                inclusive: false
+            })
+        );
     }
 
     #[test]

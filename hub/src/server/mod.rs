@@ -13,13 +13,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::HubConfig;
+use crate::config::{ConfigError, HubConfig};
 use crate::storage::StorageError;
 pub use namespace::Namespace;
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration is invalid; the message names the setting and what to use.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source} (is another endpoint or emulator running there?)")]
     Listen {
         addr: SocketAddr,
@@ -50,11 +53,22 @@ pub struct RunningHub {
     namespace: Arc<Namespace>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    syncer: Option<JoinHandle<()>>,
     policy: (String, String),
 }
 
-/// Open storage, bind, and serve in the background.
+/// Validate the config, open storage, bind, and serve in the background.
 pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
+    // Before anything is created or locked: a config built in code (not loaded from TOML) has
+    // not been validated yet.
+    config.validate()?;
+    let policy = config
+        .policies
+        .first()
+        .map(|p| (p.name.clone(), p.key.clone()))
+        .ok_or_else(|| {
+            ConfigError::Invalid("at least one [[policy]] with a name and key is needed".into())
+        })?;
     let lock = lock_data_dir(&config.data_dir)?;
     let namespace = Arc::new(Namespace::open(&config)?);
     let listener = bind(config.listen).map_err(|source| StartError::Listen {
@@ -66,6 +80,9 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         source,
     })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let syncer = namespace
+        .sync_interval()
+        .map(|every| spawn_syncer(namespace.clone(), every, shutdown_rx.clone()));
     let ns = namespace.clone();
     let task = tokio::spawn(async move {
         // Held while serving: one writer per data directory.
@@ -89,17 +106,40 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             }
         }
     });
-    let policy = config
-        .policies
-        .first()
-        .map(|p| (p.name.clone(), p.key.clone()))
-        .expect("validated config has a policy");
     Ok(RunningHub {
         addr,
         namespace,
         shutdown,
         task,
+        syncer,
         policy,
+    })
+}
+
+/// With `storage.fsync = "<ms>"`, sync partitions on a timer too: an append syncs only when the
+/// interval has passed, so without this the tail of a burst would wait for the next append.
+/// Ends on shutdown with a last sync of everything.
+fn spawn_syncer(
+    ns: Arc<Namespace>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    // At least once a minute (a log is only synced when its interval is due), never spinning.
+    let period = every.clamp(Duration::from_millis(1), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let ns = ns.clone();
+                    // fsync blocks: keep it off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || ns.sync_due()).await;
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || ns.sync_all()).await;
     })
 }
 
@@ -180,6 +220,9 @@ impl RunningHub {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some(syncer) = self.syncer {
+            let _ = syncer.await;
+        }
     }
 }
 
@@ -201,5 +244,107 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StartError::InUse(dir.to_path_buf())),
         Err(std::fs::TryLockError::Error(e)) => Err(lock_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StorageConfig;
+
+    async fn start_error(config: HubConfig) -> String {
+        match start(config).await {
+            Ok(hub) => {
+                hub.shutdown().await;
+                panic!("an invalid config started");
+            }
+            Err(err) => err.to_string(),
+        }
+    }
+
+    fn base(dir: &std::path::Path) -> HubConfig {
+        HubConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.to_path_buf(),
+            ..HubConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_policy_list_is_a_start_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = start_error(HubConfig {
+            policies: Vec::new(),
+            ..base(dir.path())
+        })
+        .await;
+        assert!(err.contains("[[policy]]"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_fsync_value_is_a_start_error_naming_the_setting_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = start_error(HubConfig {
+            storage: StorageConfig {
+                fsync: "sometimes".into(),
+                ..StorageConfig::default()
+            },
+            ..base(dir.path())
+        })
+        .await;
+        assert!(
+            err.contains("storage.fsync") && err.contains("sometimes") && err.contains("always"),
+            "{err}"
+        );
+    }
+
+    /// With `fsync = "<ms>"`, the tail of a burst reaches the disk once the interval has passed
+    /// even if nothing is appended after it.
+    #[tokio::test]
+    async fn with_an_fsync_interval_the_tail_of_a_burst_is_synced_without_a_later_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = start(HubConfig {
+            storage: StorageConfig {
+                fsync: "50".into(),
+                ..StorageConfig::default()
+            },
+            ..base(dir.path())
+        })
+        .await
+        .unwrap();
+        let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+        // Append until an append leaves something unsynced (the first one after a quiet
+        // interval syncs at once; one within the interval does not).
+        let event = [crate::amqp::message::Message::with_data(b"e".to_vec())];
+        let mut bursts = 0;
+        while !partition.has_unsynced() {
+            partition.append(&event).unwrap();
+            bursts += 1;
+            assert!(bursts < 100_000, "every append synced at once");
+        }
+        // Nothing more is appended; the sync must still happen. Generous bound: a slow or
+        // busy machine, not a performance check.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while partition.has_unsynced() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tail of the burst was never synced"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hub.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_invalid_config_creates_and_locks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let err = start_error(HubConfig {
+            event_hubs: Vec::new(),
+            ..base(&data_dir)
+        })
+        .await;
+        assert!(err.contains("[[event_hub]]"), "{err}");
+        assert!(!data_dir.exists());
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::amqp::message::Message;
 use crate::config::{Fsync, HubConfig};
-use crate::server::stored;
+use crate::server::{stored, StartError};
 use crate::storage::{
     AppendEvent, FsyncPolicy, LogOptions, PartitionLog, Retention, StorageError, StoredEvent,
 };
@@ -32,6 +32,7 @@ pub struct Namespace {
     hubs: HashMap<String, Arc<EventHub>>,
     policies: Vec<(String, String)>,
     next_reader_id: AtomicU64,
+    fsync: FsyncPolicy,
 }
 
 /// One event hub.
@@ -75,12 +76,11 @@ pub enum ReaderRefusal {
 }
 
 impl Namespace {
-    /// Open (or create) every partition's log under `config.data_dir`.
-    pub fn open(config: &HubConfig) -> Result<Self, StorageError> {
-        let fsync = match config
-            .fsync_policy()
-            .expect("validated config has a valid fsync")
-        {
+    /// Validate `config` and open (or create) every partition's log under `config.data_dir`.
+    pub fn open(config: &HubConfig) -> Result<Self, StartError> {
+        // An event hub without partitions could route nowhere; validation refuses it.
+        config.validate()?;
+        let fsync = match config.fsync_policy()? {
             Fsync::Always => FsyncPolicy::Always,
             Fsync::EveryMillis(ms) => FsyncPolicy::EveryMillis(ms),
             Fsync::Never => FsyncPolicy::Never,
@@ -92,7 +92,7 @@ impl Namespace {
                 max_age: config
                     .storage
                     .retention_hours
-                    .map(|h| Duration::from_secs(h * 3600)),
+                    .map(|h| Duration::from_secs(h.saturating_mul(3600))),
                 max_bytes: config.storage.retention_bytes,
             },
         };
@@ -131,6 +131,7 @@ impl Namespace {
                 .map(|p| (p.name.clone(), p.key.clone()))
                 .collect(),
             next_reader_id: AtomicU64::new(1),
+            fsync,
         })
     }
 
@@ -161,6 +162,37 @@ impl Namespace {
                     .apply_retention(now)
                 {
                     tracing::warn!(hub = %hub.name, partition = %p.id, error = %err, "Retention failed");
+                }
+            }
+        }
+    }
+
+    /// How often [`Namespace::sync_due`] should run: the fsync interval, when there is one
+    /// (`storage.fsync = "<ms>"` with ms > 0; with 0 every append syncs).
+    pub fn sync_interval(&self) -> Option<Duration> {
+        match self.fsync {
+            FsyncPolicy::EveryMillis(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+            _ => None,
+        }
+    }
+
+    /// fsync every partition whose unsynced appends are older than the fsync interval, so the
+    /// tail of a burst reaches the disk without waiting for another append. Blocking.
+    pub fn sync_due(&self) {
+        self.each_log(|log| log.sync_if_due().map(|_| ()));
+    }
+
+    /// fsync every partition with unsynced appends now (at shutdown). Blocking.
+    pub fn sync_all(&self) {
+        self.each_log(PartitionLog::flush);
+    }
+
+    fn each_log(&self, mut f: impl FnMut(&mut PartitionLog) -> Result<(), StorageError>) {
+        for hub in self.hubs.values() {
+            for p in &hub.partitions {
+                let mut log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(err) = f(&mut log) {
+                    tracing::warn!(hub = %hub.name, partition = %p.id, error = %err, "fsync failed");
                 }
             }
         }
@@ -274,16 +306,41 @@ impl Partition {
                 sequence,
                 inclusive,
             } => {
-                let first = if inclusive { sequence } else { sequence + 1 };
-                first.max(log.begin_sequence_number())
+                let first = if inclusive {
+                    Some(sequence)
+                } else {
+                    sequence.checked_add(1)
+                };
+                match first {
+                    Some(first) => first.max(log.begin_sequence_number()),
+                    // After i64::MAX nothing can ever come: the end, never the start.
+                    None => after_last,
+                }
             }
             Offset { offset, inclusive } => log
                 .sequence_for_offset(offset, inclusive)
                 .unwrap_or(after_last),
-            EnqueuedAfter { time_ms, inclusive } => log
-                .sequence_for_time(if inclusive { time_ms - 1 } else { time_ms })
-                .unwrap_or(after_last),
+            EnqueuedAfter { time_ms, inclusive } => {
+                // `>= t` is `> t - 1`; `>= i64::MIN` is everything.
+                let after = if inclusive {
+                    time_ms.checked_sub(1)
+                } else {
+                    Some(time_ms)
+                };
+                match after {
+                    Some(after) => log.sequence_for_time(after).unwrap_or(after_last),
+                    None => log.begin_sequence_number(),
+                }
+            }
         }
+    }
+
+    /// Whether appended events may not have reached the disk yet (see `storage.fsync`).
+    pub fn has_unsynced(&self) -> bool {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .has_unsynced()
     }
 
     /// Positions for management responses.
@@ -426,6 +483,87 @@ mod tests {
         );
         p.remove_reader("$default", 0);
         p.add_reader("$Default", 99, None, tx).unwrap();
+    }
+
+    #[test]
+    fn start_positions_past_the_last_possible_event_mean_the_end_not_the_start() {
+        use crate::server::filter::{parse_selector, StartPosition::*};
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path());
+        let msgs: Vec<Message> = (0..3).map(|i| Message::with_data(vec![i])).collect();
+        p.append(&msgs).unwrap();
+        let after_last = 3;
+        // `> i64::MAX`: no event can come after it; the end, never the start.
+        let beyond =
+            parse_selector("amqp.annotation.x-opt-sequence-number > '9223372036854775807'")
+                .unwrap();
+        assert_eq!(p.resolve(beyond), after_last);
+        assert_eq!(
+            p.resolve(Sequence {
+                sequence: i64::MAX,
+                inclusive: false
+            }),
+            after_last
+        );
+        assert_eq!(
+            p.resolve(EnqueuedAfter {
+                time_ms: i64::MAX,
+                inclusive: false
+            }),
+            after_last
+        );
+        assert_eq!(
+            p.resolve(EnqueuedAfter {
+                time_ms: i64::MAX,
+                inclusive: true
+            }),
+            after_last
+        );
+        // `>= i64::MIN` ms: everything.
+        assert_eq!(
+            p.resolve(EnqueuedAfter {
+                time_ms: i64::MIN,
+                inclusive: true
+            }),
+            0
+        );
+        assert_eq!(
+            p.resolve(EnqueuedAfter {
+                time_ms: i64::MIN,
+                inclusive: false
+            }),
+            0
+        );
+        assert_eq!(
+            p.resolve(Sequence {
+                sequence: i64::MIN,
+                inclusive: false
+            }),
+            0
+        );
+        assert_eq!(
+            p.resolve(Offset {
+                offset: i64::MAX,
+                inclusive: false
+            }),
+            after_last
+        );
+    }
+
+    #[test]
+    fn a_huge_retention_setting_opens_and_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = HubConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..HubConfig::default()
+        };
+        // retention_hours * 3600 overflowed (a panic in debug builds).
+        config.storage.retention_hours = Some(u64::MAX);
+        let ns = Namespace::open(&config).unwrap();
+        let p = &ns.hub("events").unwrap().partitions[0];
+        p.append(&[Message::with_data(vec![1])]).unwrap();
+        ns.apply_retention();
+        assert_eq!(p.info().begin_sequence_number, 0);
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub fn deliver(
     out.extend_from_slice(&[0x00, 0x53, section::MESSAGE_ANNOTATIONS as u8, 0xd1]);
     let body_len = 4 + pairs.len() + ours.len();
     out.extend_from_slice(&(body_len as u32).to_be_bytes());
-    out.extend_from_slice(&(count + our_count).to_be_bytes());
+    out.extend_from_slice(&count.checked_add(our_count)?.to_be_bytes());
     out.extend_from_slice(pairs);
     out.extend_from_slice(&ours);
     out.extend_from_slice(tail);
@@ -174,6 +174,22 @@ mod tests {
         );
         assert_eq!(back.data_sections().next(), Some(&b"body"[..]));
         assert_eq!(back.application_properties, msg.application_properties);
+    }
+
+    #[test]
+    fn an_annotation_count_that_would_overflow_is_corrupt_not_a_panic() {
+        let ann = Annotations {
+            sequence_number: 0,
+            offset: 0,
+            enqueued_time_ms: 0,
+            partition_key: None,
+        };
+        // No header, u32::MAX annotation values, no pair bytes, no tail.
+        let mut payload = 0u32.to_be_bytes().to_vec();
+        payload.extend_from_slice(&u32::MAX.to_be_bytes());
+        payload.extend_from_slice(&0u32.to_be_bytes());
+        let mut out = Vec::new();
+        assert!(deliver(&payload, &ann, &[], &mut out).is_none());
     }
 
     #[test]

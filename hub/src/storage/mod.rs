@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 pub enum FsyncPolicy {
     /// fsync after every append: nothing acknowledged is ever lost.
     Always,
-    /// fsync at most this often (on append); a crash may lose the last interval.
+    /// fsync at most this often: on append once the interval has passed, and by
+    /// [`PartitionLog::sync_if_due`] (which the endpoint calls on a timer) for the tail of a
+    /// burst that no append follows. A crash may lose the last interval.
     EveryMillis(u64),
     /// Leave it to the OS.
     Never,
@@ -89,6 +91,12 @@ pub enum StorageError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{path}: a record of {size} bytes is too large to store (at most {max})")]
+    TooLarge {
+        path: PathBuf,
+        size: usize,
+        max: u32,
     },
     #[error("{path} is corrupt at byte {position}: {reason}")]
     Corrupt {
@@ -205,6 +213,18 @@ impl PartitionLog {
             && !self.active_segment().entries.is_empty()
         {
             self.roll()?;
+        }
+        // A longer record would be written, then taken for a corrupt length on reopen.
+        for event in events {
+            let key = event.partition_key.as_deref().unwrap_or("").len();
+            let size = (8 + 8 + 2 + key.min(u16::MAX as usize)).saturating_add(event.payload.len());
+            if size > MAX_RECORD as usize {
+                return Err(StorageError::TooLarge {
+                    path: self.active_segment().path.clone(),
+                    size,
+                    max: MAX_RECORD,
+                });
+            }
         }
         let segment = self.segments.last_mut().expect("active segment");
         let mut buf = Vec::new();
@@ -361,10 +381,11 @@ impl PartitionLog {
             let total: u64 = self.segments.iter().map(|s| s.size).sum();
             let oldest = &self.segments[0];
             let too_old = retention.max_age.is_some_and(|age| {
-                oldest
-                    .entries
-                    .last()
-                    .is_some_and(|e| now_ms - e.time_ms > age.as_millis() as i64)
+                oldest.entries.last().is_some_and(|e| {
+                    // An age beyond i64 ms keeps everything (`as` would wrap it negative).
+                    let max_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                    now_ms.saturating_sub(e.time_ms) > max_ms
+                })
             });
             let too_big = retention.max_bytes.is_some_and(|max| total > max);
             if !(too_old || too_big) {
@@ -374,6 +395,25 @@ impl PartitionLog {
             std::fs::remove_file(&removed.path).map_err(io(&removed.path))?;
             tracing::info!(segment = %removed.path.display(), events = removed.entries.len(), "Retention removed a segment");
         }
+    }
+
+    /// Under [`FsyncPolicy::EveryMillis`], fsync if records are unsynced and the interval has
+    /// passed since the last fsync; returns whether it synced. Other policies need no timer.
+    pub fn sync_if_due(&mut self) -> Result<bool, StorageError> {
+        match self.options.fsync {
+            FsyncPolicy::EveryMillis(ms)
+                if self.dirty && self.last_sync.elapsed() >= Duration::from_millis(ms) =>
+            {
+                self.flush()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether appended records may not have reached the disk yet (no fsync since).
+    pub fn has_unsynced(&self) -> bool {
+        self.dirty
     }
 
     /// fsync the active segment now.
@@ -753,6 +793,94 @@ mod tests {
         let total: u64 = log.segments.iter().map(|s| s.size).sum();
         assert!(total <= 300 + 100, "{total}");
         assert!(log.begin_sequence_number() > 0);
+    }
+
+    #[test]
+    fn sync_if_due_syncs_only_an_interval_policy_once_its_interval_has_passed() {
+        let open = |fsync| {
+            let dir = tempfile::tempdir().unwrap();
+            let log = PartitionLog::open(
+                dir.path(),
+                LogOptions {
+                    fsync,
+                    ..LogOptions::default()
+                },
+            )
+            .unwrap();
+            (dir, log)
+        };
+        // Never: left to the OS, no timer sync.
+        let (_dir, mut log) = open(FsyncPolicy::Never);
+        log.append(&events(1, "a"), 1).unwrap();
+        assert!(log.has_unsynced());
+        assert!(!log.sync_if_due().unwrap());
+        assert!(log.has_unsynced());
+        // Always: every append syncs.
+        let (_dir, mut log) = open(FsyncPolicy::Always);
+        log.append(&events(1, "a"), 1).unwrap();
+        assert!(!log.has_unsynced());
+        // An interval that has not passed: not yet.
+        let (_dir, mut log) = open(FsyncPolicy::EveryMillis(u64::MAX));
+        log.append(&events(1, "a"), 1).unwrap();
+        assert!(log.has_unsynced());
+        assert!(!log.sync_if_due().unwrap());
+        // A short interval: synced once it has passed (polled; no timing assertion).
+        let (_dir, mut log) = open(FsyncPolicy::EveryMillis(20));
+        while !log.has_unsynced() {
+            log.append(&events(1, "a"), 1).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !log.sync_if_due().unwrap() {
+            assert!(Instant::now() < deadline, "never due");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!log.has_unsynced());
+        assert!(!log.sync_if_due().unwrap(), "nothing left to sync");
+    }
+
+    #[test]
+    fn an_unbounded_retention_age_keeps_everything() {
+        // Duration::MAX in ms does not fit an i64: truncated, it became -1 ms and every old
+        // segment was "too old".
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogOptions {
+                segment_bytes: 100,
+                retention: Retention {
+                    max_age: Some(Duration::MAX),
+                    max_bytes: None,
+                },
+                ..options()
+            },
+        )
+        .unwrap();
+        for i in 0..10 {
+            log.append(&events(1, "e"), i).unwrap();
+        }
+        let segments = log.segments.len();
+        assert!(segments > 2);
+        log.apply_retention(i64::MAX).unwrap();
+        assert_eq!(log.segments.len(), segments);
+        assert_eq!(log.begin_sequence_number(), 0);
+    }
+
+    #[test]
+    fn a_record_too_large_to_be_read_back_is_refused() {
+        // It would be written, then taken for a corrupt length when the log is reopened.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), options()).unwrap();
+        let huge = AppendEvent {
+            partition_key: None,
+            payload: vec![0; MAX_RECORD as usize],
+        };
+        let err = log.append(&[huge], 1).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        assert!(log.is_empty());
+        log.append(&events(1, "ok"), 2).unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), options()).unwrap();
+        assert_eq!(log.read_from_sequence(0, 10, usize::MAX).unwrap().len(), 1);
     }
 
     #[test]

@@ -1,0 +1,386 @@
+//! Client-controlled numbers at the frame level (channels, link handles): the endpoint keeps to
+//! the maxima it announces and never leaks a link a client re-attaches or a session it re-begins.
+//! A raw AMQP client built from hubwasm's own codec.
+
+use std::time::Duration;
+
+use hubwasm_hub::amqp::frame::Frame;
+use hubwasm_hub::amqp::message::{property, Message};
+use hubwasm_hub::amqp::performative::{
+    code, condition, error_of, Attach, Begin, Flow, Open, Role, Source, Target, Transfer,
+};
+use hubwasm_hub::amqp::Value;
+use hubwasm_hub::config::{EventHubConfig, HubConfig, DEFAULT_POLICY, DEVELOPMENT_KEY};
+use hubwasm_hub::RunningHub;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const AMQP_HEADER: &[u8; 8] = b"AMQP\x00\x01\x00\x00";
+const PARTITION: &str = "events/ConsumerGroups/$Default/Partitions/0";
+
+async fn hub(data: &std::path::Path) -> RunningHub {
+    hubwasm_hub::start(HubConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.to_path_buf(),
+        event_hubs: vec![EventHubConfig {
+            name: "events".into(),
+            partitions: 1,
+            consumer_groups: vec![],
+        }],
+        ..HubConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Connected, AMQP header exchanged, open sent and answered.
+    async fn open(hub: &RunningHub) -> Client {
+        let mut stream = TcpStream::connect(hub.local_addr()).await.unwrap();
+        stream.write_all(AMQP_HEADER).await.unwrap();
+        let mut header = [0u8; 8];
+        stream.read_exact(&mut header).await.unwrap();
+        assert_eq!(&header, AMQP_HEADER);
+        let mut client = Client {
+            stream,
+            buf: Vec::new(),
+        };
+        let open = Open {
+            container_id: "limits-test".into(),
+            hostname: Some("localhost".into()),
+            max_frame_size: 65536,
+            channel_max: u16::MAX,
+            idle_time_out: None,
+            offered_capabilities: vec![],
+            desired_capabilities: vec![],
+            properties: vec![],
+        };
+        client.send(0, open.to_value()).await;
+        let reply = client.next().await.expect("an open");
+        assert_eq!(reply.body.unwrap().descriptor_code(), Some(code::OPEN));
+        client
+    }
+
+    async fn send(&mut self, channel: u16, body: Value) {
+        self.send_frame(Frame::amqp(channel, body)).await
+    }
+
+    async fn send_frame(&mut self, frame: Frame) {
+        let mut out = Vec::new();
+        frame.encode(&mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next non-empty frame; `None` once the endpoint closed the socket.
+    async fn next(&mut self) -> Option<Frame> {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(size) = Frame::peek_size(&self.buf, 1 << 20).unwrap() {
+                    if self.buf.len() >= size {
+                        let frame = Frame::decode(&self.buf[..size]).unwrap();
+                        self.buf.drain(..size);
+                        if frame.body.is_some() {
+                            return Some(frame);
+                        }
+                        continue;
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await
+        .expect("the endpoint answers within 20 s")
+    }
+
+    /// Frames until one with descriptor `code` (returned).
+    async fn until(&mut self, code: u64) -> Frame {
+        loop {
+            let frame = self.next().await.expect("the connection is open");
+            if frame.body.as_ref().and_then(Value::descriptor_code) == Some(code) {
+                return frame;
+            }
+        }
+    }
+
+    async fn begin(&mut self, channel: u16) {
+        let begin = Begin {
+            remote_channel: None,
+            next_outgoing_id: 0,
+            incoming_window: 5000,
+            outgoing_window: 5000,
+            handle_max: 1000,
+            properties: vec![],
+        };
+        self.send(channel, begin.to_value()).await;
+    }
+
+    async fn attach(&mut self, channel: u16, handle: u32, role: Role, address: &str) {
+        let attach = Attach {
+            name: format!("link-{handle}"),
+            handle,
+            role,
+            snd_settle_mode: 1,
+            rcv_settle_mode: 0,
+            source: Some(Source {
+                address: (role == Role::Receiver).then(|| address.to_string()),
+                filter: vec![],
+            }),
+            target: Some(Target {
+                address: Some(if role == Role::Sender {
+                    address.to_string()
+                } else {
+                    "client".to_string()
+                }),
+            }),
+            initial_delivery_count: (role == Role::Sender).then_some(0),
+            max_message_size: None,
+            offered_capabilities: vec![],
+            desired_capabilities: vec![],
+            properties: vec![],
+        };
+        self.send(channel, attach.to_value()).await;
+    }
+
+    /// Put a namespace-wide SAS token on `$cbs` (links 100 and 101 of `channel`). The endpoint
+    /// handles frames in order, so later attaches are authorized without reading the reply.
+    async fn authorize(&mut self, channel: u16) {
+        self.attach(channel, 100, Role::Sender, "$cbs").await;
+        self.attach(channel, 101, Role::Receiver, "$cbs").await;
+        self.put_token(channel, "sb://localhost/", 0).await;
+    }
+
+    /// Put a token for `resource` on the `$cbs` link 100 of `channel`.
+    async fn put_token(&mut self, channel: u16, resource: &str, delivery_id: u32) {
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let token = hubwasm_hub::sas::sign(resource, DEFAULT_POLICY, DEVELOPMENT_KEY, expires);
+        let mut request = Message::with_value(Value::string(token));
+        request.application_properties = vec![
+            (Value::string("operation"), Value::string("put-token")),
+            (Value::string("name"), Value::string(resource)),
+            (
+                Value::string("type"),
+                Value::string("servicebus.windows.net:sastoken"),
+            ),
+        ];
+        let transfer = Transfer {
+            handle: 100,
+            delivery_id: Some(delivery_id),
+            delivery_tag: Some(delivery_id.to_be_bytes().to_vec()),
+            message_format: Some(0),
+            settled: Some(true),
+            ..Transfer::default()
+        };
+        self.send_frame(Frame {
+            payload: request.to_bytes(),
+            ..Frame::amqp(channel, transfer.to_value())
+        })
+        .await;
+    }
+
+    /// The error of the close the endpoint ends the connection with.
+    async fn closed_with(&mut self) -> String {
+        let close = self.until(code::CLOSE).await;
+        let error = error_of(close.body.as_ref().unwrap()).expect("a close with an error");
+        assert_eq!(error.condition, condition::FRAMING_ERROR);
+        error.description.unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn re_attaching_a_receiver_on_its_handle_replaces_it_without_leaking_its_reader() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.authorize(0).await;
+    // More re-attaches than a partition allows receivers (5): each used to leave its
+    // predecessor registered, until the partition refused everyone.
+    for round in 0..8 {
+        client.attach(0, 7, Role::Receiver, PARTITION).await;
+        loop {
+            let frame = client.until(code::ATTACH).await;
+            let attach = Attach::from_value(frame.body.as_ref().unwrap()).unwrap();
+            if attach.handle == 7 {
+                break;
+            }
+        }
+        assert_eq!(partition.reader_count("$Default"), 1, "round {round}");
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn re_beginning_a_session_on_its_channel_releases_its_receivers() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let mut client = Client::open(&hub).await;
+    for round in 0..8 {
+        client.begin(3).await;
+        client.until(code::BEGIN).await;
+        client.authorize(3).await;
+        client.attach(3, 0, Role::Receiver, PARTITION).await;
+        loop {
+            let frame = client.until(code::ATTACH).await;
+            let attach = Attach::from_value(frame.body.as_ref().unwrap()).unwrap();
+            if attach.handle == 0 {
+                break;
+            }
+        }
+        assert_eq!(partition.reader_count("$Default"), 1, "round {round}");
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_channel_above_the_announced_channel_max_closes_the_connection() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let mut client = Client::open(&hub).await;
+    client.begin(256).await;
+    let description = client.closed_with().await;
+    assert!(description.contains("256"), "{description}");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_handle_above_the_announced_handle_max_closes_the_connection() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.until(code::BEGIN).await;
+    client.attach(0, 256, Role::Sender, "$cbs").await;
+    let description = client.closed_with().await;
+    assert!(description.contains("256"), "{description}");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn replies_waiting_for_credit_are_bounded() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    // Requests to $management on handle 0; its replies on handle 1, which gets no credit yet.
+    client.attach(0, 0, Role::Sender, "$management").await;
+    client.attach(0, 1, Role::Receiver, "$management").await;
+    let request = |id: &str| {
+        let mut m = Message::with_value(Value::Null);
+        m.set_property(property::MESSAGE_ID, Value::string(id));
+        m.application_properties = vec![(Value::string("operation"), Value::string("READ"))];
+        m.to_bytes()
+    };
+    let send = async |client: &mut Client, delivery_id: u32, id: &str| {
+        let transfer = Transfer {
+            handle: 0,
+            delivery_id: Some(delivery_id),
+            delivery_tag: Some(delivery_id.to_be_bytes().to_vec()),
+            message_format: Some(0),
+            settled: Some(true),
+            ..Transfer::default()
+        };
+        client
+            .send_frame(Frame {
+                payload: request(id),
+                ..Frame::amqp(0, transfer.to_value())
+            })
+            .await;
+    };
+    for i in 0..1100u32 {
+        send(&mut client, i, "ignored").await;
+    }
+    // Now credit for every reply, then a marker request: the replies before the marker's are
+    // the ones that were kept.
+    let flow = Flow {
+        incoming_window: 5000,
+        next_outgoing_id: 1100,
+        outgoing_window: 5000,
+        handle: Some(1),
+        delivery_count: Some(0),
+        link_credit: Some(5000),
+        ..Flow::default()
+    };
+    client.send(0, flow.to_value()).await;
+    send(&mut client, 1100, "marker").await;
+    let mut before_marker = 0;
+    loop {
+        let frame = client.until(code::TRANSFER).await;
+        let transfer = Transfer::from_value(frame.body.as_ref().unwrap()).unwrap();
+        assert_eq!(transfer.handle, 1);
+        let reply = Message::decode(&frame.payload).unwrap();
+        if reply.property(property::CORRELATION_ID) == Some(&Value::string("marker")) {
+            break;
+        }
+        before_marker += 1;
+    }
+    assert_eq!(
+        before_marker, 1000,
+        "replies kept while the reply link had no credit"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_tokens_a_connection_keeps_are_bounded() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.attach(0, 100, Role::Sender, "$cbs").await;
+    client.attach(0, 101, Role::Receiver, "$cbs").await;
+    client.put_token(0, "sb://localhost/events", 0).await;
+    // More tokens for other entities than a connection keeps: the oldest go.
+    for i in 0..1100u32 {
+        client
+            .put_token(0, &format!("sb://localhost/other-{i}"), i + 1)
+            .await;
+    }
+    client.attach(0, 5, Role::Sender, "events").await;
+    loop {
+        let frame = client.next().await.expect("the connection is open");
+        let body = frame.body.unwrap();
+        match body.descriptor_code() {
+            Some(code::DETACH) => {
+                let detach = hubwasm_hub::amqp::performative::Detach::from_value(&body).unwrap();
+                assert_eq!(detach.handle, 5);
+                let error = detach.error.expect("refused");
+                assert_eq!(error.condition, condition::UNAUTHORIZED);
+                break;
+            }
+            Some(code::FLOW) => {
+                let flow = Flow::from_value(&body).unwrap();
+                assert_ne!(flow.handle, Some(5), "still authorized by its first token");
+            }
+            _ => {}
+        }
+    }
+    // A new token is kept (in place of the oldest).
+    client.put_token(0, "sb://localhost/events", 2000).await;
+    client.attach(0, 6, Role::Sender, "events").await;
+    loop {
+        let frame = client.until(code::FLOW).await;
+        if Flow::from_value(frame.body.as_ref().unwrap())
+            .unwrap()
+            .handle
+            == Some(6)
+        {
+            break;
+        }
+    }
+    hub.shutdown().await;
+}
