@@ -5,12 +5,13 @@
 //! Bounded to 256 cases per property so they take seconds in CI. To search longer:
 //!
 //! ```text
-//! PROPTEST_CASES=100000 cargo test -p hubwasm-hub --test fuzz_codec --release
+//! PROPTEST_CASES=100000 cargo test -p hubwasm-hub --test hub_fuzz_codec --release
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+#[path = "support/hub_fuzz.rs"]
 mod fuzz_support;
 
 use fuzz_support::{bytes, config, small_value, text, value};

@@ -4,9 +4,10 @@
 //! Bounded to 256 cases per property so they take seconds in CI. To search longer:
 //!
 //! ```text
-//! PROPTEST_CASES=100000 cargo test -p hubwasm-hub --test fuzz_performatives --release
+//! PROPTEST_CASES=100000 cargo test -p hubwasm-hub --test hub_fuzz_performatives --release
 //! ```
 
+#[path = "support/hub_fuzz.rs"]
 mod fuzz_support;
 
 use fuzz_support::{config, small_comparable_value, small_value, text, value};

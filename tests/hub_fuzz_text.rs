@@ -5,9 +5,10 @@
 //! Bounded to 256 cases per property so they take seconds in CI. To search longer:
 //!
 //! ```text
-//! PROPTEST_CASES=100000 cargo test -p hubwasm-hub --test fuzz_text --release
+//! PROPTEST_CASES=100000 cargo test -p hubwasm-hub --test hub_fuzz_text --release
 //! ```
 
+#[path = "support/hub_fuzz.rs"]
 mod fuzz_support;
 
 use std::path::Path;
