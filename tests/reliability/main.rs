@@ -10,6 +10,7 @@
 //! - [`hostile`]: hostile clients next to an honest one: the honest one is served, the
 //!   endpoint's memory stays bounded, nothing panics.
 
+mod hostile;
 mod kill_soak;
 mod load;
 mod outages;
