@@ -220,13 +220,22 @@ async fn scenario_a_wrong_key_is_refused() {
         .await;
     // The error must be the endpoint's refusal of the token, not any failure: the SDK surfaces
     // the $cbs status (401) or the endpoint's description.
+    // The whole chain: the SDK's outer layers say only "Error ensuring connection".
+    let chain = |e: &dyn std::error::Error| {
+        let mut text = format!("{e} / {e:?}");
+        let mut source = e.source();
+        while let Some(inner) = source {
+            text.push_str(&format!(" / {inner} / {inner:?}"));
+            source = inner.source();
+        }
+        text
+    };
     let error = match result {
-        Err(e) => format!("{e:?}"),
-        Ok(p) => format!(
-            "{:?}",
-            p.get_eventhub_properties()
+        Err(e) => chain(&e),
+        Ok(p) => chain(
+            &p.get_eventhub_properties()
                 .await
-                .expect_err("a wrong key must be refused")
+                .expect_err("a wrong key must be refused"),
         ),
     };
     let lower = error.to_lowercase();
