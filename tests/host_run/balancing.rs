@@ -181,9 +181,12 @@ async fn three_hosts(dir: &Path, checkpoints_toml: &str, store: &impl Checkpoint
 /// plugin hears `closed(shutdown)`, the ownership is released, and the host exits 0.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_the_in_flight_batch_and_checkpoints_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
-    let store_dir = dir.path().join("checkpoints");
+    let Local {
+        dir,
+        endpoint,
+        store_dir,
+        ..
+    } = Local::start(1).await;
     // All 10 events are there before the host starts, and the batch waits up to 5 s to fill,
     // so the first batch holds all 10; the plugin takes 200 ms over each.
     send(&endpoint, 10, None).await;
@@ -231,9 +234,12 @@ async fn sigterm_finishes_the_in_flight_batch_and_checkpoints_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_independent() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 2).await;
-    let store_dir = dir.path().join("checkpoints");
+    let Local {
+        dir,
+        endpoint,
+        store_dir,
+        ..
+    } = Local::start(2).await;
     let cfg = config(&endpoint, &store_dir, &dir.path().join("dead"), "");
     send(&endpoint, 10, None).await;
     let first = Host::run_until_idle("first", dir.path(), &cfg, Duration::from_secs(90));

@@ -13,23 +13,17 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_event_is_retried_then_dead_lettered_and_processing_continues() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 2).await;
-    let store_dir = dir.path().join("checkpoints");
-    let dead = dir.path().join("dead");
-    let cfg = config(
-        &endpoint,
-        &store_dir,
-        &dead,
+    let t = Local::start(2).await;
+    let cfg = t.config(
         r#"plugin_config = { fail_partition = "0", fail_at = "3" }
 [eventhub.failure]
 policy = "dead-letter"
 max_attempts = 3
 initial_backoff_ms = 20"#,
     );
-    send(&endpoint, 10, Some("0")).await;
-    send(&endpoint, 10, Some("1")).await;
-    let host = Host::run_until_idle("solo", dir.path(), &cfg, Duration::from_secs(90));
+    send(&t.endpoint, 10, Some("0")).await;
+    send(&t.endpoint, 10, Some("1")).await;
+    let host = Host::run_until_idle("solo", t.path(), &cfg, Duration::from_secs(90));
     let log = host.log();
 
     let handled: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
@@ -45,7 +39,8 @@ initial_backoff_ms = 20"#,
         .count();
     assert_eq!(attempts, 3, "{log}");
 
-    let letters = std::fs::read_to_string(dead.join(HUB).join("$Default").join("0.jsonl")).unwrap();
+    let letters =
+        std::fs::read_to_string(t.dead.join(HUB).join("$Default").join("0.jsonl")).unwrap();
     let letters: Vec<serde_json::Value> = letters
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -65,7 +60,7 @@ initial_backoff_ms = 20"#,
     assert!(letter["plugin_version"].as_str().unwrap().len() == 12);
     assert!(letter["body"].as_str().unwrap().contains("Test message #4"));
 
-    let store = LocalCheckpointStore::new(&store_dir);
+    let store = t.store();
     let cps = checkpoints(&store, "$Default").await;
     assert_eq!(cps.get("0"), Some(&Some(9)));
     assert_eq!(cps.get("1"), Some(&Some(9)));
@@ -73,55 +68,44 @@ initial_backoff_ms = 20"#,
         store.load_retry(NS, HUB, "$Default", "0").await.unwrap(),
         None
     );
-    endpoint.shutdown().await;
+    t.endpoint.shutdown().await;
 }
 
 /// `rejected` means poison: dead-lettered on the first attempt, never retried.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rejected_event_is_dead_lettered_without_a_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
-    let store_dir = dir.path().join("checkpoints");
-    let dead = dir.path().join("dead");
-    let cfg = config(
-        &endpoint,
-        &store_dir,
-        &dead,
+    let t = Local::start(1).await;
+    let cfg = t.config(
         r#"plugin_config = { fail_at = "2", kind = "rejected" }
 [eventhub.failure]
 policy = "dead-letter"
 max_attempts = 5
 initial_backoff_ms = 20"#,
     );
-    send(&endpoint, 5, Some("0")).await;
-    let host = Host::run_until_idle("rejecter", dir.path(), &cfg, Duration::from_secs(60));
+    send(&t.endpoint, 5, Some("0")).await;
+    let host = Host::run_until_idle("rejecter", t.path(), &cfg, Duration::from_secs(60));
     let log = host.log();
     let attempts = log
         .lines()
         .filter(|l| l.contains("Plugin failed on an event"))
         .count();
     assert_eq!(attempts, 1, "no retry of a rejected event: {log}");
-    let letters = std::fs::read_to_string(dead.join(HUB).join("$Default").join("0.jsonl")).unwrap();
+    let letters =
+        std::fs::read_to_string(t.dead.join(HUB).join("$Default").join("0.jsonl")).unwrap();
     let letter: serde_json::Value = serde_json::from_str(letters.lines().next().unwrap()).unwrap();
     assert_eq!(letter["attempts"], 1);
     assert_eq!(letter["error_kind"], "rejected");
     let handled: Vec<i64> = host.handled("$Default").iter().map(|(_, s)| *s).collect();
     assert_eq!(handled, [0, 1, 3, 4], "{log}");
-    endpoint.shutdown().await;
+    t.endpoint.shutdown().await;
 }
 
 /// Retries wait the configured backoff: 300 ms, then 600 ms (lower bounds only: a sleep never
 /// ends early, so this cannot flake on a slow machine).
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_wait_the_configured_backoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
-    let store_dir = dir.path().join("checkpoints");
-    let dead = dir.path().join("dead");
-    let cfg = config(
-        &endpoint,
-        &store_dir,
-        &dead,
+    let t = Local::start(1).await;
+    let cfg = t.config(
         r#"plugin_config = { fail_at = "0" }
 [eventhub.failure]
 policy = "dead-letter"
@@ -129,8 +113,8 @@ max_attempts = 3
 initial_backoff_ms = 300
 max_backoff_ms = 5000"#,
     );
-    send(&endpoint, 1, Some("0")).await;
-    let host = Host::run_until_idle("backoff", dir.path(), &cfg, Duration::from_secs(60));
+    send(&t.endpoint, 1, Some("0")).await;
+    let host = Host::run_until_idle("backoff", t.path(), &cfg, Duration::from_secs(60));
     let log = host.log();
     // The log's own timestamps (RFC 3339, microseconds) of each failure.
     let at: Vec<f64> = log
@@ -152,14 +136,17 @@ max_backoff_ms = 5000"#,
         second_wait >= 0.6,
         "waited {second_wait} s before attempt 3\n{log}"
     );
-    endpoint.shutdown().await;
+    t.endpoint.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_halt_the_partition_stops_before_the_failure_and_the_others_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 2).await;
-    let store_dir = dir.path().join("checkpoints");
+    let Local {
+        dir,
+        endpoint,
+        store_dir,
+        ..
+    } = Local::start(2).await;
     let cfg = config(
         &endpoint,
         &store_dir,
@@ -252,24 +239,18 @@ initial_backoff_ms = 20"#,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_takeover_continues_the_retry_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
-    let store_dir = dir.path().join("checkpoints");
-    let dead = dir.path().join("dead");
+    let t = Local::start(1).await;
     // Attempt 1 fails at once, then 1.5 s backoffs: the first host is killed during one.
-    let cfg = config(
-        &endpoint,
-        &store_dir,
-        &dead,
+    let cfg = t.config(
         r#"plugin_config = { fail_at = "1" }
 [eventhub.failure]
 max_attempts = 4
 initial_backoff_ms = 1500
 max_backoff_ms = 1500"#,
     );
-    send(&endpoint, 3, Some("0")).await;
-    let store = LocalCheckpointStore::new(&store_dir);
-    let mut first = Host::start("first", dir.path(), &cfg, &[]);
+    send(&t.endpoint, 3, Some("0")).await;
+    let store = t.store();
+    let mut first = Host::start("first", t.path(), &cfg, &[]);
     eventually(
         "two failed attempts recorded",
         Duration::from_secs(60),
@@ -283,14 +264,15 @@ max_backoff_ms = 1500"#,
     )
     .await;
     first.kill9();
-    let second = Host::run_until_idle("second", dir.path(), &cfg, Duration::from_secs(90));
+    let second = Host::run_until_idle("second", t.path(), &cfg, Duration::from_secs(90));
     let failed_here = second
         .log()
         .lines()
         .filter(|l| l.contains("Plugin failed on an event"))
         .count();
     assert_eq!(failed_here, 2, "attempts 3 and 4 only:\n{}", second.log());
-    let letters = std::fs::read_to_string(dead.join(HUB).join("$Default").join("0.jsonl")).unwrap();
+    let letters =
+        std::fs::read_to_string(t.dead.join(HUB).join("$Default").join("0.jsonl")).unwrap();
     let letter: serde_json::Value = serde_json::from_str(letters.lines().next().unwrap()).unwrap();
     assert_eq!(letter["attempts"], 4);
     let handled: Vec<i64> = second
@@ -303,17 +285,14 @@ max_backoff_ms = 1500"#,
         vec![2],
         "event 0 was checkpointed by the first host, 1 dead-lettered"
     );
-    endpoint.shutdown().await;
+    t.endpoint.shutdown().await;
 }
 
 /// Two `[[eventhub]]` sections on one hub: an endless loop hits the call timeout, a runaway
 /// allocation the memory limit. Both count as failures: retried, dead-lettered, checkpointed past.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_and_the_memory_limit_count_as_failures() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
-    let store_dir = dir.path().join("checkpoints");
-    let dead = dir.path().join("dead");
+    let t = Local::start(1).await;
     let section = |group: &str, plugin: &str, limits: &str| {
         format!(
             r#"
@@ -333,13 +312,13 @@ initial_backoff_ms = 10
 sink = "directory"
 path = "{dead}"
 "#,
-            conn = endpoint.connection_string(HUB),
-            dead = dead.display(),
+            conn = t.endpoint.connection_string(HUB),
+            dead = t.dead.display(),
         )
     };
     let cfg = format!(
         "summary_interval_secs = 1\n[checkpoints]\n{}\n{}{}",
-        local_checkpoints(&store_dir),
+        local_checkpoints(&t.store_dir),
         section("$Default", hubwasm_plugins::TEST_LOOP, "timeout = 200"),
         section(
             "second",
@@ -347,12 +326,12 @@ path = "{dead}"
             "memory_bytes = 33554432"
         ),
     );
-    send(&endpoint, 2, None).await;
-    let host = Host::run_until_idle("limits", dir.path(), &cfg, Duration::from_secs(120));
+    send(&t.endpoint, 2, None).await;
+    let host = Host::run_until_idle("limits", t.path(), &cfg, Duration::from_secs(120));
     let log = host.log();
 
     for (group, kind) in [("$Default", "timed-out"), ("second", "memory-limit")] {
-        let letters = std::fs::read_to_string(dead.join(HUB).join(group).join("0.jsonl"))
+        let letters = std::fs::read_to_string(t.dead.join(HUB).join(group).join("0.jsonl"))
             .unwrap_or_else(|e| panic!("{group}: {e}\n{log}"));
         let letters: Vec<serde_json::Value> = letters
             .lines()
@@ -367,7 +346,7 @@ path = "{dead}"
             assert_eq!(letter["error_kind"], kind, "{group}: {letter}");
             assert_eq!(letter["attempts"], 2, "{group}: {letter}");
         }
-        let store = LocalCheckpointStore::new(&store_dir);
+        let store = t.store();
         let cps = checkpoints(&store, group).await;
         assert_eq!(
             cps.get("0"),
@@ -375,30 +354,22 @@ path = "{dead}"
             "{group}: checkpointed past both"
         );
     }
-    endpoint.shutdown().await;
+    t.endpoint.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_can_go_to_another_event_hub() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
-    let store_dir = dir.path().join("checkpoints");
-    let dead = dir.path().join("dead");
-    let cfg = config(
-        &endpoint,
-        &store_dir,
-        &dead,
-        r#"plugin_config = { fail_at = "1", kind = "rejected" }"#,
-    );
+    let t = Local::start(1).await;
+    let cfg = t.config(r#"plugin_config = { fail_at = "1", kind = "rejected" }"#);
     let cfg = cfg.replace(
-        &format!("sink = \"directory\"\npath = \"{}\"", dead.display()),
+        &format!("sink = \"directory\"\npath = \"{}\"", t.dead.display()),
         &format!(
             "sink = \"eventhub\"\nconnection_string = \"{}\"",
-            endpoint.connection_string("dead-letters")
+            t.endpoint.connection_string("dead-letters")
         ),
     );
-    send(&endpoint, 3, None).await;
-    let host = Host::run_until_idle("dl", dir.path(), &cfg, Duration::from_secs(90));
+    send(&t.endpoint, 3, None).await;
+    let host = Host::run_until_idle("dl", t.path(), &cfg, Duration::from_secs(90));
     let handled: Vec<i64> = host.handled("$Default").into_iter().map(|e| e.1).collect();
     assert_eq!(
         handled,
@@ -406,7 +377,7 @@ async fn dead_letters_can_go_to_another_event_hub() {
         "a rejected event is dead-lettered at once, no retries"
     );
 
-    let target = ConnectionString::parse(&endpoint.connection_string("dead-letters"))
+    let target = ConnectionString::parse(&t.endpoint.connection_string("dead-letters"))
         .unwrap()
         .target();
     let consumer = target.consumer("$Default").await.unwrap();
@@ -433,7 +404,7 @@ async fn dead_letters_can_go_to_another_event_hub() {
     assert!(text("hubwasm-error-kind").contains("rejected"), "{props:?}");
     assert!(text("hubwasm-plugin").contains("test_record"), "{props:?}");
     assert!(String::from_utf8_lossy(event.event_data().body().unwrap()).contains("Test message #2"));
-    endpoint.shutdown().await;
+    t.endpoint.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -491,18 +462,10 @@ async fn dead_letters_can_go_to_a_blob_container() {
 /// exits non-zero with the plugin's message before it claims anything; no event is touched.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_that_cannot_start_stops_the_host_before_it_claims_anything() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 2).await;
-    let store_dir = dir.path().join("checkpoints");
-    let dead = dir.path().join("dead");
-    let cfg = config(
-        &endpoint,
-        &store_dir,
-        &dead,
-        r#"plugin_config = { kind = "sometimes" }"#,
-    );
-    send(&endpoint, 10, None).await;
-    let mut host = Host::start("refused", dir.path(), &cfg, &["--exit-when-idle", "1"]);
+    let t = Local::start(2).await;
+    let cfg = t.config(r#"plugin_config = { kind = "sometimes" }"#);
+    send(&t.endpoint, 10, None).await;
+    let mut host = Host::start("refused", t.path(), &cfg, &["--exit-when-idle", "1"]);
     let status = host.wait(Duration::from_secs(60));
     let log = host.log();
     assert!(!status.success(), "{log}");
@@ -512,11 +475,11 @@ async fn a_plugin_that_cannot_start_stops_the_host_before_it_claims_anything() {
         "{log}"
     );
     assert!(host.handled("$Default").is_empty(), "{log}");
-    assert!(!dead.exists(), "nothing may be dead-lettered: {log}");
-    let store = LocalCheckpointStore::new(&store_dir);
+    assert!(!t.dead.exists(), "nothing may be dead-lettered: {log}");
+    let store = t.store();
     assert!(owners(&store, "$Default").await.is_empty(), "{log}");
     assert!(checkpoints(&store, "$Default").await.is_empty(), "{log}");
-    endpoint.shutdown().await;
+    t.endpoint.shutdown().await;
 }
 
 /// The plugin starts, then traps on an event; its replacement cannot start (`init` refuses once
@@ -525,31 +488,23 @@ async fn a_plugin_that_cannot_start_stops_the_host_before_it_claims_anything() {
 /// the summary line and `hubwasm status` say the partition is paused and why.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_that_cannot_restart_pauses_the_partition_and_dead_letters_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
-    let store_dir = dir.path().join("checkpoints");
-    let dead = dir.path().join("dead");
+    let t = Local::start(1).await;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
     // Long enough for the host to load and check the plugin at start-up.
     let deadline = now_ms + 3_000;
-    let cfg = config(
-        &endpoint,
-        &store_dir,
-        &dead,
-        &format!(
-            r#"plugin_config = {{ kind = "trap", fail_at = "2", fail_init_after_ms = "{deadline}" }}
+    let cfg = t.config(&format!(
+        r#"plugin_config = {{ kind = "trap", fail_at = "2", fail_init_after_ms = "{deadline}" }}
 mode = "event"
 [eventhub.failure]
 policy = "dead-letter"
 max_attempts = 2
 initial_backoff_ms = 50
 max_backoff_ms = 200"#
-        ),
-    );
-    let mut host = Host::start("paused", dir.path(), &cfg, &[]);
+    ));
+    let mut host = Host::start("paused", t.path(), &cfg, &[]);
     eventually(
         "the host owns the partition",
         Duration::from_secs(30),
@@ -566,7 +521,7 @@ max_backoff_ms = 200"#
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    send(&endpoint, 5, Some("0")).await;
+    send(&t.endpoint, 5, Some("0")).await;
     eventually(
         "the summary reports the pause, more than once",
         Duration::from_secs(60),
@@ -590,9 +545,9 @@ max_backoff_ms = 200"#
         .count();
     assert_eq!(failures, 1, "only the trap counts as an attempt: {log}");
     assert!(!log.contains("dead-lettered; moving on"), "{log}");
-    assert!(!dead.exists(), "nothing may be dead-lettered: {log}");
+    assert!(!t.dead.exists(), "nothing may be dead-lettered: {log}");
 
-    let store = LocalCheckpointStore::new(&store_dir);
+    let store = t.store();
     let retry = store.load_retry(NS, HUB, "$Default", "0").await.unwrap();
     let retry = retry.expect("a retry state records the pause");
     assert_eq!(retry.sequence_number, 2);
@@ -604,7 +559,7 @@ max_backoff_ms = 200"#
             .is_some_and(|p| p.contains("refuse init")),
         "{retry:?}"
     );
-    let out = status_of(&dir.path().join("paused.toml")).output().unwrap();
+    let out = status_of(&t.path().join("paused.toml")).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("PAUSED before 2"), "{text}");
     assert!(text.contains("refuse init"), "{text}");
@@ -616,22 +571,16 @@ max_backoff_ms = 200"#
         Some(&Some(1)),
         "the checkpoint stays before the event the partition paused on"
     );
-    assert!(!dead.exists());
-    endpoint.shutdown().await;
+    assert!(!t.dead.exists());
+    t.endpoint.shutdown().await;
 }
 
 /// A plugin's `retry-after-ms` of a day is capped at `max_backoff_ms`: the event's retries run
 /// out within the test's time and it is dead-lettered, instead of stalling the partition.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugins_retry_after_is_capped_by_max_backoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
-    let store_dir = dir.path().join("checkpoints");
-    let dead = dir.path().join("dead");
-    let cfg = config(
-        &endpoint,
-        &store_dir,
-        &dead,
+    let t = Local::start(1).await;
+    let cfg = t.config(
         r#"plugin_config = { fail_at = "1", retry_after_ms = "86400000" }
 [eventhub.failure]
 policy = "dead-letter"
@@ -639,15 +588,16 @@ max_attempts = 3
 initial_backoff_ms = 10
 max_backoff_ms = 100"#,
     );
-    send(&endpoint, 3, Some("0")).await;
-    let host = Host::run_until_idle("capped", dir.path(), &cfg, Duration::from_secs(60));
+    send(&t.endpoint, 3, Some("0")).await;
+    let host = Host::run_until_idle("capped", t.path(), &cfg, Duration::from_secs(60));
     let log = host.log();
     let handled: Vec<i64> = host.handled("$Default").iter().map(|(_, s)| *s).collect();
     assert_eq!(handled, [0, 2], "{log}");
-    let letters = std::fs::read_to_string(dead.join(HUB).join("$Default").join("0.jsonl")).unwrap();
+    let letters =
+        std::fs::read_to_string(t.dead.join(HUB).join("$Default").join("0.jsonl")).unwrap();
     assert_eq!(letters.lines().count(), 1, "{letters}");
     assert!(letters.contains("\"attempts\":3"), "{letters}");
-    endpoint.shutdown().await;
+    t.endpoint.shutdown().await;
 }
 
 /// Seconds since midnight of a log line's leading RFC 3339 timestamp

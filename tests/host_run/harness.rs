@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hubwasm::checkpoint::blob::BlobCheckpointStore;
+use hubwasm::checkpoint::local::LocalCheckpointStore;
 use hubwasm::checkpoint::CheckpointStore;
 use hubwasm_hub::config::{EventHubConfig, HubConfig};
 use hubwasm_hub::RunningHub;
@@ -46,6 +47,43 @@ pub(crate) async fn start_endpoint_at(
     })
     .await
     .unwrap()
+}
+
+/// One test's world on the local checkpoint store: its temp dir, the endpoint (`partitions`
+/// partitions in the hub under test), the store's directory and the dead-letter directory.
+pub(crate) struct Local {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) endpoint: RunningHub,
+    pub(crate) store_dir: PathBuf,
+    pub(crate) dead: PathBuf,
+}
+
+impl Local {
+    pub(crate) async fn start(partitions: u32) -> Local {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = start_endpoint(&dir.path().join("hub"), partitions).await;
+        let store_dir = dir.path().join("checkpoints");
+        let dead = dir.path().join("dead");
+        Local {
+            dir,
+            endpoint,
+            store_dir,
+            dead,
+        }
+    }
+
+    /// A host config on this store and dead-letter directory (see [`config`]).
+    pub(crate) fn config(&self, hub_extra: &str) -> String {
+        config(&self.endpoint, &self.store_dir, &self.dead, hub_extra)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn store(&self) -> LocalCheckpointStore {
+        LocalCheckpointStore::new(&self.store_dir)
+    }
 }
 
 /// A `hubwasm run` process; killed (SIGKILL) if still running when dropped.

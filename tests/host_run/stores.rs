@@ -12,9 +12,12 @@ use crate::python;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storage_outage_does_not_stop_processing_and_checkpoints_catch_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_endpoint(&dir.path().join("hub"), 2).await;
-    let store_dir = dir.path().join("checkpoints");
+    let Local {
+        dir,
+        endpoint,
+        store_dir,
+        ..
+    } = Local::start(2).await;
     let cfg = config(&endpoint, &store_dir, &dir.path().join("dead"), "");
     let mut host = Host::start("steady", dir.path(), &cfg, &[]);
     send(&endpoint, 10, None).await;
