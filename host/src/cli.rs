@@ -248,7 +248,8 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Each layer once: several error types print their source in their own message.
+            eprintln!("error: {}", crate::errors::one_line(err.as_ref()));
             ExitCode::FAILURE
         }
     }

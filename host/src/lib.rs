@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`azure_blob`]: one Blob container: auth, SAS signing, retries, timeouts, redaction.
 //! - [`backoff`]: the one exponential backoff every retry loop uses.
+//! - [`errors`]: an error chain as one readable line.
 //! - [`event`]: the host's event and partition-context types, free of wasmtime and the SDK.
 //! - [`plugin`]: the plugin runtime (the only module that touches wasmtime): engine, cache,
 //!   limits, sandbox, instances, hot swap.
@@ -18,6 +19,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod errors;
 pub mod event;
 pub mod plugin;
 pub mod processor;

@@ -236,7 +236,8 @@ async fn send_chunk(
     partition_id: &Option<String>,
     options: &SendOptions,
 ) -> Result<(), Failed> {
-    let other = |e: azure_messaging_eventhubs::EventHubsError| Failed::Other(readable(&e));
+    let other =
+        |e: azure_messaging_eventhubs::EventHubsError| Failed::Other(crate::errors::one_line(&e));
     let batch = producer
         .create_batch(Some(EventDataBatchOptions {
             partition_id: partition_id.clone(),
@@ -275,7 +276,7 @@ where
     for attempt in 1..=ATTEMPTS {
         let cause = match tokio::time::timeout(OPERATION_TIMEOUT, op()).await {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(err)) => readable(&err),
+            Ok(Err(err)) => crate::errors::one_line(&err),
             Err(_) => format!("no answer within {OPERATION_TIMEOUT:?}"),
         };
         if attempt == ATTEMPTS {
@@ -294,47 +295,6 @@ where
         tokio::time::sleep(wait).await;
     }
     unreachable!("the last attempt returns")
-}
-
-/// One line for an error whose layers repeat each other (the SDK wraps an AMQP error in several
-/// layers that each print their source): the distinct messages of its chain, outermost first,
-/// each layer's text shown once.
-pub fn readable(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut layers: Vec<String> = Vec::new();
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = next {
-        layers.push(e.to_string());
-        next = e.source();
-    }
-    // A layer that ends with the next layer's text only repeats it: keep its own prefix.
-    let mut parts: Vec<String> = Vec::new();
-    for (i, text) in layers.iter().enumerate() {
-        let own = match layers.get(i + 1) {
-            Some(inner) if !inner.is_empty() && text.ends_with(inner.as_str()) => text
-                [..text.len() - inner.len()]
-                .trim_end_matches([':', ' '])
-                .to_string(),
-            _ => text.clone(),
-        };
-        parts.push(own);
-    }
-    let mut out: Vec<String> = Vec::new();
-    for part in parts {
-        // Drop prefixes the SDK repeats in every layer ("AMQP Error: AMQP Error: ...").
-        let mut segments: Vec<&str> = Vec::new();
-        for seg in part.split(": ") {
-            let seg = seg.trim();
-            if seg.is_empty() || segments.last() == Some(&seg) || out.iter().any(|o| o == seg) {
-                continue;
-            }
-            segments.push(seg);
-        }
-        let joined = segments.join(": ");
-        if !joined.is_empty() && !out.contains(&joined) {
-            out.push(joined);
-        }
-    }
-    out.join(": ")
 }
 
 /// Event bodies produced on demand: generated seed events or the lines of a file.
@@ -433,39 +393,6 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&seed_event(3)).unwrap();
         assert_eq!(body["value"], 30);
         assert_eq!(body["data"], "Test message #3");
-    }
-
-    #[derive(Debug)]
-    struct Layer(&'static str, Option<Box<Layer>>);
-    impl std::fmt::Display for Layer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(self.0)
-        }
-    }
-    impl std::error::Error for Layer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            self.1.as_deref().map(|e| e as _)
-        }
-    }
-
-    #[test]
-    fn nested_sdk_errors_read_as_one_line_with_each_layer_once() {
-        // The shape `hubwasm send` printed when the endpoint died: each layer repeats its source.
-        let inner = Layer("Connection refused (os error 111)", None);
-        let mid = Layer(
-            "Azure Core Error: Error ensuring connection: Connection refused (os error 111)",
-            Some(Box::new(inner)),
-        );
-        let outer = Layer(
-            "AMQP Error: AMQP Error: Azure Core Error: Error ensuring connection: Connection refused (os error 111)",
-            Some(Box::new(mid)),
-        );
-        let text = readable(&outer);
-        assert_eq!(
-            text,
-            "AMQP Error: Azure Core Error: Error ensuring connection: Connection refused (os error 111)"
-        );
-        assert_eq!(text.matches("Connection refused").count(), 1);
     }
 
     #[test]
