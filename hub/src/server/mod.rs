@@ -1,8 +1,16 @@
 //! The endpoint: a TCP listener serving AMQP connections over one shared [`Namespace`].
 
+mod attach;
+mod cbs;
 mod connection;
+mod deliver;
 pub mod filter;
+mod handshake;
+mod ingest;
+mod management;
 pub mod namespace;
+mod requests;
+mod session;
 pub mod stored;
 
 use std::net::SocketAddr;
