@@ -1,10 +1,12 @@
 //! The endpoint's configuration (TOML): namespace, event hubs, consumer groups, SAS policies,
-//! storage.
+//! storage, limits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+pub use crate::server::limits::Limits;
 
 /// Key of the default policy: a well-known development key, like Azurite's. Never use it for
 /// anything reachable from another machine.
@@ -33,6 +35,9 @@ pub struct HubConfig {
     pub event_hubs: Vec<EventHubConfig>,
     #[serde(default = "default_policies", rename = "policy")]
     pub policies: Vec<PolicyConfig>,
+    /// What a client may make the endpoint hold (`[limits]`); see [`Limits`].
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// One event hub.
@@ -143,6 +148,7 @@ impl Default for HubConfig {
             storage: StorageConfig::default(),
             event_hubs: default_hubs(),
             policies: default_policies(),
+            limits: Limits::default(),
         }
     }
 }
@@ -211,6 +217,9 @@ impl HubConfig {
             if policy.name.is_empty() || policy.key.is_empty() {
                 return invalid("every [[policy]] needs a non-empty name and key".into());
             }
+        }
+        if let Some(problem) = self.limits.problem() {
+            return invalid(problem);
         }
         self.fsync_policy()?;
         Ok(())
@@ -300,5 +309,27 @@ key = "k1"
             .unwrap_err()
             .to_string();
         assert!(err.contains("storage.fsync"), "{err}");
+    }
+
+    #[test]
+    fn limits_are_read_from_their_section_and_checked() {
+        let c = HubConfig::from_toml(
+            "[limits]\nmax_connections = 7\nhandshake_timeout_ms = 500\n",
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_connections, 7);
+        assert_eq!(c.limits.max_tokens, Limits::default().max_tokens);
+        let err = HubConfig::from_toml("[limits]\nmax_conections = 7\n", Path::new("h.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("max_conections"),
+            "{err}"
+        );
+        let err = HubConfig::from_toml("[limits]\nmax_frame_bytes = 100\n", Path::new("h.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_frame_bytes"), "{err}");
     }
 }

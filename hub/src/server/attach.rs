@@ -8,10 +8,8 @@ use tokio::sync::Notify;
 use super::connection::*;
 use super::deliver::*;
 use super::filter;
-use super::ingest::*;
 use super::namespace::ReaderRefusal;
 use super::requests::*;
-use super::session::*;
 use crate::amqp::performative::{condition, AmqpError, Attach, Detach, Role, Source, Target};
 use crate::amqp::Value;
 use crate::sas;
@@ -58,7 +56,7 @@ impl Connection {
                 attach.target.clone()
             },
             initial_delivery_count: (attach.role == Role::Receiver).then_some(0),
-            max_message_size: Some(MAX_MESSAGE),
+            max_message_size: Some(self.ns.limits.max_message_bytes),
             offered_capabilities: Vec::new(),
             desired_capabilities: Vec::new(),
             properties: Vec::new(),
@@ -83,9 +81,10 @@ impl Connection {
             return Err(protocol(format!("attach on unknown channel {channel}")));
         }
         // Links are kept per handle: keep to the handle-max we announced.
-        if attach.handle > HANDLE_MAX {
+        let handle_max = self.ns.limits.handle_max();
+        if attach.handle > handle_max {
             return Err(protocol(format!(
-                "attach with handle {}, above the handle-max {HANDLE_MAX}",
+                "attach with handle {}, above the handle-max {handle_max}",
                 attach.handle
             )));
         }
@@ -300,7 +299,7 @@ impl Connection {
             source: attach.source.clone().or_else(|| Some(Source::default())),
             target: attach.target.clone().or_else(|| Some(Target::default())),
             initial_delivery_count: (attach.role == Role::Receiver).then_some(0),
-            max_message_size: Some(MAX_MESSAGE),
+            max_message_size: Some(self.ns.limits.max_message_bytes),
             offered_capabilities: if metrics {
                 vec![RUNTIME_METRIC.to_string()]
             } else {

@@ -7,16 +7,14 @@ use crate::amqp::performative::{condition, AmqpError};
 use crate::amqp::Value;
 use crate::sas::{self, ValidToken};
 
-/// SAS tokens a connection keeps (one per resource).
-pub(super) const MAX_TOKENS: usize = 1000;
-
 impl Connection {
     /// Keep a validated token. One per resource (a renewal replaces the token it renews), and
-    /// at most [`MAX_TOKENS`]: a client putting ever more tokens loses its oldest ones.
+    /// at most `limits.max_tokens`: a client putting ever more tokens loses its oldest ones.
     pub(super) fn keep_token(&mut self, valid: ValidToken) {
         self.tokens.retain(|t| t.resource != valid.resource);
-        if self.tokens.len() >= MAX_TOKENS {
-            let excess = self.tokens.len() + 1 - MAX_TOKENS;
+        let max = self.ns.limits.max_tokens;
+        if self.tokens.len() >= max {
+            let excess = self.tokens.len() + 1 - max;
             self.tokens.drain(..excess);
         }
         self.tokens.push(valid);

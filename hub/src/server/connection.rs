@@ -95,7 +95,8 @@ pub(super) async fn run(
         heartbeat: None,
         held: Vec::new(),
     };
-    let idle = Duration::from_millis(2 * IDLE_TIMEOUT_MS as u64);
+    let max_frame = conn.ns.limits.max_frame_bytes;
+    let idle = Duration::from_millis(2 * conn.ns.limits.idle_timeout_ms as u64);
     // Heartbeats go out on a fixed beat once the client's open asks for them, however busy
     // the connection is: cheap (8 bytes), and the client's idle clock is never in doubt.
     let mut heartbeat: Option<tokio::time::Interval> = None;
@@ -108,7 +109,7 @@ pub(super) async fn run(
             });
         }
         tokio::select! {
-            frame = tokio::time::timeout(idle, read_frame(&mut rd, &mut buf)) => {
+            frame = tokio::time::timeout(idle, read_frame(&mut rd, &mut buf, max_frame)) => {
                 let frame = match frame {
                     Ok(Ok(frame)) => frame,
                     Ok(Err(err)) => break Err(err),

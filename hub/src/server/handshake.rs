@@ -7,23 +7,17 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
 use super::connection::*;
-use super::session::*;
 use crate::amqp::frame::{Frame, AMQP_HEADER, SASL_HEADER};
 use crate::amqp::performative::{self as perf, Open};
 use crate::amqp::Value;
 
-/// Largest frame we accept and announce.
-pub const MAX_FRAME: u32 = 256 * 1024;
-
-/// Idle timeout we announce; the peer must send something (a heartbeat at least) this often.
-pub(super) const IDLE_TIMEOUT_MS: u32 = 120_000;
-
 pub(super) async fn read_frame(
     rd: &mut OwnedReadHalf,
     buf: &mut Vec<u8>,
+    max_frame: u32,
 ) -> Result<Frame, ConnectionError> {
     loop {
-        match Frame::peek_size(buf, MAX_FRAME).map_err(|e| protocol(e.to_string()))? {
+        match Frame::peek_size(buf, max_frame).map_err(|e| protocol(e.to_string()))? {
             Some(size) if buf.len() >= size => {
                 let frame = Frame::decode(&buf[..size]).map_err(|e| protocol(e.to_string()));
                 buf.drain(..size);
@@ -55,7 +49,12 @@ pub(super) async fn handshake(
         Frame::sasl(perf::sasl_mechanisms(&["ANONYMOUS", "MSSBCBS", "PLAIN"])).encode(&mut out);
         stream.write_all(&out).await?;
         let (mut rd, mut wr) = stream.into_split();
-        let init = read_frame(&mut rd, buf).await?;
+        let init = read_frame(
+            &mut rd,
+            buf,
+            crate::server::limits::Limits::default().max_frame_bytes,
+        )
+        .await?;
         let mechanism = init
             .body
             .as_ref()
@@ -92,7 +91,9 @@ pub(super) async fn handshake(
 impl Connection {
     pub(super) async fn on_open(&mut self, body: &Value) -> Result<(), ConnectionError> {
         let open = Open::from_value(body).ok_or_else(|| protocol("malformed open"))?;
-        self.peer_max_frame = open.max_frame_size.clamp(512, MAX_FRAME);
+        self.peer_max_frame = open
+            .max_frame_size
+            .clamp(512, self.ns.limits.max_frame_bytes);
         self.heartbeat = open
             .idle_time_out
             .filter(|ms| *ms > 0)
@@ -100,9 +101,9 @@ impl Connection {
         let reply = Open {
             container_id: format!("hubwasm-{}", self.ns.name),
             hostname: None,
-            max_frame_size: MAX_FRAME,
-            channel_max: CHANNEL_MAX,
-            idle_time_out: Some(IDLE_TIMEOUT_MS),
+            max_frame_size: self.ns.limits.max_frame_bytes,
+            channel_max: self.ns.limits.channel_max(),
+            idle_time_out: Some(self.ns.limits.idle_timeout_ms),
             offered_capabilities: Vec::new(),
             desired_capabilities: Vec::new(),
             properties: Vec::new(),

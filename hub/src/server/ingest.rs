@@ -13,9 +13,6 @@ use crate::amqp::performative::{
 };
 use crate::amqp::Value;
 
-/// Largest message (or batch) a sender may send, as Event Hubs Standard: 1 MiB.
-pub const MAX_MESSAGE: u64 = 1024 * 1024;
-
 /// When the settled outcome follows the unsettled one for clients that settle late.
 pub(super) const SETTLE_AGAIN: Duration = Duration::from_millis(20);
 
@@ -25,7 +22,7 @@ pub(super) struct Pending {
     pub(super) settled: bool,
     pub(super) format: u32,
     pub(super) bytes: Vec<u8>,
-    /// Over [`MAX_MESSAGE`]: the rest is read and dropped, the delivery is rejected.
+    /// Over `limits.max_message_bytes`: the rest is read and dropped, the delivery is rejected.
     pub(super) oversized: bool,
 }
 
@@ -82,7 +79,8 @@ impl Connection {
             return Ok(());
         }
         // An oversized delivery is read to its end (its frames keep coming) but not kept.
-        if p.bytes.len() + payload.len() > MAX_MESSAGE as usize {
+        let max_message = self.ns.limits.max_message_bytes;
+        if p.bytes.len() + payload.len() > max_message as usize {
             p.oversized = true;
             p.bytes = Vec::new();
         }
@@ -103,7 +101,7 @@ impl Connection {
         let state = if done.oversized {
             DeliveryState::Rejected(Some(AmqpError::new(
                 condition::MESSAGE_SIZE_EXCEEDED,
-                format!("the message is larger than the maximum of {MAX_MESSAGE} bytes"),
+                format!("the message is larger than the maximum of {max_message} bytes (limits.max_message_bytes)"),
             )))
         } else {
             match self.sessions[&channel].links.get(&handle) {

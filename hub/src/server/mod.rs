@@ -7,6 +7,7 @@ mod deliver;
 pub mod filter;
 mod handshake;
 mod ingest;
+pub mod limits;
 mod management;
 pub mod namespace;
 mod requests;

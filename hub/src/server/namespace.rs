@@ -33,6 +33,8 @@ pub struct Namespace {
     policies: Vec<(String, String)>,
     next_reader_id: AtomicU64,
     fsync: FsyncPolicy,
+    /// What a client may make the endpoint hold.
+    pub limits: super::limits::Limits,
 }
 
 /// One event hub.
@@ -131,6 +133,7 @@ impl Namespace {
                 .map(|p| (p.name.clone(), p.key.clone()))
                 .collect(),
             next_reader_id: AtomicU64::new(1),
+            limits: config.limits.clone(),
             fsync,
         })
     }

@@ -1,15 +1,10 @@
 //! Request/response links of `$cbs` and `$management`: requests in, replies queued for credit.
 
-use super::attach::*;
 use super::connection::*;
 use super::deliver::*;
 use crate::amqp::message::{property, Message};
 use crate::amqp::performative::{condition, AmqpError, DeliveryState};
 use crate::amqp::Value;
-
-/// Responses a `$cbs`/`$management` reply link keeps while the client gives it no credit;
-/// the responses to later requests are dropped (the request delivery is rejected).
-pub(super) const MAX_QUEUED_REPLIES: usize = SENDER_CREDIT as usize;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Node {
@@ -84,13 +79,14 @@ impl Connection {
         if let Some(Link::Replies { queue, .. }) = session.links.get_mut(&handle) {
             // A client that sends requests but never gives the reply link credit would grow
             // the queue without bound.
-            if queue.len() >= MAX_QUEUED_REPLIES {
+            let max = self.ns.limits.max_queued_replies;
+            if queue.len() >= max {
                 tracing::debug!(?node, "Reply queue full; request refused");
                 return DeliveryState::Rejected(Some(AmqpError::new(
                     condition::RESOURCE_LIMIT,
                     format!(
-                        "{MAX_QUEUED_REPLIES} responses already wait for credit on the reply \
-                         link"
+                        "{max} responses already wait for credit on the reply link \
+                         (limits.max_queued_replies)"
                     ),
                 )));
             }

@@ -12,10 +12,6 @@ use crate::amqp::Value;
 
 /// Our session incoming window, topped up when half is used.
 pub(super) const SESSION_WINDOW: u32 = 5000;
-/// Highest channel a client may begin a session on (our open's channel-max).
-pub(super) const CHANNEL_MAX: u16 = 255;
-/// Highest link handle a client may use in a session (our begin's handle-max).
-pub(super) const HANDLE_MAX: u32 = 255;
 
 /// The outgoing half of a session, shared with its receiver pumps.
 pub(super) struct SessionOut {
@@ -46,9 +42,10 @@ impl Connection {
         let begin = Begin::from_value(body).ok_or_else(|| protocol("malformed begin"))?;
         // Sessions are kept per channel: keep to the channel-max we announced, so a client
         // cannot grow them without bound.
-        if channel > CHANNEL_MAX {
+        let channel_max = self.ns.limits.channel_max();
+        if channel > channel_max {
             return Err(protocol(format!(
-                "begin on channel {channel}, above the channel-max {CHANNEL_MAX}"
+                "begin on channel {channel}, above the channel-max {channel_max}"
             )));
         }
         let out = Arc::new(SessionOut {
@@ -78,7 +75,7 @@ impl Connection {
             next_outgoing_id: 1,
             incoming_window: SESSION_WINDOW,
             outgoing_window: SESSION_WINDOW,
-            handle_max: HANDLE_MAX,
+            handle_max: self.ns.limits.handle_max(),
             properties: Vec::new(),
         };
         self.send(channel, reply.to_value()).await;
