@@ -7,10 +7,11 @@ use std::time::Duration;
 use hubwasm_hub::amqp::frame::Frame;
 use hubwasm_hub::amqp::message::{property, Message};
 use hubwasm_hub::amqp::performative::{
-    code, condition, error_of, Attach, Begin, Flow, Open, Role, Source, Target, Transfer,
+    code, condition, error_of, AmqpError, Attach, Begin, DeliveryState, Detach, Disposition, Flow,
+    Open, Role, Source, Target, Transfer,
 };
 use hubwasm_hub::amqp::Value;
-use hubwasm_hub::config::{EventHubConfig, HubConfig, DEFAULT_POLICY, DEVELOPMENT_KEY};
+use hubwasm_hub::config::{EventHubConfig, HubConfig, Limits, DEFAULT_POLICY, DEVELOPMENT_KEY};
 use hubwasm_hub::RunningHub;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,6 +20,10 @@ const AMQP_HEADER: &[u8; 8] = b"AMQP\x00\x01\x00\x00";
 const PARTITION: &str = "events/ConsumerGroups/$Default/Partitions/0";
 
 async fn hub(data: &std::path::Path) -> RunningHub {
+    hub_with(data, Limits::default()).await
+}
+
+async fn hub_with(data: &std::path::Path, limits: Limits) -> RunningHub {
     hubwasm_hub::start(HubConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.to_path_buf(),
@@ -27,6 +32,7 @@ async fn hub(data: &std::path::Path) -> RunningHub {
             partitions: 1,
             consumer_groups: vec![],
         }],
+        limits,
         ..HubConfig::default()
     })
     .await
@@ -41,17 +47,29 @@ struct Client {
 impl Client {
     /// Connected, AMQP header exchanged, open sent and answered.
     async fn open(hub: &RunningHub) -> Client {
+        let mut client = Client::header(hub).await;
+        client.send_open("limits-test").await;
+        let reply = client.next().await.expect("an open");
+        assert_eq!(reply.body.unwrap().descriptor_code(), Some(code::OPEN));
+        client
+    }
+
+    /// Connected and AMQP header exchanged.
+    async fn header(hub: &RunningHub) -> Client {
         let mut stream = TcpStream::connect(hub.local_addr()).await.unwrap();
         stream.write_all(AMQP_HEADER).await.unwrap();
         let mut header = [0u8; 8];
         stream.read_exact(&mut header).await.unwrap();
         assert_eq!(&header, AMQP_HEADER);
-        let mut client = Client {
+        Client {
             stream,
             buf: Vec::new(),
-        };
+        }
+    }
+
+    async fn send_open(&mut self, container_id: &str) {
         let open = Open {
-            container_id: "limits-test".into(),
+            container_id: container_id.into(),
             hostname: Some("localhost".into()),
             max_frame_size: 65536,
             channel_max: u16::MAX,
@@ -60,10 +78,7 @@ impl Client {
             desired_capabilities: vec![],
             properties: vec![],
         };
-        client.send(0, open.to_value()).await;
-        let reply = client.next().await.expect("an open");
-        assert_eq!(reply.body.unwrap().descriptor_code(), Some(code::OPEN));
-        client
+        self.send(0, open.to_value()).await;
     }
 
     async fn send(&mut self, channel: u16, body: Value) {
@@ -190,12 +205,84 @@ impl Client {
         .await;
     }
 
-    /// The error of the close the endpoint ends the connection with.
-    async fn closed_with(&mut self) -> String {
+    /// The description of the error the endpoint closes the connection with, which must have
+    /// `expected` as its condition.
+    async fn closed_with(&mut self, expected: &str) -> String {
         let close = self.until(code::CLOSE).await;
         let error = error_of(close.body.as_ref().unwrap()).expect("a close with an error");
-        assert_eq!(error.condition, condition::FRAMING_ERROR);
+        assert_eq!(error.condition, expected, "{error:?}");
         error.description.unwrap_or_default()
+    }
+
+    /// Whether the endpoint closes the socket within `within` (reading and dropping what
+    /// it sends).
+    async fn dropped_within(&mut self, within: Duration) -> bool {
+        tokio::time::timeout(within, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Send `payload` on `handle` of channel 0 as one frame of delivery `id` (unsettled).
+    async fn transfer(&mut self, handle: u32, id: u32, first: bool, more: bool, payload: Vec<u8>) {
+        let transfer = Transfer {
+            handle,
+            delivery_id: first.then_some(id),
+            delivery_tag: first.then(|| id.to_be_bytes().to_vec()),
+            message_format: first.then_some(0),
+            settled: first.then_some(false),
+            more,
+            ..Transfer::default()
+        };
+        self.send_frame(Frame {
+            payload,
+            ..Frame::amqp(0, transfer.to_value())
+        })
+        .await;
+    }
+
+    /// The outcome the endpoint sends for delivery `id`.
+    async fn outcome(&mut self, id: u32) -> DeliveryState {
+        loop {
+            let frame = self.until(code::DISPOSITION).await;
+            let disposition = Disposition::from_value(frame.body.as_ref().unwrap()).unwrap();
+            if disposition.first <= id && id <= disposition.last.unwrap_or(disposition.first) {
+                return disposition.state.expect("an outcome");
+            }
+        }
+    }
+
+    /// Attach a receiver of partition 0 on `handle`: `None` when it is attached, the error of
+    /// the detach that follows its attach when it is refused. A `$management` link attached
+    /// on handle 250 after it tells when the endpoint has answered (it handles frames in order).
+    async fn receive(&mut self, channel: u16, handle: u32) -> Option<AmqpError> {
+        self.attach(channel, handle, Role::Receiver, PARTITION)
+            .await;
+        self.attach(channel, 250, Role::Sender, "$management").await;
+        let mut refused = None;
+        loop {
+            let frame = self.next().await.expect("the connection is open");
+            let body = frame.body.unwrap();
+            match body.descriptor_code() {
+                Some(code::ATTACH) if Attach::from_value(&body).unwrap().handle == 250 => {
+                    return refused;
+                }
+                Some(code::DETACH) => {
+                    let detach = Detach::from_value(&body).unwrap();
+                    if detach.handle == handle {
+                        refused = detach.error;
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -252,8 +339,9 @@ async fn a_channel_above_the_announced_channel_max_closes_the_connection() {
     let hub = hub(data.path()).await;
     let mut client = Client::open(&hub).await;
     client.begin(256).await;
-    let description = client.closed_with().await;
+    let description = client.closed_with(condition::RESOURCE_LIMIT).await;
     assert!(description.contains("256"), "{description}");
+    assert!(description.contains("limits.max_"), "{description}");
     hub.shutdown().await;
 }
 
@@ -265,8 +353,9 @@ async fn a_handle_above_the_announced_handle_max_closes_the_connection() {
     client.begin(0).await;
     client.until(code::BEGIN).await;
     client.attach(0, 256, Role::Sender, "$cbs").await;
-    let description = client.closed_with().await;
+    let description = client.closed_with(condition::RESOURCE_LIMIT).await;
     assert!(description.contains("256"), "{description}");
+    assert!(description.contains("limits.max_"), "{description}");
     hub.shutdown().await;
 }
 
@@ -382,5 +471,235 @@ async fn the_tokens_a_connection_keeps_are_bounded() {
             break;
         }
     }
+    hub.shutdown().await;
+}
+
+/// Waits until `done` holds (polling), for at most 10 s.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn quick_handshake() -> Limits {
+    Limits {
+        handshake_timeout_ms: 300,
+        ..Limits::default()
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_dropped_after_the_handshake_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(data.path(), quick_handshake()).await;
+    let stream = TcpStream::connect(hub.local_addr()).await.unwrap();
+    let mut client = Client {
+        stream,
+        buf: Vec::new(),
+    };
+    assert!(client.dropped_within(Duration::from_secs(5)).await);
+    eventually("its slot is given back", || {
+        hub.namespace().connection_count() == 0
+    })
+    .await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_sasl_is_dropped_after_the_handshake_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(data.path(), quick_handshake()).await;
+    let mut stream = TcpStream::connect(hub.local_addr()).await.unwrap();
+    stream.write_all(b"AMQP\x03\x01\x00\x00").await.unwrap();
+    let mut client = Client {
+        stream,
+        buf: Vec::new(),
+    };
+    // Header and mechanisms come; no sasl-init is sent.
+    assert!(client.dropped_within(Duration::from_secs(5)).await);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_no_open_is_closed_naming_the_handshake_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(data.path(), quick_handshake()).await;
+    let mut client = Client::header(&hub).await;
+    let open = client.until(code::OPEN).await;
+    assert!(Open::from_value(open.body.as_ref().unwrap()).is_some());
+    let description = client.closed_with(condition::RESOURCE_LIMIT).await;
+    assert!(
+        description.contains("limits.handshake_timeout_ms") && description.contains("300"),
+        "{description}"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_frame_before_the_open_is_at_most_512_bytes() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let mut client = Client::header(&hub).await;
+    client.send_open(&"x".repeat(600)).await;
+    client.until(code::OPEN).await;
+    let description = client.closed_with(condition::FRAMING_ERROR).await;
+    assert!(description.contains("512"), "{description}");
+    // An open that fits is served.
+    let mut client = Client::header(&hub).await;
+    client.send_open(&"x".repeat(400)).await;
+    client.until(code::OPEN).await;
+    client.begin(0).await;
+    client.until(code::BEGIN).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_above_the_limit_are_refused_naming_it_while_the_others_go_on() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            max_connections: 2,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let first = Client::open(&hub).await;
+    let mut second = Client::open(&hub).await;
+    let mut third = Client::header(&hub).await;
+    third.send_open("one-too-many").await;
+    third.until(code::OPEN).await;
+    let description = third.closed_with(condition::RESOURCE_LIMIT).await;
+    assert!(
+        description.contains("limits.max_connections") && description.contains('2'),
+        "{description}"
+    );
+    assert!(third.dropped_within(Duration::from_secs(5)).await);
+    // The others are served.
+    second.begin(0).await;
+    second.until(code::BEGIN).await;
+    // A place that is given back can be taken.
+    drop(first);
+    eventually("the first connection's place is given back", || {
+        hub.namespace().connection_count() == 1
+    })
+    .await;
+    let mut fourth = Client::open(&hub).await;
+    fourth.begin(0).await;
+    fourth.until(code::BEGIN).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn deliveries_still_arriving_are_bounded_per_connection_even_before_authentication() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            max_message_bytes: 64 * 1024,
+            max_incomplete_bytes_per_connection: 128 * 1024,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    // No token: three $cbs request links, each with a delivery under the message size.
+    for handle in 0..3 {
+        client.attach(0, handle, Role::Sender, "$cbs").await;
+    }
+    client.transfer(0, 0, true, true, vec![0; 60 * 1024]).await;
+    client.transfer(1, 1, true, true, vec![0; 60 * 1024]).await;
+    // 120 KiB held; 20 KiB more would pass 128 KiB.
+    client.transfer(2, 2, true, true, vec![0; 20 * 1024]).await;
+    client.transfer(2, 2, false, false, vec![0; 10]).await;
+    match client.outcome(2).await {
+        DeliveryState::Rejected(Some(error)) => {
+            assert_eq!(error.condition, condition::RESOURCE_LIMIT);
+            let description = error.description.unwrap_or_default();
+            assert!(
+                description.contains("limits.max_incomplete_bytes_per_connection"),
+                "{description}"
+            );
+        }
+        other => panic!("delivery 2: {other:?}"),
+    }
+    // The first two complete; what they held is given back, so a third fits now.
+    client.transfer(0, 0, false, false, vec![]).await;
+    client.transfer(1, 1, false, false, vec![]).await;
+    client.transfer(2, 3, true, true, vec![0; 60 * 1024]).await;
+    client.transfer(2, 3, false, false, vec![]).await;
+    assert!(
+        matches!(client.outcome(3).await, DeliveryState::Accepted),
+        "a delivery within the limit is taken"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dropped_socket_releases_its_receivers_places_on_the_partition() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.authorize(0).await;
+    // Every place of the consumer group on the partition (5, as Event Hubs).
+    for handle in 0..5 {
+        assert!(client.receive(0, handle).await.is_none());
+    }
+    let refused = client
+        .receive(0, 5)
+        .await
+        .expect("a sixth receiver is refused");
+    assert_eq!(refused.condition, condition::RESOURCE_LIMIT);
+    // One more attach, and the socket goes before its answer is read.
+    client.attach(0, 6, Role::Receiver, PARTITION).await;
+    drop(client);
+    eventually("the readers of the dropped connection are released", || {
+        partition.reader_count("$Default") == 0
+    })
+    .await;
+    let mut other = Client::open(&hub).await;
+    other.begin(0).await;
+    other.authorize(0).await;
+    assert!(other.receive(0, 0).await.is_none());
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_cycles_leave_no_tasks_readers_or_connections_behind() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // One client in, out, to let anything started once (timers, the syncer) start.
+    drop(Client::open(&hub).await);
+    eventually("the first connection ends", || {
+        hub.namespace().connection_count() == 0
+    })
+    .await;
+    let baseline = metrics.num_alive_tasks();
+    for round in 0..30 {
+        let mut client = Client::open(&hub).await;
+        client.begin(0).await;
+        client.authorize(0).await;
+        assert!(client.receive(0, 0).await.is_none(), "round {round}");
+        // Some rounds close politely, the others drop the socket.
+        if round % 2 == 0 {
+            client
+                .send(0, hubwasm_hub::amqp::performative::close(None))
+                .await;
+            client.until(code::CLOSE).await;
+        }
+    }
+    eventually("every connection's tasks end", || {
+        metrics.num_alive_tasks() <= baseline
+            && partition.reader_count("$Default") == 0
+            && hub.namespace().connection_count() == 0
+    })
+    .await;
     hub.shutdown().await;
 }

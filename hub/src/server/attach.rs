@@ -83,9 +83,10 @@ impl Connection {
         // Links are kept per handle: keep to the handle-max we announced.
         let handle_max = self.ns.limits.handle_max();
         if attach.handle > handle_max {
-            return Err(protocol(format!(
-                "attach with handle {}, above the handle-max {handle_max}",
-                attach.handle
+            return Err(over_limit(format!(
+                "attach with handle {}, above the handle-max {handle_max}: at most {} links \
+                 per session (limits.max_links_per_session)",
+                attach.handle, self.ns.limits.max_links_per_session
             )));
         }
         let address = match attach.role {

@@ -12,10 +12,12 @@
 //! (tokens), `management` (reads).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -23,6 +25,7 @@ use tokio::task::JoinHandle;
 use super::deliver::*;
 use super::handshake::*;
 use super::ingest::*;
+use super::limits::PRE_OPEN_MAX_FRAME;
 use super::namespace::{EventHub, Kick, Namespace, Partition};
 use super::requests::*;
 use super::session::*;
@@ -39,32 +42,108 @@ pub enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The client passed one of the endpoint's [limits](super::limits::Limits); the connection
+    /// is closed with this error.
+    #[error("{}: {}", .0.condition, .0.description.as_deref().unwrap_or_default())]
+    Limit(AmqpError),
 }
 
 pub(super) fn protocol(msg: impl Into<String>) -> ConnectionError {
     ConnectionError::Protocol(msg.into())
 }
 
+/// A client passed a limit: the connection closes with `amqp:resource-limit-exceeded` and
+/// `description`, which names the limit's config key.
+pub(super) fn over_limit(description: impl Into<String>) -> ConnectionError {
+    ConnectionError::Limit(AmqpError::new(
+        condition::RESOURCE_LIMIT,
+        description.into(),
+    ))
+}
+
+/// Connections told why they are refused at once, above `limits.max_connections`; beyond
+/// them a refused socket is closed without a word, so refusing stays cheap.
+const MAX_REFUSING: usize = 16;
+
+/// A place among the endpoint's connections, given back when dropped.
+pub(super) struct Slot {
+    ns: Arc<Namespace>,
+    /// Over `limits.max_connections`: the client is told why and dropped.
+    refused: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let counter = if self.refused {
+            &self.ns.refusing
+        } else {
+            &self.ns.connections
+        };
+        counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Take a place for a new connection: `None` when even the refusals are full (close the
+/// socket at once).
+pub(super) fn admit(ns: &Arc<Namespace>) -> Option<Slot> {
+    let take = |counter: &AtomicUsize, max: usize| {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    };
+    if take(&ns.connections, ns.limits.max_connections) {
+        return Some(Slot {
+            ns: ns.clone(),
+            refused: false,
+        });
+    }
+    take(&ns.refusing, MAX_REFUSING).then(|| Slot {
+        ns: ns.clone(),
+        refused: true,
+    })
+}
+
 /// Serve one connection until it closes.
-pub async fn serve(stream: TcpStream, ns: Arc<Namespace>, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    stream: TcpStream,
+    ns: Arc<Namespace>,
+    shutdown: watch::Receiver<bool>,
+    slot: Slot,
+) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    match run(stream, ns, shutdown).await {
+    match run(stream, ns, shutdown, &slot).await {
         Ok(()) => tracing::debug!(%peer, "Connection closed"),
         Err(err) => tracing::debug!(%peer, error = %err, "Connection ended"),
     }
+    drop(slot);
 }
 
 pub(super) async fn run(
     stream: TcpStream,
     ns: Arc<Namespace>,
     mut shutdown: watch::Receiver<bool>,
+    slot: &Slot,
 ) -> Result<(), ConnectionError> {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
-    let stream = handshake(stream, &mut buf).await?;
+    // Header, SASL and open within the handshake timeout, whatever the client does.
+    let timeout = ns.limits.handshake_timeout();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = match tokio::time::timeout_at(deadline, handshake(stream, &mut buf)).await {
+        Ok(stream) => stream?,
+        Err(_) => {
+            return Err(over_limit(format!(
+                "no protocol header and SASL exchange within {} ms \
+                 (limits.handshake_timeout_ms)",
+                timeout.as_millis()
+            )))
+        }
+    };
 
     let (mut rd, mut wr) = stream.into_split();
     let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
@@ -89,56 +168,107 @@ pub(super) async fn run(
         ns,
         out,
         peer_max_frame: 512,
+        opened: false,
         sessions: HashMap::new(),
         tokens: Vec::new(),
         kick_tx,
         heartbeat: None,
         held: Vec::new(),
+        incomplete: Arc::new(AtomicU64::new(0)),
     };
-    let max_frame = conn.ns.limits.max_frame_bytes;
-    let idle = Duration::from_millis(2 * conn.ns.limits.idle_timeout_ms as u64);
-    // Heartbeats go out on a fixed beat once the client's open asks for them, however busy
-    // the connection is: cheap (8 bytes), and the client's idle clock is never in doubt.
-    let mut heartbeat: Option<tokio::time::Interval> = None;
-    let result = loop {
-        if heartbeat.is_none() {
-            heartbeat = conn.heartbeat.map(|every| {
-                let mut beat = tokio::time::interval(every);
-                beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                beat
-            });
+
+    // The open comes first, within the handshake deadline and at most 512 bytes.
+    let first =
+        tokio::time::timeout_at(deadline, read_frame(&mut rd, &mut buf, PRE_OPEN_MAX_FRAME));
+    let result = match first.await {
+        Err(_) => Err(over_limit(format!(
+            "no open within {} ms of connecting (limits.handshake_timeout_ms)",
+            timeout.as_millis()
+        ))),
+        Ok(Err(ConnectionError::Protocol(e))) if e.contains("larger than") => {
+            Err(protocol(format!("{e} before the open (frames before the open are at most {PRE_OPEN_MAX_FRAME} bytes)")))
         }
-        tokio::select! {
-            frame = tokio::time::timeout(idle, read_frame(&mut rd, &mut buf, max_frame)) => {
-                let frame = match frame {
-                    Ok(Ok(frame)) => frame,
-                    Ok(Err(err)) => break Err(err),
-                    Err(_) => break Err(protocol("idle timeout")),
-                };
-                match conn.handle(frame).await {
-                    Ok(true) => {}
-                    Ok(false) => break Ok(()),
-                    Err(err) => {
-                        let error = AmqpError::new(condition::FRAMING_ERROR, err.to_string());
-                        conn.send(0, perf::close(Some(&error))).await;
-                        break Err(err);
-                    }
-                }
-            }
-            Some(kick) = kick_rx.recv() => conn.kicked(kick).await,
-            _ = hold_until(conn.held.iter().map(|h| h.at).min()) => conn.release_held().await,
-            _ = tick(heartbeat.as_mut()) => conn.send_raw(Frame::heartbeat()).await,
-            _ = shutdown.changed() => {
-                let error = AmqpError::new("amqp:connection:forced", "the endpoint is shutting down");
-                conn.send(0, perf::close(Some(&error))).await;
-                break Ok(());
-            }
+        Ok(Err(err)) => Err(err),
+        Ok(Ok(frame)) if frame.body.as_ref().and_then(Value::descriptor_code) != Some(code::OPEN) => {
+            Err(protocol("the first frame must be an open"))
+        }
+        Ok(Ok(frame)) => conn.handle(frame).await.map(|_| ()),
+    };
+    let result = match result {
+        Err(err) => Err(err),
+        Ok(()) if slot.refused => Err(over_limit(format!(
+            "the endpoint serves at most {} connections (limits.max_connections)",
+            conn.ns.limits.max_connections
+        ))),
+        Ok(()) => {
+            conn.serve(&mut rd, &mut buf, &mut kick_rx, &mut shutdown)
+                .await
         }
     };
+    if let Err(err) = &result {
+        conn.close_with(err).await;
+    }
     conn.teardown();
     drop(conn);
     let _ = writer.await;
     result
+}
+
+impl Connection {
+    /// Frames after the open, until the connection ends.
+    async fn serve(
+        &mut self,
+        rd: &mut OwnedReadHalf,
+        buf: &mut Vec<u8>,
+        kick_rx: &mut mpsc::UnboundedReceiver<Kick>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ConnectionError> {
+        let max_frame = self.ns.limits.max_frame_bytes;
+        let idle = Duration::from_millis(2 * self.ns.limits.idle_timeout_ms as u64);
+        // Heartbeats go out on a fixed beat once the client's open asks for them, however busy
+        // the connection is: cheap (8 bytes), and the client's idle clock is never in doubt.
+        let mut heartbeat = self.heartbeat.map(|every| {
+            let mut beat = tokio::time::interval(every);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            beat
+        });
+        loop {
+            tokio::select! {
+                frame = tokio::time::timeout(idle, read_frame(rd, buf, max_frame)) => {
+                    let frame = match frame {
+                        Ok(Ok(frame)) => frame,
+                        Ok(Err(err)) => return Err(err),
+                        Err(_) => return Err(protocol("idle timeout")),
+                    };
+                    if !self.handle(frame).await? {
+                        return Ok(());
+                    }
+                }
+                Some(kick) = kick_rx.recv() => self.kicked(kick).await,
+                _ = hold_until(self.held.iter().map(|h| h.at).min()) => self.release_held().await,
+                _ = tick(heartbeat.as_mut()) => self.send_raw(Frame::heartbeat()).await,
+                _ = shutdown.changed() => {
+                    let error = AmqpError::new("amqp:connection:forced", "the endpoint is shutting down");
+                    self.send(0, perf::close(Some(&error))).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Close the connection with the error that ends it (our open first, if it was not sent:
+    /// a close may only follow an open).
+    async fn close_with(&mut self, err: &ConnectionError) {
+        let error = match err {
+            ConnectionError::Io(_) => return, // the socket is gone
+            ConnectionError::Limit(error) => error.clone(),
+            ConnectionError::Protocol(msg) => AmqpError::new(condition::FRAMING_ERROR, msg.clone()),
+        };
+        if !self.opened {
+            self.send(0, self.our_open().to_value()).await;
+        }
+        self.send(0, perf::close(Some(&error))).await;
+    }
 }
 
 pub(super) async fn hold_until(deadline: Option<tokio::time::Instant>) {
@@ -165,6 +295,11 @@ pub(super) struct Connection {
     pub(super) tokens: Vec<ValidToken>,
     pub(super) kick_tx: mpsc::UnboundedSender<Kick>,
     pub(super) heartbeat: Option<Duration>,
+    /// Whether our open was sent.
+    pub(super) opened: bool,
+    /// Bytes of deliveries still arriving on this connection's links
+    /// (`limits.max_incomplete_bytes_per_connection`).
+    pub(super) incomplete: Arc<AtomicU64>,
     /// Frames sent a little later on purpose (see `on_detach` and `settle`); dropped with
     /// their session.
     pub(super) held: Vec<Held>,

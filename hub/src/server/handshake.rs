@@ -7,6 +7,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
 use super::connection::*;
+use super::limits::PRE_OPEN_MAX_FRAME;
 use crate::amqp::frame::{Frame, AMQP_HEADER, SASL_HEADER};
 use crate::amqp::performative::{self as perf, Open};
 use crate::amqp::Value;
@@ -49,12 +50,8 @@ pub(super) async fn handshake(
         Frame::sasl(perf::sasl_mechanisms(&["ANONYMOUS", "MSSBCBS", "PLAIN"])).encode(&mut out);
         stream.write_all(&out).await?;
         let (mut rd, mut wr) = stream.into_split();
-        let init = read_frame(
-            &mut rd,
-            buf,
-            crate::server::limits::Limits::default().max_frame_bytes,
-        )
-        .await?;
+        // SASL frames are at most 512 bytes (AMQP 1.0 §5.3.1).
+        let init = read_frame(&mut rd, buf, PRE_OPEN_MAX_FRAME).await?;
         let mechanism = init
             .body
             .as_ref()
@@ -98,7 +95,15 @@ impl Connection {
             .idle_time_out
             .filter(|ms| *ms > 0)
             .map(|ms| Duration::from_millis((ms / 2).max(100) as u64));
-        let reply = Open {
+        let reply = self.our_open();
+        self.opened = true;
+        self.send(0, reply.to_value()).await;
+        Ok(())
+    }
+
+    /// The open we answer with, announcing our limits.
+    pub(super) fn our_open(&self) -> Open {
+        Open {
             container_id: format!("hubwasm-{}", self.ns.name),
             hostname: None,
             max_frame_size: self.ns.limits.max_frame_bytes,
@@ -107,8 +112,6 @@ impl Connection {
             offered_capabilities: Vec::new(),
             desired_capabilities: Vec::new(),
             properties: Vec::new(),
-        };
-        self.send(0, reply.to_value()).await;
-        Ok(())
+        }
     }
 }

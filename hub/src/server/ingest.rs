@@ -1,5 +1,6 @@
 //! Transfers from clients: multi-frame deliveries, events stored from senders, outcomes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +23,47 @@ pub(super) struct Pending {
     pub(super) settled: bool,
     pub(super) format: u32,
     pub(super) bytes: Vec<u8>,
-    /// Over `limits.max_message_bytes`: the rest is read and dropped, the delivery is rejected.
-    pub(super) oversized: bool,
+    /// Why the delivery is refused (over `limits.max_message_bytes` or over
+    /// `limits.max_incomplete_bytes_per_connection`): its bytes are dropped, the rest of its
+    /// frames is read and dropped too, and the delivery is rejected with this error.
+    pub(super) refused: Option<AmqpError>,
+    /// `bytes` counted in the connection's incomplete bytes, until the delivery is done or
+    /// its link goes.
+    pub(super) charge: Charge,
+}
+
+/// Bytes counted against `limits.max_incomplete_bytes_per_connection`, given back when
+/// dropped, whichever way the delivery ends (completed, aborted, link or session gone).
+pub(super) struct Charge {
+    counter: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Charge {
+    /// Count `more` bytes if the connection stays within `max`; `false` otherwise.
+    fn try_add(&mut self, more: u64, max: u64) -> bool {
+        let ok = self
+            .counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n + more <= max).then_some(n + more)
+            })
+            .is_ok();
+        if ok {
+            self.bytes += more;
+        }
+        ok
+    }
+
+    fn clear(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 impl Connection {
@@ -72,20 +112,48 @@ impl Connection {
             settled: transfer.settled.unwrap_or(false),
             format: transfer.message_format.unwrap_or(0),
             bytes: Vec::new(),
-            oversized: false,
+            refused: None,
+            charge: Charge {
+                counter: self.incomplete.clone(),
+                bytes: 0,
+            },
         });
         if transfer.aborted {
             *pending = None;
             return Ok(());
         }
-        // An oversized delivery is read to its end (its frames keep coming) but not kept.
-        let max_message = self.ns.limits.max_message_bytes;
-        if p.bytes.len() + payload.len() > max_message as usize {
-            p.oversized = true;
-            p.bytes = Vec::new();
-        }
-        if !p.oversized {
-            p.bytes.extend_from_slice(&payload);
+        // A refused delivery is read to its end (its frames keep coming) but not kept.
+        let limits = &self.ns.limits;
+        if p.refused.is_none() {
+            let size = (p.bytes.len() + payload.len()) as u64;
+            if size > limits.max_message_bytes {
+                p.refused = Some(AmqpError::new(
+                    condition::MESSAGE_SIZE_EXCEEDED,
+                    format!(
+                        "the message is larger than the maximum of {} bytes \
+                         (limits.max_message_bytes)",
+                        limits.max_message_bytes
+                    ),
+                ));
+            } else if !p.charge.try_add(
+                payload.len() as u64,
+                limits.max_incomplete_bytes_per_connection,
+            ) {
+                p.refused = Some(AmqpError::new(
+                    condition::RESOURCE_LIMIT,
+                    format!(
+                        "deliveries still arriving on this connection would hold more than {} \
+                         bytes (limits.max_incomplete_bytes_per_connection)",
+                        limits.max_incomplete_bytes_per_connection
+                    ),
+                ));
+            }
+            if p.refused.is_some() {
+                p.bytes = Vec::new();
+                p.charge.clear();
+            } else {
+                p.bytes.extend_from_slice(&payload);
+            }
         }
         if transfer.more {
             return Ok(());
@@ -98,11 +166,9 @@ impl Connection {
             *credit = SENDER_CREDIT;
         }
 
-        let state = if done.oversized {
-            DeliveryState::Rejected(Some(AmqpError::new(
-                condition::MESSAGE_SIZE_EXCEEDED,
-                format!("the message is larger than the maximum of {max_message} bytes (limits.max_message_bytes)"),
-            )))
+        let state = if let Some(error) = done.refused.clone() {
+            tracing::debug!(channel, handle, condition = %error.condition, "Delivery refused");
+            DeliveryState::Rejected(Some(error))
         } else {
             match self.sessions[&channel].links.get(&handle) {
                 Some(Link::Ingest { hub, partition, .. }) => {

@@ -101,10 +101,16 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        tracing::debug!(%peer, "Connection accepted");
-                        tokio::spawn(connection::serve(stream, ns.clone(), shutdown_rx.clone()));
-                    }
+                    Ok((stream, peer)) => match connection::admit(&ns) {
+                        Some(slot) => {
+                            tracing::debug!(%peer, "Connection accepted");
+                            tokio::spawn(connection::serve(stream, ns.clone(), shutdown_rx.clone(), slot));
+                        }
+                        None => {
+                            tracing::debug!(%peer, "Connection refused: too many connections");
+                            drop(stream);
+                        }
+                    },
                     Err(err) => {
                         tracing::warn!(error = %err, "Accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;

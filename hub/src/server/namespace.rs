@@ -35,6 +35,10 @@ pub struct Namespace {
     fsync: FsyncPolicy,
     /// What a client may make the endpoint hold.
     pub limits: super::limits::Limits,
+    /// Connections served now (`limits.max_connections`).
+    pub(super) connections: AtomicUsize,
+    /// Connections being told they are over `limits.max_connections`.
+    pub(super) refusing: AtomicUsize,
 }
 
 /// One event hub.
@@ -134,6 +138,8 @@ impl Namespace {
                 .collect(),
             next_reader_id: AtomicU64::new(1),
             limits: config.limits.clone(),
+            connections: AtomicUsize::new(0),
+            refusing: AtomicUsize::new(0),
             fsync,
         })
     }
@@ -149,6 +155,11 @@ impl Namespace {
     }
 
     /// `(name, key)` of every policy.
+    /// Connections served now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
     pub fn policies(&self) -> impl Iterator<Item = (&str, &str)> {
         self.policies.iter().map(|(n, k)| (n.as_str(), k.as_str()))
     }

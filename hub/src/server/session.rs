@@ -44,8 +44,10 @@ impl Connection {
         // cannot grow them without bound.
         let channel_max = self.ns.limits.channel_max();
         if channel > channel_max {
-            return Err(protocol(format!(
-                "begin on channel {channel}, above the channel-max {channel_max}"
+            return Err(over_limit(format!(
+                "begin on channel {channel}, above the channel-max {channel_max}: at most {} \
+                 sessions per connection (limits.max_sessions_per_connection)",
+                self.ns.limits.max_sessions_per_connection
             )));
         }
         let out = Arc::new(SessionOut {
