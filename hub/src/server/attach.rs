@@ -12,6 +12,7 @@ use super::namespace::ReaderRefusal;
 use super::requests::*;
 use crate::amqp::performative::{condition, AmqpError, Attach, Detach, Role, Source, Target};
 use crate::amqp::Value;
+use crate::config::Right;
 use crate::sas;
 
 /// Credit given to sender links, topped up when half is used.
@@ -116,6 +117,12 @@ impl Connection {
                 queue: std::collections::VecDeque::new(),
             },
             (Role::Sender, [hub]) | (Role::Sender, [hub, "Partitions" | "partitions", _]) => {
+                // Before anything is looked up: whether the entity exists is not told to a
+                // caller without a token for it.
+                if let Err(e) = self.authorized(&path, Some(Right::Send)) {
+                    self.refuse(channel, &attach, e).await;
+                    return Ok(());
+                }
                 let Some(eh) = self.ns.hub(hub).cloned() else {
                     self.refuse(
                         channel,
@@ -136,11 +143,8 @@ impl Connection {
                     },
                     None => None,
                 };
-                if let Err(e) = self.authorized(&path) {
-                    self.refuse(channel, &attach, e).await;
-                    return Ok(());
-                }
                 Link::Ingest {
+                    path: path.clone(),
                     hub: eh,
                     partition,
                     credit: SENDER_CREDIT,
@@ -153,6 +157,10 @@ impl Connection {
                 Role::Receiver,
                 [hub, "ConsumerGroups" | "consumergroups", group, "Partitions" | "partitions", id],
             ) => {
+                if let Err(e) = self.authorized(&path, Some(Right::Listen)) {
+                    self.refuse(channel, &attach, e).await;
+                    return Ok(());
+                }
                 let Some(eh) = self.ns.hub(hub).cloned() else {
                     self.refuse(
                         channel,
@@ -172,10 +180,6 @@ impl Connection {
                     self.refuse(channel, &attach, e).await;
                     return Ok(());
                 };
-                if let Err(e) = self.authorized(&path) {
-                    self.refuse(channel, &attach, e).await;
-                    return Ok(());
-                }
                 let filters = attach
                     .source
                     .as_ref()
@@ -244,6 +248,7 @@ impl Connection {
                     channel,
                     attach.handle,
                     Link::Deliver {
+                        path: path.clone(),
                         reader_id,
                         group: group.to_string(),
                         partition,
@@ -254,6 +259,10 @@ impl Connection {
                 return Ok(());
             }
             _ => {
+                if let Err(e) = self.authorized(&path, None) {
+                    self.refuse(channel, &attach, e).await;
+                    return Ok(());
+                }
                 let e = not_found(format!("no messaging entity at `{address}`"));
                 self.refuse(channel, &attach, e).await;
                 return Ok(());

@@ -245,6 +245,7 @@ impl Connection {
                     }
                 }
                 Some(kick) = kick_rx.recv() => self.kicked(kick).await,
+                _ = hold_until(self.next_expiry()) => self.expire_links().await,
                 _ = hold_until(self.held.iter().map(|h| h.at).min()) => self.release_held().await,
                 _ = tick(heartbeat.as_mut()) => self.send_raw(Frame::heartbeat()).await,
                 _ = shutdown.changed() => {
@@ -315,6 +316,8 @@ pub(super) struct Held {
 pub(super) enum Link {
     /// Client sends events to an event hub (or one partition).
     Ingest {
+        /// The entity path the client's token must keep covering (with `Send`).
+        path: String,
         hub: Arc<EventHub>,
         partition: Option<Arc<Partition>>,
         credit: u32,
@@ -341,6 +344,8 @@ pub(super) enum Link {
     },
     /// We send a partition's events.
     Deliver {
+        /// The entity path the client's token must keep covering (with `Listen`).
+        path: String,
         reader_id: u64,
         group: String,
         partition: Arc<Partition>,

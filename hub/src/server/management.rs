@@ -29,7 +29,7 @@ impl Connection {
                 self.keep_token(valid);
             }
         }
-        if let Err(err) = self.authorized(&name) {
+        if let Err(err) = self.authorized(&name, None) {
             return (401, err.description.unwrap_or_default(), Value::Null);
         }
         let Some(hub) = self.ns.hub(&name).cloned() else {

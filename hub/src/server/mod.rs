@@ -71,6 +71,13 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     // Before anything is created or locked: a config built in code (not loaded from TOML) has
     // not been validated yet.
     config.validate()?;
+    if config.development_key_exposed() {
+        tracing::warn!(
+            listen = %config.listen,
+            "The well-known development key is served on an address other machines can reach; \
+             anyone who can connect can send and receive. Set your own [[policy]] key"
+        );
+    }
     let policy = config
         .policies
         .first()
