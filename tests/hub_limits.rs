@@ -1,203 +1,11 @@
-//! Client-controlled numbers at the frame level (channels, link handles): the endpoint keeps to
-//! the maxima it announces and never leaks a link a client re-attaches or a session it re-begins.
-//! A raw AMQP client built from hubwasm's own codec.
+//! What a client can make the endpoint hold is bounded (`Limits`), and released on every exit
+//! path: connections, the handshake, frames before the open, channels and handles, incomplete
+//! deliveries, queued replies, tokens, receivers of a dropped socket, connect/disconnect cycles.
 
-use std::time::Duration;
+#[path = "support/hub_raw.rs"]
+mod raw;
 
-use hubwasm_hub::amqp::frame::Frame;
-use hubwasm_hub::amqp::message::{property, Message};
-use hubwasm_hub::amqp::performative::{
-    code, condition, error_of, Attach, Begin, Flow, Open, Role, Source, Target, Transfer,
-};
-use hubwasm_hub::amqp::Value;
-use hubwasm_hub::config::{EventHubConfig, HubConfig, DEFAULT_POLICY, DEVELOPMENT_KEY};
-use hubwasm_hub::RunningHub;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const AMQP_HEADER: &[u8; 8] = b"AMQP\x00\x01\x00\x00";
-const PARTITION: &str = "events/ConsumerGroups/$Default/Partitions/0";
-
-async fn hub(data: &std::path::Path) -> RunningHub {
-    hubwasm_hub::start(HubConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.to_path_buf(),
-        event_hubs: vec![EventHubConfig {
-            name: "events".into(),
-            partitions: 1,
-            consumer_groups: vec![],
-        }],
-        ..HubConfig::default()
-    })
-    .await
-    .unwrap()
-}
-
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    /// Connected, AMQP header exchanged, open sent and answered.
-    async fn open(hub: &RunningHub) -> Client {
-        let mut stream = TcpStream::connect(hub.local_addr()).await.unwrap();
-        stream.write_all(AMQP_HEADER).await.unwrap();
-        let mut header = [0u8; 8];
-        stream.read_exact(&mut header).await.unwrap();
-        assert_eq!(&header, AMQP_HEADER);
-        let mut client = Client {
-            stream,
-            buf: Vec::new(),
-        };
-        let open = Open {
-            container_id: "limits-test".into(),
-            hostname: Some("localhost".into()),
-            max_frame_size: 65536,
-            channel_max: u16::MAX,
-            idle_time_out: None,
-            offered_capabilities: vec![],
-            desired_capabilities: vec![],
-            properties: vec![],
-        };
-        client.send(0, open.to_value()).await;
-        let reply = client.next().await.expect("an open");
-        assert_eq!(reply.body.unwrap().descriptor_code(), Some(code::OPEN));
-        client
-    }
-
-    async fn send(&mut self, channel: u16, body: Value) {
-        self.send_frame(Frame::amqp(channel, body)).await
-    }
-
-    async fn send_frame(&mut self, frame: Frame) {
-        let mut out = Vec::new();
-        frame.encode(&mut out);
-        self.stream.write_all(&out).await.unwrap();
-    }
-
-    /// The next non-empty frame; `None` once the endpoint closed the socket.
-    async fn next(&mut self) -> Option<Frame> {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                if let Some(size) = Frame::peek_size(&self.buf, 1 << 20).unwrap() {
-                    if self.buf.len() >= size {
-                        let frame = Frame::decode(&self.buf[..size]).unwrap();
-                        self.buf.drain(..size);
-                        if frame.body.is_some() {
-                            return Some(frame);
-                        }
-                        continue;
-                    }
-                }
-                let mut chunk = [0u8; 4096];
-                match self.stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        })
-        .await
-        .expect("the endpoint answers within 20 s")
-    }
-
-    /// Frames until one with descriptor `code` (returned).
-    async fn until(&mut self, code: u64) -> Frame {
-        loop {
-            let frame = self.next().await.expect("the connection is open");
-            if frame.body.as_ref().and_then(Value::descriptor_code) == Some(code) {
-                return frame;
-            }
-        }
-    }
-
-    async fn begin(&mut self, channel: u16) {
-        let begin = Begin {
-            remote_channel: None,
-            next_outgoing_id: 0,
-            incoming_window: 5000,
-            outgoing_window: 5000,
-            handle_max: 1000,
-            properties: vec![],
-        };
-        self.send(channel, begin.to_value()).await;
-    }
-
-    async fn attach(&mut self, channel: u16, handle: u32, role: Role, address: &str) {
-        let attach = Attach {
-            name: format!("link-{handle}"),
-            handle,
-            role,
-            snd_settle_mode: 1,
-            rcv_settle_mode: 0,
-            source: Some(Source {
-                address: (role == Role::Receiver).then(|| address.to_string()),
-                filter: vec![],
-            }),
-            target: Some(Target {
-                address: Some(if role == Role::Sender {
-                    address.to_string()
-                } else {
-                    "client".to_string()
-                }),
-            }),
-            initial_delivery_count: (role == Role::Sender).then_some(0),
-            max_message_size: None,
-            offered_capabilities: vec![],
-            desired_capabilities: vec![],
-            properties: vec![],
-        };
-        self.send(channel, attach.to_value()).await;
-    }
-
-    /// Put a namespace-wide SAS token on `$cbs` (links 100 and 101 of `channel`). The endpoint
-    /// handles frames in order, so later attaches are authorized without reading the reply.
-    async fn authorize(&mut self, channel: u16) {
-        self.attach(channel, 100, Role::Sender, "$cbs").await;
-        self.attach(channel, 101, Role::Receiver, "$cbs").await;
-        self.put_token(channel, "sb://localhost/", 0).await;
-    }
-
-    /// Put a token for `resource` on the `$cbs` link 100 of `channel`.
-    async fn put_token(&mut self, channel: u16, resource: &str, delivery_id: u32) {
-        let expires = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
-        let token = hubwasm_hub::sas::sign(resource, DEFAULT_POLICY, DEVELOPMENT_KEY, expires);
-        let mut request = Message::with_value(Value::string(token));
-        request.application_properties = vec![
-            (Value::string("operation"), Value::string("put-token")),
-            (Value::string("name"), Value::string(resource)),
-            (
-                Value::string("type"),
-                Value::string("servicebus.windows.net:sastoken"),
-            ),
-        ];
-        let transfer = Transfer {
-            handle: 100,
-            delivery_id: Some(delivery_id),
-            delivery_tag: Some(delivery_id.to_be_bytes().to_vec()),
-            message_format: Some(0),
-            settled: Some(true),
-            ..Transfer::default()
-        };
-        self.send_frame(Frame {
-            payload: request.to_bytes(),
-            ..Frame::amqp(channel, transfer.to_value())
-        })
-        .await;
-    }
-
-    /// The error of the close the endpoint ends the connection with.
-    async fn closed_with(&mut self) -> String {
-        let close = self.until(code::CLOSE).await;
-        let error = error_of(close.body.as_ref().unwrap()).expect("a close with an error");
-        assert_eq!(error.condition, condition::FRAMING_ERROR);
-        error.description.unwrap_or_default()
-    }
-}
+use raw::*;
 
 #[tokio::test]
 async fn re_attaching_a_receiver_on_its_handle_replaces_it_without_leaking_its_reader() {
@@ -252,8 +60,9 @@ async fn a_channel_above_the_announced_channel_max_closes_the_connection() {
     let hub = hub(data.path()).await;
     let mut client = Client::open(&hub).await;
     client.begin(256).await;
-    let description = client.closed_with().await;
+    let description = client.closed_with(condition::RESOURCE_LIMIT).await;
     assert!(description.contains("256"), "{description}");
+    assert!(description.contains("limits.max_"), "{description}");
     hub.shutdown().await;
 }
 
@@ -265,8 +74,9 @@ async fn a_handle_above_the_announced_handle_max_closes_the_connection() {
     client.begin(0).await;
     client.until(code::BEGIN).await;
     client.attach(0, 256, Role::Sender, "$cbs").await;
-    let description = client.closed_with().await;
+    let description = client.closed_with(condition::RESOURCE_LIMIT).await;
     assert!(description.contains("256"), "{description}");
+    assert!(description.contains("limits.max_"), "{description}");
     hub.shutdown().await;
 }
 
@@ -382,5 +192,235 @@ async fn the_tokens_a_connection_keeps_are_bounded() {
             break;
         }
     }
+    hub.shutdown().await;
+}
+
+/// Waits until `done` holds (polling), for at most 10 s.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn quick_handshake() -> Limits {
+    Limits {
+        handshake_timeout_ms: 300,
+        ..Limits::default()
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_dropped_after_the_handshake_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(data.path(), quick_handshake()).await;
+    let stream = TcpStream::connect(hub.local_addr()).await.unwrap();
+    let mut client = Client {
+        stream,
+        buf: Vec::new(),
+    };
+    assert!(client.dropped_within(Duration::from_secs(5)).await);
+    eventually("its slot is given back", || {
+        hub.namespace().connection_count() == 0
+    })
+    .await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_sasl_is_dropped_after_the_handshake_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(data.path(), quick_handshake()).await;
+    let mut stream = TcpStream::connect(hub.local_addr()).await.unwrap();
+    stream.write_all(b"AMQP\x03\x01\x00\x00").await.unwrap();
+    let mut client = Client {
+        stream,
+        buf: Vec::new(),
+    };
+    // Header and mechanisms come; no sasl-init is sent.
+    assert!(client.dropped_within(Duration::from_secs(5)).await);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_no_open_is_closed_naming_the_handshake_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(data.path(), quick_handshake()).await;
+    let mut client = Client::header(&hub).await;
+    let open = client.until(code::OPEN).await;
+    assert!(Open::from_value(open.body.as_ref().unwrap()).is_some());
+    let description = client.closed_with(condition::RESOURCE_LIMIT).await;
+    assert!(
+        description.contains("limits.handshake_timeout_ms") && description.contains("300"),
+        "{description}"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_frame_before_the_open_is_at_most_512_bytes() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let mut client = Client::header(&hub).await;
+    client.send_open(&"x".repeat(600)).await;
+    client.until(code::OPEN).await;
+    let description = client.closed_with(condition::FRAMING_ERROR).await;
+    assert!(description.contains("512"), "{description}");
+    // An open that fits is served.
+    let mut client = Client::header(&hub).await;
+    client.send_open(&"x".repeat(400)).await;
+    client.until(code::OPEN).await;
+    client.begin(0).await;
+    client.until(code::BEGIN).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_above_the_limit_are_refused_naming_it_while_the_others_go_on() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            max_connections: 2,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let first = Client::open(&hub).await;
+    let mut second = Client::open(&hub).await;
+    let mut third = Client::header(&hub).await;
+    third.send_open("one-too-many").await;
+    third.until(code::OPEN).await;
+    let description = third.closed_with(condition::RESOURCE_LIMIT).await;
+    assert!(
+        description.contains("limits.max_connections") && description.contains('2'),
+        "{description}"
+    );
+    assert!(third.dropped_within(Duration::from_secs(5)).await);
+    // The others are served.
+    second.begin(0).await;
+    second.until(code::BEGIN).await;
+    // A place that is given back can be taken.
+    drop(first);
+    eventually("the first connection's place is given back", || {
+        hub.namespace().connection_count() == 1
+    })
+    .await;
+    let mut fourth = Client::open(&hub).await;
+    fourth.begin(0).await;
+    fourth.until(code::BEGIN).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn deliveries_still_arriving_are_bounded_per_connection_even_before_authentication() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            max_message_bytes: 64 * 1024,
+            max_incomplete_bytes_per_connection: 128 * 1024,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    // No token: three $cbs request links, each with a delivery under the message size.
+    for handle in 0..3 {
+        client.attach(0, handle, Role::Sender, "$cbs").await;
+    }
+    client.transfer(0, 0, true, true, vec![0; 60 * 1024]).await;
+    client.transfer(1, 1, true, true, vec![0; 60 * 1024]).await;
+    // 120 KiB held; 20 KiB more would pass 128 KiB.
+    client.transfer(2, 2, true, true, vec![0; 20 * 1024]).await;
+    client.transfer(2, 2, false, false, vec![0; 10]).await;
+    match client.outcome(2).await {
+        DeliveryState::Rejected(Some(error)) => {
+            assert_eq!(error.condition, condition::RESOURCE_LIMIT);
+            let description = error.description.unwrap_or_default();
+            assert!(
+                description.contains("limits.max_incomplete_bytes_per_connection"),
+                "{description}"
+            );
+        }
+        other => panic!("delivery 2: {other:?}"),
+    }
+    // The first two complete; what they held is given back, so a third fits now.
+    client.transfer(0, 0, false, false, vec![]).await;
+    client.transfer(1, 1, false, false, vec![]).await;
+    client.transfer(2, 3, true, true, vec![0; 60 * 1024]).await;
+    client.transfer(2, 3, false, false, vec![]).await;
+    assert!(
+        matches!(client.outcome(3).await, DeliveryState::Accepted),
+        "a delivery within the limit is taken"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dropped_socket_releases_its_receivers_places_on_the_partition() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.authorize(0).await;
+    // Every place of the consumer group on the partition (5, as Event Hubs).
+    for handle in 0..5 {
+        assert!(client.receive(0, handle).await.is_none());
+    }
+    let refused = client
+        .receive(0, 5)
+        .await
+        .expect("a sixth receiver is refused");
+    assert_eq!(refused.condition, condition::RESOURCE_LIMIT);
+    // One more attach, and the socket goes before its answer is read.
+    client.attach(0, 6, Role::Receiver, PARTITION).await;
+    drop(client);
+    eventually("the readers of the dropped connection are released", || {
+        partition.reader_count("$Default") == 0
+    })
+    .await;
+    let mut other = Client::open(&hub).await;
+    other.begin(0).await;
+    other.authorize(0).await;
+    assert!(other.receive(0, 0).await.is_none());
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_cycles_leave_no_tasks_readers_or_connections_behind() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // One client in, out, to let anything started once (timers, the syncer) start.
+    drop(Client::open(&hub).await);
+    eventually("the first connection ends", || {
+        hub.namespace().connection_count() == 0
+    })
+    .await;
+    let baseline = metrics.num_alive_tasks();
+    for round in 0..30 {
+        let mut client = Client::open(&hub).await;
+        client.begin(0).await;
+        client.authorize(0).await;
+        assert!(client.receive(0, 0).await.is_none(), "round {round}");
+        // Some rounds close politely, the others drop the socket.
+        if round % 2 == 0 {
+            client
+                .send(0, hubwasm_hub::amqp::performative::close(None))
+                .await;
+            client.until(code::CLOSE).await;
+        }
+    }
+    eventually("every connection's tasks end", || {
+        metrics.num_alive_tasks() <= baseline
+            && partition.reader_count("$Default") == 0
+            && hub.namespace().connection_count() == 0
+    })
+    .await;
     hub.shutdown().await;
 }

@@ -1,10 +1,12 @@
 //! The endpoint's configuration (TOML): namespace, event hubs, consumer groups, SAS policies,
-//! storage.
+//! storage, limits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+pub use crate::server::limits::Limits;
 
 /// Key of the default policy: a well-known development key, like Azurite's. Never use it for
 /// anything reachable from another machine.
@@ -33,6 +35,9 @@ pub struct HubConfig {
     pub event_hubs: Vec<EventHubConfig>,
     #[serde(default = "default_policies", rename = "policy")]
     pub policies: Vec<PolicyConfig>,
+    /// What a client may make the endpoint hold (`[limits]`); see [`Limits`].
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// One event hub.
@@ -48,12 +53,40 @@ pub struct EventHubConfig {
     pub consumer_groups: Vec<String>,
 }
 
-/// A shared access policy: clients sign tokens with its key.
+/// A shared access policy: clients sign tokens with its key, and may do what its rights allow.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     pub name: String,
     pub key: String,
+    /// `Send`, `Listen` and/or `Manage` (which implies both), as in Event Hubs. Without it, a
+    /// policy has every right (like the built-in `RootManageSharedAccessKey`).
+    #[serde(default = "all_rights")]
+    pub rights: Vec<Right>,
+}
+
+/// What a shared access policy allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Right {
+    /// Send events (attach as a sender).
+    Send,
+    /// Receive events (attach as a receiver).
+    Listen,
+    /// Everything: implies `Send` and `Listen`.
+    Manage,
+}
+
+impl PolicyConfig {
+    /// Whether the policy grants `need` (`Manage` grants everything).
+    pub fn allows(&self, need: Right) -> bool {
+        self.rights
+            .iter()
+            .any(|r| *r == need || *r == Right::Manage)
+    }
+}
+
+fn all_rights() -> Vec<Right> {
+    vec![Right::Manage]
 }
 
 /// How partitions are written and kept.
@@ -110,6 +143,7 @@ fn default_policies() -> Vec<PolicyConfig> {
     vec![PolicyConfig {
         name: DEFAULT_POLICY.into(),
         key: DEVELOPMENT_KEY.into(),
+        rights: all_rights(),
     }]
 }
 fn default_fsync() -> String {
@@ -143,6 +177,7 @@ impl Default for HubConfig {
             storage: StorageConfig::default(),
             event_hubs: default_hubs(),
             policies: default_policies(),
+            limits: Limits::default(),
         }
     }
 }
@@ -211,9 +246,24 @@ impl HubConfig {
             if policy.name.is_empty() || policy.key.is_empty() {
                 return invalid("every [[policy]] needs a non-empty name and key".into());
             }
+            if policy.rights.is_empty() {
+                return invalid(format!(
+                    "policy `{}` has no rights: use any of \"Send\", \"Listen\", \"Manage\"",
+                    policy.name
+                ));
+            }
+        }
+        if let Some(problem) = self.limits.problem() {
+            return invalid(problem);
         }
         self.fsync_policy()?;
         Ok(())
+    }
+
+    /// Whether the well-known development key ([`DEVELOPMENT_KEY`]) is served on an address
+    /// other machines can reach (anything but loopback): worth a warning at start.
+    pub fn development_key_exposed(&self) -> bool {
+        !self.listen.ip().is_loopback() && self.policies.iter().any(|p| p.key == DEVELOPMENT_KEY)
     }
 
     /// The parsed fsync setting.
@@ -300,5 +350,71 @@ key = "k1"
             .unwrap_err()
             .to_string();
         assert!(err.contains("storage.fsync"), "{err}");
+    }
+
+    #[test]
+    fn policies_have_every_right_unless_they_name_theirs() {
+        let c = HubConfig::from_toml(
+            "[[policy]]\nname = \"all\"\nkey = \"k\"\n\n\
+             [[policy]]\nname = \"reader\"\nkey = \"k2\"\nrights = [\"Listen\"]\n",
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert!(c.policies[0].allows(Right::Send) && c.policies[0].allows(Right::Listen));
+        assert!(c.policies[1].allows(Right::Listen) && !c.policies[1].allows(Right::Send));
+        let err = HubConfig::from_toml(
+            "[[policy]]\nname = \"r\"\nkey = \"k\"\nrights = [\"Read\"]\n",
+            Path::new("h.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 4") && err.contains("Listen"), "{err}");
+        let err = HubConfig::from_toml(
+            "[[policy]]\nname = \"r\"\nkey = \"k\"\nrights = []\n",
+            Path::new("h.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("policy `r` has no rights"), "{err}");
+    }
+
+    #[test]
+    fn the_development_key_is_exposed_only_off_loopback() {
+        let on = |listen: &str, key: &str| HubConfig {
+            listen: listen.parse().unwrap(),
+            policies: vec![PolicyConfig {
+                name: "p".into(),
+                key: key.into(),
+                rights: all_rights(),
+            }],
+            ..HubConfig::default()
+        };
+        assert!(!on("127.0.0.1:5672", DEVELOPMENT_KEY).development_key_exposed());
+        assert!(!on("[::1]:5672", DEVELOPMENT_KEY).development_key_exposed());
+        assert!(on("0.0.0.0:5672", DEVELOPMENT_KEY).development_key_exposed());
+        assert!(on("192.168.1.4:5672", DEVELOPMENT_KEY).development_key_exposed());
+        assert!(!on("0.0.0.0:5672", "a-real-secret").development_key_exposed());
+    }
+
+    #[test]
+    fn limits_are_read_from_their_section_and_checked() {
+        let c = HubConfig::from_toml(
+            "[limits]\nmax_connections = 7\nhandshake_timeout_ms = 500\n",
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_connections, 7);
+        assert_eq!(c.limits.max_tokens, Limits::default().max_tokens);
+        let err = HubConfig::from_toml("[limits]\nmax_conections = 7\n", Path::new("h.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("max_conections"),
+            "{err}"
+        );
+        let err = HubConfig::from_toml("[limits]\nmax_frame_bytes = 100\n", Path::new("h.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_frame_bytes"), "{err}");
     }
 }

@@ -1,8 +1,17 @@
 //! The endpoint: a TCP listener serving AMQP connections over one shared [`Namespace`].
 
+mod attach;
+mod cbs;
 mod connection;
+mod deliver;
 pub mod filter;
+mod handshake;
+mod ingest;
+pub mod limits;
+mod management;
 pub mod namespace;
+mod requests;
+mod session;
 pub mod stored;
 
 use std::net::SocketAddr;
@@ -62,6 +71,13 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     // Before anything is created or locked: a config built in code (not loaded from TOML) has
     // not been validated yet.
     config.validate()?;
+    if config.development_key_exposed() {
+        tracing::warn!(
+            listen = %config.listen,
+            "The well-known development key is served on an address other machines can reach; \
+             anyone who can connect can send and receive. Set your own [[policy]] key"
+        );
+    }
     let policy = config
         .policies
         .first()
@@ -92,10 +108,16 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        tracing::debug!(%peer, "Connection accepted");
-                        tokio::spawn(connection::serve(stream, ns.clone(), shutdown_rx.clone()));
-                    }
+                    Ok((stream, peer)) => match connection::admit(&ns) {
+                        Some(slot) => {
+                            tracing::debug!(%peer, "Connection accepted");
+                            tokio::spawn(connection::serve(stream, ns.clone(), shutdown_rx.clone(), slot));
+                        }
+                        None => {
+                            tracing::debug!(%peer, "Connection refused: too many connections");
+                            drop(stream);
+                        }
+                    },
                     Err(err) => {
                         tracing::warn!(error = %err, "Accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;

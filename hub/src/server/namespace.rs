@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use crate::amqp::message::Message;
-use crate::config::{Fsync, HubConfig};
+use crate::config::{Fsync, HubConfig, PolicyConfig, Right};
 use crate::server::{stored, StartError};
 use crate::storage::{
     AppendEvent, FsyncPolicy, LogOptions, PartitionLog, Retention, StorageError, StoredEvent,
@@ -30,9 +30,15 @@ pub fn now_ms() -> i64 {
 pub struct Namespace {
     pub name: String,
     hubs: HashMap<String, Arc<EventHub>>,
-    policies: Vec<(String, String)>,
+    policies: Vec<PolicyConfig>,
     next_reader_id: AtomicU64,
     fsync: FsyncPolicy,
+    /// What a client may make the endpoint hold.
+    pub limits: super::limits::Limits,
+    /// Connections served now (`limits.max_connections`).
+    pub(super) connections: AtomicUsize,
+    /// Connections being told they are over `limits.max_connections`.
+    pub(super) refusing: AtomicUsize,
 }
 
 /// One event hub.
@@ -125,12 +131,11 @@ impl Namespace {
         Ok(Self {
             name: config.namespace.clone(),
             hubs,
-            policies: config
-                .policies
-                .iter()
-                .map(|p| (p.name.clone(), p.key.clone()))
-                .collect(),
+            policies: config.policies.clone(),
             next_reader_id: AtomicU64::new(1),
+            limits: config.limits.clone(),
+            connections: AtomicUsize::new(0),
+            refusing: AtomicUsize::new(0),
             fsync,
         })
     }
@@ -145,9 +150,33 @@ impl Namespace {
         self.hubs.values()
     }
 
+    /// Connections served now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
     /// `(name, key)` of every policy.
     pub fn policies(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.policies.iter().map(|(n, k)| (n.as_str(), k.as_str()))
+        self.policies
+            .iter()
+            .map(|p| (p.name.as_str(), p.key.as_str()))
+    }
+
+    /// Whether the policy named `name` grants `need` (any right at all when `None`).
+    pub fn policy_allows(&self, name: &str, need: Option<Right>) -> bool {
+        self.policies
+            .iter()
+            .find(|p| p.name == name)
+            .is_some_and(|p| need.is_none_or(|need| p.allows(need)))
+    }
+
+    /// The rights of the policy named `name`, for messages.
+    pub fn policy_rights(&self, name: &str) -> Vec<Right> {
+        self.policies
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.rights.clone())
+            .unwrap_or_default()
     }
 
     /// Apply retention on every partition.
