@@ -469,7 +469,11 @@ async fn a_plugin_that_cannot_start_stops_the_host_before_it_claims_anything() {
     let status = host.wait(Duration::from_secs(60));
     let log = host.log();
     assert!(!status.success(), "{log}");
-    assert_eq!(log.matches("refused to start").count(), 1, "said once: {log}");
+    assert_eq!(
+        log.matches("refused to start").count(),
+        1,
+        "said once: {log}"
+    );
     assert!(
         log.contains("config `kind` = `sometimes` is invalid"),
         "{log}"

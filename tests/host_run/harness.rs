@@ -207,6 +207,18 @@ pub(crate) fn local_checkpoints(store: &Path) -> String {
     format!("store = \"local\"\npath = \"{}\"", store.display())
 }
 
+/// A host config with Blob checkpoints in the container `checkpoints` on `azurite` and dead
+/// letters in the directory `dead`.
+#[allow(dead_code)] // the reliability suite's (it shares this harness)
+pub(crate) fn blob_config(endpoint: &RunningHub, azurite: &Azurite, dead: &Path) -> String {
+    config_with(
+        endpoint,
+        &format!("store = \"blob\"\n{}", blob_keys(azurite, "checkpoints")),
+        &format!("sink = \"directory\"\npath = \"{}\"", dead.display()),
+        "",
+    )
+}
+
 /// The `[checkpoints]` (or `[eventhub.dead_letter]`) keys for a container on Azurite.
 pub(crate) fn blob_keys(azurite: &Azurite, container: &str) -> String {
     format!(

@@ -52,15 +52,7 @@ async fn kill_soak_loses_nothing_and_bounds_duplicates() {
     let endpoint = start_endpoint(&dir.path().join("hub"), PARTITIONS).await;
     let azurite = Azurite::start();
     let store = blob_store(&azurite, "checkpoints").await;
-    let cfg = config_with(
-        &endpoint,
-        &format!("store = \"blob\"\n{}", blob_keys(&azurite, "checkpoints")),
-        &format!(
-            "sink = \"directory\"\npath = \"{}\"",
-            dir.path().join("dead").display()
-        ),
-        "",
-    );
+    let cfg = blob_config(&endpoint, &azurite, &dir.path().join("dead"));
     let started = Instant::now();
     let mut live: Vec<Host> = (0..3)
         .map(|i| Host::start(&format!("host-{i}"), dir.path(), &cfg, &[]))

@@ -23,15 +23,7 @@ async fn a_storage_outage_and_an_endpoint_restart_under_load_lose_nothing() {
     let conn = endpoint.connection_string(HUB);
     let mut azurite = Azurite::start_persistent();
     let store = blob_store(&azurite, "checkpoints").await;
-    let cfg = config_with(
-        &endpoint,
-        &format!("store = \"blob\"\n{}", blob_keys(&azurite, "checkpoints")),
-        &format!(
-            "sink = \"directory\"\npath = \"{}\"",
-            dir.path().join("dead").display()
-        ),
-        "",
-    );
+    let cfg = blob_config(&endpoint, &azurite, &dir.path().join("dead"));
     let started = Instant::now();
     let mut hosts: Vec<Host> = ["a", "b"]
         .iter()
