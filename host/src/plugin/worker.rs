@@ -462,12 +462,51 @@ pub(crate) async fn bounded<T>(
     limit: Option<Duration>,
     call: impl std::future::Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
-    let Some(limit) = limit else {
-        return call.await;
-    };
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result,
-        Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
+    match limit {
+        None => call.await,
+        Some(limit) => {
+            Bounded {
+                call,
+                deadline: tokio::time::Instant::now() + limit,
+                timer: None,
+            }
+            .await
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call with a wall-clock deadline whose timer is only set up if the call ever waits:
+    /// most calls run to the end in their first poll (pure wasm, bounded by the epoch
+    /// deadline), and they should not pay for registering a timer.
+    struct Bounded<F> {
+        #[pin]
+        call: F,
+        deadline: tokio::time::Instant,
+        timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<T, F: std::future::Future<Output = wasmtime::Result<T>>> std::future::Future for Bounded<F> {
+    type Output = wasmtime::Result<T>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = self.project();
+        if let Poll::Ready(result) = this.call.poll(cx) {
+            return Poll::Ready(result);
+        }
+        let deadline = *this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(wasmtime::Error::from(Trap::Interrupt))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
