@@ -2,6 +2,7 @@
 //! [`Plugin`].
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,8 @@ impl PluginSpec {
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
+    /// Epoch ticks since the engine started: a clock that costs an atomic load to read.
+    ticks: Arc<AtomicU64>,
     linker: Arc<Linker<HostState>>,
     cache: Option<ComponentCache>,
     options: RuntimeOptions,
@@ -95,6 +98,8 @@ pub struct Plugin {
     pub(crate) limits: Limits,
     pub(crate) config: Vec<(String, String)>,
     pub(crate) engine: Engine,
+    /// The runtime's tick counter ([`EPOCH_TICK`] each), for wall-clock call bounds.
+    pub(crate) ticks: Arc<AtomicU64>,
     pub(crate) fuel_enabled: bool,
     pub(crate) deadlines_enabled: bool,
     pub(crate) pre: InstancePre<HostState>,
@@ -189,10 +194,12 @@ impl Runtime {
         PluginHost::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
-        spawn_epoch_ticker(&engine);
+        let ticks = Arc::new(AtomicU64::new(0));
+        spawn_epoch_ticker(&engine, ticks.clone());
         let cache = options.cache_dir.clone().map(ComponentCache::new);
         Ok(Self {
             engine,
+            ticks,
             linker: Arc::new(linker),
             cache,
             options,
@@ -315,6 +322,7 @@ impl Runtime {
             limits: spec.limits,
             config: spec.config,
             engine: self.engine.clone(),
+            ticks: self.ticks.clone(),
             fuel_enabled: self.options.fuel,
             deadlines_enabled: self.options.call_deadlines,
             pre,
@@ -359,7 +367,11 @@ impl Runtime {
             }
         }
         let limit = super::worker::init_limit(plugin);
-        let init = super::worker::bounded(limit, lifecycle.call_init(&mut store, &plugin.config));
+        let init = super::worker::bounded(
+            limit,
+            &plugin.ticks,
+            lifecycle.call_init(&mut store, &plugin.config),
+        );
         match init.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(LoadError::InitRefused {
@@ -383,15 +395,18 @@ pub(crate) fn ticks(timeout: Duration) -> u64 {
     (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
 }
 
-/// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine) {
+/// Advance the engine's epoch (and `ticks`) every [`EPOCH_TICK`] until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine, ticks: Arc<AtomicU64>) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("hubwasm-epoch".into())
         .spawn(move || loop {
             std::thread::sleep(EPOCH_TICK);
             match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
+                Some(engine) => {
+                    engine.increment_epoch();
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
                 None => break,
             }
         })

@@ -14,7 +14,7 @@ use wasmtime::{Store, Trap, WasmBacktrace};
 use super::bindings::{batch_handler, event_handler, lifecycle, types as wit};
 use super::encode::{context_record, event_record, BatchEncoder};
 use super::error::{BatchFailure, PluginError};
-use super::runtime::{ticks, HandlerIndices, Plugin};
+use super::runtime::{ticks, HandlerIndices, Plugin, EPOCH_TICK};
 use super::sandbox::HostState;
 use crate::event::{Event, PartitionContext};
 
@@ -133,10 +133,17 @@ impl Worker {
         if !fresh {
             let limit = inst.arm(MIN_INIT_TIMEOUT);
             let Instance {
-                store, lifecycle, ..
+                plugin,
+                store,
+                lifecycle,
+                ..
             } = inst;
-            let result =
-                bounded(limit, lifecycle.call_partition_opened(&mut *store, &record)).await;
+            let result = bounded(
+                limit,
+                &plugin.ticks,
+                lifecycle.call_partition_opened(&mut *store, &record),
+            )
+            .await;
             self.settle(result)?;
         }
         Ok(())
@@ -152,10 +159,14 @@ impl Worker {
         };
         let limit = inst.arm(MIN_INIT_TIMEOUT);
         let Instance {
-            store, lifecycle, ..
+            plugin,
+            store,
+            lifecycle,
+            ..
         } = inst;
         let result = bounded(
             limit,
+            &plugin.ticks,
             lifecycle.call_partition_closed(&mut *store, &record, reason),
         )
         .await;
@@ -170,10 +181,14 @@ impl Worker {
         let inst = self.instance().await?;
         let limit = inst.arm(MIN_INIT_TIMEOUT);
         let Instance {
-            store, lifecycle, ..
+            plugin,
+            store,
+            lifecycle,
+            ..
         } = inst;
         let result = bounded(
             limit,
+            &plugin.ticks,
             lifecycle.call_partition_error(&mut *store, &record, message),
         )
         .await;
@@ -215,6 +230,7 @@ impl Worker {
                 let limit = arm(store, &plugin, timeout);
                 match bounded(
                     limit,
+                    &plugin.ticks,
                     handler.call_handle_batch(&mut *store, &ctx_record, batch),
                 )
                 .await
@@ -250,6 +266,7 @@ impl Worker {
                     let limit = arm(store, &plugin, timeout);
                     match bounded(
                         limit,
+                        &plugin.ticks,
                         handler.call_handle_event(&mut *store, &ctx_record, &record),
                     )
                     .await
@@ -294,6 +311,7 @@ impl Worker {
                 let limit = old.arm(MIN_INIT_TIMEOUT);
                 let _ = bounded(
                     limit,
+                    &old.plugin.ticks,
                     old.lifecycle.call_partition_closed(
                         &mut old.store,
                         record,
@@ -327,7 +345,7 @@ impl Instance {
     ) -> Result<Self, PluginError> {
         let mut store = new_store(&plugin);
         let limit = init_limit(&plugin);
-        let started = bounded(limit, Self::start(&plugin, &mut store, open)).await;
+        let started = bounded(limit, &plugin.ticks, Self::start(&plugin, &mut store, open)).await;
         let (lifecycle, handler) = match started {
             Ok(Ok(parts)) => parts,
             Ok(Err(StartFailure::Refused(message))) => {
@@ -458,36 +476,38 @@ enum StartFailure {
 /// sleeping, waiting in a host call). When the limit passes, the call's future is dropped,
 /// which abandons the call; the caller must then discard the instance, as after a trap. The
 /// timeout is reported as an epoch interrupt, so it classifies as [`PluginError::TimedOut`].
-pub(crate) async fn bounded<T>(
+pub(crate) fn bounded<T, F: std::future::Future<Output = wasmtime::Result<T>>>(
     limit: Option<Duration>,
-    call: impl std::future::Future<Output = wasmtime::Result<T>>,
-) -> wasmtime::Result<T> {
-    match limit {
-        None => call.await,
-        Some(limit) => {
-            Bounded {
-                call,
-                deadline: tokio::time::Instant::now() + limit,
-                timer: None,
-            }
-            .await
-        }
+    ticks: &AtomicU64,
+    call: F,
+) -> Bounded<'_, F> {
+    Bounded {
+        call,
+        limit,
+        start: ticks.load(Ordering::Relaxed),
+        ticks,
+        timer: None,
     }
 }
 
 pin_project_lite::pin_project! {
     /// A call with a wall-clock deadline whose timer is only set up if the call ever waits:
     /// most calls run to the end in their first poll (pure wasm, bounded by the epoch
-    /// deadline), and they should not pay for registering a timer.
-    struct Bounded<F> {
+    /// deadline), and they should pay neither for a timer nor for reading the clock. The start
+    /// is taken from the runtime's tick counter (an atomic load, 10 ms resolution).
+    pub(crate) struct Bounded<'a, F> {
         #[pin]
         call: F,
-        deadline: tokio::time::Instant,
+        limit: Option<Duration>,
+        start: u64,
+        ticks: &'a AtomicU64,
         timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
-impl<T, F: std::future::Future<Output = wasmtime::Result<T>>> std::future::Future for Bounded<F> {
+impl<T, F: std::future::Future<Output = wasmtime::Result<T>>> std::future::Future
+    for Bounded<'_, F>
+{
     type Output = wasmtime::Result<T>;
 
     fn poll(
@@ -499,10 +519,15 @@ impl<T, F: std::future::Future<Output = wasmtime::Result<T>>> std::future::Futur
         if let Poll::Ready(result) = this.call.poll(cx) {
             return Poll::Ready(result);
         }
-        let deadline = *this.deadline;
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let Some(limit) = *this.limit else {
+            return Poll::Pending;
+        };
+        let (start, ticks) = (*this.start, *this.ticks);
+        let timer = this.timer.get_or_insert_with(|| {
+            let ran = ticks.load(Ordering::Relaxed).saturating_sub(start);
+            let ran = EPOCH_TICK.saturating_mul(u32::try_from(ran).unwrap_or(u32::MAX));
+            Box::pin(tokio::time::sleep(limit.saturating_sub(ran)))
+        });
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(wasmtime::Error::from(Trap::Interrupt))),
             Poll::Pending => Poll::Pending,
