@@ -424,3 +424,71 @@ async fn connect_and_disconnect_cycles_leave_no_tasks_readers_or_connections_beh
     .await;
     hub.shutdown().await;
 }
+
+/// Give `handle` of channel 0 `credit` (a receiver link's flow).
+async fn credit(client: &mut Client, handle: u32, credit: u32) {
+    let flow = Flow {
+        incoming_window: 5000,
+        next_outgoing_id: 0,
+        outgoing_window: 5000,
+        handle: Some(handle),
+        delivery_count: Some(0),
+        link_credit: Some(credit),
+        ..Flow::default()
+    };
+    client.send(0, flow.to_value()).await;
+}
+
+#[tokio::test]
+async fn a_receiver_whose_reads_fail_is_detached_and_gives_its_place_back() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let events: Vec<Message> = (0..10u8)
+        .map(|i| Message::with_data(vec![i; 100]))
+        .collect();
+    partition.append(&events).unwrap();
+    // The log's records vanish under the endpoint (a disk fault, a careless hand): the
+    // index still lists them, every read of them fails.
+    for segment in std::fs::read_dir(data.path().join("events").join("0")).unwrap() {
+        let path = segment.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+    }
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.authorize(0).await;
+    assert!(client.receive(0, 0).await.is_none());
+    assert_eq!(partition.reader_count("$Default"), 1);
+    // Credit: its pump reads, and fails.
+    credit(&mut client, 0, 10).await;
+    let error = loop {
+        let frame = client.until(code::DETACH).await;
+        let detach = Detach::from_value(frame.body.as_ref().unwrap()).unwrap();
+        if detach.handle == 0 {
+            assert!(detach.closed);
+            break detach.error.expect("detached with an error");
+        }
+    };
+    assert_eq!(error.condition, condition::INTERNAL_ERROR, "{error:?}");
+    let description = error.description.unwrap_or_default();
+    assert!(description.contains("partition 0"), "{description}");
+    // Its place is given back: the consumer group's five places are all free.
+    eventually("the failed receiver's place is given back", || {
+        partition.reader_count("$Default") == 0
+    })
+    .await;
+    for handle in 1..=5 {
+        assert!(
+            client.receive(0, handle).await.is_none(),
+            "receiver {handle}"
+        );
+    }
+    hub.shutdown().await;
+}

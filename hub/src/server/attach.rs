@@ -241,6 +241,11 @@ impl Connection {
                     // outcome for a read, and an unsettled delivery costs the client a disposition.
                     settled: attach.snd_settle_mode != 0,
                     metrics,
+                    failure: PumpFailure {
+                        reader_id,
+                        partition: id.to_string(),
+                        kick: self.kick_tx.clone(),
+                    },
                 }));
                 tracing::debug!(hub = %eh.name, %group, partition = %id, ?start, first, ?epoch, properties = ?attach.properties, "Receiver attached");
                 self.reply_attach(channel, &attach, metrics).await;

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::attach::drop_link;
 use super::deliver::*;
 use super::handshake::*;
 use super::ingest::*;
@@ -410,7 +411,9 @@ impl Connection {
         }
     }
 
-    /// Another connection's receiver with a higher epoch took our partition.
+    /// A receiver must go: another connection's receiver with a higher epoch took our
+    /// partition, or its pump failed. Its link is detached with the kick's condition and its
+    /// place on the partition given back.
     pub(super) async fn kicked(&mut self, kick: Kick) {
         let found = self.sessions.iter_mut().find_map(|(channel, session)| {
             let handle = session.links.iter().find_map(|(h, l)| match l {
@@ -420,13 +423,14 @@ impl Connection {
             Some((*channel, handle, session.links.remove(&handle)?))
         });
         if let Some((channel, handle, link)) = found {
-            if let Link::Deliver { pump, .. } = link {
-                pump.abort(); // already removed from the partition's readers
-            }
+            tracing::debug!(channel, handle, condition = kick.condition, reason = %kick.reason, "Receiver detached");
+            // Stops the pump (if it still runs) and gives back its place among the readers
+            // (a stolen receiver was already removed; removing it again does nothing).
+            drop_link(link);
             let detach = Detach {
                 handle,
                 closed: true,
-                error: Some(AmqpError::new(condition::STOLEN, kick.reason)),
+                error: Some(AmqpError::new(kick.condition, kick.reason)),
             };
             self.send(channel, detach.to_value()).await;
         }

@@ -2,14 +2,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use super::connection::*;
-use super::namespace::{now_ms, Partition};
+use super::namespace::{now_ms, Kick, Partition};
 use super::session::*;
 use super::stored;
 use crate::amqp::frame::{Frame, FrameType};
-use crate::amqp::performative::{Flow, Transfer};
+use crate::amqp::performative::{condition, Flow, Transfer};
 use crate::amqp::Value;
 
 /// Events read from the log per pump round.
@@ -104,6 +104,43 @@ pub(super) struct PumpArgs {
     pub(super) max_frame: u32,
     pub(super) settled: bool,
     pub(super) metrics: bool,
+    /// Tells the connection when the pump fails (see [`PumpFailure`]).
+    pub(super) failure: PumpFailure,
+}
+
+/// How a receiver's pump tells its connection that it failed (a read error, or a panic): the
+/// connection then detaches the link with `amqp:internal-error` and gives its place among the
+/// partition's readers back, instead of keeping a receiver that will never deliver again.
+/// A pump stopped by its connection (detach, end, close) reports nothing.
+pub(super) struct PumpFailure {
+    pub(super) reader_id: u64,
+    pub(super) partition: String,
+    pub(super) kick: mpsc::UnboundedSender<Kick>,
+}
+
+impl PumpFailure {
+    pub(super) fn report(&self) {
+        let _ = self.kick.send(Kick {
+            reader_id: self.reader_id,
+            condition: condition::INTERNAL_ERROR,
+            // What went wrong (file names included) is in the endpoint's log, not for clients.
+            reason: format!(
+                "the endpoint could not read partition {}; the receiver must attach again \
+                 (the endpoint's log says why)",
+                self.partition
+            ),
+        });
+    }
+}
+
+impl Drop for PumpFailure {
+    fn drop(&mut self) {
+        // Dropped while unwinding: the pump panicked. (Stopped by its connection, it is
+        // dropped without a panic and says nothing.)
+        if std::thread::panicking() {
+            self.report();
+        }
+    }
 }
 
 /// Deliver a partition's events on one receiver link as credit allows.
@@ -118,6 +155,7 @@ pub(super) async fn pump(args: PumpArgs) {
         max_frame,
         settled,
         metrics,
+        failure,
     } = args;
     let mut watch = partition.watch();
     let mut wires: Vec<Vec<u8>> = Vec::new();
@@ -135,7 +173,8 @@ pub(super) async fn pump(args: PumpArgs) {
         {
             Ok(events) => events,
             Err(err) => {
-                tracing::error!(partition = %partition.id, error = %err, "Read failed");
+                tracing::error!(partition = %partition.id, error = %err, "Read failed; the receiver is detached");
+                failure.report();
                 return;
             }
         };
@@ -237,4 +276,43 @@ pub(super) fn runtime_metrics(info: &super::namespace::PartitionInfo, out: &mut 
         ])),
     )
     .encode(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pump_that_panics_is_reported_and_one_its_connection_stops_is_not() {
+        let (kick, mut kicks) = mpsc::unbounded_channel();
+        let failure = |reader_id| PumpFailure {
+            reader_id,
+            partition: "3".into(),
+            kick: kick.clone(),
+        };
+        let held = failure(1);
+        let panicking = tokio::spawn(async move {
+            let _held = held;
+            panic!("a pump bug");
+        });
+        assert!(panicking.await.unwrap_err().is_panic());
+        let reported = kicks.try_recv().expect("the panic is reported");
+        assert_eq!(reported.reader_id, 1);
+        assert_eq!(reported.condition, condition::INTERNAL_ERROR);
+        assert!(
+            reported.reason.contains("partition 3"),
+            "{}",
+            reported.reason
+        );
+
+        let held = failure(2);
+        let stopped = tokio::spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        tokio::task::yield_now().await;
+        stopped.abort();
+        assert!(stopped.await.unwrap_err().is_cancelled());
+        assert!(kicks.try_recv().is_err(), "a stopped pump is not a failure");
+    }
 }

@@ -66,10 +66,13 @@ struct Reader {
     kick: mpsc::UnboundedSender<Kick>,
 }
 
-/// Told to a connection whose receiver must go.
+/// Told to a connection whose receiver must go: it is detached with `condition` and `reason`.
 #[derive(Debug, Clone)]
 pub struct Kick {
     pub reader_id: u64,
+    /// `amqp:link:stolen` (a higher epoch took the partition) or `amqp:internal-error` (its
+    /// pump failed).
+    pub condition: &'static str,
     pub reason: String,
 }
 
@@ -419,6 +422,7 @@ impl Partition {
                     if !stays {
                         let _ = r.kick.send(Kick {
                             reader_id: r.id,
+                            condition: crate::amqp::performative::condition::STOLEN,
                             reason: format!(
                                 "a receiver with a higher epoch ({mine}) took partition {} of \
                                  consumer group {group}",
