@@ -492,3 +492,66 @@ async fn a_receiver_whose_reads_fail_is_detached_and_gives_its_place_back() {
     }
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout_and_releases_everything(
+) {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            write_stall_timeout_ms: 500,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let ns = hub.namespace().clone();
+    let partition = ns.hub("events").unwrap().partitions[0].clone();
+    // Far more than the socket buffers hold (the client's is kept small).
+    for _ in 0..8 {
+        let batch: Vec<Message> = (0..8)
+            .map(|_| Message::with_data(vec![7; 256 * 1024]))
+            .collect();
+        partition.append(&batch).unwrap();
+    }
+    // Another client, connected first: it is served while the stalled one is stuck.
+    let mut other = Client::open(&hub).await;
+    other.begin(0).await;
+    other.until(code::BEGIN).await;
+    other.authorize(0).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks = metrics.num_alive_tasks();
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(hub.local_addr()).await.unwrap();
+    let mut stalled = Client::open_on(stream).await;
+    stalled.begin(0).await;
+    stalled.authorize(0).await;
+    assert!(stalled.receive(0, 0).await.is_none());
+    assert_eq!(ns.connection_count(), 2);
+    // All of it asked for, and not one byte more read.
+    credit(&mut stalled, 0, 1000).await;
+    other.begin(1).await;
+    other.until(code::BEGIN).await;
+
+    eventually(
+        "the stalled connection's place and its receiver's place are given back",
+        || {
+            ns.connection_count() == 1
+                && partition.reader_count("$Default") == 0
+                && metrics.num_alive_tasks() <= tasks
+        },
+    )
+    .await;
+    // Every place of the consumer group is free again.
+    for handle in 0..5 {
+        assert!(
+            other.receive(0, handle).await.is_none(),
+            "receiver {handle}"
+        );
+    }
+    // The stalled client finds its socket closed once it reads again.
+    assert!(stalled.dropped_within(Duration::from_secs(10)).await);
+    hub.shutdown().await;
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -148,6 +148,10 @@ pub(super) async fn run(
 
     let (mut rd, mut wr) = stream.into_split();
     let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+    let stall = ns.limits.write_stall_timeout();
+    // Ends when everything sent was written, when the socket fails, or when a write makes no
+    // progress for `limits.write_stall_timeout_ms`. Its end closes the channel, which ends
+    // the connection (`Connection::serve`) and unblocks everyone sending on it.
     let writer = tokio::spawn(async move {
         while let Some(mut bytes) = out_rx.recv().await {
             // Whatever else is queued goes out in the same write.
@@ -157,11 +161,14 @@ pub(super) async fn run(
                     Err(_) => break,
                 }
             }
-            if wr.write_all(&bytes).await.is_err() {
+            if let Err(err) = write_unless_stalled(&mut wr, &bytes, stall).await {
+                tracing::debug!(error = %err, "Write failed; the connection ends");
                 break;
             }
         }
-        let _ = wr.shutdown().await;
+        drop(out_rx);
+        // A shutdown only queues a FIN; it cannot wait on the client, but bound it anyway.
+        let _ = tokio::time::timeout(stall, wr.shutdown()).await;
     });
 
     let (kick_tx, mut kick_rx) = mpsc::unbounded_channel();
@@ -211,8 +218,39 @@ pub(super) async fn run(
     }
     conn.teardown();
     drop(conn);
-    let _ = writer.await;
+    // What is still queued (a close) gets as long as one stalled write, not more.
+    let writer_abort = writer.abort_handle();
+    if tokio::time::timeout(stall, writer).await.is_err() {
+        writer_abort.abort();
+    }
     result
+}
+
+/// Write all of `bytes`, failing with `TimedOut` when one write makes no progress for `stall`
+/// (the client reads nothing; its socket buffers are full).
+async fn write_unless_stalled(
+    wr: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match tokio::time::timeout(stall, wr.write(rest)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => rest = &rest[n..],
+            Ok(Err(err)) => return Err(err),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the client read nothing for {} ms (limits.write_stall_timeout_ms)",
+                        stall.as_millis()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Connection {
@@ -246,6 +284,17 @@ impl Connection {
                     }
                 }
                 Some(kick) = kick_rx.recv() => self.kicked(kick).await,
+                // The writer ended: the socket failed, or the client stopped reading.
+                _ = self.out.closed() => {
+                    return Err(ConnectionError::Io(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        format!(
+                            "the socket cannot be written (failed, or no progress for {} ms: \
+                             limits.write_stall_timeout_ms)",
+                            self.ns.limits.write_stall_timeout_ms
+                        ),
+                    )));
+                }
                 _ = hold_until(self.next_expiry()) => self.expire_links().await,
                 _ = hold_until(self.held.iter().map(|h| h.at).min()) => self.release_held().await,
                 _ = tick(heartbeat.as_mut()) => self.send_raw(Frame::heartbeat()).await,

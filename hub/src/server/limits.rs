@@ -6,7 +6,8 @@
 //! sessions of `max_links_per_session` links, `max_incomplete_bytes_per_connection` bytes of
 //! deliveries still arriving, `max_queued_replies` responses per reply link and `max_tokens`
 //! tokens; a receiver link holds at most one read batch (4 MiB) and partitions allow 5 receivers
-//! per consumer group ([`super::namespace::MAX_READERS`], as Event Hubs).
+//! per consumer group ([`super::namespace::MAX_READERS`], as Event Hubs). A client that stops
+//! reading its socket is dropped after `write_stall_timeout_ms`, so none of it is held forever.
 //!
 //! Fixed by the AMQP specification rather than configurable: frames before the open (SASL
 //! frames and the open itself) are at most 512 bytes ([`PRE_OPEN_MAX_FRAME`]).
@@ -55,6 +56,10 @@ pub struct Limits {
     /// Idle timeout we announce in our open; a connection with no frame (not even a
     /// heartbeat) for twice as long is dropped.
     pub idle_timeout_ms: u32,
+    /// How long a write to a client's socket may make no progress (a client that does not
+    /// read what it asked for). Then the connection is dropped and everything it held (its
+    /// place among the connections, its receivers' places, its tasks) is given back.
+    pub write_stall_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -70,6 +75,7 @@ impl Default for Limits {
             max_tokens: 1000,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 120_000,
+            write_stall_timeout_ms: 30_000,
         }
     }
 }
@@ -89,10 +95,14 @@ impl Limits {
         Duration::from_millis(self.handshake_timeout_ms)
     }
 
+    pub fn write_stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_stall_timeout_ms)
+    }
+
     /// Why these limits cannot be used, naming the `[limits]` key; `None` when they can.
     pub fn problem(&self) -> Option<String> {
         let min_frame = PRE_OPEN_MAX_FRAME;
-        let checks: [(bool, &str, String); 9] = [
+        let checks: [(bool, &str, String); 10] = [
             (
                 self.max_connections == 0,
                 "max_connections",
@@ -141,6 +151,11 @@ impl Limits {
                 "idle_timeout_ms",
                 "use at least 1000".into(),
             ),
+            (
+                self.write_stall_timeout_ms == 0,
+                "write_stall_timeout_ms",
+                "use at least 1".into(),
+            ),
         ];
         checks
             .into_iter()
@@ -177,5 +192,13 @@ mod tests {
             ..Limits::default()
         };
         assert!(limits.problem().unwrap().contains("max_sessions"));
+        let limits = Limits {
+            write_stall_timeout_ms: 0,
+            ..Limits::default()
+        };
+        assert!(limits
+            .problem()
+            .unwrap()
+            .contains("limits.write_stall_timeout_ms"));
     }
 }
