@@ -555,3 +555,43 @@ async fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout_an
     assert!(stalled.dropped_within(Duration::from_secs(10)).await);
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_receivers_per_partition_limit_is_configurable_and_named_when_reached() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            max_receivers_per_partition: 2,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.authorize(0).await;
+    assert!(client.receive(0, 0).await.is_none());
+    assert!(client.receive(0, 1).await.is_none());
+    let refused = client
+        .receive(0, 2)
+        .await
+        .expect("a third receiver is refused");
+    assert_eq!(refused.condition, condition::RESOURCE_LIMIT);
+    let description = refused.description.unwrap_or_default();
+    assert!(
+        description.contains("limits.max_receivers_per_partition")
+            && description.contains("at most 2"),
+        "{description}"
+    );
+    assert_eq!(partition.reader_count("$Default"), 2);
+    // A detach gives a place back.
+    let detach = Detach {
+        handle: 0,
+        closed: true,
+        error: None,
+    };
+    client.send(0, detach.to_value()).await;
+    assert!(client.receive(0, 3).await.is_none());
+    hub.shutdown().await;
+}

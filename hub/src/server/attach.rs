@@ -211,8 +211,9 @@ impl Connection {
                         ReaderRefusal::TooManyReaders => AmqpError::new(
                             condition::RESOURCE_LIMIT,
                             format!(
-                                "at most {} receivers may read partition {id} of consumer group {group}",
-                                super::namespace::MAX_READERS
+                                "at most {} receivers may read partition {id} of consumer group \
+                                 {group} (limits.max_receivers_per_partition)",
+                                self.ns.limits.max_receivers_per_partition
                             ),
                         ),
                     };

@@ -15,9 +15,6 @@ use crate::storage::{
     AppendEvent, FsyncPolicy, LogOptions, PartitionLog, Retention, StorageError, StoredEvent,
 };
 
-/// At most this many receivers per partition and consumer group (as Event Hubs).
-pub const MAX_READERS: usize = 5;
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -57,6 +54,8 @@ pub struct Partition {
     log: Mutex<PartitionLog>,
     last_sequence: watch::Sender<i64>,
     readers: Mutex<HashMap<String, Vec<Reader>>>,
+    /// Receivers per consumer group (`limits.max_receivers_per_partition`).
+    max_readers: usize,
 }
 
 /// A receiver registered on a partition.
@@ -81,6 +80,7 @@ pub struct Kick {
 pub enum ReaderRefusal {
     /// A receiver with a higher (or, for a plain receiver, any) epoch holds the partition.
     EpochTooLow(String),
+    /// The consumer group has `limits.max_receivers_per_partition` receivers on it already.
     TooManyReaders,
 }
 
@@ -118,6 +118,7 @@ impl Namespace {
                     log: Mutex::new(log),
                     last_sequence,
                     readers: Mutex::new(HashMap::new()),
+                    max_readers: config.limits.max_receivers_per_partition,
                 }));
             }
             hubs.insert(
@@ -435,7 +436,7 @@ impl Partition {
             }
             (None, None) => {}
         }
-        if list.len() >= MAX_READERS {
+        if list.len() >= self.max_readers {
             return Err(ReaderRefusal::TooManyReaders);
         }
         list.push(Reader { id, epoch, kick });
@@ -507,7 +508,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = partition(dir.path());
         let (tx, _rx) = mpsc::unbounded_channel();
-        for id in 0..MAX_READERS as u64 {
+        for id in 0..5 {
             p.add_reader("$Default", id, None, tx.clone()).unwrap();
         }
         assert_eq!(
