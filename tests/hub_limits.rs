@@ -595,3 +595,50 @@ async fn the_receivers_per_partition_limit_is_configurable_and_named_when_reache
     assert!(client.receive(0, 3).await.is_none());
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_receiver_that_does_not_read_makes_the_endpoint_hold_one_batch_not_the_partition() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            write_stall_timeout_ms: 4000,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let ns = hub.namespace().clone();
+    let partition = ns.hub("events").unwrap().partitions[0].clone();
+    // 64 MiB: far more than one read batch (4 MiB) and the socket buffers.
+    for _ in 0..8 {
+        let batch: Vec<Message> = (0..8)
+            .map(|_| Message::with_data(vec![7; 1024 * 1024]))
+            .collect();
+        partition.append(&batch).unwrap();
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(hub.local_addr()).await.unwrap();
+    let mut stalled = Client::open_on(stream).await;
+    stalled.begin(0).await;
+    stalled.authorize(0).await;
+    assert!(stalled.receive(0, 0).await.is_none());
+    // Credit for all of it, and nothing read.
+    credit(&mut stalled, 0, 1000).await;
+    let mut most = 0;
+    for _ in 0..200 {
+        most = most.max(ns.queued_bytes());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        most > 0 && most <= 12 << 20,
+        "at most {} MiB waited for the socket",
+        most >> 20
+    );
+    // Dropped at the stall timeout: nothing waits any more.
+    eventually("the stalled connection ends and its queue is freed", || {
+        ns.connection_count() == 0 && ns.queued_bytes() == 0
+    })
+    .await;
+    hub.shutdown().await;
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::attach::drop_link;
@@ -35,7 +35,72 @@ use crate::amqp::performative::{self as perf, code, condition, AmqpError, Detach
 use crate::amqp::Value;
 use crate::sas::ValidToken;
 
-pub(super) type Out = mpsc::Sender<Vec<u8>>;
+/// Bytes for the connection's writer, in order. At most 1024 sends wait in its queue; a
+/// receiver's pump also waits for its last batch to be written before it sends the next
+/// ([`Out::send_tracked`]), so a client that reads slowly (or not at all) makes the endpoint
+/// hold at most one batch per receiver, not the partition.
+#[derive(Clone)]
+pub(super) struct Out {
+    tx: mpsc::Sender<Outgoing>,
+    /// Bytes sent to writers and not written yet, over all connections
+    /// ([`Namespace::queued_bytes`]).
+    queued: Arc<AtomicUsize>,
+}
+
+pub(super) struct Outgoing {
+    bytes: Vec<u8>,
+    /// Told once the bytes are written (dropped untold when they cannot be).
+    written: Option<oneshot::Sender<()>>,
+    _queued: Queued,
+}
+
+/// Bytes counted in [`Out::queued`] until written or dropped.
+struct Queued {
+    gauge: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+impl Out {
+    fn new(tx: mpsc::Sender<Outgoing>, queued: Arc<AtomicUsize>) -> Self {
+        Self { tx, queued }
+    }
+
+    fn outgoing(&self, bytes: Vec<u8>, written: Option<oneshot::Sender<()>>) -> Outgoing {
+        self.queued.fetch_add(bytes.len(), Ordering::AcqRel);
+        Outgoing {
+            _queued: Queued {
+                gauge: self.queued.clone(),
+                bytes: bytes.len(),
+            },
+            bytes,
+            written,
+        }
+    }
+
+    /// Queue `bytes` for the socket (nothing happens once the writer is gone).
+    pub(super) async fn send(&self, bytes: Vec<u8>) {
+        let _ = self.tx.send(self.outgoing(bytes, None)).await;
+    }
+
+    /// Queue `bytes`; the answer completes once they are written, and fails when they will not
+    /// be (the socket failed or stalled).
+    pub(super) async fn send_tracked(&self, bytes: Vec<u8>) -> oneshot::Receiver<()> {
+        let (written, done) = oneshot::channel();
+        let _ = self.tx.send(self.outgoing(bytes, Some(written))).await;
+        done
+    }
+
+    /// Completes when the writer has ended.
+    pub(super) async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -147,23 +212,35 @@ pub(super) async fn run(
     };
 
     let (mut rd, mut wr) = stream.into_split();
-    let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(1024);
+    let out = Out::new(out_tx, ns.queued.clone());
     let stall = ns.limits.write_stall_timeout();
     // Ends when everything sent was written, when the socket fails, or when a write makes no
     // progress for `limits.write_stall_timeout_ms`. Its end closes the channel, which ends
     // the connection (`Connection::serve`) and unblocks everyone sending on it.
     let writer = tokio::spawn(async move {
-        while let Some(mut bytes) = out_rx.recv().await {
+        while let Some(mut first) = out_rx.recv().await {
             // Whatever else is queued goes out in the same write.
+            let mut bytes = std::mem::take(&mut first.bytes);
+            let mut sent = vec![first];
             while bytes.len() < 256 * 1024 {
                 match out_rx.try_recv() {
-                    Ok(more) => bytes.extend_from_slice(&more),
+                    Ok(mut more) => {
+                        bytes.extend_from_slice(&more.bytes);
+                        more.bytes = Vec::new();
+                        sent.push(more);
+                    }
                     Err(_) => break,
                 }
             }
             if let Err(err) = write_unless_stalled(&mut wr, &bytes, stall).await {
                 tracing::debug!(error = %err, "Write failed; the connection ends");
                 break;
+            }
+            for done in sent {
+                if let Some(written) = done.written {
+                    let _ = written.send(());
+                }
             }
         }
         drop(out_rx);
@@ -409,7 +486,7 @@ impl Connection {
         tracing::trace!(channel = frame.channel, performative = ?frame.body.as_ref().and_then(crate::amqp::Value::descriptor_code), "Frame out");
         let mut bytes = Vec::new();
         frame.encode(&mut bytes);
-        let _ = self.out.send(bytes).await;
+        self.out.send(bytes).await;
     }
 
     pub(super) async fn send(&self, channel: u16, body: Value) {

@@ -30,6 +30,7 @@ pub(super) struct FlowState {
 
 /// Send messages as transfer frames (several per message when a frame cannot hold one), in
 /// delivery-id order for the session, with as few socket writes as the session window allows.
+/// With `track`, the answer completes once all of it is written (see [`Out::send_tracked`]).
 pub(super) async fn send_deliveries(
     session: &SessionOut,
     out: &Out,
@@ -37,11 +38,13 @@ pub(super) async fn send_deliveries(
     messages: &[Vec<u8>],
     settled: bool,
     max_frame: u32,
-) {
+    track: bool,
+) -> Option<tokio::sync::oneshot::Receiver<()>> {
     // Room for the frame header and a transfer performative.
     let chunk = (max_frame as usize).saturating_sub(8 + 96).max(256);
     let mut bytes = Vec::with_capacity(messages.iter().map(|m| m.len() + 64).sum());
     let mut next = 0;
+    let mut written = None;
     while next < messages.len() {
         let notified = session.window.notified();
         let mut st = session.state.lock().await;
@@ -86,12 +89,19 @@ pub(super) async fn send_deliveries(
             "Transfers out"
         );
         if !bytes.is_empty() {
-            let _ = out.send(std::mem::take(&mut bytes)).await;
+            let bytes = std::mem::take(&mut bytes);
+            if track {
+                // In order: the last part written means all of it is.
+                written = Some(out.send_tracked(bytes).await);
+            } else {
+                out.send(bytes).await;
+            }
         }
         if next < messages.len() {
             notified.await;
         }
     }
+    written
 }
 
 pub(super) struct PumpArgs {
@@ -159,6 +169,9 @@ pub(super) async fn pump(args: PumpArgs) {
     } = args;
     let mut watch = partition.watch();
     let mut wires: Vec<Vec<u8>> = Vec::new();
+    // The last batch handed to the writer: the next one goes only once it is written, so a
+    // client that does not read makes us hold one batch, not the partition.
+    let mut in_flight: Option<tokio::sync::oneshot::Receiver<()>> = None;
     loop {
         let notified = flow.changed.notified();
         let (credit, drain) = {
@@ -203,7 +216,7 @@ pub(super) async fn pump(args: PumpArgs) {
                 };
                 let mut bytes = Vec::new();
                 Frame::amqp(session.channel, reply.to_value()).encode(&mut bytes);
-                let _ = out.send(bytes).await;
+                out.send(bytes).await;
                 tracing::trace!(used, "Drained");
                 continue;
             }
@@ -244,7 +257,12 @@ pub(super) async fn pump(args: PumpArgs) {
             st.credit = st.credit.saturating_sub(wires.len() as u32);
             st.delivery_count = st.delivery_count.wrapping_add(wires.len() as u32);
         }
-        send_deliveries(&session, &out, handle, &wires, settled, max_frame).await;
+        if let Some(previous) = in_flight.take() {
+            if previous.await.is_err() {
+                return; // the writer is gone: the connection is ending
+            }
+        }
+        in_flight = send_deliveries(&session, &out, handle, &wires, settled, max_frame, true).await;
     }
 }
 

@@ -5,7 +5,8 @@
 //! at most `max_connections` connections, each with at most `max_sessions_per_connection`
 //! sessions of `max_links_per_session` links, `max_incomplete_bytes_per_connection` bytes of
 //! deliveries still arriving, `max_queued_replies` responses per reply link and `max_tokens`
-//! tokens; a receiver link holds at most one read batch (4 MiB) and a partition allows
+//! tokens; a receiver link holds at most two read batches (4 MiB each: one waiting for the
+//! socket, the next one read; `Out::send_tracked`) and a partition allows
 //! `max_receivers_per_partition` receivers per consumer group (5, as Event Hubs). A client that stops
 //! reading its socket is dropped after `write_stall_timeout_ms`, so none of it is held forever.
 //!

@@ -36,6 +36,8 @@ pub struct Namespace {
     pub(super) connections: AtomicUsize,
     /// Connections being told they are over `limits.max_connections`.
     pub(super) refusing: AtomicUsize,
+    /// Bytes handed to connections' writers and not written to their sockets yet.
+    pub(super) queued: Arc<AtomicUsize>,
 }
 
 /// One event hub.
@@ -140,6 +142,7 @@ impl Namespace {
             limits: config.limits.clone(),
             connections: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
+            queued: Arc::new(AtomicUsize::new(0)),
             fsync,
         })
     }
@@ -157,6 +160,12 @@ impl Namespace {
     /// Connections served now.
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::Acquire)
+    }
+
+    /// Bytes waiting for clients' sockets (sent by the endpoint, not written yet), over all
+    /// connections.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 
     /// `(name, key)` of every policy.
