@@ -424,3 +424,221 @@ async fn connect_and_disconnect_cycles_leave_no_tasks_readers_or_connections_beh
     .await;
     hub.shutdown().await;
 }
+
+/// Give `handle` of channel 0 `credit` (a receiver link's flow).
+async fn credit(client: &mut Client, handle: u32, credit: u32) {
+    let flow = Flow {
+        incoming_window: 5000,
+        next_outgoing_id: 0,
+        outgoing_window: 5000,
+        handle: Some(handle),
+        delivery_count: Some(0),
+        link_credit: Some(credit),
+        ..Flow::default()
+    };
+    client.send(0, flow.to_value()).await;
+}
+
+#[tokio::test]
+async fn a_receiver_whose_reads_fail_is_detached_and_gives_its_place_back() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub(data.path()).await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let events: Vec<Message> = (0..10u8)
+        .map(|i| Message::with_data(vec![i; 100]))
+        .collect();
+    partition.append(&events).unwrap();
+    // The log's records vanish under the endpoint (a disk fault, a careless hand): the
+    // index still lists them, every read of them fails.
+    for segment in std::fs::read_dir(data.path().join("events").join("0")).unwrap() {
+        let path = segment.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+    }
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.authorize(0).await;
+    assert!(client.receive(0, 0).await.is_none());
+    assert_eq!(partition.reader_count("$Default"), 1);
+    // Credit: its pump reads, and fails.
+    credit(&mut client, 0, 10).await;
+    let error = loop {
+        let frame = client.until(code::DETACH).await;
+        let detach = Detach::from_value(frame.body.as_ref().unwrap()).unwrap();
+        if detach.handle == 0 {
+            assert!(detach.closed);
+            break detach.error.expect("detached with an error");
+        }
+    };
+    assert_eq!(error.condition, condition::INTERNAL_ERROR, "{error:?}");
+    let description = error.description.unwrap_or_default();
+    assert!(description.contains("partition 0"), "{description}");
+    // Its place is given back: the consumer group's five places are all free.
+    eventually("the failed receiver's place is given back", || {
+        partition.reader_count("$Default") == 0
+    })
+    .await;
+    for handle in 1..=5 {
+        assert!(
+            client.receive(0, handle).await.is_none(),
+            "receiver {handle}"
+        );
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout_and_releases_everything(
+) {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            write_stall_timeout_ms: 500,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let ns = hub.namespace().clone();
+    let partition = ns.hub("events").unwrap().partitions[0].clone();
+    // Far more than the socket buffers hold (the client's is kept small).
+    for _ in 0..8 {
+        let batch: Vec<Message> = (0..8)
+            .map(|_| Message::with_data(vec![7; 256 * 1024]))
+            .collect();
+        partition.append(&batch).unwrap();
+    }
+    // Another client, connected first: it is served while the stalled one is stuck.
+    let mut other = Client::open(&hub).await;
+    other.begin(0).await;
+    other.until(code::BEGIN).await;
+    other.authorize(0).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks = metrics.num_alive_tasks();
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(hub.local_addr()).await.unwrap();
+    let mut stalled = Client::open_on(stream).await;
+    stalled.begin(0).await;
+    stalled.authorize(0).await;
+    assert!(stalled.receive(0, 0).await.is_none());
+    assert_eq!(ns.connection_count(), 2);
+    // All of it asked for, and not one byte more read.
+    credit(&mut stalled, 0, 1000).await;
+    other.begin(1).await;
+    other.until(code::BEGIN).await;
+
+    eventually(
+        "the stalled connection's place and its receiver's place are given back",
+        || {
+            ns.connection_count() == 1
+                && partition.reader_count("$Default") == 0
+                && metrics.num_alive_tasks() <= tasks
+        },
+    )
+    .await;
+    // Every place of the consumer group is free again.
+    for handle in 0..5 {
+        assert!(
+            other.receive(0, handle).await.is_none(),
+            "receiver {handle}"
+        );
+    }
+    // The stalled client finds its socket closed once it reads again.
+    assert!(stalled.dropped_within(Duration::from_secs(10)).await);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_receivers_per_partition_limit_is_configurable_and_named_when_reached() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            max_receivers_per_partition: 2,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let partition = hub.namespace().hub("events").unwrap().partitions[0].clone();
+    let mut client = Client::open(&hub).await;
+    client.begin(0).await;
+    client.authorize(0).await;
+    assert!(client.receive(0, 0).await.is_none());
+    assert!(client.receive(0, 1).await.is_none());
+    let refused = client
+        .receive(0, 2)
+        .await
+        .expect("a third receiver is refused");
+    assert_eq!(refused.condition, condition::RESOURCE_LIMIT);
+    let description = refused.description.unwrap_or_default();
+    assert!(
+        description.contains("limits.max_receivers_per_partition")
+            && description.contains("at most 2"),
+        "{description}"
+    );
+    assert_eq!(partition.reader_count("$Default"), 2);
+    // A detach gives a place back.
+    let detach = Detach {
+        handle: 0,
+        closed: true,
+        error: None,
+    };
+    client.send(0, detach.to_value()).await;
+    assert!(client.receive(0, 3).await.is_none());
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_does_not_read_makes_the_endpoint_hold_one_batch_not_the_partition() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        data.path(),
+        Limits {
+            write_stall_timeout_ms: 4000,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let ns = hub.namespace().clone();
+    let partition = ns.hub("events").unwrap().partitions[0].clone();
+    // 64 MiB: far more than one read batch (4 MiB) and the socket buffers.
+    for _ in 0..8 {
+        let batch: Vec<Message> = (0..8)
+            .map(|_| Message::with_data(vec![7; 1024 * 1024]))
+            .collect();
+        partition.append(&batch).unwrap();
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(hub.local_addr()).await.unwrap();
+    let mut stalled = Client::open_on(stream).await;
+    stalled.begin(0).await;
+    stalled.authorize(0).await;
+    assert!(stalled.receive(0, 0).await.is_none());
+    // Credit for all of it, and nothing read.
+    credit(&mut stalled, 0, 1000).await;
+    let mut most = 0;
+    for _ in 0..200 {
+        most = most.max(ns.queued_bytes());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        most > 0 && most <= 12 << 20,
+        "at most {} MiB waited for the socket",
+        most >> 20
+    );
+    // Dropped at the stall timeout: nothing waits any more.
+    eventually("the stalled connection ends and its queue is freed", || {
+        ns.connection_count() == 0 && ns.queued_bytes() == 0
+    })
+    .await;
+    hub.shutdown().await;
+}

@@ -399,11 +399,13 @@ key = "k1"
     #[test]
     fn limits_are_read_from_their_section_and_checked() {
         let c = HubConfig::from_toml(
-            "[limits]\nmax_connections = 7\nhandshake_timeout_ms = 500\n",
+            "[limits]\nmax_connections = 7\nhandshake_timeout_ms = 500\n\
+             write_stall_timeout_ms = 2000\n",
             Path::new("h.toml"),
         )
         .unwrap();
         assert_eq!(c.limits.max_connections, 7);
+        assert_eq!(c.limits.write_stall_timeout_ms, 2000);
         assert_eq!(c.limits.max_tokens, Limits::default().max_tokens);
         let err = HubConfig::from_toml("[limits]\nmax_conections = 7\n", Path::new("h.toml"))
             .unwrap_err()
@@ -416,5 +418,12 @@ key = "k1"
             .unwrap_err()
             .to_string();
         assert!(err.contains("limits.max_frame_bytes"), "{err}");
+        let err = HubConfig::from_toml(
+            "[limits]\nwrite_stall_timeout_ms = 0\n",
+            Path::new("h.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("limits.write_stall_timeout_ms"), "{err}");
     }
 }

@@ -47,7 +47,13 @@ pub struct Client {
 impl Client {
     /// Connected, AMQP header exchanged, open sent and answered.
     pub async fn open(hub: &RunningHub) -> Client {
-        let mut client = Client::header(hub).await;
+        let stream = TcpStream::connect(hub.local_addr()).await.unwrap();
+        Client::open_on(stream).await
+    }
+
+    /// [`Client::open`] on a stream connected to the endpoint (with socket options of its own).
+    pub async fn open_on(stream: TcpStream) -> Client {
+        let mut client = Client::header_on(stream).await;
         client.send_open("limits-test").await;
         let reply = client.next().await.expect("an open");
         assert_eq!(reply.body.unwrap().descriptor_code(), Some(code::OPEN));
@@ -56,7 +62,12 @@ impl Client {
 
     /// Connected and AMQP header exchanged.
     pub async fn header(hub: &RunningHub) -> Client {
-        let mut stream = TcpStream::connect(hub.local_addr()).await.unwrap();
+        let stream = TcpStream::connect(hub.local_addr()).await.unwrap();
+        Client::header_on(stream).await
+    }
+
+    /// [`Client::header`] on a stream connected to the endpoint.
+    pub async fn header_on(mut stream: TcpStream) -> Client {
         stream.write_all(AMQP_HEADER).await.unwrap();
         let mut header = [0u8; 8];
         stream.read_exact(&mut header).await.unwrap();

@@ -211,8 +211,9 @@ impl Connection {
                         ReaderRefusal::TooManyReaders => AmqpError::new(
                             condition::RESOURCE_LIMIT,
                             format!(
-                                "at most {} receivers may read partition {id} of consumer group {group}",
-                                super::namespace::MAX_READERS
+                                "at most {} receivers may read partition {id} of consumer group \
+                                 {group} (limits.max_receivers_per_partition)",
+                                self.ns.limits.max_receivers_per_partition
                             ),
                         ),
                     };
@@ -241,6 +242,11 @@ impl Connection {
                     // outcome for a read, and an unsettled delivery costs the client a disposition.
                     settled: attach.snd_settle_mode != 0,
                     metrics,
+                    failure: PumpFailure {
+                        reader_id,
+                        partition: id.to_string(),
+                        kick: self.kick_tx.clone(),
+                    },
                 }));
                 tracing::debug!(hub = %eh.name, %group, partition = %id, ?start, first, ?epoch, properties = ?attach.properties, "Receiver attached");
                 self.reply_attach(channel, &attach, metrics).await;

@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::attach::drop_link;
 use super::deliver::*;
 use super::handshake::*;
 use super::ingest::*;
@@ -34,7 +35,72 @@ use crate::amqp::performative::{self as perf, code, condition, AmqpError, Detach
 use crate::amqp::Value;
 use crate::sas::ValidToken;
 
-pub(super) type Out = mpsc::Sender<Vec<u8>>;
+/// Bytes for the connection's writer, in order. At most 1024 sends wait in its queue; a
+/// receiver's pump also waits for its last batch to be written before it sends the next
+/// ([`Out::send_tracked`]), so a client that reads slowly (or not at all) makes the endpoint
+/// hold at most one batch per receiver, not the partition.
+#[derive(Clone)]
+pub(super) struct Out {
+    tx: mpsc::Sender<Outgoing>,
+    /// Bytes sent to writers and not written yet, over all connections
+    /// ([`Namespace::queued_bytes`]).
+    queued: Arc<AtomicUsize>,
+}
+
+pub(super) struct Outgoing {
+    bytes: Vec<u8>,
+    /// Told once the bytes are written (dropped untold when they cannot be).
+    written: Option<oneshot::Sender<()>>,
+    _queued: Queued,
+}
+
+/// Bytes counted in [`Out::queued`] until written or dropped.
+struct Queued {
+    gauge: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+impl Out {
+    fn new(tx: mpsc::Sender<Outgoing>, queued: Arc<AtomicUsize>) -> Self {
+        Self { tx, queued }
+    }
+
+    fn outgoing(&self, bytes: Vec<u8>, written: Option<oneshot::Sender<()>>) -> Outgoing {
+        self.queued.fetch_add(bytes.len(), Ordering::AcqRel);
+        Outgoing {
+            _queued: Queued {
+                gauge: self.queued.clone(),
+                bytes: bytes.len(),
+            },
+            bytes,
+            written,
+        }
+    }
+
+    /// Queue `bytes` for the socket (nothing happens once the writer is gone).
+    pub(super) async fn send(&self, bytes: Vec<u8>) {
+        let _ = self.tx.send(self.outgoing(bytes, None)).await;
+    }
+
+    /// Queue `bytes`; the answer completes once they are written, and fails when they will not
+    /// be (the socket failed or stalled).
+    pub(super) async fn send_tracked(&self, bytes: Vec<u8>) -> oneshot::Receiver<()> {
+        let (written, done) = oneshot::channel();
+        let _ = self.tx.send(self.outgoing(bytes, Some(written))).await;
+        done
+    }
+
+    /// Completes when the writer has ended.
+    pub(super) async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -146,21 +212,40 @@ pub(super) async fn run(
     };
 
     let (mut rd, mut wr) = stream.into_split();
-    let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(1024);
+    let out = Out::new(out_tx, ns.queued.clone());
+    let stall = ns.limits.write_stall_timeout();
+    // Ends when everything sent was written, when the socket fails, or when a write makes no
+    // progress for `limits.write_stall_timeout_ms`. Its end closes the channel, which ends
+    // the connection (`Connection::serve`) and unblocks everyone sending on it.
     let writer = tokio::spawn(async move {
-        while let Some(mut bytes) = out_rx.recv().await {
+        while let Some(mut first) = out_rx.recv().await {
             // Whatever else is queued goes out in the same write.
+            let mut bytes = std::mem::take(&mut first.bytes);
+            let mut sent = vec![first];
             while bytes.len() < 256 * 1024 {
                 match out_rx.try_recv() {
-                    Ok(more) => bytes.extend_from_slice(&more),
+                    Ok(mut more) => {
+                        bytes.extend_from_slice(&more.bytes);
+                        more.bytes = Vec::new();
+                        sent.push(more);
+                    }
                     Err(_) => break,
                 }
             }
-            if wr.write_all(&bytes).await.is_err() {
+            if let Err(err) = write_unless_stalled(&mut wr, &bytes, stall).await {
+                tracing::debug!(error = %err, "Write failed; the connection ends");
                 break;
             }
+            for done in sent {
+                if let Some(written) = done.written {
+                    let _ = written.send(());
+                }
+            }
         }
-        let _ = wr.shutdown().await;
+        drop(out_rx);
+        // A shutdown only queues a FIN; it cannot wait on the client, but bound it anyway.
+        let _ = tokio::time::timeout(stall, wr.shutdown()).await;
     });
 
     let (kick_tx, mut kick_rx) = mpsc::unbounded_channel();
@@ -210,8 +295,39 @@ pub(super) async fn run(
     }
     conn.teardown();
     drop(conn);
-    let _ = writer.await;
+    // What is still queued (a close) gets as long as one stalled write, not more.
+    let writer_abort = writer.abort_handle();
+    if tokio::time::timeout(stall, writer).await.is_err() {
+        writer_abort.abort();
+    }
     result
+}
+
+/// Write all of `bytes`, failing with `TimedOut` when one write makes no progress for `stall`
+/// (the client reads nothing; its socket buffers are full).
+async fn write_unless_stalled(
+    wr: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match tokio::time::timeout(stall, wr.write(rest)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => rest = &rest[n..],
+            Ok(Err(err)) => return Err(err),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the client read nothing for {} ms (limits.write_stall_timeout_ms)",
+                        stall.as_millis()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Connection {
@@ -245,6 +361,17 @@ impl Connection {
                     }
                 }
                 Some(kick) = kick_rx.recv() => self.kicked(kick).await,
+                // The writer ended: the socket failed, or the client stopped reading.
+                _ = self.out.closed() => {
+                    return Err(ConnectionError::Io(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        format!(
+                            "the socket cannot be written (failed, or no progress for {} ms: \
+                             limits.write_stall_timeout_ms)",
+                            self.ns.limits.write_stall_timeout_ms
+                        ),
+                    )));
+                }
                 _ = hold_until(self.next_expiry()) => self.expire_links().await,
                 _ = hold_until(self.held.iter().map(|h| h.at).min()) => self.release_held().await,
                 _ = tick(heartbeat.as_mut()) => self.send_raw(Frame::heartbeat()).await,
@@ -359,7 +486,7 @@ impl Connection {
         tracing::trace!(channel = frame.channel, performative = ?frame.body.as_ref().and_then(crate::amqp::Value::descriptor_code), "Frame out");
         let mut bytes = Vec::new();
         frame.encode(&mut bytes);
-        let _ = self.out.send(bytes).await;
+        self.out.send(bytes).await;
     }
 
     pub(super) async fn send(&self, channel: u16, body: Value) {
@@ -410,7 +537,9 @@ impl Connection {
         }
     }
 
-    /// Another connection's receiver with a higher epoch took our partition.
+    /// A receiver must go: another connection's receiver with a higher epoch took our
+    /// partition, or its pump failed. Its link is detached with the kick's condition and its
+    /// place on the partition given back.
     pub(super) async fn kicked(&mut self, kick: Kick) {
         let found = self.sessions.iter_mut().find_map(|(channel, session)| {
             let handle = session.links.iter().find_map(|(h, l)| match l {
@@ -420,13 +549,14 @@ impl Connection {
             Some((*channel, handle, session.links.remove(&handle)?))
         });
         if let Some((channel, handle, link)) = found {
-            if let Link::Deliver { pump, .. } = link {
-                pump.abort(); // already removed from the partition's readers
-            }
+            tracing::debug!(channel, handle, condition = kick.condition, reason = %kick.reason, "Receiver detached");
+            // Stops the pump (if it still runs) and gives back its place among the readers
+            // (a stolen receiver was already removed; removing it again does nothing).
+            drop_link(link);
             let detach = Detach {
                 handle,
                 closed: true,
-                error: Some(AmqpError::new(condition::STOLEN, kick.reason)),
+                error: Some(AmqpError::new(kick.condition, kick.reason)),
             };
             self.send(channel, detach.to_value()).await;
         }

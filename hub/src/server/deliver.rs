@@ -2,14 +2,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use super::connection::*;
-use super::namespace::{now_ms, Partition};
+use super::namespace::{now_ms, Kick, Partition};
 use super::session::*;
 use super::stored;
 use crate::amqp::frame::{Frame, FrameType};
-use crate::amqp::performative::{Flow, Transfer};
+use crate::amqp::performative::{condition, Flow, Transfer};
 use crate::amqp::Value;
 
 /// Events read from the log per pump round.
@@ -30,6 +30,7 @@ pub(super) struct FlowState {
 
 /// Send messages as transfer frames (several per message when a frame cannot hold one), in
 /// delivery-id order for the session, with as few socket writes as the session window allows.
+/// With `track`, the answer completes once all of it is written (see [`Out::send_tracked`]).
 pub(super) async fn send_deliveries(
     session: &SessionOut,
     out: &Out,
@@ -37,11 +38,13 @@ pub(super) async fn send_deliveries(
     messages: &[Vec<u8>],
     settled: bool,
     max_frame: u32,
-) {
+    track: bool,
+) -> Option<tokio::sync::oneshot::Receiver<()>> {
     // Room for the frame header and a transfer performative.
     let chunk = (max_frame as usize).saturating_sub(8 + 96).max(256);
     let mut bytes = Vec::with_capacity(messages.iter().map(|m| m.len() + 64).sum());
     let mut next = 0;
+    let mut written = None;
     while next < messages.len() {
         let notified = session.window.notified();
         let mut st = session.state.lock().await;
@@ -86,12 +89,19 @@ pub(super) async fn send_deliveries(
             "Transfers out"
         );
         if !bytes.is_empty() {
-            let _ = out.send(std::mem::take(&mut bytes)).await;
+            let bytes = std::mem::take(&mut bytes);
+            if track {
+                // In order: the last part written means all of it is.
+                written = Some(out.send_tracked(bytes).await);
+            } else {
+                out.send(bytes).await;
+            }
         }
         if next < messages.len() {
             notified.await;
         }
     }
+    written
 }
 
 pub(super) struct PumpArgs {
@@ -104,6 +114,43 @@ pub(super) struct PumpArgs {
     pub(super) max_frame: u32,
     pub(super) settled: bool,
     pub(super) metrics: bool,
+    /// Tells the connection when the pump fails (see [`PumpFailure`]).
+    pub(super) failure: PumpFailure,
+}
+
+/// How a receiver's pump tells its connection that it failed (a read error, or a panic): the
+/// connection then detaches the link with `amqp:internal-error` and gives its place among the
+/// partition's readers back, instead of keeping a receiver that will never deliver again.
+/// A pump stopped by its connection (detach, end, close) reports nothing.
+pub(super) struct PumpFailure {
+    pub(super) reader_id: u64,
+    pub(super) partition: String,
+    pub(super) kick: mpsc::UnboundedSender<Kick>,
+}
+
+impl PumpFailure {
+    pub(super) fn report(&self) {
+        let _ = self.kick.send(Kick {
+            reader_id: self.reader_id,
+            condition: condition::INTERNAL_ERROR,
+            // What went wrong (file names included) is in the endpoint's log, not for clients.
+            reason: format!(
+                "the endpoint could not read partition {}; the receiver must attach again \
+                 (the endpoint's log says why)",
+                self.partition
+            ),
+        });
+    }
+}
+
+impl Drop for PumpFailure {
+    fn drop(&mut self) {
+        // Dropped while unwinding: the pump panicked. (Stopped by its connection, it is
+        // dropped without a panic and says nothing.)
+        if std::thread::panicking() {
+            self.report();
+        }
+    }
 }
 
 /// Deliver a partition's events on one receiver link as credit allows.
@@ -118,9 +165,13 @@ pub(super) async fn pump(args: PumpArgs) {
         max_frame,
         settled,
         metrics,
+        failure,
     } = args;
     let mut watch = partition.watch();
     let mut wires: Vec<Vec<u8>> = Vec::new();
+    // The last batch handed to the writer: the next one goes only once it is written, so a
+    // client that does not read makes us hold one batch, not the partition.
+    let mut in_flight: Option<tokio::sync::oneshot::Receiver<()>> = None;
     loop {
         let notified = flow.changed.notified();
         let (credit, drain) = {
@@ -135,7 +186,8 @@ pub(super) async fn pump(args: PumpArgs) {
         {
             Ok(events) => events,
             Err(err) => {
-                tracing::error!(partition = %partition.id, error = %err, "Read failed");
+                tracing::error!(partition = %partition.id, error = %err, "Read failed; the receiver is detached");
+                failure.report();
                 return;
             }
         };
@@ -164,7 +216,7 @@ pub(super) async fn pump(args: PumpArgs) {
                 };
                 let mut bytes = Vec::new();
                 Frame::amqp(session.channel, reply.to_value()).encode(&mut bytes);
-                let _ = out.send(bytes).await;
+                out.send(bytes).await;
                 tracing::trace!(used, "Drained");
                 continue;
             }
@@ -205,7 +257,12 @@ pub(super) async fn pump(args: PumpArgs) {
             st.credit = st.credit.saturating_sub(wires.len() as u32);
             st.delivery_count = st.delivery_count.wrapping_add(wires.len() as u32);
         }
-        send_deliveries(&session, &out, handle, &wires, settled, max_frame).await;
+        if let Some(previous) = in_flight.take() {
+            if previous.await.is_err() {
+                return; // the writer is gone: the connection is ending
+            }
+        }
+        in_flight = send_deliveries(&session, &out, handle, &wires, settled, max_frame, true).await;
     }
 }
 
@@ -237,4 +294,43 @@ pub(super) fn runtime_metrics(info: &super::namespace::PartitionInfo, out: &mut 
         ])),
     )
     .encode(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pump_that_panics_is_reported_and_one_its_connection_stops_is_not() {
+        let (kick, mut kicks) = mpsc::unbounded_channel();
+        let failure = |reader_id| PumpFailure {
+            reader_id,
+            partition: "3".into(),
+            kick: kick.clone(),
+        };
+        let held = failure(1);
+        let panicking = tokio::spawn(async move {
+            let _held = held;
+            panic!("a pump bug");
+        });
+        assert!(panicking.await.unwrap_err().is_panic());
+        let reported = kicks.try_recv().expect("the panic is reported");
+        assert_eq!(reported.reader_id, 1);
+        assert_eq!(reported.condition, condition::INTERNAL_ERROR);
+        assert!(
+            reported.reason.contains("partition 3"),
+            "{}",
+            reported.reason
+        );
+
+        let held = failure(2);
+        let stopped = tokio::spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        tokio::task::yield_now().await;
+        stopped.abort();
+        assert!(stopped.await.unwrap_err().is_cancelled());
+        assert!(kicks.try_recv().is_err(), "a stopped pump is not a failure");
+    }
 }

@@ -5,8 +5,10 @@
 //! at most `max_connections` connections, each with at most `max_sessions_per_connection`
 //! sessions of `max_links_per_session` links, `max_incomplete_bytes_per_connection` bytes of
 //! deliveries still arriving, `max_queued_replies` responses per reply link and `max_tokens`
-//! tokens; a receiver link holds at most one read batch (4 MiB) and partitions allow 5 receivers
-//! per consumer group ([`super::namespace::MAX_READERS`], as Event Hubs).
+//! tokens; a receiver link holds at most two read batches (4 MiB each: one waiting for the
+//! socket, the next one read; `Out::send_tracked`) and a partition allows
+//! `max_receivers_per_partition` receivers per consumer group (5, as Event Hubs). A client that stops
+//! reading its socket is dropped after `write_stall_timeout_ms`, so none of it is held forever.
 //!
 //! Fixed by the AMQP specification rather than configurable: frames before the open (SASL
 //! frames and the open itself) are at most 512 bytes ([`PRE_OPEN_MAX_FRAME`]).
@@ -18,6 +20,9 @@ use serde::Deserialize;
 /// Largest frame a peer may send before the open has been exchanged (AMQP 1.0 §2.4.1,
 /// §5.3.1: MIN-MAX-FRAME-SIZE). A larger one closes the connection with a framing error.
 pub const PRE_OPEN_MAX_FRAME: u32 = crate::amqp::frame::MIN_MAX_FRAME_SIZE;
+
+/// The most `limits.max_receivers_per_partition` may allow.
+pub const MAX_RECEIVERS_PER_PARTITION: usize = 1000;
 
 /// The endpoint's limits (`[limits]` in the hub config). Every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -55,6 +60,13 @@ pub struct Limits {
     /// Idle timeout we announce in our open; a connection with no frame (not even a
     /// heartbeat) for twice as long is dropped.
     pub idle_timeout_ms: u32,
+    /// How long a write to a client's socket may make no progress (a client that does not
+    /// read what it asked for). Then the connection is dropped and everything it held (its
+    /// place among the connections, its receivers' places, its tasks) is given back.
+    pub write_stall_timeout_ms: u64,
+    /// Receivers that may read one partition for one consumer group at once (5, as Event
+    /// Hubs). One more is refused with `amqp:resource-limit-exceeded` naming this limit.
+    pub max_receivers_per_partition: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +82,8 @@ impl Default for Limits {
             max_tokens: 1000,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 120_000,
+            write_stall_timeout_ms: 30_000,
+            max_receivers_per_partition: 5,
         }
     }
 }
@@ -89,10 +103,14 @@ impl Limits {
         Duration::from_millis(self.handshake_timeout_ms)
     }
 
+    pub fn write_stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_stall_timeout_ms)
+    }
+
     /// Why these limits cannot be used, naming the `[limits]` key; `None` when they can.
     pub fn problem(&self) -> Option<String> {
         let min_frame = PRE_OPEN_MAX_FRAME;
-        let checks: [(bool, &str, String); 9] = [
+        let checks: [(bool, &str, String); 11] = [
             (
                 self.max_connections == 0,
                 "max_connections",
@@ -141,6 +159,19 @@ impl Limits {
                 "idle_timeout_ms",
                 "use at least 1000".into(),
             ),
+            (
+                self.write_stall_timeout_ms == 0,
+                "write_stall_timeout_ms",
+                "use at least 1".into(),
+            ),
+            (
+                !(1..=MAX_RECEIVERS_PER_PARTITION).contains(&self.max_receivers_per_partition),
+                "max_receivers_per_partition",
+                format!(
+                    "use 1 to {MAX_RECEIVERS_PER_PARTITION} (every receiver of a partition is \
+                     woken and reads for each event appended)"
+                ),
+            ),
         ];
         checks
             .into_iter()
@@ -177,5 +208,24 @@ mod tests {
             ..Limits::default()
         };
         assert!(limits.problem().unwrap().contains("max_sessions"));
+        let limits = Limits {
+            write_stall_timeout_ms: 0,
+            ..Limits::default()
+        };
+        assert!(limits
+            .problem()
+            .unwrap()
+            .contains("limits.write_stall_timeout_ms"));
+        for bad in [0, MAX_RECEIVERS_PER_PARTITION + 1] {
+            let limits = Limits {
+                max_receivers_per_partition: bad,
+                ..Limits::default()
+            };
+            let problem = limits.problem().unwrap();
+            assert!(
+                problem.contains("limits.max_receivers_per_partition") && problem.contains("1000"),
+                "{problem}"
+            );
+        }
     }
 }

@@ -15,9 +15,6 @@ use crate::storage::{
     AppendEvent, FsyncPolicy, LogOptions, PartitionLog, Retention, StorageError, StoredEvent,
 };
 
-/// At most this many receivers per partition and consumer group (as Event Hubs).
-pub const MAX_READERS: usize = 5;
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -39,6 +36,8 @@ pub struct Namespace {
     pub(super) connections: AtomicUsize,
     /// Connections being told they are over `limits.max_connections`.
     pub(super) refusing: AtomicUsize,
+    /// Bytes handed to connections' writers and not written to their sockets yet.
+    pub(super) queued: Arc<AtomicUsize>,
 }
 
 /// One event hub.
@@ -57,6 +56,8 @@ pub struct Partition {
     log: Mutex<PartitionLog>,
     last_sequence: watch::Sender<i64>,
     readers: Mutex<HashMap<String, Vec<Reader>>>,
+    /// Receivers per consumer group (`limits.max_receivers_per_partition`).
+    max_readers: usize,
 }
 
 /// A receiver registered on a partition.
@@ -66,10 +67,13 @@ struct Reader {
     kick: mpsc::UnboundedSender<Kick>,
 }
 
-/// Told to a connection whose receiver must go.
+/// Told to a connection whose receiver must go: it is detached with `condition` and `reason`.
 #[derive(Debug, Clone)]
 pub struct Kick {
     pub reader_id: u64,
+    /// `amqp:link:stolen` (a higher epoch took the partition) or `amqp:internal-error` (its
+    /// pump failed).
+    pub condition: &'static str,
     pub reason: String,
 }
 
@@ -78,6 +82,7 @@ pub struct Kick {
 pub enum ReaderRefusal {
     /// A receiver with a higher (or, for a plain receiver, any) epoch holds the partition.
     EpochTooLow(String),
+    /// The consumer group has `limits.max_receivers_per_partition` receivers on it already.
     TooManyReaders,
 }
 
@@ -115,6 +120,7 @@ impl Namespace {
                     log: Mutex::new(log),
                     last_sequence,
                     readers: Mutex::new(HashMap::new()),
+                    max_readers: config.limits.max_receivers_per_partition,
                 }));
             }
             hubs.insert(
@@ -136,6 +142,7 @@ impl Namespace {
             limits: config.limits.clone(),
             connections: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
+            queued: Arc::new(AtomicUsize::new(0)),
             fsync,
         })
     }
@@ -153,6 +160,12 @@ impl Namespace {
     /// Connections served now.
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::Acquire)
+    }
+
+    /// Bytes waiting for clients' sockets (sent by the endpoint, not written yet), over all
+    /// connections.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 
     /// `(name, key)` of every policy.
@@ -419,6 +432,7 @@ impl Partition {
                     if !stays {
                         let _ = r.kick.send(Kick {
                             reader_id: r.id,
+                            condition: crate::amqp::performative::condition::STOLEN,
                             reason: format!(
                                 "a receiver with a higher epoch ({mine}) took partition {} of \
                                  consumer group {group}",
@@ -431,7 +445,7 @@ impl Partition {
             }
             (None, None) => {}
         }
-        if list.len() >= MAX_READERS {
+        if list.len() >= self.max_readers {
             return Err(ReaderRefusal::TooManyReaders);
         }
         list.push(Reader { id, epoch, kick });
@@ -503,7 +517,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = partition(dir.path());
         let (tx, _rx) = mpsc::unbounded_channel();
-        for id in 0..MAX_READERS as u64 {
+        for id in 0..5 {
             p.add_reader("$Default", id, None, tx.clone()).unwrap();
         }
         assert_eq!(

@@ -117,6 +117,15 @@ impl Connection {
                 ready.push(bytes);
             }
         }
-        send_deliveries(&out, &self.out, handle, &ready, true, self.peer_max_frame).await;
+        send_deliveries(
+            &out,
+            &self.out,
+            handle,
+            &ready,
+            true,
+            self.peer_max_frame,
+            false,
+        )
+        .await;
     }
 }
