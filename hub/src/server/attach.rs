@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use super::connection::*;
 use super::deliver::*;
 use super::filter;
-use super::namespace::ReaderRefusal;
+use super::namespace::{EventHub, ReaderRefusal};
 use super::requests::*;
 use crate::amqp::performative::{condition, AmqpError, Attach, Detach, Role, Source, Target};
 use crate::amqp::Value;
@@ -37,6 +37,32 @@ pub(super) fn entity(address: &str) -> String {
 }
 
 impl Connection {
+    /// The event hub an attach names, once the caller's token for `path` grants `right`;
+    /// otherwise the attach is refused and `None` returned. Authorization comes before the
+    /// lookup, so whether the entity exists is not told to a caller without a token for it.
+    async fn authorized_hub(
+        &mut self,
+        channel: u16,
+        attach: &Attach,
+        path: &str,
+        right: Right,
+        hub: &str,
+    ) -> Option<Arc<EventHub>> {
+        if let Err(e) = self.authorized(path, Some(right)) {
+            self.refuse(channel, attach, e).await;
+            return None;
+        }
+        let found = self.ns.hub(hub).cloned();
+        if found.is_none() {
+            let e = AmqpError::new(
+                condition::NOT_FOUND,
+                format!("event hub `{hub}` does not exist"),
+            );
+            self.refuse(channel, attach, e).await;
+        }
+        found
+    }
+
     /// Refuse an attach: answer it (as the spec requires) and detach with the error at once.
     pub(super) async fn refuse(&self, channel: u16, attach: &Attach, error: AmqpError) {
         tracing::debug!(link = %attach.name, condition = %error.condition, description = ?error.description, "Attach refused");
@@ -117,19 +143,10 @@ impl Connection {
                 queue: std::collections::VecDeque::new(),
             },
             (Role::Sender, [hub]) | (Role::Sender, [hub, "Partitions" | "partitions", _]) => {
-                // Before anything is looked up: whether the entity exists is not told to a
-                // caller without a token for it.
-                if let Err(e) = self.authorized(&path, Some(Right::Send)) {
-                    self.refuse(channel, &attach, e).await;
-                    return Ok(());
-                }
-                let Some(eh) = self.ns.hub(hub).cloned() else {
-                    self.refuse(
-                        channel,
-                        &attach,
-                        not_found(format!("event hub `{hub}` does not exist")),
-                    )
-                    .await;
+                let Some(eh) = self
+                    .authorized_hub(channel, &attach, &path, Right::Send, hub)
+                    .await
+                else {
                     return Ok(());
                 };
                 let partition = match segments.get(2) {
@@ -157,17 +174,10 @@ impl Connection {
                 Role::Receiver,
                 [hub, "ConsumerGroups" | "consumergroups", group, "Partitions" | "partitions", id],
             ) => {
-                if let Err(e) = self.authorized(&path, Some(Right::Listen)) {
-                    self.refuse(channel, &attach, e).await;
-                    return Ok(());
-                }
-                let Some(eh) = self.ns.hub(hub).cloned() else {
-                    self.refuse(
-                        channel,
-                        &attach,
-                        not_found(format!("event hub `{hub}` does not exist")),
-                    )
-                    .await;
+                let Some(eh) = self
+                    .authorized_hub(channel, &attach, &path, Right::Listen, hub)
+                    .await
+                else {
                     return Ok(());
                 };
                 if !eh.has_consumer_group(group) {
