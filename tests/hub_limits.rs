@@ -479,27 +479,56 @@ async fn a_receiver_whose_reads_fail_is_detached_and_gives_its_place_back() {
     hub.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout_and_releases_everything(
+/// An endpoint whose partition 0 of `events` holds 64 events of `event_bytes`, with the given
+/// write-stall timeout.
+async fn filled(
+    data: &std::path::Path,
+    write_stall_timeout_ms: u64,
+    event_bytes: usize,
+) -> (
+    hubwasm_hub::RunningHub,
+    std::sync::Arc<hubwasm_hub::server::namespace::Namespace>,
+    std::sync::Arc<hubwasm_hub::server::namespace::Partition>,
 ) {
-    let data = tempfile::tempdir().unwrap();
     let hub = hub_with(
-        data.path(),
+        data,
         Limits {
-            write_stall_timeout_ms: 500,
+            write_stall_timeout_ms,
             ..Limits::default()
         },
     )
     .await;
     let ns = hub.namespace().clone();
     let partition = ns.hub("events").unwrap().partitions[0].clone();
-    // Far more than the socket buffers hold (the client's is kept small).
     for _ in 0..8 {
         let batch: Vec<Message> = (0..8)
-            .map(|_| Message::with_data(vec![7; 256 * 1024]))
+            .map(|_| Message::with_data(vec![7; event_bytes]))
             .collect();
         partition.append(&batch).unwrap();
     }
+    (hub, ns, partition)
+}
+
+/// A receiver on partition 0 with credit for 1000 events whose client reads nothing (its
+/// socket's receive buffer is kept small).
+async fn stalled_receiver(hub: &hubwasm_hub::RunningHub) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(hub.local_addr()).await.unwrap();
+    let mut stalled = Client::open_on(stream).await;
+    stalled.begin(0).await;
+    stalled.authorize(0).await;
+    assert!(stalled.receive(0, 0).await.is_none());
+    credit(&mut stalled, 0, 1000).await;
+    stalled
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout_and_releases_everything(
+) {
+    let data = tempfile::tempdir().unwrap();
+    // Far more than the socket buffers hold (the client's is kept small).
+    let (hub, ns, partition) = filled(data.path(), 500, 256 * 1024).await;
     // Another client, connected first: it is served while the stalled one is stuck.
     let mut other = Client::open(&hub).await;
     other.begin(0).await;
@@ -508,16 +537,8 @@ async fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout_an
     let metrics = tokio::runtime::Handle::current().metrics();
     let tasks = metrics.num_alive_tasks();
 
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(hub.local_addr()).await.unwrap();
-    let mut stalled = Client::open_on(stream).await;
-    stalled.begin(0).await;
-    stalled.authorize(0).await;
-    assert!(stalled.receive(0, 0).await.is_none());
+    let mut stalled = stalled_receiver(&hub).await;
     assert_eq!(ns.connection_count(), 2);
-    // All of it asked for, and not one byte more read.
-    credit(&mut stalled, 0, 1000).await;
     other.begin(1).await;
     other.until(code::BEGIN).await;
 
@@ -585,32 +606,9 @@ async fn the_receivers_per_partition_limit_is_configurable_and_named_when_reache
 #[tokio::test]
 async fn a_receiver_that_does_not_read_makes_the_endpoint_hold_one_batch_not_the_partition() {
     let data = tempfile::tempdir().unwrap();
-    let hub = hub_with(
-        data.path(),
-        Limits {
-            write_stall_timeout_ms: 4000,
-            ..Limits::default()
-        },
-    )
-    .await;
-    let ns = hub.namespace().clone();
-    let partition = ns.hub("events").unwrap().partitions[0].clone();
     // 64 MiB: far more than one read batch (4 MiB) and the socket buffers.
-    for _ in 0..8 {
-        let batch: Vec<Message> = (0..8)
-            .map(|_| Message::with_data(vec![7; 1024 * 1024]))
-            .collect();
-        partition.append(&batch).unwrap();
-    }
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(hub.local_addr()).await.unwrap();
-    let mut stalled = Client::open_on(stream).await;
-    stalled.begin(0).await;
-    stalled.authorize(0).await;
-    assert!(stalled.receive(0, 0).await.is_none());
-    // Credit for all of it, and nothing read.
-    credit(&mut stalled, 0, 1000).await;
+    let (hub, ns, _) = filled(data.path(), 4000, 1024 * 1024).await;
+    let _stalled = stalled_receiver(&hub).await;
     let mut most = 0;
     for _ in 0..200 {
         most = most.max(ns.queued_bytes());
