@@ -45,11 +45,6 @@ impl Backoff {
             .min(self.max)
     }
 
-    /// The cap.
-    pub fn max(&self) -> Duration {
-        self.max
-    }
-
     /// Cap a wait that came from elsewhere (a plugin's `retry-after`) at this backoff's maximum.
     pub fn cap(&self, wait: Duration) -> Duration {
         wait.min(self.max)

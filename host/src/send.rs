@@ -117,22 +117,14 @@ pub async fn send(
     let mut summary = SendSummary::default();
     let started = Instant::now();
 
-    let mut producer = retried("connecting", &mut summary, &mut report, || {
-        target.producer()
-    })
-    .await?;
+    let mut producer = retried("connecting", 0, &mut report, || target.producer()).await?;
     let partitions = if options.partition.is_none() && options.partition_key.is_none() {
         let p = &producer;
-        retried(
-            "reading the partitions",
-            &mut summary,
-            &mut report,
-            || async {
-                p.get_eventhub_properties()
-                    .await
-                    .map(|props| props.partition_ids)
-            },
-        )
+        retried("reading the partitions", 0, &mut report, || async {
+            p.get_eventhub_properties()
+                .await
+                .map(|props| props.partition_ids)
+        })
         .await?
     } else {
         Vec::new()
@@ -154,39 +146,19 @@ pub async fn send(
             .clone()
             .or_else(|| (!partitions.is_empty()).then(|| partitions[i % partitions.len()].clone()));
         i = i.wrapping_add(1);
-        let mut attempt = 0u32;
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
-        let attempt_started = Instant::now();
+        let mut retry = Retry::new("sending");
         loop {
-            attempt += 1;
             let sent = tokio::time::timeout(
                 OPERATION_TIMEOUT,
                 send_chunk(&producer, &chunk, &partition_id, options),
             )
             .await
-            .unwrap_or_else(|_| {
-                Err(Failed::Other(format!(
-                    "no answer within {OPERATION_TIMEOUT:?}"
-                )))
-            });
+            .unwrap_or_else(|_| Err(Failed::Other(no_answer())));
             match sent {
                 Ok(()) => break,
                 Err(Failed::TooLarge) => return Err(SendError::TooLarge(summary.sent + 1)),
-                Err(Failed::Other(cause)) if attempt >= ATTEMPTS => {
-                    return Err(SendError::GaveUp {
-                        what: "sending",
-                        attempts: attempt,
-                        elapsed: attempt_started.elapsed(),
-                        sent: summary.sent,
-                        cause,
-                    })
-                }
                 Err(Failed::Other(cause)) => {
-                    let wait = backoff.next_delay();
-                    report(&format!(
-                        "send failed ({cause}); retrying in {wait:?} (attempt {attempt} of {ATTEMPTS})"
-                    ));
-                    tokio::time::sleep(wait).await;
+                    retry.failed(cause, summary.sent, &mut report).await?;
                     // The connection may be gone: open a new one (bounded like a send).
                     if let Ok(Ok(fresh)) =
                         tokio::time::timeout(OPERATION_TIMEOUT, target.producer()).await
@@ -258,11 +230,60 @@ async fn send_chunk(
     producer.send_batch(batch, None).await.map_err(other)
 }
 
-/// Run `op` until it succeeds, at most [`ATTEMPTS`] times, each bounded by
-/// [`OPERATION_TIMEOUT`], saying so through `report` before each retry.
+fn no_answer() -> String {
+    format!("no answer within {OPERATION_TIMEOUT:?}")
+}
+
+/// The retries of one operation: up to [`ATTEMPTS`] tries with backoff, each failure but the
+/// last announced through `report`, the last one ending `send` with [`SendError::GaveUp`].
+struct Retry {
+    what: &'static str,
+    attempt: u32,
+    backoff: Backoff,
+    started: Instant,
+}
+
+impl Retry {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            attempt: 0,
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(8)),
+            started: Instant::now(),
+        }
+    }
+
+    /// One more try failed with `cause`: wait before the next, or give up after the last.
+    async fn failed(
+        &mut self,
+        cause: String,
+        sent: usize,
+        report: &mut impl FnMut(&str),
+    ) -> Result<(), SendError> {
+        self.attempt += 1;
+        if self.attempt >= ATTEMPTS {
+            return Err(SendError::GaveUp {
+                what: self.what,
+                attempts: self.attempt,
+                elapsed: self.started.elapsed(),
+                sent,
+                cause,
+            });
+        }
+        let wait = self.backoff.next_delay();
+        report(&format!(
+            "{} failed ({cause}); retrying in {wait:?} (attempt {} of {ATTEMPTS})",
+            self.what, self.attempt
+        ));
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+}
+
+/// Run `op` until it succeeds, each try bounded by [`OPERATION_TIMEOUT`] (see [`Retry`]).
 async fn retried<T, E, F, Fut>(
     what: &'static str,
-    summary: &mut SendSummary,
+    sent: usize,
     report: &mut impl FnMut(&str),
     mut op: F,
 ) -> Result<T, SendError>
@@ -271,30 +292,15 @@ where
     Fut: std::future::Future<Output = Result<T, E>>,
     E: std::error::Error + 'static,
 {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
-    let started = Instant::now();
-    for attempt in 1..=ATTEMPTS {
+    let mut retry = Retry::new(what);
+    loop {
         let cause = match tokio::time::timeout(OPERATION_TIMEOUT, op()).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(err)) => crate::errors::one_line(&err),
-            Err(_) => format!("no answer within {OPERATION_TIMEOUT:?}"),
+            Err(_) => no_answer(),
         };
-        if attempt == ATTEMPTS {
-            return Err(SendError::GaveUp {
-                what,
-                attempts: attempt,
-                elapsed: started.elapsed(),
-                sent: summary.sent,
-                cause,
-            });
-        }
-        let wait = backoff.next_delay();
-        report(&format!(
-            "{what} failed ({cause}); retrying in {wait:?} (attempt {attempt} of {ATTEMPTS})"
-        ));
-        tokio::time::sleep(wait).await;
+        retry.failed(cause, sent, report).await?;
     }
-    unreachable!("the last attempt returns")
 }
 
 /// Event bodies produced on demand: generated seed events or the lines of a file.

@@ -348,13 +348,13 @@ impl Instance {
         let started = bounded(limit, &plugin.ticks, Self::start(&plugin, &mut store, open)).await;
         let (lifecycle, handler) = match started {
             Ok(Ok(parts)) => parts,
-            Ok(Err(StartFailure::Refused(message))) => {
+            Ok(Err(message)) => {
                 return Err(PluginError::InitFailed {
                     plugin: plugin.name.to_string(),
                     message,
                 })
             }
-            Ok(Err(StartFailure::Call(err))) | Err(err) => {
+            Err(err) => {
                 let cause = classify(&plugin, store.data_mut(), err);
                 return Err(PluginError::Instantiate {
                     plugin: plugin.name.to_string(),
@@ -371,37 +371,25 @@ impl Instance {
         })
     }
 
-    /// Instantiate, load the exports, call `init` and `partition-opened`.
+    /// Instantiate, load the exports, call `init` and `partition-opened`. The inner `Err` is
+    /// `init` refusing its config (with the plugin's message); the outer one, anything that
+    /// failed or trapped.
     async fn start(
         plugin: &Plugin,
         store: &mut Store<HostState>,
         open: Option<&wit::PartitionContext>,
-    ) -> wasmtime::Result<Result<(lifecycle::Guest, Handler), StartFailure>> {
-        let instance = match plugin.pre.instantiate_async(&mut *store).await {
-            Ok(instance) => instance,
-            Err(err) => return Ok(Err(StartFailure::Call(err))),
+    ) -> wasmtime::Result<Result<(lifecycle::Guest, Handler), String>> {
+        let instance = plugin.pre.instantiate_async(&mut *store).await?;
+        let lifecycle = plugin.lifecycle.load(&mut *store, &instance)?;
+        let handler = match &plugin.handler {
+            HandlerIndices::Event(h) => Handler::Event(h.load(&mut *store, &instance)?),
+            HandlerIndices::Batch(h) => Handler::Batch(h.load(&mut *store, &instance)?),
         };
-        let parts = (|| -> wasmtime::Result<_> {
-            let lifecycle = plugin.lifecycle.load(&mut *store, &instance)?;
-            let handler = match &plugin.handler {
-                HandlerIndices::Event(h) => Handler::Event(h.load(&mut *store, &instance)?),
-                HandlerIndices::Batch(h) => Handler::Batch(h.load(&mut *store, &instance)?),
-            };
-            Ok((lifecycle, handler))
-        })();
-        let (lifecycle, handler) = match parts {
-            Ok(parts) => parts,
-            Err(err) => return Ok(Err(StartFailure::Call(err))),
-        };
-        match lifecycle.call_init(&mut *store, &plugin.config).await {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => return Ok(Err(StartFailure::Refused(message))),
-            Err(err) => return Ok(Err(StartFailure::Call(err))),
+        if let Err(message) = lifecycle.call_init(&mut *store, &plugin.config).await? {
+            return Ok(Err(message));
         }
         if let Some(record) = open {
-            if let Err(err) = lifecycle.call_partition_opened(&mut *store, record).await {
-                return Ok(Err(StartFailure::Call(err)));
-            }
+            lifecycle.call_partition_opened(&mut *store, record).await?;
         }
         Ok(Ok((lifecycle, handler)))
     }
@@ -462,14 +450,6 @@ pub(crate) fn init_limit(plugin: &Plugin) -> Option<Duration> {
     plugin
         .deadlines_enabled
         .then(|| plugin.limits.timeout.max(MIN_INIT_TIMEOUT))
-}
-
-/// Why a fresh instance did not start.
-enum StartFailure {
-    /// `init` returned an error: the plugin refused its config.
-    Refused(String),
-    /// Instantiation or a call trapped or failed.
-    Call(wasmtime::Error),
 }
 
 /// Run one plugin call within `limit` of wall time, whatever the plugin is doing (computing,

@@ -179,6 +179,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut hubs = Vec::new();
     let mut targets = Vec::new();
+    let mut setups = Vec::new();
     for hub in &config.event_hubs {
         let target = target(hub, embedded.as_ref())?;
         let mut spec = PluginSpec::new(&hub.plugin);
@@ -236,11 +237,12 @@ pub async fn run(
             max_wait: Duration::from_millis(hub.max_wait_ms),
             stats: stats.clone(),
         });
-        targets.push((hub.clone(), target.clone(), setup));
+        targets.push((hub.clone(), target.clone()));
+        setups.push(setup);
     }
     // Every plugin loaded and started its `init` above: only now claim partitions, so a plugin
     // that cannot start stops the host before it owns anything.
-    for (hub, target, setup) in &targets {
+    for ((hub, target), setup) in targets.iter().zip(&setups) {
         hubs.push(tokio::spawn(consume(
             hub.clone(),
             target.clone(),
@@ -252,7 +254,7 @@ pub async fn run(
     }
 
     if let Some(file) = &options.send {
-        for (hub, _, _) in &targets {
+        for (hub, _) in &targets {
             let conn = match (&hub.connection_string, &embedded) {
                 (Some(c), _) => crate::config::with_entity(c, &hub.name),
                 (None, Some(running)) if hub.embedded => running.connection_string(&hub.name),
@@ -342,7 +344,7 @@ pub async fn run(
 /// one client per hub, opened when missing; a client whose call fails is dropped and reopened on
 /// the next check.
 async fn caught_up(
-    targets: &[(EventHubConfig, EventHubTarget, Arc<PartitionSetup>)],
+    targets: &[(EventHubConfig, EventHubTarget)],
     watchers: &mut [Option<azure_messaging_eventhubs::ConsumerClient>],
     store: &dyn Store,
     stats: &Stats,
@@ -350,7 +352,7 @@ async fn caught_up(
     if stats.snapshot().owned.is_empty() {
         return false;
     }
-    for ((hub, target, _), watcher) in targets.iter().zip(watchers.iter_mut()) {
+    for ((hub, target), watcher) in targets.iter().zip(watchers.iter_mut()) {
         if watcher.is_none() {
             match target.consumer(&hub.consumer_group).await {
                 Ok(consumer) => *watcher = Some(consumer),
