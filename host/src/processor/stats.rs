@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::event::PartitionContext;
 
 /// What a partition is doing, as the summary shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionState {
     Running,
     /// Backing off before calling the plugin again on a failing event.
@@ -21,7 +21,7 @@ pub enum PartitionState {
 }
 
 /// One owned partition as the summary shows it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedPartition {
     pub event_hub: String,
     pub consumer_group: String,
