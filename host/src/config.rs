@@ -295,6 +295,11 @@ pub struct BalancingConfig {
     /// Events the SDK prefetches per partition (link credit).
     #[serde(default = "default_prefetch")]
     pub prefetch: u32,
+    /// How often a partition reads its ownership record before a batch, to stop at once when
+    /// another instance has taken it (0: before every batch; see `processor::fence`). Raise it
+    /// to save store reads with tiny batches, at the cost of that much overlap after a steal.
+    #[serde(default)]
+    pub ownership_check_ms: u64,
 }
 
 fn default_strategy() -> String {
@@ -318,6 +323,7 @@ impl Default for BalancingConfig {
             update_interval_ms: default_update_interval(),
             ownership_expiry_ms: default_ownership_expiry(),
             prefetch: default_prefetch(),
+            ownership_check_ms: 0,
         }
     }
 }

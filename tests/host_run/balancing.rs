@@ -298,3 +298,76 @@ async fn a_restart_resumes_after_the_last_success_and_consumer_groups_are_indepe
     assert_status_rows(status_of(&cfg_path), 2, ["-", "9", "9", "0"]);
     endpoint.shutdown().await;
 }
+
+/// A partition taken over by another instance stops before its next batch, long before the
+/// old owner's load balancer would notice at its next cycle (here 20 s away): the new owner
+/// alone handles what comes after the steal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stolen_partition_stops_before_its_next_batch() {
+    let local = Local::start(2).await;
+    let cfg = local
+        .config("")
+        .replace("strategy = \"balanced\"", "strategy = \"greedy\"")
+        .replace("update_interval_ms = 1000", "update_interval_ms = 20000")
+        .replace("ownership_expiry_ms = 3000", "ownership_expiry_ms = 60000");
+    let host = Host::start("old-owner", local.path(), &cfg, &[]);
+    send(&local.endpoint, 10, None).await;
+    eventually(
+        "the first events handled on both partitions",
+        Duration::from_secs(60),
+        || host.handled("$Default").len() == 10,
+        &[&host],
+    )
+    .await;
+    // Another instance takes partition 1 (as a balancing host would: a conditional claim).
+    let store = local.store();
+    let mut claim = store
+        .list_ownerships(NS, HUB, "$Default")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.partition_id == "1")
+        .expect("partition 1 is owned");
+    claim.owner_id = Some("thief".into());
+    assert_eq!(store.claim_ownership(&[claim]).await.unwrap().len(), 1);
+
+    send(&local.endpoint, 10, Some("1")).await;
+    send(&local.endpoint, 10, Some("0")).await;
+    eventually(
+        "partition 0's new events handled",
+        Duration::from_secs(60),
+        || {
+            host.handled("$Default")
+                .iter()
+                .filter(|(p, _)| p == "0")
+                .count()
+                == 15
+        },
+        &[&host],
+    )
+    .await;
+    // Partition 1's events arrived first; give its task time it would use if unfenced.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_steal: Vec<i64> = host
+        .handled("$Default")
+        .into_iter()
+        .filter(|(p, s)| p == "1" && *s >= 5)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(after_steal, Vec::<i64>::new(), "{}", host.log());
+    let log = host.log();
+    assert!(
+        log.contains("taken over by another instance") && log.contains("owner=thief"),
+        "{log}"
+    );
+    assert!(
+        log.contains("closed group=$Default partition=1 reason=ownership-lost"),
+        "{log}"
+    );
+    assert_eq!(
+        owners(&store, "$Default").await.get("1"),
+        Some(&Some("thief".to_string())),
+        "the old owner leaves the new owner's claim alone"
+    );
+    local.endpoint.shutdown().await;
+}

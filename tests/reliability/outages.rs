@@ -104,9 +104,11 @@ async fn a_storage_outage_and_an_endpoint_restart_under_load_lose_nothing() {
         started.elapsed().as_secs_f64()
     ));
     assert_eq!(lost, 0, "events lost");
+    // The load sends 200 events/s; while storage is down the hosts keep handling them (a
+    // host that waited on the store before each batch managed about 100 in the 10 s).
     assert!(
-        during_outage > 0,
-        "processing goes on while storage is down"
+        during_outage >= 500,
+        "processing goes on while storage is down: {during_outage} events handled in 10 s"
     );
     endpoint.shutdown().await;
 }

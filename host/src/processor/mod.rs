@@ -10,6 +10,7 @@
 //! - [`stats`]: counters for the one-line summary.
 
 pub mod checkpointer;
+pub mod fence;
 pub mod partition;
 pub mod reader;
 pub mod stats;
@@ -236,6 +237,8 @@ pub async fn run(
             max_batch_size: hub.max_batch_size,
             max_wait: Duration::from_millis(hub.max_wait_ms),
             stats: stats.clone(),
+            instance_id: instance_id.clone(),
+            ownership_check: Duration::from_millis(hub.balancing.ownership_check_ms),
         });
         targets.push((hub.clone(), target.clone()));
         setups.push(setup);

@@ -15,6 +15,7 @@ use azure_messaging_eventhubs::models::{AmqpSimpleValue, MessageId, ReceivedEven
 use tokio::sync::{mpsc, watch};
 
 use super::checkpointer::Checkpointer;
+use super::fence::{Fence, Owner};
 use super::reader::Item;
 use super::stats::{PartitionState, Stats};
 use crate::backoff::Backoff;
@@ -34,6 +35,9 @@ pub struct PartitionSetup {
     pub max_batch_size: usize,
     pub max_wait: Duration,
     pub stats: Arc<Stats>,
+    /// This instance's owner id, and how often the fence reads the ownership record.
+    pub instance_id: String,
+    pub ownership_check: Duration,
 }
 
 /// Why a partition task ended.
@@ -47,6 +51,8 @@ pub enum Ended {
     /// The receiver failed before it delivered a single event: a sign that the connection
     /// under the processor is gone (the processor is then rebuilt on a new one).
     FailedAtOnce,
+    /// The fence found another owner: the partition stopped before its next batch.
+    Stolen,
 }
 
 /// Convert an SDK event into the host's event.
@@ -122,6 +128,12 @@ pub async fn serve(
     let stats = setup.stats.clone();
     stats.set_state(&ctx, Some(PartitionState::Running));
     let checkpointer = Checkpointer::start(setup.store.clone(), &ctx, stats.clone());
+    let mut fence = Fence::new(
+        setup.store.clone(),
+        &ctx,
+        &setup.instance_id,
+        setup.ownership_check,
+    );
     let mut worker = setup.plugin.worker();
     if let Err(err) = worker.open(&ctx).await {
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-opened hook failed");
@@ -195,6 +207,10 @@ pub async fn serve(
                 }
             }
         }
+        if let Owner::Other(owner) = fence.owner().await {
+            tracing::info!(hub = %ctx.event_hub, partition = %ctx.partition_id, %owner, "Partition taken over by another instance; stopping before the next batch");
+            break Ended::Stolen;
+        }
         let n = pending.len().min(max_batch);
         batch.clear();
         batch.extend(pending.drain(..n));
@@ -228,7 +244,7 @@ pub async fn serve(
     }
     let reason = match ended {
         Ended::Shutdown => CloseReason::Shutdown,
-        Ended::ReceiverClosed | Ended::FailedAtOnce => CloseReason::OwnershipLost,
+        Ended::ReceiverClosed | Ended::FailedAtOnce | Ended::Stolen => CloseReason::OwnershipLost,
     };
     if let Err(err) = worker.close(reason).await {
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-closed hook failed");

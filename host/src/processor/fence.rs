@@ -1,0 +1,254 @@
+//! The ownership fence: a partition stops before its next batch once another instance owns it.
+//!
+//! Event Hubs ends the old owner's receiver when a new one attaches with a higher owner level
+//! (epoch), but the Rust SDK's owner level reaches no endpoint (see `hub/README.md`), and its
+//! load balancer only revokes a stolen partition at its next balancing cycle. Until then the
+//! old owner would keep handling events the new owner handles again from the checkpoint. The
+//! fence reads the partition's ownership record before each batch (at most once per
+//! `check_every`), so the overlap after a steal is the batch in flight. It fails open: when
+//! the store is slow or down it carries on (the SDK's ownership expiry still holds), since a
+//! storage outage must not stop processing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::checkpoint::Store;
+use crate::event::PartitionContext;
+
+/// What a look at the ownership record found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This instance still owns the partition, or the record could not be read in time.
+    Me,
+    /// Another instance (named) owns it, or it was released.
+    Other(String),
+}
+
+/// How long a batch waits for an ownership read in flight. A store that answers slower (an
+/// outage, retries) does not hold processing up: the read goes on in the background and the
+/// partition carries on, looking again before later batches.
+const WAIT_FOR_READ: Duration = Duration::from_millis(250);
+
+type Read = tokio::task::JoinHandle<azure_core::Result<Option<String>>>;
+
+pub struct Fence {
+    store: Arc<dyn Store>,
+    ctx: PartitionContext,
+    instance_id: String,
+    check_every: Duration,
+    last_check: Option<Instant>,
+    /// A read of the ownership record still in flight, and when it started.
+    pending: Option<(Instant, Read)>,
+}
+
+impl Fence {
+    pub fn new(
+        store: Arc<dyn Store>,
+        ctx: &PartitionContext,
+        instance_id: &str,
+        check_every: Duration,
+    ) -> Self {
+        Self {
+            store,
+            ctx: ctx.clone(),
+            instance_id: instance_id.to_string(),
+            check_every,
+            last_check: None,
+            pending: None,
+        }
+    }
+
+    /// Who owns the partition now, read at most once per `check_every` (`Me` in between).
+    pub async fn owner(&mut self) -> Owner {
+        let now = Instant::now();
+        if self.pending.is_none() {
+            if self
+                .last_check
+                .is_some_and(|t| now.duration_since(t) < self.check_every)
+            {
+                return Owner::Me;
+            }
+            self.last_check = Some(now);
+            self.pending = Some((now, self.read()));
+        }
+        let Some((started, mut read)) = self.pending.take() else {
+            return Owner::Me;
+        };
+        let result = match tokio::time::timeout_at(started + WAIT_FOR_READ, &mut read).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                self.pending = Some((started, read));
+                return Owner::Me;
+            }
+        };
+        match result {
+            Ok(Ok(Some(owner))) if owner != self.instance_id => Owner::Other(owner),
+            Ok(Ok(_)) => Owner::Me,
+            Ok(Err(err)) => {
+                tracing::debug!(partition = %self.ctx.partition_id, error = %err, "Cannot read ownership; carrying on");
+                Owner::Me
+            }
+            Err(_) => Owner::Me,
+        }
+    }
+
+    /// Read the partition's owner in the background.
+    fn read(&self) -> Read {
+        let store = self.store.clone();
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let listed = store
+                .list_ownerships(&ctx.namespace, &ctx.event_hub, &ctx.consumer_group)
+                .await?;
+            Ok(listed
+                .into_iter()
+                .find(|o| o.partition_id == ctx.partition_id)
+                .and_then(|o| o.owner_id))
+        })
+    }
+}
+
+impl Drop for Fence {
+    fn drop(&mut self) {
+        if let Some((_, read)) = self.pending.take() {
+            read.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::local::LocalCheckpointStore;
+    use crate::checkpoint::{CheckpointStore, Ownership};
+
+    fn claim(owner: &str) -> Ownership {
+        Ownership {
+            consumer_group: "$Default".into(),
+            event_hub_name: "hub".into(),
+            fully_qualified_namespace: "ns".into(),
+            partition_id: "3".into(),
+            owner_id: Some(owner.into()),
+            ..Default::default()
+        }
+    }
+
+    fn ctx() -> PartitionContext {
+        PartitionContext {
+            namespace: "ns".into(),
+            event_hub: "hub".into(),
+            consumer_group: "$Default".into(),
+            partition_id: "3".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_steal_is_seen_at_the_next_check_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalCheckpointStore::new(dir.path()));
+        store.claim_ownership(&[claim("me")]).await.unwrap();
+        let mut fence = Fence::new(store.clone(), &ctx(), "me", Duration::from_secs(3600));
+        assert_eq!(fence.owner().await, Owner::Me);
+        let mine = store
+            .list_ownerships("ns", "hub", "$Default")
+            .await
+            .unwrap();
+        let mut stolen = mine[0].clone();
+        stolen.owner_id = Some("thief".into());
+        assert_eq!(store.claim_ownership(&[stolen]).await.unwrap().len(), 1);
+        // Within the check interval the record is not read again.
+        assert_eq!(fence.owner().await, Owner::Me);
+        let mut every_batch = Fence::new(store.clone(), &ctx(), "me", Duration::ZERO);
+        assert_eq!(every_batch.owner().await, Owner::Other("thief".into()));
+    }
+
+    #[tokio::test]
+    async fn no_record_means_carry_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalCheckpointStore::new(dir.path()));
+        let mut fence = Fence::new(store, &ctx(), "me", Duration::ZERO);
+        assert_eq!(fence.owner().await, Owner::Me);
+    }
+
+    /// A store that never answers: each list waits forever.
+    struct Hanging(LocalCheckpointStore);
+
+    #[async_trait::async_trait]
+    impl CheckpointStore for Hanging {
+        async fn claim_ownership(&self, o: &[Ownership]) -> azure_core::Result<Vec<Ownership>> {
+            self.0.claim_ownership(o).await
+        }
+        async fn list_checkpoints(
+            &self,
+            ns: &str,
+            hub: &str,
+            cg: &str,
+        ) -> azure_core::Result<Vec<crate::checkpoint::Checkpoint>> {
+            self.0.list_checkpoints(ns, hub, cg).await
+        }
+        async fn list_ownerships(
+            &self,
+            _ns: &str,
+            _hub: &str,
+            _cg: &str,
+        ) -> azure_core::Result<Vec<Ownership>> {
+            std::future::pending().await
+        }
+        async fn update_checkpoint(
+            &self,
+            c: crate::checkpoint::Checkpoint,
+        ) -> azure_core::Result<()> {
+            self.0.update_checkpoint(c).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::checkpoint::RetryStore for Hanging {
+        async fn load_retry(
+            &self,
+            ns: &str,
+            hub: &str,
+            cg: &str,
+            p: &str,
+        ) -> azure_core::Result<Option<crate::checkpoint::RetryState>> {
+            self.0.load_retry(ns, hub, cg, p).await
+        }
+        async fn save_retry(
+            &self,
+            ns: &str,
+            hub: &str,
+            cg: &str,
+            p: &str,
+            state: Option<crate::checkpoint::RetryState>,
+        ) -> azure_core::Result<()> {
+            self.0.save_retry(ns, hub, cg, p, state).await
+        }
+    }
+
+    impl Store for Hanging {
+        fn describe(&self) -> String {
+            "hanging".into()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_does_not_answer_holds_one_batch_at_most_briefly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Hanging(LocalCheckpointStore::new(dir.path())));
+        let mut fence = Fence::new(store, &ctx(), "me", Duration::ZERO);
+        let start = Instant::now();
+        assert_eq!(fence.owner().await, Owner::Me);
+        assert_eq!(
+            start.elapsed(),
+            WAIT_FOR_READ,
+            "the first batch waits the bound"
+        );
+        // The read is still in flight: later batches do not wait for it at all.
+        for _ in 0..10 {
+            assert_eq!(fence.owner().await, Owner::Me);
+        }
+        assert_eq!(start.elapsed(), WAIT_FOR_READ);
+    }
+}

@@ -1,0 +1,381 @@
+"""Write hubwasm plugins in Python.
+
+A plugin is a class with a ``handle(self, ctx, event)`` method; decorate it with
+:func:`plugin`. The host calls it once per event of each batch it reads from an Event Hubs
+partition, and moves the partition's checkpoint only past events that returned normally::
+
+    import hubwasm
+
+    @hubwasm.plugin
+    class NonEmpty:
+        def __init__(self, config: hubwasm.Config):
+            self.limit = config.int("limit", 100)
+
+        def handle(self, ctx: hubwasm.Context, event: hubwasm.Event) -> None:
+            if not event.body:
+                raise hubwasm.Reject("empty body")
+
+Verdicts are what Python does anyway: return for success, ``raise Retry(...)`` for a transient
+failure (the host retries with backoff), ``raise Reject(...)`` for a poison event (dead-lettered
+or halted, as the operator configured). Any other exception is a bug: its traceback goes to the
+host's log and the call traps, which the host treats like a crash (a fresh instance, retries,
+then the failure policy).
+
+Events are views over the batch the host copied in as a few columns: a field is decoded only
+when you read it. Build with ``hubwasm plugin build`` (componentize-py, world batch-plugin).
+"""
+
+from __future__ import annotations
+
+import json as _json
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from componentize_py_types import Err
+from wit_world import exports as _exports
+from wit_world.imports import log as _log
+from wit_world.imports import types as _types
+
+__all__ = [
+    "plugin",
+    "Config",
+    "ConfigError",
+    "Context",
+    "Event",
+    "Batch",
+    "Retry",
+    "Reject",
+    "CloseReason",
+    "log",
+]
+
+#: The partition the events come from: ``namespace``, ``event_hub``, ``consumer_group``,
+#: ``partition_id`` (strings).
+Context = _types.PartitionContext
+
+#: Why a partition is closed: ``CloseReason.OWNERSHIP_LOST`` or ``CloseReason.SHUTDOWN``.
+CloseReason = _types.CloseReason
+
+_ABSENT = 0xFFFFFFFF
+_FIELDS = 7  # spans per event: body, offset, key, content type, correlation id, message id, props
+_BODY, _OFFSET, _KEY, _CONTENT_TYPE, _CORRELATION_ID, _MESSAGE_ID, _PROPERTIES = range(7)
+
+
+class Retry(Exception):
+    """A transient failure: the host retries the event later (not before ``after_ms``)."""
+
+    def __init__(self, message: str, after_ms: Optional[int] = None):
+        super().__init__(message)
+        self.message = str(message)
+        self.after_ms = after_ms
+
+
+class Reject(Exception):
+    """The event itself is bad (poison): retrying will not help."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = str(reason)
+
+
+class ConfigError(ValueError):
+    """A config value is missing or does not parse; the plugin refuses to start."""
+
+
+class Config:
+    """The plugin's ``key = value`` settings from the host config (all strings).
+
+    The typed getters return ``default`` when the key is absent and raise :class:`ConfigError`
+    naming the key and the value when it does not parse. Raising from ``__init__`` refuses to
+    start with that message.
+    """
+
+    def __init__(self, pairs: List[Tuple[str, str]]):
+        self._values: Dict[str, str] = {}
+        for key, value in pairs:  # the last one wins
+            self._values[key] = value
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        return self._values.get(key, default)
+
+    def require(self, key: str) -> str:
+        if key not in self._values:
+            raise ConfigError(f"config `{key}` is required")
+        return self._values[key]
+
+    def str(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        return self._values.get(key, default)
+
+    def int(self, key: str, default: Optional[int] = None) -> Optional[int]:
+        return self._parse(key, default, _parse_int, "an integer")
+
+    def float(self, key: str, default: Optional[float] = None) -> Optional[float]:
+        return self._parse(key, default, float, "a number")
+
+    def bool(self, key: str, default: Optional[bool] = None) -> Optional[bool]:
+        return self._parse(key, default, _parse_bool, "true or false")
+
+    def items(self) -> List[Tuple[str, str]]:
+        return list(self._values.items())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def _parse(self, key, default, parse, what):
+        raw = self._values.get(key)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, OverflowError):
+            raise ConfigError(f"config `{key}` = `{raw}` is invalid: expected {what}") from None
+
+
+def _parse_int(raw: str) -> int:
+    # As Rust's i64 parsing: optional sign and ASCII digits only, within 64 bits.
+    text = raw[1:] if raw[:1] in "+-" else raw
+    if not text or not text.isascii() or not text.isdigit():
+        raise ValueError(raw)
+    value = int(raw)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(raw)
+    return value
+
+
+def _parse_bool(raw: str) -> bool:
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    raise ValueError(raw)
+
+
+class Batch:
+    """A batch of consecutive events of one partition; iterate it for :class:`Event` views."""
+
+    __slots__ = ("_raw", "_spans", "_data", "_seqs", "__weakref__")
+
+    def __init__(self, raw: _types.EventBatch):
+        self._raw = raw
+        self._spans = raw.spans
+        self._data = raw.data
+        self._seqs = raw.sequence_numbers
+
+    def __len__(self) -> int:
+        return len(self._seqs)
+
+    def __getitem__(self, index: int) -> "Event":
+        if not -len(self._seqs) <= index < len(self._seqs):
+            raise IndexError("event index out of range")
+        return Event(self, index % len(self._seqs))
+
+    def __iter__(self) -> Iterator["Event"]:
+        for i in range(len(self._seqs)):
+            yield Event(self, i)
+
+    def _bytes(self, index: int, field: int) -> Optional[bytes]:
+        at = (index * _FIELDS + field) * 2
+        start = self._spans[at]
+        if start == _ABSENT:
+            return None
+        return self._data[start : start + self._spans[at + 1]]
+
+    def _text(self, index: int, field: int) -> Optional[str]:
+        raw = self._bytes(index, field)
+        return None if raw is None else raw.decode("utf-8", "replace")
+
+
+class Event:
+    """One event of a batch. Each field is read from the batch when asked for."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: Batch, index: int):
+        self._batch = batch
+        self._index = index
+
+    @property
+    def body(self) -> bytes:
+        """The body, unchanged."""
+        return self._batch._bytes(self._index, _BODY) or b""
+
+    def text(self) -> str:
+        """The body as UTF-8 text (raises ``UnicodeDecodeError`` if it is not)."""
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        """The body parsed as JSON (raises ``ValueError`` if it is not JSON)."""
+        return _json.loads(self.body)
+
+    @property
+    def sequence_number(self) -> int:
+        return self._batch._seqs[self._index]
+
+    @property
+    def offset(self) -> str:
+        return self._batch._text(self._index, _OFFSET) or ""
+
+    @property
+    def enqueued_time_ms(self) -> int:
+        """When Event Hubs accepted the event, milliseconds since the Unix epoch (UTC)."""
+        return self._batch._raw.enqueued_times_ms[self._index]
+
+    @property
+    def partition_key(self) -> Optional[str]:
+        return self._batch._text(self._index, _KEY)
+
+    @property
+    def content_type(self) -> Optional[str]:
+        return self._batch._text(self._index, _CONTENT_TYPE)
+
+    @property
+    def correlation_id(self) -> Optional[str]:
+        return self._batch._text(self._index, _CORRELATION_ID)
+
+    @property
+    def message_id(self) -> Optional[str]:
+        return self._batch._text(self._index, _MESSAGE_ID)
+
+    @property
+    def properties(self) -> Dict[str, Any]:
+        """Application properties: ``None``, ``bool``, ``int``, ``float``, ``str`` or ``bytes``
+        (timestamps as int milliseconds, UUIDs as their text)."""
+        b = self._batch
+        at = (self._index * _FIELDS + _PROPERTIES) * 2
+        start, length = b._spans[at], b._spans[at + 1]
+        if start == _ABSENT:
+            return {}
+        data = b._data
+        out: Dict[str, Any] = {}
+        for entry in b._raw.properties[start : start + length]:
+            k = entry.key
+            key = data[k.start : k.start + k.len].decode("utf-8", "replace")
+            out[key] = _slot(entry.value, data)
+        return out
+
+    def property(self, name: str, default: Any = None) -> Any:
+        return self.properties.get(name, default)
+
+    def __repr__(self) -> str:
+        return f"Event(sequence_number={self.sequence_number}, offset={self.offset!r})"
+
+
+def _slot(slot: Any, data: bytes) -> Any:
+    if isinstance(slot, _types.PropertySlot_Null):
+        return None
+    if isinstance(slot, (_types.PropertySlot_Text, _types.PropertySlot_Uuid)):
+        s = slot.value
+        return data[s.start : s.start + s.len].decode("utf-8", "replace")
+    if isinstance(slot, _types.PropertySlot_Binary):
+        s = slot.value
+        return data[s.start : s.start + s.len]
+    return slot.value
+
+
+class log:
+    """Logging into the host's log, tagged with the plugin's name: ``log.info("msg", key=v)``."""
+
+    @staticmethod
+    def write(level: "_log.Level", message: str, **fields: Any) -> None:
+        _log.log(level, str(message), [(k, str(v)) for k, v in fields.items()])
+
+    @staticmethod
+    def trace(message: str, **fields: Any) -> None:
+        log.write(_log.Level.TRACE, message, **fields)
+
+    @staticmethod
+    def debug(message: str, **fields: Any) -> None:
+        log.write(_log.Level.DEBUG, message, **fields)
+
+    @staticmethod
+    def info(message: str, **fields: Any) -> None:
+        log.write(_log.Level.INFO, message, **fields)
+
+    @staticmethod
+    def warn(message: str, **fields: Any) -> None:
+        log.write(_log.Level.WARN, message, **fields)
+
+    @staticmethod
+    def error(message: str, **fields: Any) -> None:
+        log.write(_log.Level.ERROR, message, **fields)
+
+
+# The instance of the user's plugin class (one per component instance), made by `init`.
+_factory: Optional[Callable[[Config], Any]] = None
+_instance: Any = None
+
+
+def _verdict(index: int, error: BaseException) -> Err:
+    if isinstance(error, Retry):
+        after = error.after_ms
+        if after is not None:
+            after = max(0, min(int(after), 0xFFFFFFFF))
+        failure = _types.EventError_Retryable(_types.RetryableError(error.message, after))
+    else:
+        failure = _types.EventError_Rejected(error.reason)
+    return Err(_types.BatchError(index, failure))
+
+
+class _Lifecycle(_exports.Lifecycle):
+    def init(self, config: List[Tuple[str, str]]) -> None:
+        global _instance
+        if _factory is None:
+            raise Err("no plugin class: decorate your class with @hubwasm.plugin")
+        try:
+            _instance = _factory(Config(config))
+        except Exception as e:  # a refusal to start, with its reason
+            message = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+            raise Err(message) from None
+
+    def partition_opened(self, context: _types.PartitionContext) -> None:
+        hook = getattr(_instance, "opened", None)
+        if hook is not None:
+            hook(context)
+
+    def partition_closed(self, context: _types.PartitionContext, reason: _types.CloseReason) -> None:
+        hook = getattr(_instance, "closed", None)
+        if hook is not None:
+            hook(context, reason)
+
+    def partition_error(self, context: _types.PartitionContext, message: str) -> None:
+        hook = getattr(_instance, "error", None)
+        if hook is not None:
+            hook(context, message)
+
+
+class _BatchHandler(_exports.BatchHandler):
+    def handle_batch(self, context: _types.PartitionContext, batch: _types.EventBatch) -> None:
+        view = Batch(batch)
+        whole = getattr(_instance, "handle_batch", None)
+        if whole is not None:
+            # The plugin takes the whole batch; a Retry/Reject raised with `.index` set says
+            # which event failed (events before it count as handled); without it, the first.
+            try:
+                whole(context, view)
+            except (Retry, Reject) as e:
+                raise _verdict(int(getattr(e, "index", 0) or 0), e) from None
+            return
+        handle = _instance.handle
+        for i in range(len(view)):
+            try:
+                handle(context, Event(view, i))
+            except (Retry, Reject) as e:
+                raise _verdict(i, e) from None
+
+
+def plugin(cls):
+    """Make ``cls`` the plugin: the host builds it with ``cls(config)`` on each new instance,
+    then calls ``handle(ctx, event)`` (or ``handle_batch(ctx, batch)`` if defined) and the
+    optional hooks ``opened(ctx)``, ``closed(ctx, reason)``, ``error(ctx, message)``."""
+    global _factory
+    import inspect
+    import sys
+
+    if not (callable(getattr(cls, "handle", None)) or callable(getattr(cls, "handle_batch", None))):
+        raise TypeError(f"{cls.__name__} needs a handle(self, ctx, event) method")
+    params = len(inspect.signature(cls).parameters)
+    _factory = (lambda config: cls(config)) if params else (lambda config: cls())
+    # componentize-py looks for the exports in the app module.
+    module = sys.modules[cls.__module__]
+    module.Lifecycle = _Lifecycle
+    module.BatchHandler = _BatchHandler
+    return cls
