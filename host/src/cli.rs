@@ -170,6 +170,46 @@ pub enum PluginCommand {
     /// Exits with status 1 if any event failed. Events are taken as bodies, one per line of a
     /// .jsonl file (or of every .jsonl file of a directory), numbered from sequence number 0.
     Test(TestArgs),
+    /// Make a plugin project: the handler, the guest library pinned, sample events, a README.
+    ///
+    /// The project builds with `hubwasm plugin build` and passes `hubwasm plugin test` on its
+    /// sample events as generated. See docs/plugins.md.
+    New(NewArgs),
+    /// Build a Rust, Python or JavaScript plugin project into a component (.wasm).
+    ///
+    /// The language is told by the project: Cargo.toml (Rust: cargo, wasm32-wasip2), app.py
+    /// (Python: componentize-py), app.js (JavaScript: componentize-js, without wasi:http).
+    /// Python and JavaScript builds are cached by content (the sources, the contract, the guest
+    /// library and the tool's version), so rebuilding unchanged sources is a copy.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The project's language.
+    #[arg(long, value_enum)]
+    pub lang: crate::authoring::Lang,
+    /// The project's name (letters, digits, `-`, `_`); also its directory.
+    pub name: String,
+    /// Where to make the project directory.
+    #[arg(long, default_value = ".")]
+    pub parent: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Where to write the component [default: DIR/<DIR's name>.wasm].
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// The build cache [default: $HUBWASM_BUILD_CACHE or ~/.cache/hubwasm/builds].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Build even if the cache holds the result.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -270,11 +310,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugin(PluginCommand::Inspect { wasm, cache }) => inspect(wasm, cache),
         Command::Plugin(PluginCommand::Test(args)) => test(args).await,
+        Command::Plugin(PluginCommand::New(args)) => plugin_new(args),
+        Command::Plugin(PluginCommand::Build(args)) => plugin_build(args),
         Command::Hub(HubCommand::Serve(args)) => serve(args).await,
         Command::Send(args) => send(args).await,
         Command::Run(args) => run_host(args).await,
         Command::Status(args) => status(args).await,
     }
+}
+
+fn plugin_new(args: NewArgs) -> anyhow::Result<ExitCode> {
+    let made = crate::authoring::new::new(args.lang, &args.name, &args.parent)?;
+    println!(
+        "made the {} plugin project {}:",
+        args.lang,
+        made.dir.display()
+    );
+    for file in &made.files {
+        println!("  {}", file.display());
+    }
+    let wasm = crate::authoring::wasm_name(&made.dir);
+    println!(
+        "next:\n  cd {}\n  hubwasm plugin build .\n  hubwasm plugin test {wasm} --events events/sample.jsonl",
+        made.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugin_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let options = crate::authoring::build::BuildOptions {
+        dir: args.dir,
+        out: args.out,
+        cache_dir: args.cache_dir,
+        no_cache: args.no_cache,
+    };
+    let built = crate::authoring::build::build(&options, |line| eprintln!("hubwasm: {line}"))?;
+    println!(
+        "built {} ({} plugin, {:.1} MB{}) in {:.1} s",
+        built.wasm.display(),
+        built.lang,
+        built.bytes as f64 / 1e6,
+        if built.from_cache {
+            ", from the build cache"
+        } else {
+            ""
+        },
+        built.took.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The config `hubwasm run` uses without --config.

@@ -13,6 +13,7 @@
 //! - [`send`]: `hubwasm send`, the seed's producer through the official Rust SDK.
 //! - [`cli`]: the `hubwasm` command line.
 
+pub mod authoring;
 pub mod azure_blob;
 pub mod backoff;
 pub mod checkpoint;

@@ -34,7 +34,7 @@ mod event;
 /// Bindings generated from `wit/` (world `batch-plugin`). Use the re-exports at the crate root.
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "batch-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_batch_plugin",
