@@ -11,3 +11,6 @@ export HUBWASM_PYTHON="${HUBWASM_PYTHON:-$HUBWASM_VENV/bin/python}"
 # checkpoint store's tests: tests/support/azurite.rs starts `azurite-blob` from here.
 export HUBWASM_NODE_DIR="${HUBWASM_NODE_DIR:-$HOME/.cache/hubwasm/node}"
 export HUBWASM_AZURITE="${HUBWASM_AZURITE:-$HUBWASM_NODE_DIR/node_modules/.bin/azurite-blob}"
+# The Python and JavaScript plugin toolchains (scripts/setup.sh): componentize-py sits in the
+# venv; componentize-js in a node directory of its own.
+export HUBWASM_PLUGIN_NODE_DIR="${HUBWASM_PLUGIN_NODE_DIR:-$HOME/.cache/hubwasm/node-plugins}"

@@ -40,3 +40,24 @@ case "$installed" in
     npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
     ;;
 esac
+
+# The plugin toolchains for Python and JavaScript plugins (`hubwasm plugin build` finds them
+# here): componentize-py in the venv, componentize-js in a node directory of its own (its
+# dependency tree does not mix with Azurite's).
+COMPONENTIZE_PY_VERSION=0.25.1
+if [ "$("$VENV/bin/componentize-py" --version 2>/dev/null)" != "componentize-py $COMPONENTIZE_PY_VERSION" ]; then
+  echo "setup: installing componentize-py $COMPONENTIZE_PY_VERSION into $VENV"
+  "$VENV/bin/pip" install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
+fi
+COMPONENTIZE_JS_VERSION=0.23
+PLUGIN_NODE_DIR="${HUBWASM_PLUGIN_NODE_DIR:-$HOME/.cache/hubwasm/node-plugins}"
+installed="$(node -p "require(process.argv[1]).version" "$PLUGIN_NODE_DIR/node_modules/@bytecodealliance/componentize-js/package.json" 2>/dev/null || true)"
+case "$installed" in
+  "$COMPONENTIZE_JS_VERSION".*) ;;
+  *)
+    echo "setup: installing componentize-js $COMPONENTIZE_JS_VERSION into $PLUGIN_NODE_DIR"
+    mkdir -p "$PLUGIN_NODE_DIR"
+    npm install --prefix "$PLUGIN_NODE_DIR" --no-audit --no-fund --loglevel=error \
+      "@bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION" >/dev/null
+    ;;
+esac

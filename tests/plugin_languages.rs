@@ -1,0 +1,282 @@
+//! Plugins in Python and JavaScript beside Rust: the same json-filter gives the same verdicts
+//! in all three, an exception shows the language's own traceback, and `hubwasm plugin new`
+//! scaffolds projects that build and pass `hubwasm plugin test` as generated.
+
+#[path = "support/lang_plugins.rs"]
+mod lang_plugins;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lang_plugins::built;
+
+fn hubwasm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .args(args)
+        .env_remove("HUBWASM_LOG")
+        .output()
+        .expect("run hubwasm")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn repo(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+/// `plugin test`'s verdict per event: (sequence number, `ok` / `REJECTED` / ...).
+fn verdicts(wasm: &Path, events: &str, extra: &[&str]) -> Vec<(i64, String)> {
+    let wasm = wasm.display().to_string();
+    let mut args = vec!["plugin", "test", &wasm, "--events", events];
+    args.extend_from_slice(extra);
+    let out = hubwasm(&args);
+    let verdicts: Vec<(i64, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("seq=")?;
+            let (seq, rest) = rest.split_once(' ')?;
+            let verdict = rest.split_whitespace().nth(1)?.trim_end_matches(':');
+            Some((seq.parse().ok()?, verdict.to_string()))
+        })
+        .collect();
+    assert!(!verdicts.is_empty(), "{}", text(&out));
+    verdicts
+}
+
+/// The corpus (tests/data/json-filter-verdicts.jsonl) holds the seed's events and bodies at
+/// every edge of "a seed event": not JSON, not an object, missing, mistyped, duplicated and
+/// escaped fields, 64-bit limits, `-0`, floats, lone surrogates, a byte order mark, invalid
+/// UTF-8, nesting at and past 127 levels.
+#[test]
+fn json_filter_gives_the_same_verdicts_in_rust_python_and_javascript() {
+    let rust = PathBuf::from(hubwasm_plugins::JSON_FILTER);
+    let python = built("python/json-filter");
+    let js = built("js/json-filter");
+    let corpus = repo("tests/data/json-filter-verdicts.jsonl");
+    for extra in [
+        &["--config", "min_value=50"][..],
+        &["--config", "min_value=50", "--batch", "16"][..],
+        &["--config", "min_value=0", "--config", "max_value=60"][..],
+    ] {
+        let expected = verdicts(&rust, &corpus, extra);
+        let rejected = expected.iter().filter(|(_, v)| v == "REJECTED").count();
+        assert!(
+            rejected > 20 && expected.len() - rejected > 20,
+            "the corpus has both kinds: {expected:?}"
+        );
+        assert_eq!(
+            verdicts(&python, &corpus, extra),
+            expected,
+            "python, {extra:?}"
+        );
+        assert_eq!(verdicts(&js, &corpus, extra), expected, "js, {extra:?}");
+    }
+    // The seed's own sample: all handled, and the kept/dropped counts agree.
+    let sample = repo("examples/events/seed-sample.jsonl");
+    let summaries: Vec<String> = [&rust, &python, &js]
+        .iter()
+        .map(|wasm| {
+            let out = hubwasm(&[
+                "plugin",
+                "test",
+                &wasm.display().to_string(),
+                "--events",
+                &sample,
+                "--batch",
+                "5",
+                "--config",
+                "min_value=60",
+            ]);
+            assert!(out.status.success(), "{}", text(&out));
+            let log = text(&out);
+            let summary = log
+                .lines()
+                .find(|l| l.contains("json-filter summary"))
+                .unwrap_or_else(|| panic!("no summary: {log}"));
+            let field = |name: &str| {
+                summary
+                    .split_whitespace()
+                    .find(|w| w.starts_with(&format!("{name}=")))
+                    .map(str::to_string)
+                    .unwrap_or_default()
+            };
+            format!("{} {}", field("kept"), field("dropped"))
+        })
+        .collect();
+    assert_eq!(summaries[0], summaries[1], "python counts like rust");
+    assert_eq!(summaries[0], summaries[2], "js counts like rust");
+    assert!(summaries[0].starts_with("kept="), "{summaries:?}");
+}
+
+/// A config the plugin refuses stops it before any event, with the plugin's own words.
+#[test]
+fn a_bad_config_is_refused_with_the_plugins_message_in_every_language() {
+    let sample = repo("examples/events/seed-sample.jsonl");
+    for rel in ["python/json-filter", "js/json-filter"] {
+        let wasm = built(rel).display().to_string();
+        let out = hubwasm(&[
+            "plugin",
+            "test",
+            &wasm,
+            "--events",
+            &sample,
+            "--config",
+            "min_value=abc",
+        ]);
+        let log = text(&out);
+        assert!(!out.status.success(), "{rel}: {log}");
+        assert!(
+            log.contains("config `min_value` = `abc` is invalid"),
+            "{rel}: {log}"
+        );
+    }
+}
+
+/// An exception nobody catches is a crash (as a Rust panic is) and the host's log shows the
+/// language's own traceback: file, line, function and message.
+#[test]
+fn an_uncaught_exception_shows_the_languages_traceback() {
+    let sample = repo("examples/events/seed-sample.jsonl");
+    let cases = [
+        (
+            "python/fail-nth",
+            "raise",
+            &[
+                "Traceback (most recent call last)",
+                "app.py\", line",
+                "in check_order",
+                "RuntimeError: unexpected event 2",
+            ][..],
+        ),
+        (
+            "js/fail-nth",
+            "throw",
+            &["RangeError: unexpected event 2", "checkOrder@", "app.js:"][..],
+        ),
+    ];
+    for (rel, kind, expected) in cases {
+        let wasm = built(rel).display().to_string();
+        let out = hubwasm(&[
+            "plugin",
+            "test",
+            &wasm,
+            "--events",
+            &sample,
+            "--config",
+            "fail_at=2",
+            "--config",
+            &format!("kind={kind}"),
+        ]);
+        let log = text(&out);
+        assert!(!out.status.success(), "{rel}: {log}");
+        for needle in expected {
+            assert!(log.contains(needle), "{rel}: no {needle:?} in\n{log}");
+        }
+        assert!(
+            log.contains("seq=2") && log.contains("trapped"),
+            "{rel}: reported as a crash:\n{log}"
+        );
+    }
+}
+
+/// What a new user does first, in each language: scaffold, build, test the sample events.
+#[test]
+fn plugin_new_scaffolds_projects_that_build_and_pass_their_sample_events() {
+    let parent = tempfile::tempdir().unwrap();
+    let parent_path = parent.path().display().to_string();
+    for lang in ["python", "js", "rust"] {
+        let name = format!("my-{lang}-plugin");
+        let out = hubwasm(&[
+            "plugin",
+            "new",
+            "--lang",
+            lang,
+            &name,
+            "--parent",
+            &parent_path,
+        ]);
+        assert!(out.status.success(), "{lang}: {}", text(&out));
+        let dir = parent.path().join(&name);
+        let mut build = Command::new(env!("CARGO_BIN_EXE_hubwasm"));
+        build.args(["plugin", "build"]).arg(&dir);
+        if lang == "rust" {
+            // Share compiled dependencies (wit-bindgen, serde_json) with the plugins' build.
+            build.env(
+                "CARGO_TARGET_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target"),
+            );
+        }
+        let out = build.output().unwrap();
+        assert!(out.status.success(), "{lang}: {}", text(&out));
+        let wasm = dir.join(format!("my_{lang}_plugin.wasm"));
+        assert!(wasm.is_file(), "{lang}: {}", text(&out));
+        let events = dir.join("events/sample.jsonl").display().to_string();
+        let out = hubwasm(&[
+            "plugin",
+            "test",
+            &wasm.display().to_string(),
+            "--events",
+            &events,
+            "--batch",
+            "10",
+        ]);
+        let log = text(&out);
+        assert!(out.status.success(), "{lang}: {log}");
+        assert!(log.contains("20 events, 20 ok, 0 failed"), "{lang}: {log}");
+        assert!(
+            log.contains(&format!("my-{lang}-plugin summary")),
+            "{lang}: the closed hook logs: {log}"
+        );
+    }
+}
+
+/// A missing toolchain is named with what to install; a directory that is no project says
+/// what a project is.
+#[test]
+fn plugin_build_says_what_is_missing() {
+    let parent = tempfile::tempdir().unwrap();
+    let out = hubwasm(&["plugin", "build", &parent.path().display().to_string()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not a plugin project"),
+        "{}",
+        text(&out)
+    );
+
+    let out = hubwasm(&[
+        "plugin",
+        "new",
+        "--lang",
+        "python",
+        "lonely",
+        "--parent",
+        &parent.path().display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .args(["plugin", "build"])
+        .arg(parent.path().join("lonely"))
+        .env("PATH", "/nonexistent")
+        .env("HOME", parent.path())
+        .env_remove("HUBWASM_VENV")
+        .env_remove("HUBWASM_COMPONENTIZE_PY")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("componentize-py is needed to build python plugins")
+            && log.contains("scripts/setup.sh"),
+        "{log}"
+    );
+}
