@@ -11,9 +11,12 @@ mod balancing;
 mod cli;
 mod failures;
 mod harness;
+mod languages;
 mod stores;
 
 #[path = "../support/azurite.rs"]
 mod azurite;
+#[path = "../support/lang_plugins.rs"]
+mod lang_plugins;
 #[path = "../support/python.rs"]
 mod python;
