@@ -4,6 +4,8 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubwasm/target}"
 export HUBWASM_PLUGINS_TARGET_DIR="${HUBWASM_PLUGINS_TARGET_DIR:-$CARGO_TARGET_DIR/wasm-plugins}"
 PLUGINS_OUT="$HUBWASM_PLUGINS_TARGET_DIR/wasm32-wasip2/release"
+# The Python and JavaScript plugins of plugins/python and plugins/js (scripts/build-plugins.sh).
+LANG_PLUGINS_OUT="$HUBWASM_PLUGINS_TARGET_DIR/lang"
 # The venv with the official Python SDKs (scripts/setup.sh), used by the endpoint's tests.
 export HUBWASM_VENV="${HUBWASM_VENV:-$HOME/.cache/hubwasm/venv}"
 export HUBWASM_PYTHON="${HUBWASM_PYTHON:-$HUBWASM_VENV/bin/python}"

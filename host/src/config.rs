@@ -295,10 +295,11 @@ pub struct BalancingConfig {
     /// Events the SDK prefetches per partition (link credit).
     #[serde(default = "default_prefetch")]
     pub prefetch: u32,
-    /// How often a partition reads its ownership record before a batch, to stop at once when
-    /// another instance has taken it (0: before every batch; see `processor::fence`). Raise it
-    /// to save store reads with tiny batches, at the cost of that much overlap after a steal.
-    #[serde(default)]
+    /// How often a partition reads its ownership record, to stop before its next batch once
+    /// another instance has taken it (see `processor::fence`). 0: before every batch, waiting
+    /// for the read (a steal costs the batch in flight; one store read per batch). Otherwise in
+    /// the background at most this often (a steal costs at most this long's events).
+    #[serde(default = "default_ownership_check")]
     pub ownership_check_ms: u64,
 }
 
@@ -315,6 +316,9 @@ fn default_ownership_expiry() -> u64 {
 fn default_prefetch() -> u32 {
     300
 }
+fn default_ownership_check() -> u64 {
+    1_000
+}
 
 impl Default for BalancingConfig {
     fn default() -> Self {
@@ -323,7 +327,7 @@ impl Default for BalancingConfig {
             update_interval_ms: default_update_interval(),
             ownership_expiry_ms: default_ownership_expiry(),
             prefetch: default_prefetch(),
-            ownership_check_ms: 0,
+            ownership_check_ms: default_ownership_check(),
         }
     }
 }

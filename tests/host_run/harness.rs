@@ -253,6 +253,8 @@ max_wait_ms = 50
 strategy = "balanced"
 update_interval_ms = 1000
 ownership_expiry_ms = 3000
+# Strict fencing: a partition another instance took stops before its very next batch.
+ownership_check_ms = 0
 
 [eventhub.dead_letter]
 {dead_letter}

@@ -31,7 +31,11 @@ initial_backoff_ms = 20"
     let host = Host::run_until_idle("lang", t.path(), &cfg, Duration::from_secs(180));
     let log = host.log();
     // Records name the plugin (by its file); compare the rest.
-    let stem = std::path::Path::new(plugin).file_stem().unwrap().to_str().unwrap();
+    let stem = std::path::Path::new(plugin)
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap();
     let named = format!("plugin `{stem}`");
     let attempts = log
         .lines()

@@ -4,8 +4,11 @@
 //! (epoch), but the Rust SDK's owner level reaches no endpoint (see `hub/README.md`), and its
 //! load balancer only revokes a stolen partition at its next balancing cycle. Until then the
 //! old owner would keep handling events the new owner handles again from the checkpoint. The
-//! fence reads the partition's ownership record before each batch (at most once per
-//! `check_every`), so the overlap after a steal is the batch in flight. It fails open: when
+//! fence reads the partition's ownership record and stops the partition before its next batch
+//! once another instance holds it: strictly before every batch (`ownership_check_ms = 0`: the
+//! overlap after a steal is the batch in flight, for one store read per batch), or in the
+//! background at most once per interval (the default, 1 s: nothing on the hot path, and the
+//! overlap is at most that interval's events). It fails open: when
 //! the store is slow or down it carries on (the SDK's ownership expiry still holds), since a
 //! storage outage must not stop processing.
 
@@ -60,30 +63,51 @@ impl Fence {
         }
     }
 
-    /// Who owns the partition now, read at most once per `check_every` (`Me` in between).
+    /// Who owns the partition, as far as the fence knows before the next batch.
+    ///
+    /// With `check_every` zero (strict) every batch waits for a fresh read (at most
+    /// [`WAIT_FOR_READ`]), so a steal costs the batch in flight. Otherwise reads run in the
+    /// background, at most one per `check_every`, and never hold a batch up: a steal is seen
+    /// within `check_every` plus one read.
     pub async fn owner(&mut self) -> Owner {
         let now = Instant::now();
-        if self.pending.is_none() {
-            if self
-                .last_check
-                .is_some_and(|t| now.duration_since(t) < self.check_every)
-            {
-                return Owner::Me;
+        if self.check_every.is_zero() {
+            if self.pending.is_none() {
+                self.pending = Some((now, self.read()));
             }
+            let Some((started, mut read)) = self.pending.take() else {
+                return Owner::Me;
+            };
+            return match tokio::time::timeout_at(started + WAIT_FOR_READ, &mut read).await {
+                Ok(joined) => self.verdict(joined),
+                Err(_) => {
+                    self.pending = Some((started, read));
+                    Owner::Me
+                }
+            };
+        }
+        if let Some((_, read)) = self.pending.as_mut().filter(|(_, r)| r.is_finished()) {
+            let joined = read.await;
+            self.pending = None;
+            if let Owner::Other(owner) = self.verdict(joined) {
+                return Owner::Other(owner);
+            }
+        }
+        let due = self
+            .last_check
+            .is_none_or(|t| now.duration_since(t) >= self.check_every);
+        if due && self.pending.is_none() {
             self.last_check = Some(now);
             self.pending = Some((now, self.read()));
         }
-        let Some((started, mut read)) = self.pending.take() else {
-            return Owner::Me;
-        };
-        let result = match tokio::time::timeout_at(started + WAIT_FOR_READ, &mut read).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                self.pending = Some((started, read));
-                return Owner::Me;
-            }
-        };
-        match result {
+        Owner::Me
+    }
+
+    fn verdict(
+        &self,
+        joined: Result<azure_core::Result<Option<String>>, tokio::task::JoinError>,
+    ) -> Owner {
+        match joined {
             Ok(Ok(Some(owner))) if owner != self.instance_id => Owner::Other(owner),
             Ok(Ok(_)) => Owner::Me,
             Ok(Err(err)) => {
@@ -144,8 +168,43 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn in_the_background_a_steal_is_seen_within_the_interval_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalCheckpointStore::new(dir.path()));
+        store.claim_ownership(&[claim("me")]).await.unwrap();
+        let every = Duration::from_secs(1);
+        let mut fence = Fence::new(store.clone(), &ctx(), "me", every);
+        assert_eq!(fence.owner().await, Owner::Me, "the first read starts");
+        let mine = store
+            .list_ownerships("ns", "hub", "$Default")
+            .await
+            .unwrap();
+        let mut stolen = mine[0].clone();
+        stolen.owner_id = Some("thief".into());
+        assert_eq!(store.claim_ownership(&[stolen]).await.unwrap().len(), 1);
+        // The first read may have seen either owner; within the interval no new read starts.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _ = fence.owner().await;
+        tokio::time::advance(every).await;
+        let start = Instant::now();
+        let mut seen = Owner::Me;
+        for _ in 0..100 {
+            seen = fence.owner().await;
+            if seen != Owner::Me {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(seen, Owner::Other("thief".into()));
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "no batch waited"
+        );
+    }
+
     #[tokio::test]
-    async fn a_steal_is_seen_at_the_next_check_and_not_before() {
+    async fn strictly_a_steal_is_seen_before_the_next_batch() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(LocalCheckpointStore::new(dir.path()));
         store.claim_ownership(&[claim("me")]).await.unwrap();

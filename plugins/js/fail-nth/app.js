@@ -12,7 +12,8 @@ class FailNth {
     if (!["retryable", "rejected", "throw"].includes(this.kind)) {
       throw new ConfigError(`config \`kind\` = \`${this.kind}\` is invalid: use \`retryable\`, \`rejected\` or \`throw\``);
     }
-    this.failAt = config.int(config.require("fail_at") && "fail_at");
+    config.require("fail_at");
+    this.failAt = config.int("fail_at");
     this.retryAfterMs = config.int("retry_after_ms");
     this.times = config.int("times");
     this.attempts = 0;

@@ -6,90 +6,10 @@
 // `value` (no fraction or exponent, within 64 bits); other fields are ignored; one of those five
 // given twice, or nesting deeper than 127 levels, is not.
 //
-// Config: `min_value` (integer, default 50), `max_value` (integer, optional).
+// Config: `min_value` (integer, default 50), `max_value` (integer, optional). The parsing lives
+// in seed.js.
 import { plugin, log, Reject } from "../hubwasm/index.js";
-
-const STRINGS = ["event_id", "timestamp", "data"];
-const INTEGERS = ["message_id", "value"];
-const KEYS = new Set([...STRINGS, ...INTEGERS]);
-// serde_json reads `-0` as a float (-0.0), so it is not an integer here either.
-const INTEGER_TOKEN = /^(0|-?[1-9][0-9]*)$/;
-const I64_MIN = -(2n ** 63n), I64_MAX = 2n ** 63n - 1n;
-const MAX_DEPTH = 127; // deeper nesting is not a seed event
-// ignoreBOM keeps a byte order mark in the text, so JSON.parse refuses it as serde does.
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-// Walk the text outside strings: depth past MAX_DEPTH, and the keys of the top-level object.
-function scan(text, wantKeys) {
-  let depth = 0, keys = [], i = 0;
-  while (i < text.length) {
-    const ch = text[i];
-    if (ch === '"') {
-      let j = i + 1;
-      while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
-      if (wantKeys && depth === 1) {
-        let k = j + 1;
-        while (" \t\r\n".includes(text[k])) k++;
-        if (text[k] === ":") keys.push(JSON.parse(text.slice(i, j + 1)));
-      }
-      i = j + 1;
-      continue;
-    }
-    if (ch === "[" || ch === "{") {
-      if (++depth > MAX_DEPTH) return { tooDeep: true, keys };
-    } else if (ch === "]" || ch === "}") depth--;
-    i++;
-  }
-  return { tooDeep: false, keys };
-}
-
-function count(text, needle) {
-  let n = 0;
-  for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + 1)) n++;
-  return n;
-}
-
-// The event's `value` as a BigInt, or throws saying why the body is not a seed event.
-function seedValue(body) {
-  const text = strictUtf8.decode(body);
-  const nesting = count(text, "[") + count(text, "{");
-  // Duplicate keys vanish in JSON.parse: look at the raw keys when one may be repeated.
-  const mayRepeat = text.includes("\\u") || INTEGERS.concat(STRINGS).some((k) => count(text, `"${k}"`) > 1);
-  if (nesting > MAX_DEPTH || mayRepeat) {
-    const { tooDeep, keys } = scan(text, mayRepeat);
-    if (tooDeep) throw new Error("recursion limit exceeded");
-    const seen = new Set();
-    for (const k of keys) {
-      if (KEYS.has(k) && seen.has(k)) throw new Error(`duplicate field \`${k}\``);
-      seen.add(k);
-    }
-  }
-  if (/^[ \t\r\n]*(.)/s.exec(text)?.[1] !== "{") throw new Error("not a JSON object");
-  const sources = new WeakMap();
-  const doc = JSON.parse(text, function (key, value, context) {
-    if (typeof value === "number" && INTEGERS.includes(key)) {
-      let own = sources.get(this);
-      if (!own) sources.set(this, (own = {}));
-      own[key] = context?.source;
-    }
-    return value;
-  });
-  for (const key of STRINGS) {
-    if (!Object.hasOwn(doc, key)) throw new Error(`missing field \`${key}\``);
-    if (typeof doc[key] !== "string" || LONE_SURROGATE.test(doc[key])) throw new Error(`\`${key}\` is not a string`);
-  }
-  let value;
-  for (const key of INTEGERS) {
-    if (!Object.hasOwn(doc, key)) throw new Error(`missing field \`${key}\``);
-    const source = sources.get(doc)?.[key];
-    if (typeof doc[key] !== "number" || !INTEGER_TOKEN.test(source ?? "")) throw new Error(`\`${key}\` is not a 64-bit integer`);
-    const n = BigInt(source);
-    if (n < I64_MIN || n > I64_MAX) throw new Error(`\`${key}\` is not a 64-bit integer`);
-    if (key === "value") value = n;
-  }
-  return value;
-}
+import { seedValue } from "./seed.js";
 
 class JsonFilter {
   constructor(config) {

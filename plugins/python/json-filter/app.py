@@ -6,83 +6,12 @@ with string `event_id`, `timestamp` and `data` and integer `message_id` and `val
 or exponent, within 64 bits); other fields are ignored; one of those five given twice, or
 nesting deeper than 127 levels, is not.
 
-Config: `min_value` (integer, default 50), `max_value` (integer, optional).
+Config: `min_value` (integer, default 50), `max_value` (integer, optional). The parsing lives
+in seed.py.
 """
 
-import json
-
 import hubwasm
-
-_STRINGS = ("event_id", "timestamp", "data")
-_INTEGERS = ("message_id", "value")
-_I64 = (-(2**63), 2**63 - 1)
-_MAX_DEPTH = 127
-
-
-def _no_constants(name):
-    raise ValueError(f"{name} is not JSON")
-
-
-def _too_deep(text: str) -> bool:
-    """Arrays and objects nested deeper than 127 levels (strings aside)."""
-    if text.count("[") + text.count("{") <= _MAX_DEPTH:
-        return False
-    depth, in_string, escaped = 0, False, False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > _MAX_DEPTH:
-                return True
-        elif ch in "]}":
-            depth -= 1
-    return False
-
-
-def _integer(token: str):
-    # serde_json reads `-0` as a float (-0.0), so it is not an integer here either.
-    return -0.0 if token == "-0" else int(token)
-
-
-def _seed_value(body: bytes) -> int:
-    """The event's `value`, or ValueError saying why the body is not a seed event."""
-    text = body.decode("utf-8")
-    if _too_deep(text):
-        raise ValueError("recursion limit exceeded")
-    pairs = json.loads(
-        text,
-        object_pairs_hook=list,  # keep duplicates visible; nested objects are not looked at
-        parse_constant=_no_constants,
-        parse_int=_integer,
-    )
-    if not isinstance(pairs, list) or body.lstrip(b" \t\r\n")[:1] != b"{":
-        raise ValueError("not a JSON object")
-    fields = {}
-    for key, value in pairs:
-        if key in fields and key in _STRINGS + _INTEGERS:
-            raise ValueError(f"duplicate field `{key}`")
-        fields[key] = value
-    for key in _STRINGS:
-        if key not in fields:
-            raise ValueError(f"missing field `{key}`")
-        if not isinstance(fields[key], str):
-            raise ValueError(f"`{key}` is not a string")
-        fields[key].encode("utf-8")  # a lone surrogate escape is not text
-    for key in _INTEGERS:
-        if key not in fields:
-            raise ValueError(f"missing field `{key}`")
-        v = fields[key]
-        if type(v) is not int or not _I64[0] <= v <= _I64[1]:
-            raise ValueError(f"`{key}` is not a 64-bit integer")
-    return fields["value"]
+from seed import seed_value
 
 
 @hubwasm.plugin
@@ -95,7 +24,7 @@ class JsonFilter:
 
     def handle(self, ctx: hubwasm.Context, event: hubwasm.Event) -> None:
         try:
-            value = _seed_value(event.body)
+            value = seed_value(event.body)
         except (ValueError, UnicodeError, RecursionError) as e:
             raise hubwasm.Reject(f"body is not a seed event: {e}")
         if value >= self.min_value and (self.max_value is None or value <= self.max_value):

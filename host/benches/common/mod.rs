@@ -1,0 +1,125 @@
+//! What the end-to-end benchmarks share: filling the embedded endpoint, `hubwasm run`'s
+//! processor over it with a plugin, and the official Python consumer as the baseline.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hubwasm::config::RunConfig;
+use hubwasm::connection::ConnectionString;
+use hubwasm::processor::{run, RunOptions};
+
+pub const HUB: &str = "bench";
+pub const PARTITIONS: u32 = 4;
+
+/// Fill the partitions with `count` seed events, 4 producers in parallel, batches of 100.
+pub async fn preload(conn: &str, count: usize) {
+    let per = count / PARTITIONS as usize;
+    let mut tasks = Vec::new();
+    for p in 0..PARTITIONS {
+        let conn = ConnectionString::parse(conn).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let producer = conn.producer().await.unwrap();
+            let mut n = 0;
+            while n < per {
+                let batch = producer
+                    .create_batch(Some(azure_messaging_eventhubs::EventDataBatchOptions {
+                        partition_id: Some(p.to_string()),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap();
+                for _ in 0..100.min(per - n) {
+                    n += 1;
+                    let body = hubwasm::send::seed_event(p as usize * per + n);
+                    assert!(batch.try_add_event_data(body.into_bytes(), None).unwrap());
+                }
+                producer.send_batch(batch, None).await.unwrap();
+            }
+            producer.close().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// `processor::run` over every event with `plugin` (a json filter, `min_value` 50), on the
+/// `[checkpoints]` given: (events handled, time from the first to the last).
+pub async fn hubwasm_run(
+    conn: &str,
+    checkpoints: &str,
+    group: &str,
+    events: usize,
+    plugin: &str,
+) -> (u64, Duration) {
+    let text = format!(
+        r#"summary_interval_secs = 0
+[checkpoints]
+{checkpoints}
+
+[[eventhub]]
+name = "{HUB}"
+connection_string = "{conn}"
+consumer_group = "{group}"
+plugin = "{plugin}"
+plugin_config = {{ min_value = "50" }}
+max_batch_size = 1000
+max_wait_ms = 10
+
+[eventhub.balancing]
+strategy = "greedy"
+update_interval_ms = 1000
+ownership_expiry_ms = 3000
+prefetch = 3000
+"#,
+    );
+    let config = RunConfig::parse(&text, Path::new("bench.toml")).unwrap();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = RunOptions {
+        exit_when_idle: Some(Duration::from_millis(500)),
+        ..RunOptions::default()
+    };
+    let report = run(config, options, stop_rx, |_| {}).await.unwrap();
+    assert_eq!(
+        report.snapshot.handled as usize, events,
+        "every event handled"
+    );
+    (report.snapshot.handled, report.busy)
+}
+
+/// A Python consumer (`mode` batch or event, see bench_consumer.py): (events, seconds) or why
+/// it could not run.
+pub fn python_run(
+    conn: &str,
+    mode: &str,
+    events: usize,
+    storage: &str,
+) -> Result<(u64, f64), String> {
+    let python = std::env::var("HUBWASM_PYTHON")
+        .map_err(|_| "HUBWASM_PYTHON not set (source scripts/env.sh)")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/bench_consumer.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(["--conn", conn])
+        .args(["--consumer-group", &format!("python-{mode}")])
+        .args(["--container", &format!("bench-python-{mode}")])
+        .args(["--mode", mode])
+        .args(["--expect", &events.to_string()])
+        .args(["--storage", storage])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "python consumer failed: {}\n{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last).map_err(|e| format!("{e}: {last}"))?;
+    Ok((
+        v["events"].as_u64().unwrap_or(0),
+        v["seconds"].as_f64().unwrap_or(f64::NAN),
+    ))
+}
