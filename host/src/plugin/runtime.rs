@@ -110,6 +110,8 @@ pub struct Plugin {
     /// First 12 hex digits of the component's SHA-256: the plugin's version in reports.
     pub(crate) digest: String,
     pub(crate) compile_time: Duration,
+    /// The instance `load` checked the plugin with, until the first worker takes it.
+    pub(crate) spare: std::sync::Mutex<Option<super::worker::Spare>>,
 }
 
 pub(crate) enum HandlerIndices {
@@ -331,6 +333,7 @@ impl Runtime {
             from_cache,
             digest,
             compile_time,
+            spare: std::sync::Mutex::new(None),
         })
     }
 
@@ -356,16 +359,16 @@ impl Runtime {
             .lifecycle
             .load(&mut store, &instance)
             .map_err(|e| mismatch("lifecycle", e))?;
-        match &plugin.handler {
-            HandlerIndices::Event(h) => {
+        let handler = match &plugin.handler {
+            HandlerIndices::Event(h) => super::worker::Handler::Event(
                 h.load(&mut store, &instance)
-                    .map_err(|e| mismatch("event-handler", e))?;
-            }
-            HandlerIndices::Batch(h) => {
+                    .map_err(|e| mismatch("event-handler", e))?,
+            ),
+            HandlerIndices::Batch(h) => super::worker::Handler::Batch(
                 h.load(&mut store, &instance)
-                    .map_err(|e| mismatch("batch-handler", e))?;
-            }
-        }
+                    .map_err(|e| mismatch("batch-handler", e))?,
+            ),
+        };
         let limit = super::worker::init_limit(plugin);
         let init = super::worker::bounded(
             limit,
@@ -373,7 +376,15 @@ impl Runtime {
             lifecycle.call_init(&mut store, &plugin.config),
         );
         match init.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                *plugin.spare.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(super::worker::Spare {
+                        store,
+                        lifecycle,
+                        handler,
+                    });
+                Ok(())
+            }
             Ok(Err(message)) => Err(LoadError::InitRefused {
                 path: plugin.path.clone(),
                 plugin: plugin.name.to_string(),

@@ -107,9 +107,17 @@ struct Instance {
     handler: Handler,
 }
 
-enum Handler {
+pub(crate) enum Handler {
     Event(event_handler::Guest),
     Batch(batch_handler::Guest),
+}
+
+/// The instance `load` made and `init`ed to check the plugin: kept for the first worker, so a
+/// (re)started host does not instantiate and `init` twice before its first event.
+pub(crate) struct Spare {
+    pub(crate) store: Store<HostState>,
+    pub(crate) lifecycle: lifecycle::Guest,
+    pub(crate) handler: Handler,
 }
 
 impl Worker {
@@ -343,6 +351,14 @@ impl Instance {
         generation: u64,
         open: Option<&wit::PartitionContext>,
     ) -> Result<Self, PluginError> {
+        let spare = plugin
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(spare) = spare {
+            return Self::from_spare(plugin, generation, spare, open).await;
+        }
         let mut store = new_store(&plugin);
         let limit = init_limit(&plugin);
         let started = bounded(limit, &plugin.ticks, Self::start(&plugin, &mut store, open)).await;
@@ -369,6 +385,42 @@ impl Instance {
             lifecycle,
             handler,
         })
+    }
+
+    /// The spare instance `load` left (instantiated and `init`ed), told about the open partition.
+    async fn from_spare(
+        plugin: Arc<Plugin>,
+        generation: u64,
+        spare: Spare,
+        open: Option<&wit::PartitionContext>,
+    ) -> Result<Self, PluginError> {
+        let mut instance = Self {
+            plugin,
+            generation,
+            store: spare.store,
+            lifecycle: spare.lifecycle,
+            handler: spare.handler,
+        };
+        if let Some(record) = open {
+            let timeout = instance.plugin.limits.timeout.max(MIN_INIT_TIMEOUT);
+            let limit = instance.arm(timeout);
+            let opened = bounded(
+                limit,
+                &instance.plugin.ticks,
+                instance
+                    .lifecycle
+                    .call_partition_opened(&mut instance.store, record),
+            )
+            .await;
+            if let Err(err) = opened {
+                let cause = instance.classify(err);
+                return Err(PluginError::Instantiate {
+                    plugin: instance.plugin.name.to_string(),
+                    detail: cause.to_string(),
+                });
+            }
+        }
+        Ok(instance)
     }
 
     /// Instantiate, load the exports, call `init` and `partition-opened`. The inner `Err` is

@@ -47,15 +47,24 @@ function count(text, needle) {
   return n;
 }
 
-// The event's `value` as a BigInt, or throws saying why the body is not a seed event.
+// Every quoted occurrence of the five keys, in one pass.
+const QUOTED_KEYS = /"(?:event_id|message_id|timestamp|value|data)"/g;
+// A key and the number token after it (read at the key's only occurrence).
+const NUMBER_AFTER_KEY = /"[a-z_]+"[ \t\r\n]*:[ \t\r\n]*(-?[0-9][0-9.eE+-]*)/y;
+
+// The event's `value` (a Number, or a BigInt beyond 15 digits; both compare exactly with
+// BigInt bounds), or throws saying why the body is not a seed event.
 export function seedValue(body) {
   const text = strictUtf8.decode(body);
+  // Escapes can spell a key (`"val\u0075e"`) or a lone surrogate: those bodies take the slow path.
+  const escapes = text.includes("\\u");
+  const quoted = text.match(QUOTED_KEYS) ?? [];
+  const repeated = escapes || new Set(quoted).size !== quoted.length;
   const nesting = count(text, "[") + count(text, "{");
-  // Duplicate keys vanish in JSON.parse: look at the raw keys when one may be repeated.
-  const mayRepeat = text.includes("\\u") || INTEGERS.concat(STRINGS).some((k) => count(text, `"${k}"`) > 1);
-  if (nesting > MAX_DEPTH || mayRepeat) {
-    const { tooDeep, keys } = scan(text, mayRepeat);
+  if (nesting > MAX_DEPTH || repeated) {
+    const { tooDeep, keys } = scan(text, repeated);
     if (tooDeep) throw new Error("recursion limit exceeded");
+    // Duplicate keys vanish in JSON.parse: look at the raw keys.
     const seen = new Set();
     for (const k of keys) {
       if (KEYS.has(k) && seen.has(k)) throw new Error(`duplicate field \`${k}\``);
@@ -63,26 +72,49 @@ export function seedValue(body) {
     }
   }
   if (/^[ \t\r\n]*(.)/s.exec(text)?.[1] !== "{") throw new Error("not a JSON object");
-  const sources = new WeakMap();
-  const doc = JSON.parse(text, function (key, value, context) {
-    if (typeof value === "number" && INTEGERS.includes(key)) {
-      let own = sources.get(this);
-      if (!own) sources.set(this, (own = {}));
-      own[key] = context?.source;
+  let doc, sources;
+  if (!repeated) {
+    // Fast path: each key occurs once, so an integer's raw token follows its key.
+    doc = JSON.parse(text);
+    sources = {};
+    for (const key of INTEGERS) {
+      const at = text.indexOf(`"${key}"`);
+      if (at === -1) continue;
+      NUMBER_AFTER_KEY.lastIndex = at;
+      sources[key] = NUMBER_AFTER_KEY.exec(text)?.[1];
     }
-    return value;
-  });
+  } else {
+    // The raw tokens through the reviver's source text, per holder object.
+    const byHolder = new WeakMap();
+    doc = JSON.parse(text, function (key, value, context) {
+      if (typeof value === "number" && INTEGERS.includes(key)) {
+        let own = byHolder.get(this);
+        if (!own) byHolder.set(this, (own = {}));
+        own[key] = context?.source;
+      }
+      return value;
+    });
+    sources = byHolder.get(doc) ?? {};
+  }
   for (const key of STRINGS) {
-    if (!Object.hasOwn(doc, key)) throw new Error(`missing field \`${key}\``);
-    if (typeof doc[key] !== "string" || LONE_SURROGATE.test(doc[key])) throw new Error(`\`${key}\` is not a string`);
+    const v = doc[key];
+    if (typeof v !== "string" || (escapes && LONE_SURROGATE.test(v))) {
+      throw new Error(Object.hasOwn(doc, key) ? `\`${key}\` is not a string` : `missing field \`${key}\``);
+    }
   }
   let value;
   for (const key of INTEGERS) {
-    if (!Object.hasOwn(doc, key)) throw new Error(`missing field \`${key}\``);
-    const source = sources.get(doc)?.[key];
-    if (typeof doc[key] !== "number" || !INTEGER_TOKEN.test(source ?? "")) throw new Error(`\`${key}\` is not a 64-bit integer`);
-    const n = BigInt(source);
-    if (n < I64_MIN || n > I64_MAX) throw new Error(`\`${key}\` is not a 64-bit integer`);
+    const source = sources[key];
+    if (typeof doc[key] !== "number" || !INTEGER_TOKEN.test(source ?? "")) {
+      throw new Error(Object.hasOwn(doc, key) ? `\`${key}\` is not a 64-bit integer` : `missing field \`${key}\``);
+    }
+    let n;
+    if (source.length <= 15) {
+      n = Number(source);
+    } else {
+      n = BigInt(source);
+      if (n < I64_MIN || n > I64_MAX) throw new Error(`\`${key}\` is not a 64-bit integer`);
+    }
     if (key === "value") value = n;
   }
   return value;

@@ -8,6 +8,7 @@ one of those five given twice, or nesting deeper than 127 levels, is not.
 """
 
 import json
+import re
 
 _STRINGS = ("event_id", "timestamp", "data")
 _INTEGERS = ("message_id", "value")
@@ -48,30 +49,49 @@ def _integer(token: str):
     return -0.0 if token == "-0" else int(token)
 
 
+_QUOTED_KEYS = tuple(f'"{k}"'.encode() for k in _STRINGS + _INTEGERS)
+# The number token after a key, read at the key's only occurrence.
+_NUMBER_AFTER_KEY = re.compile(rb'"[a-z_]+"[ \t\r\n]*:[ \t\r\n]*(-?[0-9][0-9.eE+-]*)')
+
+
 def seed_value(body: bytes) -> int:
     """The event's `value`, or ValueError saying why the body is not a seed event."""
     text = body.decode("utf-8")
     if _too_deep(text):
         raise ValueError("recursion limit exceeded")
-    pairs = json.loads(
-        text,
-        object_pairs_hook=list,  # keep duplicates visible; nested objects are not looked at
-        parse_constant=_no_constants,
-        parse_int=_integer,
-    )
-    if not isinstance(pairs, list) or body.lstrip(b" \t\r\n")[:1] != b"{":
+    if body.lstrip(b" \t\r\n")[:1] != b"{":
         raise ValueError("not a JSON object")
-    fields = {}
-    for key, value in pairs:
-        if key in fields and key in _STRINGS + _INTEGERS:
-            raise ValueError(f"duplicate field `{key}`")
-        fields[key] = value
+    # Escapes can spell a key (`"val\u0075e"`) or a lone surrogate; a key may repeat: those
+    # bodies take the slow path, which sees every key/value pair as written.
+    escapes = b"\\u" in body
+    if escapes or any(body.count(k) > 1 for k in _QUOTED_KEYS):
+        fields = {}
+        pairs = json.loads(
+            text,
+            object_pairs_hook=list,  # keep duplicates visible; nested objects are not looked at
+            parse_constant=_no_constants,
+            parse_int=_integer,
+        )
+        for key, value in pairs:
+            if key in fields and key in _STRINGS + _INTEGERS:
+                raise ValueError(f"duplicate field `{key}`")
+            fields[key] = value
+    else:
+        fields = json.loads(text, parse_constant=_no_constants)
+        for key in _INTEGERS:
+            # `-0` parses as 0: look at the token (the key occurs once).
+            if fields.get(key) == 0 and type(fields[key]) is int:
+                at = body.find(f'"{key}"'.encode())
+                token = _NUMBER_AFTER_KEY.match(body, at)
+                if token is None or token.group(1) == b"-0":
+                    raise ValueError(f"`{key}` is not a 64-bit integer")
     for key in _STRINGS:
         if key not in fields:
             raise ValueError(f"missing field `{key}`")
         if not isinstance(fields[key], str):
             raise ValueError(f"`{key}` is not a string")
-        fields[key].encode("utf-8")  # a lone surrogate escape is not text
+        if escapes:
+            fields[key].encode("utf-8")  # a lone surrogate escape is not text
     for key in _INTEGERS:
         if key not in fields:
             raise ValueError(f"missing field `{key}`")
