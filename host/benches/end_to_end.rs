@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hubwasm::connection::ConnectionString;
-use hubwasm_hub::config::{EventHubConfig, HubConfig};
 
 /// The allocator of the `hubwasm` binary (host/src/main.rs), so the bench measures what it runs.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use common::{hubwasm_run, preload, python_run, HUB, PARTITIONS};
+use common::{blob_checkpoints, hubwasm_run, preload, python_run, start_endpoint, HUB, PARTITIONS};
 
 mod common;
 
@@ -96,27 +95,18 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let endpoint = hubwasm_hub::start(HubConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("hub"),
-            event_hubs: vec![EventHubConfig {
-                name: HUB.into(),
-                partitions: PARTITIONS,
-                consumer_groups: [
-                    "sdk-only",
-                    "sdk-one-connection",
-                    "hubwasm-local",
-                    "hubwasm-blob",
-                    "python-batch",
-                    "python-event",
-                ]
-                    .map(String::from)
-                    .to_vec(),
-            }],
-            ..HubConfig::default()
-        })
-        .await
-        .unwrap();
+        let endpoint = start_endpoint(
+            &dir.path().join("hub"),
+            &[
+                "sdk-only",
+                "sdk-one-connection",
+                "hubwasm-local",
+                "hubwasm-blob",
+                "python-batch",
+                "python-event",
+            ],
+        )
+        .await;
         let conn = endpoint.connection_string(HUB);
         let started = Instant::now();
         preload(&conn, events).await;
@@ -149,12 +139,7 @@ fn main() {
             n as f64 / busy.as_secs_f64(),
         ));
         let azurite = azurite::Azurite::start();
-        let blob = format!(
-            "store = \"blob\"\nendpoint = \"{}\"\naccount = \"{}\"\nkey = \"{}\"\ncontainer = \"bench-hubwasm\"",
-            azurite.blob_endpoint(),
-            azurite::ACCOUNT,
-            azurite::KEY
-        );
+        let blob = blob_checkpoints(&azurite, "bench-hubwasm");
         let (n, busy) = hubwasm_run(&conn, &blob, "hubwasm-blob", events, hubwasm_plugins::JSON_FILTER).await;
         let ours = n as f64 / busy.as_secs_f64();
         rows.push(("hubwasm run, Rust json-filter, Blob store", n, ours));

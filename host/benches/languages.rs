@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use hubwasm::event::{Event, PartitionContext};
 use hubwasm::plugin::{PluginHandle, PluginSpec, Runtime, RuntimeOptions};
-use hubwasm_hub::config::{EventHubConfig, HubConfig};
 
-use common::{hubwasm_run, preload, python_run, HUB, PARTITIONS};
+use common::{blob_checkpoints, hubwasm_run, preload, python_run, start_endpoint, HUB};
 
 #[path = "../../tests/support/azurite.rs"]
 mod azurite;
@@ -224,43 +223,49 @@ fn main() {
         .unwrap_or(100_000usize)
         .min(e2e_events);
     let e2e = rt.block_on(async {
-        let endpoint = hubwasm_hub::start(HubConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("hub"),
-            event_hubs: vec![EventHubConfig {
-                name: HUB.into(),
-                partitions: PARTITIONS,
-                consumer_groups: ["python-plugin", "js-plugin", "rust-plugin", "python-batch"]
-                    .map(String::from)
-                    .to_vec(),
-            }],
-            ..HubConfig::default()
-        })
-        .await
-        .unwrap();
+        let endpoint = start_endpoint(
+            &dir.path().join("hub"),
+            &["python-plugin", "js-plugin", "rust-plugin", "python-batch"],
+        )
+        .await;
         let conn = endpoint.connection_string(HUB);
         preload(&conn, e2e_events).await;
         let azurite = azurite::Azurite::start();
-        let blob = |container: &str| {
-            format!(
-                "store = \"blob\"\nendpoint = \"{}\"\naccount = \"{}\"\nkey = \"{}\"\ncontainer = \"{container}\"",
-                azurite.blob_endpoint(),
-                azurite::ACCOUNT,
-                azurite::KEY
-            )
-        };
+        let blob = |container: &str| blob_checkpoints(&azurite, container);
         let mut e2e: Vec<(String, u64, f64)> = Vec::new();
         for (label, group, wasm) in [
-            ("hubwasm run, Rust json filter", "rust-plugin", plugins[0].2.clone()),
-            ("hubwasm run, Python json filter", "python-plugin", plugins[1].2.clone()),
-            ("hubwasm run, JavaScript json filter", "js-plugin", plugins[2].2.clone()),
+            (
+                "hubwasm run, Rust json filter",
+                "rust-plugin",
+                plugins[0].2.clone(),
+            ),
+            (
+                "hubwasm run, Python json filter",
+                "python-plugin",
+                plugins[1].2.clone(),
+            ),
+            (
+                "hubwasm run, JavaScript json filter",
+                "js-plugin",
+                plugins[2].2.clone(),
+            ),
         ] {
-            let (n, busy): (u64, Duration) =
-                hubwasm_run(&conn, &blob(group), group, e2e_events, wasm.to_str().unwrap()).await;
+            let (n, busy): (u64, Duration) = hubwasm_run(
+                &conn,
+                &blob(group),
+                group,
+                e2e_events,
+                wasm.to_str().unwrap(),
+            )
+            .await;
             e2e.push((label.into(), n, n as f64 / busy.as_secs_f64()));
         }
         match python_run(&conn, "batch", py_events, &azurite.connection_string()) {
-            Ok((n, secs)) => e2e.push(("official Python consumer, receive_batch".into(), n, n as f64 / secs)),
+            Ok((n, secs)) => e2e.push((
+                "official Python consumer, receive_batch".into(),
+                n,
+                n as f64 / secs,
+            )),
             Err(why) => println!("Python consumer not run: {why}"),
         }
         endpoint.shutdown().await;

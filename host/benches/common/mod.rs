@@ -7,9 +7,37 @@ use std::time::Duration;
 use hubwasm::config::RunConfig;
 use hubwasm::connection::ConnectionString;
 use hubwasm::processor::{run, RunOptions};
+use hubwasm_hub::config::{EventHubConfig, HubConfig};
+use hubwasm_hub::RunningHub;
 
 pub const HUB: &str = "bench";
 pub const PARTITIONS: u32 = 4;
+
+/// The embedded endpoint with the bench's event hub (data in `dir`) and these consumer groups.
+pub async fn start_endpoint(dir: &Path, groups: &[&str]) -> RunningHub {
+    hubwasm_hub::start(HubConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        event_hubs: vec![EventHubConfig {
+            name: HUB.into(),
+            partitions: PARTITIONS,
+            consumer_groups: groups.iter().map(|g| g.to_string()).collect(),
+        }],
+        ..HubConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// `[checkpoints]` keys for a Blob container on Azurite.
+pub fn blob_checkpoints(azurite: &crate::azurite::Azurite, container: &str) -> String {
+    format!(
+        "store = \"blob\"\nendpoint = \"{}\"\naccount = \"{}\"\nkey = \"{}\"\ncontainer = \"{container}\"",
+        azurite.blob_endpoint(),
+        crate::azurite::ACCOUNT,
+        crate::azurite::KEY
+    )
+}
 
 /// Fill the partitions with `count` seed events, 4 producers in parallel, batches of 100.
 pub async fn preload(conn: &str, count: usize) {
