@@ -16,3 +16,5 @@ export HUBWASM_AZURITE="${HUBWASM_AZURITE:-$HUBWASM_NODE_DIR/node_modules/.bin/a
 # The Python and JavaScript plugin toolchains (scripts/setup.sh): componentize-py sits in the
 # venv; componentize-js in a node directory of its own.
 export HUBWASM_PLUGIN_NODE_DIR="${HUBWASM_PLUGIN_NODE_DIR:-$HOME/.cache/hubwasm/node-plugins}"
+# The type checkers of the editor-types tests (scripts/setup.sh): mypy in the venv, tsc here.
+export HUBWASM_TOOLS_NODE_DIR="${HUBWASM_TOOLS_NODE_DIR:-$HOME/.cache/hubwasm/node-tools}"

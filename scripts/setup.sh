@@ -61,3 +61,20 @@ case "$installed" in
       "@bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION" >/dev/null
     ;;
 esac
+# The type checkers the tests run over the scaffolds' editor types (`hubwasm plugin types`):
+# mypy in the venv, TypeScript in a node directory of its own (installing it beside
+# componentize-js rearranges that tree, and componentize-js imports a package it only gets by
+# hoisting).
+MYPY_VERSION=2.4.1
+if [ "$("$VENV/bin/mypy" --version 2>/dev/null | cut -d' ' -f2)" != "$MYPY_VERSION" ]; then
+  echo "setup: installing mypy $MYPY_VERSION into $VENV"
+  "$VENV/bin/pip" install --quiet "mypy==$MYPY_VERSION"
+fi
+TYPESCRIPT_VERSION=5.9.3
+TOOLS_NODE_DIR="${HUBWASM_TOOLS_NODE_DIR:-$HOME/.cache/hubwasm/node-tools}"
+if [ "$("$TOOLS_NODE_DIR/node_modules/.bin/tsc" --version 2>/dev/null)" != "Version $TYPESCRIPT_VERSION" ]; then
+  echo "setup: installing TypeScript $TYPESCRIPT_VERSION into $TOOLS_NODE_DIR"
+  mkdir -p "$TOOLS_NODE_DIR"
+  npm install --prefix "$TOOLS_NODE_DIR" --no-audit --no-fund --loglevel=error \
+    "typescript@$TYPESCRIPT_VERSION" >/dev/null
+fi

@@ -280,3 +280,146 @@ fn plugin_build_says_what_is_missing() {
         "{log}"
     );
 }
+
+/// Every file of the tree under `root`, relative to it, with its text.
+fn tree(root: &Path) -> Vec<(PathBuf, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.strip_prefix(root).unwrap().to_path_buf(), text));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// The editor types in the repository (and so in every scaffold, which embeds them) are what
+/// the languages' binding generators make of the current contract.
+#[test]
+fn editor_types_are_generated_from_the_current_contract() {
+    for (lang, committed) in [
+        ("python", "plugins/python/typings"),
+        ("js", "plugins/js/hubwasm/types"),
+    ] {
+        let out_dir = tempfile::tempdir().unwrap();
+        let fresh = out_dir.path().join("types");
+        let out = hubwasm(&[
+            "plugin",
+            "types",
+            "--lang",
+            lang,
+            "-o",
+            &fresh.display().to_string(),
+        ]);
+        assert!(out.status.success(), "{lang}: {}", text(&out));
+        let fresh = tree(&fresh);
+        assert!(fresh.len() >= 5, "{lang}: {fresh:?}");
+        let all = fresh.iter().map(|(_, t)| t.as_str()).collect::<String>();
+        // The contract's own words reach the editor: a record's field and a doc comment.
+        assert!(
+            all.contains("partition_id") || all.contains("partitionId"),
+            "{lang}"
+        );
+        assert!(
+            all.contains("Write one log record with optional key/value fields"),
+            "{lang}"
+        );
+        assert!(
+            tree(Path::new(&repo(committed))) == fresh,
+            "{committed} is stale: run `hubwasm plugin types --lang {lang} -o {committed}`"
+        );
+    }
+}
+
+fn checker(path: &str) -> PathBuf {
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/setup.sh`",
+        path.display()
+    );
+    path
+}
+
+/// A scaffold's handler type-checks against the generated types as made (mypy --strict,
+/// tsc --strict), and a handler that misuses the contract's types is caught.
+#[test]
+fn scaffolds_type_check_against_the_contract() {
+    let home = std::env::var("HOME").unwrap();
+    let venv = std::env::var("HUBWASM_VENV").unwrap_or(format!("{home}/.cache/hubwasm/venv"));
+    let tools = std::env::var("HUBWASM_TOOLS_NODE_DIR")
+        .unwrap_or(format!("{home}/.cache/hubwasm/node-tools"));
+    let mypy = checker(&format!("{venv}/bin/mypy"));
+    let tsc = checker(&format!("{tools}/node_modules/.bin/tsc"));
+    let parent = tempfile::tempdir().unwrap();
+    let parent_path = parent.path().display().to_string();
+    for lang in ["python", "js"] {
+        let out = hubwasm(&[
+            "plugin",
+            "new",
+            "--lang",
+            lang,
+            "typed",
+            "--parent",
+            &parent_path,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let dir = parent.path().join("typed");
+        let (source, check): (&str, Box<dyn Fn() -> Output>) = match lang {
+            "python" => (
+                "app.py",
+                Box::new(|| {
+                    Command::new(&mypy)
+                        .args(["--strict", "--no-incremental", "app.py"])
+                        .env("MYPYPATH", "typings")
+                        .current_dir(&dir)
+                        .output()
+                        .unwrap()
+                }),
+            ),
+            _ => (
+                "app.js",
+                Box::new(|| {
+                    Command::new(&tsc)
+                        .args(["-p", "jsconfig.json"])
+                        .current_dir(&dir)
+                        .output()
+                        .unwrap()
+                }),
+            ),
+        };
+        let out = check();
+        assert!(out.status.success(), "{lang}: the scaffold: {}", text(&out));
+
+        // A field the contract does not have, and a close reason it cannot be.
+        let app = std::fs::read_to_string(dir.join(source)).unwrap();
+        let (from, to, expect) = match lang {
+            "python" => (
+                "partition=ctx.partition_id,",
+                "partition=ctx.partition_number, stolen=reason == \"stolen\",",
+                ["partition_number", "Non-overlapping equality check"],
+            ),
+            _ => (
+                "partition: ctx.partitionId,",
+                "partition: ctx.partitionNumber, stolen: reason === \"stolen\",",
+                ["partitionNumber", "have no overlap"],
+            ),
+        };
+        assert!(app.contains(from), "{lang}: {app}");
+        std::fs::write(dir.join(source), app.replace(from, to)).unwrap();
+        let out = check();
+        let log = text(&out);
+        assert!(!out.status.success(), "{lang}: the misuse passed: {log}");
+        for what in expect {
+            assert!(log.contains(what), "{lang}: {what}: {log}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

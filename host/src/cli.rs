@@ -182,6 +182,27 @@ pub enum PluginCommand {
     /// Python and JavaScript builds are cached by content (the sources, the contract, the guest
     /// library and the tool's version), so rebuilding unchanged sources is a copy.
     Build(BuildArgs),
+    /// Write editor types for a Python or JavaScript plugin, generated from the contract.
+    ///
+    /// Python: `.pyi` stubs of the bindings the guest library imports, in DIR/typings (pyright
+    /// and Pylance look there; for mypy set MYPYPATH=typings). JavaScript: TypeScript
+    /// declarations of the contract in DIR/hubwasm/types, which hubwasm/index.d.ts references.
+    /// `plugin new` writes them already; run this after upgrading hubwasm.
+    Types(TypesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TypesArgs {
+    /// The project directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The language [default: told by the project: app.py or app.js].
+    #[arg(long, value_enum)]
+    pub lang: Option<crate::authoring::Lang>,
+    /// Where to write the types [default: DIR/typings (Python), DIR/hubwasm/types (JavaScript)];
+    /// its contents are replaced.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +333,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Test(args)) => test(args).await,
         Command::Plugin(PluginCommand::New(args)) => plugin_new(args),
         Command::Plugin(PluginCommand::Build(args)) => plugin_build(args),
+        Command::Plugin(PluginCommand::Types(args)) => plugin_types(args),
         Command::Hub(HubCommand::Serve(args)) => serve(args).await,
         Command::Send(args) => send(args).await,
         Command::Run(args) => run_host(args).await,
@@ -326,13 +348,49 @@ fn plugin_new(args: NewArgs) -> anyhow::Result<ExitCode> {
         args.lang,
         made.dir.display()
     );
+    // Generated editor types are many small files: one line for their directory.
+    let mut shown = std::collections::BTreeSet::new();
     for file in &made.files {
-        println!("  {}", file.display());
+        let generated = ["typings", "hubwasm/types"]
+            .into_iter()
+            .find(|dir| file.starts_with(dir));
+        match generated {
+            Some(dir) if shown.insert(dir) => {
+                let n = made.files.iter().filter(|f| f.starts_with(dir)).count();
+                println!("  {dir}/ ({n} files of editor types, from the contract)");
+            }
+            Some(_) => {}
+            None => println!("  {}", file.display()),
+        }
     }
     let wasm = crate::authoring::wasm_name(&made.dir);
     println!(
         "next:\n  cd {}\n  hubwasm plugin build .\n  hubwasm plugin test {wasm} --events events/sample.jsonl",
         made.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugin_types(args: TypesArgs) -> anyhow::Result<ExitCode> {
+    use crate::authoring::{types, Lang};
+    let lang = match args.lang.or_else(|| Lang::detect(&args.dir)) {
+        Some(Lang::Rust) => anyhow::bail!(
+            "Rust plugins need no generated types: wit-bindgen binds the contract as they compile"
+        ),
+        Some(lang) => lang,
+        None => anyhow::bail!(
+            "{}: not a Python or JavaScript plugin project (no app.py or app.js); give --lang",
+            args.dir.display()
+        ),
+    };
+    let out = args
+        .out
+        .unwrap_or_else(|| args.dir.join(types::default_dir(lang).unwrap_or(".")));
+    let files = types::generate(lang, &out)?;
+    println!(
+        "wrote {} {lang} type files to {}",
+        files.len(),
+        out.display()
     );
     Ok(ExitCode::SUCCESS)
 }

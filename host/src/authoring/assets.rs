@@ -13,6 +13,68 @@ pub const PYTHON_LIB: &str = include_str!("../../../plugins/python/hubwasm/__ini
 pub const JS_LIB: &str = include_str!("../../../plugins/js/hubwasm/index.js");
 pub const JS_LIB_TYPES: &str = include_str!("../../../plugins/js/hubwasm/index.d.ts");
 
+/// Editor stubs of the Python bindings (`plugins/python/typings`, from `hubwasm plugin types`).
+pub const PYTHON_TYPES: &[(&str, &str)] = &[
+    (
+        "componentize_py_types.pyi",
+        include_str!("../../../plugins/python/typings/componentize_py_types.pyi"),
+    ),
+    (
+        "wit_world/__init__.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/__init__.pyi"),
+    ),
+    (
+        "wit_world/exports/__init__.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/exports/__init__.pyi"),
+    ),
+    (
+        "wit_world/exports/batch_handler.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/exports/batch_handler.pyi"),
+    ),
+    (
+        "wit_world/exports/lifecycle.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/exports/lifecycle.pyi"),
+    ),
+    (
+        "wit_world/imports/__init__.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/__init__.pyi"),
+    ),
+    (
+        "wit_world/imports/log.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/log.pyi"),
+    ),
+    (
+        "wit_world/imports/types.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/types.pyi"),
+    ),
+];
+
+/// TypeScript declarations of the contract (`plugins/js/hubwasm/types`, from `hubwasm plugin types`).
+pub const JS_TYPES: &[(&str, &str)] = &[
+    (
+        "batch-plugin.d.ts",
+        include_str!("../../../plugins/js/hubwasm/types/batch-plugin.d.ts"),
+    ),
+    (
+        "interfaces/hubwasm-plugin-batch-handler.d.ts",
+        include_str!(
+            "../../../plugins/js/hubwasm/types/interfaces/hubwasm-plugin-batch-handler.d.ts"
+        ),
+    ),
+    (
+        "interfaces/hubwasm-plugin-lifecycle.d.ts",
+        include_str!("../../../plugins/js/hubwasm/types/interfaces/hubwasm-plugin-lifecycle.d.ts"),
+    ),
+    (
+        "interfaces/hubwasm-plugin-log.d.ts",
+        include_str!("../../../plugins/js/hubwasm/types/interfaces/hubwasm-plugin-log.d.ts"),
+    ),
+    (
+        "interfaces/hubwasm-plugin-types.d.ts",
+        include_str!("../../../plugins/js/hubwasm/types/interfaces/hubwasm-plugin-types.d.ts"),
+    ),
+];
+
 /// The Rust guest crate (`plugins/hubwasm-guest`), vendored into Rust scaffolds.
 pub const RUST_GUEST: &[(&str, &str)] = &[
     (

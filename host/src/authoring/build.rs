@@ -75,6 +75,12 @@ pub enum BuildError {
     TooLarge { dir: PathBuf },
     #[error("cargo built no .wasm for {dir}: the crate needs `[lib] crate-type = [\"cdylib\"]`")]
     NoArtifact { dir: PathBuf },
+    #[error("generating the {lang} types from the contract failed ({status}):\n{output}")]
+    TypesFailed {
+        lang: Lang,
+        status: String,
+        output: String,
+    },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -83,7 +89,10 @@ pub enum BuildError {
     },
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BuildError + 'a {
+pub(super) fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> BuildError + 'a {
     move |source| BuildError::Io {
         what,
         path: path.to_path_buf(),
@@ -215,7 +224,7 @@ fn default_cache_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("hubwasm-builds"))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), BuildError> {
+pub(super) fn write(path: &Path, text: &str) -> Result<(), BuildError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
     }

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod build;
 pub mod new;
 pub mod toolchain;
+pub mod types;
 
 use std::fmt;
 use std::path::Path;

@@ -54,13 +54,16 @@ pub fn new(lang: Lang, name: &str, parent: &Path) -> Result<Scaffold, NewError> 
             .replace("{{wasm}}", &wasm)
             .replace("{{type}}", &type_name)
     };
-    let (language, source, library, verdicts) = match lang {
+    let (language, source, library, verdicts, types) = match lang {
         Lang::Python => (
             "Python",
             "app.py",
             "`hubwasm/__init__.py`",
             "`raise hubwasm.Retry(...)` for a transient failure (retried with backoff), \
              `raise hubwasm.Reject(...)` for a poison event (dead-lettered)",
+            "- `typings/`: editor stubs generated from the contract (pyright and Pylance read \
+             them as they are; `MYPYPATH=typings mypy --strict app.py` checks the handler). \
+             `hubwasm plugin types` writes them again after an upgrade.\n",
         ),
         Lang::Js => (
             "JavaScript",
@@ -68,6 +71,9 @@ pub fn new(lang: Lang, name: &str, parent: &Path) -> Result<Scaffold, NewError> 
             "`hubwasm/index.js` (types in `hubwasm/index.d.ts`)",
             "`throw new Retry(...)` for a transient failure (retried with backoff), \
              `throw new Reject(...)` for a poison event (dead-lettered)",
+            "- `hubwasm/types/`: TypeScript declarations generated from the contract; with \
+             `jsconfig.json` editors check the handler as you type (`tsc -p jsconfig.json` on \
+             the command line). `hubwasm plugin types` writes them again after an upgrade.\n",
         ),
         Lang::Rust => (
             "Rust",
@@ -75,13 +81,15 @@ pub fn new(lang: Lang, name: &str, parent: &Path) -> Result<Scaffold, NewError> 
             "`hubwasm-guest/` (with the contract in `hubwasm-guest/wit/`)",
             "`Err(retry(..))` for a transient failure (retried with backoff), `Err(reject(..))` \
              for a poison event (dead-lettered)",
+            "",
         ),
     };
     let readme = fill(assets::templates::README)
         .replace("{{language}}", language)
         .replace("{{source}}", source)
         .replace("{{library}}", library)
-        .replace("{{verdicts}}", verdicts);
+        .replace("{{verdicts}}", verdicts)
+        .replace("{{types}}", types);
     let mut files: Vec<(String, String)> = vec![
         ("README.md".into(), readme),
         ("events/sample.jsonl".into(), assets::SAMPLE_EVENTS.into()),
@@ -90,6 +98,9 @@ pub fn new(lang: Lang, name: &str, parent: &Path) -> Result<Scaffold, NewError> 
         Lang::Python => {
             files.push(("app.py".into(), fill(assets::templates::PYTHON_APP)));
             files.push(("hubwasm/__init__.py".into(), assets::PYTHON_LIB.into()));
+            for (path, text) in assets::PYTHON_TYPES {
+                files.push((format!("typings/{path}"), (*text).into()));
+            }
             files.push((
                 ".gitignore".into(),
                 "*.wasm\n__pycache__/\nbindings/\n".into(),
@@ -99,10 +110,10 @@ pub fn new(lang: Lang, name: &str, parent: &Path) -> Result<Scaffold, NewError> 
             files.push(("app.js".into(), fill(assets::templates::JS_APP)));
             files.push(("hubwasm/index.js".into(), assets::JS_LIB.into()));
             files.push(("hubwasm/index.d.ts".into(), assets::JS_LIB_TYPES.into()));
-            files.push((
-                "jsconfig.json".into(),
-                "{ \"compilerOptions\": { \"checkJs\": true, \"module\": \"es2022\", \"target\": \"es2022\" } }\n".into(),
-            ));
+            for (path, text) in assets::JS_TYPES {
+                files.push((format!("hubwasm/types/{path}"), (*text).into()));
+            }
+            files.push(("jsconfig.json".into(), JSCONFIG.into()));
             files.push((".gitignore".into(), "*.wasm\n".into()));
         }
         Lang::Rust => {
@@ -145,6 +156,21 @@ pub fn new(lang: Lang, name: &str, parent: &Path) -> Result<Scaffold, NewError> 
         files: written,
     })
 }
+
+/// Type checking for editors and `tsc -p jsconfig.json`: the handler against the library's
+/// declarations (not the library's own JavaScript).
+const JSCONFIG: &str = r#"{
+  "compilerOptions": {
+    "checkJs": true,
+    "strict": true,
+    "noEmit": true,
+    "module": "es2022",
+    "moduleResolution": "bundler",
+    "target": "es2022"
+  },
+  "include": ["*.js", "hubwasm/index.d.ts"]
+}
+"#;
 
 fn rust_manifest(name: &str) -> String {
     format!(

@@ -1,16 +1,14 @@
-// TypeScript declarations for the hubwasm JavaScript guest library (index.js), following the
-// contract in wit/plugin.wit (hubwasm:plugin@0.1.0, world batch-plugin).
+// TypeScript declarations for the hubwasm JavaScript guest library (index.js). The contract's
+// own types (hubwasm:plugin@0.1.0, world batch-plugin) are generated from wit/plugin.wit into
+// ./types by `hubwasm plugin types`; this file builds the library's API on them.
+/// <reference path="./types/batch-plugin.d.ts" />
+import type { PartitionContext, CloseReason as WitCloseReason } from "hubwasm:plugin/types@0.1.0";
 
 /** Where events come from (WIT `partition-context`). */
-export interface Context {
-  namespace: string;
-  eventHub: string;
-  consumerGroup: string;
-  partitionId: string;
-}
+export type Context = PartitionContext;
 
 /** Why a partition is closed (WIT `close-reason`). */
-export type CloseReason = "ownership-lost" | "shutdown";
+export type CloseReason = WitCloseReason;
 
 /** An application property value. Integers beyond 2^53 are BigInt; timestamps are epoch ms. */
 export type PropertyValue = null | boolean | number | bigint | string | Uint8Array;
@@ -33,14 +31,19 @@ export class ConfigError extends Error {
 
 /** The plugin's `key = value` settings (all strings); typed getters throw ConfigError. */
 export class Config {
-  get(key: string, fallback?: string): string | undefined;
+  get(key: string, fallback: string): string;
+  get(key: string): string | undefined;
   has(key: string): boolean;
   require(key: string): string;
-  string(key: string, fallback?: string): string | undefined;
+  string(key: string, fallback: string): string;
+  string(key: string): string | undefined;
   /** An integer within 64 bits, as a Number (exact up to 2^53). */
-  int(key: string, fallback?: number): number | undefined;
-  float(key: string, fallback?: number): number | undefined;
-  bool(key: string, fallback?: boolean): boolean | undefined;
+  int(key: string, fallback: number): number;
+  int(key: string): number | undefined;
+  float(key: string, fallback: number): number;
+  float(key: string): number | undefined;
+  bool(key: string, fallback: boolean): boolean;
+  bool(key: string): boolean | undefined;
 }
 
 /** One event of a batch; each field is read from the batch when asked for. */
@@ -50,7 +53,7 @@ export class Event {
   /** The body as UTF-8 text (throws TypeError if it is not). */
   text(): string;
   /** The body parsed as JSON (throws SyntaxError if it is not). */
-  json(): unknown;
+  json(): any;
   readonly sequenceNumber: number;
   readonly offset: string;
   /** When Event Hubs accepted the event, milliseconds since the Unix epoch (UTC). */
@@ -91,6 +94,6 @@ export const log: {
 
 /** Make a class the plugin; export the result: `export const { lifecycle, batchHandler } = plugin(P)`. */
 export function plugin(pluginClass: new (config: Config) => Plugin): {
-  lifecycle: object;
-  batchHandler: object;
+  lifecycle: typeof import("hubwasm:plugin/lifecycle@0.1.0");
+  batchHandler: typeof import("hubwasm:plugin/batch-handler@0.1.0");
 };

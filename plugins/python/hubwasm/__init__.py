@@ -27,8 +27,9 @@ when you read it. Build with ``hubwasm plugin build`` (componentize-py, world ba
 
 from __future__ import annotations
 
+import builtins
 import json as _json
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, TypeVar, overload
 
 from componentize_py_types import Err
 from wit_world import exports as _exports
@@ -81,6 +82,9 @@ class ConfigError(ValueError):
     """A config value is missing or does not parse; the plugin refuses to start."""
 
 
+_T = TypeVar("_T")
+
+
 class Config:
     """The plugin's ``key = value`` settings from the host config (all strings).
 
@@ -102,25 +106,55 @@ class Config:
             raise ConfigError(f"config `{key}` is required")
         return self._values[key]
 
-    def str(self, key: str, default: Optional[str] = None) -> Optional[str]:
+    @overload
+    def str(self, key: builtins.str) -> Optional[builtins.str]: ...
+    @overload
+    def str(self, key: builtins.str, default: builtins.str) -> builtins.str: ...
+    def str(
+        self, key: builtins.str, default: Optional[builtins.str] = None
+    ) -> Optional[builtins.str]:
         return self._values.get(key, default)
 
-    def int(self, key: str, default: Optional[int] = None) -> Optional[int]:
+    @overload
+    def int(self, key: builtins.str) -> Optional[builtins.int]: ...
+    @overload
+    def int(self, key: builtins.str, default: builtins.int) -> builtins.int: ...
+    def int(
+        self, key: builtins.str, default: Optional[builtins.int] = None
+    ) -> Optional[builtins.int]:
         return self._parse(key, default, _parse_int, "an integer")
 
-    def float(self, key: str, default: Optional[float] = None) -> Optional[float]:
-        return self._parse(key, default, float, "a number")
+    @overload
+    def float(self, key: builtins.str) -> Optional[builtins.float]: ...
+    @overload
+    def float(self, key: builtins.str, default: builtins.float) -> builtins.float: ...
+    def float(
+        self, key: builtins.str, default: Optional[builtins.float] = None
+    ) -> Optional[builtins.float]:
+        return self._parse(key, default, builtins.float, "a number")
 
-    def bool(self, key: str, default: Optional[bool] = None) -> Optional[bool]:
+    @overload
+    def bool(self, key: builtins.str) -> Optional[builtins.bool]: ...
+    @overload
+    def bool(self, key: builtins.str, default: builtins.bool) -> builtins.bool: ...
+    def bool(
+        self, key: builtins.str, default: Optional[builtins.bool] = None
+    ) -> Optional[builtins.bool]:
         return self._parse(key, default, _parse_bool, "true or false")
 
-    def items(self) -> List[Tuple[str, str]]:
+    def items(self) -> List[Tuple[builtins.str, builtins.str]]:
         return list(self._values.items())
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: builtins.str) -> builtins.bool:
         return key in self._values
 
-    def _parse(self, key, default, parse, what):
+    def _parse(
+        self,
+        key: builtins.str,
+        default: Optional[_T],
+        parse: Callable[[builtins.str], _T],
+        what: builtins.str,
+    ) -> Optional[_T]:
         raw = self._values.get(key)
         if raw is None:
             return default
@@ -304,14 +338,17 @@ _factory: Optional[Callable[[Config], Any]] = None
 _instance: Any = None
 
 
-def _verdict(index: int, error: BaseException) -> Err:
+def _verdict(index: int, error: Exception) -> Err[_types.BatchError]:
+    failure: _types.EventError
     if isinstance(error, Retry):
         after = error.after_ms
         if after is not None:
             after = max(0, min(int(after), 0xFFFFFFFF))
         failure = _types.EventError_Retryable(_types.RetryableError(error.message, after))
-    else:
+    elif isinstance(error, Reject):
         failure = _types.EventError_Rejected(error.reason)
+    else:
+        raise error
     return Err(_types.BatchError(index, failure))
 
 
@@ -362,7 +399,10 @@ class _BatchHandler(_exports.BatchHandler):
                 raise _verdict(i, e) from None
 
 
-def plugin(cls):
+_Plugin = TypeVar("_Plugin", bound=Type[Any])
+
+
+def plugin(cls: _Plugin) -> _Plugin:
     """Make ``cls`` the plugin: the host builds it with ``cls(config)`` on each new instance,
     then calls ``handle(ctx, event)`` (or ``handle_batch(ctx, batch)`` if defined) and the
     optional hooks ``opened(ctx)``, ``closed(ctx, reason)``, ``error(ctx, message)``."""
@@ -376,6 +416,6 @@ def plugin(cls):
     _factory = (lambda config: cls(config)) if params else (lambda config: cls())
     # componentize-py looks for the exports in the app module.
     module = sys.modules[cls.__module__]
-    module.Lifecycle = _Lifecycle
-    module.BatchHandler = _BatchHandler
+    setattr(module, "Lifecycle", _Lifecycle)
+    setattr(module, "BatchHandler", _BatchHandler)
     return cls

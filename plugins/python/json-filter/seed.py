@@ -9,6 +9,7 @@ one of those five given twice, or nesting deeper than 127 levels, is not.
 
 import json
 import re
+from typing import NoReturn, Union
 
 _STRINGS = ("event_id", "timestamp", "data")
 _INTEGERS = ("message_id", "value")
@@ -16,7 +17,7 @@ _I64 = (-(2**63), 2**63 - 1)
 _MAX_DEPTH = 127
 
 
-def _no_constants(name):
+def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -44,7 +45,7 @@ def _too_deep(text: str) -> bool:
     return False
 
 
-def _integer(token: str):
+def _integer(token: str) -> Union[int, float]:
     # serde_json reads `-0` as a float (-0.0), so it is not an integer here either.
     return -0.0 if token == "-0" else int(token)
 
@@ -98,4 +99,5 @@ def seed_value(body: bytes) -> int:
         v = fields[key]
         if type(v) is not int or not _I64[0] <= v <= _I64[1]:
             raise ValueError(f"`{key}` is not a 64-bit integer")
-    return fields["value"]
+    result: int = fields["value"]
+    return result

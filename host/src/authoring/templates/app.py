@@ -9,7 +9,7 @@ import hubwasm
 
 @hubwasm.plugin
 class Plugin:
-    def __init__(self, config: hubwasm.Config):
+    def __init__(self, config: hubwasm.Config) -> None:
         # `hubwasm run` passes [eventhub.plugin_config]; `plugin test` passes --config k=v.
         self.min_value = config.int("min_value", 0)
         self.kept = 0
