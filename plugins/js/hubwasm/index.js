@@ -29,6 +29,8 @@ const ABSENT = 0xffffffff;
 const FIELDS = 7; // spans per event: body, offset, key, content type, correlation id, message id, props
 const BODY = 0, OFFSET = 1, KEY = 2, CONTENT_TYPE = 3, CORRELATION_ID = 4, MESSAGE_ID = 5, PROPERTIES = 6;
 const utf8 = new TextDecoder("utf-8");
+// `text()` refuses bytes that are not UTF-8, as Rust's `str::from_utf8` does.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** A transient failure: the host retries the event later (not before `afterMs`). */
 export class Retry extends Error {
@@ -142,7 +144,7 @@ export class Event {
   }
   /** The body as UTF-8 text (throws a TypeError if it is not). */
   text() {
-    return new TextDecoder("utf-8", { fatal: true }).decode(this.body);
+    return strictUtf8.decode(this.body);
   }
   /** The body parsed as JSON (throws a SyntaxError if it is not). */
   json() {

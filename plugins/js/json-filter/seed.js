@@ -6,9 +6,8 @@
 // `message_id` and `value` (no fraction or exponent, within 64 bits); other fields are ignored;
 // one of those five given twice, or nesting deeper than 127 levels, is not.
 
-const STRINGS = ["event_id", "timestamp", "data"];
 const INTEGERS = ["message_id", "value"];
-const KEYS = new Set([...STRINGS, ...INTEGERS]);
+const KEYS = new Set(["event_id", "timestamp", "data", ...INTEGERS]);
 // serde_json reads `-0` as a float (-0.0), so it is not an integer here either.
 const INTEGER_TOKEN = /^(0|-?[1-9][0-9]*)$/;
 const I64_MIN = -(2n ** 63n), I64_MAX = 2n ** 63n - 1n;
@@ -47,21 +46,74 @@ function count(text, needle) {
   return n;
 }
 
-// Every quoted occurrence of the five keys, in one pass.
-const QUOTED_KEYS = /"(?:event_id|message_id|timestamp|value|data)"/g;
-// A key and the number token after it (read at the key's only occurrence).
-const NUMBER_AFTER_KEY = /"[a-z_]+"[ \t\r\n]*:[ \t\r\n]*(-?[0-9][0-9.eE+-]*)/y;
+// Whether a quoted key occurs more than once anywhere in the text (as a key or inside a value).
+function repeatedKey(text) {
+  // Unrolled: StarlingMonkey interprets, and a loop over an array costs more than the searches.
+  let at;
+  return (
+    ((at = text.indexOf('"event_id"')) !== -1 && text.indexOf('"event_id"', at + 1) !== -1) ||
+    ((at = text.indexOf('"message_id"')) !== -1 && text.indexOf('"message_id"', at + 1) !== -1) ||
+    ((at = text.indexOf('"timestamp"')) !== -1 && text.indexOf('"timestamp"', at + 1) !== -1) ||
+    ((at = text.indexOf('"value"')) !== -1 && text.indexOf('"value"', at + 1) !== -1) ||
+    ((at = text.indexOf('"data"')) !== -1 && text.indexOf('"data"', at + 1) !== -1)
+  );
+}
+
+// Integer field `key` (`quoted` is `"key"`) of `doc`, checked against its raw token: digits
+// only, no fraction or exponent, `-0` excluded, within 64 bits (a Number, or a BigInt beyond 15
+// digits). `sources` has the raw tokens when the slow path read them; otherwise the key occurs
+// once in `text` and its token follows it.
+function integerField(doc, key, quoted, text, sources) {
+  const v = doc[key];
+  if (typeof v !== "number") {
+    throw new Error(Object.hasOwn(doc, key) ? `\`${key}\` is not a 64-bit integer` : `missing field \`${key}\``);
+  }
+  let source;
+  if (sources !== undefined) {
+    source = sources[key];
+  } else {
+    // JSON.parse accepted the text, so after the key come blanks, `:`, blanks and the number.
+    let i = text.indexOf(quoted) + quoted.length;
+    let c = text.charCodeAt(i);
+    while (c === 32 || c === 9 || c === 10 || c === 13 || c === 58) c = text.charCodeAt(++i);
+    const start = i;
+    if (c === 45) c = text.charCodeAt(++i); // `-`
+    const first = i;
+    while (c >= 48 && c <= 57) c = text.charCodeAt(++i);
+    // A fraction or an exponent makes a float for serde, and so does `-0`.
+    if (c === 46 || c === 101 || c === 69 || (i - first === 1 && text.charCodeAt(first) === 48 && first > start)) {
+      throw new Error(`\`${key}\` is not a 64-bit integer`);
+    }
+    if (i - first <= 15) return v;
+    source = text.slice(start, i);
+  }
+  if (!INTEGER_TOKEN.test(source ?? "")) throw new Error(`\`${key}\` is not a 64-bit integer`);
+  if (source.length <= 15) return Number(source);
+  const n = BigInt(source);
+  if (n < I64_MIN || n > I64_MAX) throw new Error(`\`${key}\` is not a 64-bit integer`);
+  return n;
+}
+
+function stringField(doc, key, escapes) {
+  const v = doc[key];
+  if (typeof v !== "string" || (escapes && LONE_SURROGATE.test(v))) {
+    throw new Error(Object.hasOwn(doc, key) ? `\`${key}\` is not a string` : `missing field \`${key}\``);
+  }
+}
 
 // The event's `value` (a Number, or a BigInt beyond 15 digits; both compare exactly with
 // BigInt bounds), or throws saying why the body is not a seed event.
 export function seedValue(body) {
   const text = strictUtf8.decode(body);
-  // Escapes can spell a key (`"val\u0075e"`) or a lone surrogate: those bodies take the slow path.
+  // Escapes can spell a key (`"val\u0075e"`) or a lone surrogate: those bodies take the slow
+  // path, as do repeated keys and deep nesting.
   const escapes = text.includes("\\u");
-  const quoted = text.match(QUOTED_KEYS) ?? [];
-  const repeated = escapes || new Set(quoted).size !== quoted.length;
-  const nesting = count(text, "[") + count(text, "{");
-  if (nesting > MAX_DEPTH || repeated) {
+  const repeated = escapes || repeatedKey(text);
+  let doc, sources;
+  if (!repeated && count(text, "[") + count(text, "{") <= MAX_DEPTH) {
+    // Fast path: each key occurs once, so an integer's raw token follows its key.
+    doc = JSON.parse(text);
+  } else {
     const { tooDeep, keys } = scan(text, repeated);
     if (tooDeep) throw new Error("recursion limit exceeded");
     // Duplicate keys vanish in JSON.parse: look at the raw keys.
@@ -70,20 +122,6 @@ export function seedValue(body) {
       if (KEYS.has(k) && seen.has(k)) throw new Error(`duplicate field \`${k}\``);
       seen.add(k);
     }
-  }
-  if (/^[ \t\r\n]*(.)/s.exec(text)?.[1] !== "{") throw new Error("not a JSON object");
-  let doc, sources;
-  if (!repeated) {
-    // Fast path: each key occurs once, so an integer's raw token follows its key.
-    doc = JSON.parse(text);
-    sources = {};
-    for (const key of INTEGERS) {
-      const at = text.indexOf(`"${key}"`);
-      if (at === -1) continue;
-      NUMBER_AFTER_KEY.lastIndex = at;
-      sources[key] = NUMBER_AFTER_KEY.exec(text)?.[1];
-    }
-  } else {
     // The raw tokens through the reviver's source text, per holder object.
     const byHolder = new WeakMap();
     doc = JSON.parse(text, function (key, value, context) {
@@ -96,26 +134,11 @@ export function seedValue(body) {
     });
     sources = byHolder.get(doc) ?? {};
   }
-  for (const key of STRINGS) {
-    const v = doc[key];
-    if (typeof v !== "string" || (escapes && LONE_SURROGATE.test(v))) {
-      throw new Error(Object.hasOwn(doc, key) ? `\`${key}\` is not a string` : `missing field \`${key}\``);
-    }
-  }
-  let value;
-  for (const key of INTEGERS) {
-    const source = sources[key];
-    if (typeof doc[key] !== "number" || !INTEGER_TOKEN.test(source ?? "")) {
-      throw new Error(Object.hasOwn(doc, key) ? `\`${key}\` is not a 64-bit integer` : `missing field \`${key}\``);
-    }
-    let n;
-    if (source.length <= 15) {
-      n = Number(source);
-    } else {
-      n = BigInt(source);
-      if (n < I64_MIN || n > I64_MAX) throw new Error(`\`${key}\` is not a 64-bit integer`);
-    }
-    if (key === "value") value = n;
-  }
-  return value;
+  // Only `{` starts a text JSON.parse makes a plain object of (a byte order mark fails it).
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new Error("not a JSON object");
+  stringField(doc, "event_id", escapes);
+  stringField(doc, "timestamp", escapes);
+  stringField(doc, "data", escapes);
+  integerField(doc, "message_id", '"message_id"', text, sources);
+  return integerField(doc, "value", '"value"', text, sources);
 }
