@@ -95,6 +95,11 @@ pub struct RunArgs {
     /// This instance's owner id in the checkpoint store [default: hubwasm-<host>-<pid>-<n>].
     #[arg(long)]
     pub instance_id: Option<String>,
+    /// Serve the admin API on this address (overrides [admin] listen; port 0 picks a free
+    /// one): /healthz, /readyz, /status, /metrics (Prometheus) and hot swap
+    /// (`hubwasm plugin swap`). Swaps need the token in $HUBWASM_ADMIN_TOKEN.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -102,8 +107,30 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The host config (TOML) whose event hubs and checkpoint store to show.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "admin")]
     pub config: Option<PathBuf>,
+    /// Ask a running host's admin API instead (HOST:PORT): its plugin versions, swaps,
+    /// partitions and counters.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SwapArgs {
+    /// The new plugin version (.wasm), as a path the host can read.
+    pub wasm: PathBuf,
+    /// The running host's admin API (HOST:PORT).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9466")]
+    pub admin: String,
+    /// The event hub whose plugin to replace.
+    #[arg(long)]
+    pub event_hub: String,
+    /// The consumer group, when the host reads the event hub with several.
+    #[arg(long)]
+    pub consumer_group: Option<String>,
+    /// The environment variable holding the admin token.
+    #[arg(long, default_value = "HUBWASM_ADMIN_TOKEN")]
+    pub token_env: String,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +216,14 @@ pub enum PluginCommand {
     /// declarations of the contract in DIR/hubwasm/types, which hubwasm/index.d.ts references.
     /// `plugin new` writes them already; run this after upgrading hubwasm.
     Types(TypesArgs),
+    /// Hot-swap the plugin of an event hub in a running host (through its admin API).
+    ///
+    /// The host loads the new version and checks it first (world, contract version, `init`
+    /// with the event hub's plugin config); if that fails it answers why and keeps the running
+    /// version. Otherwise every partition switches at its next batch: the batch in flight
+    /// finishes and is checkpointed on the old version, the old version's partition-closed and
+    /// the new one's partition-opened are called, and no event is lost or repeated.
+    Swap(SwapArgs),
 }
 
 #[derive(Debug, Args)]
@@ -334,6 +369,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::New(args)) => plugin_new(args),
         Command::Plugin(PluginCommand::Build(args)) => plugin_build(args),
         Command::Plugin(PluginCommand::Types(args)) => plugin_types(args),
+        Command::Plugin(PluginCommand::Swap(args)) => plugin_swap(args).await,
         Command::Hub(HubCommand::Serve(args)) => serve(args).await,
         Command::Send(args) => send(args).await,
         Command::Run(args) => run_host(args).await,
@@ -369,6 +405,64 @@ fn plugin_new(args: NewArgs) -> anyhow::Result<ExitCode> {
         made.dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
+    // The host resolves the path: make it absolute here.
+    let wasm = std::path::absolute(&args.wasm)?;
+    let token = std::env::var(&args.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    if token.is_none() {
+        anyhow::bail!(
+            "${} is not set: swaps need the host's admin token in it (or name another variable \
+             with --token-env)",
+            args.token_env
+        );
+    }
+    let body = serde_json::to_string(&crate::admin::SwapRequest {
+        plugin: wasm.clone(),
+        consumer_group: args.consumer_group.clone(),
+    })?;
+    let path = format!("/v1/event-hubs/{}/swap", percent_encode(&args.event_hub));
+    let answer = crate::admin::client::request(
+        &args.admin,
+        "POST",
+        &path,
+        Some(&body),
+        token.as_deref(),
+        Duration::from_secs(120),
+    )
+    .await?;
+    if answer.status == 200 {
+        let record: crate::host::SwapRecord = serde_json::from_str(&answer.body)?;
+        println!(
+            "swapped event hub {}: {} ({}) -> {} ({}); partitions switch at their next batch",
+            args.event_hub,
+            record.from.name,
+            &record.from.digest[..record.from.digest.len().min(12)],
+            record.to.name,
+            &record.to.digest[..record.to.digest.len().min(12)],
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let message = serde_json::from_str::<crate::admin::ErrorBody>(&answer.body)
+        .map(|e| e.error)
+        .unwrap_or(answer.body);
+    eprintln!("error: swap refused (HTTP {}): {message}", answer.status);
+    Ok(ExitCode::FAILURE)
+}
+
+/// An event hub name as one path segment.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn plugin_types(args: TypesArgs) -> anyhow::Result<ExitCode> {
@@ -525,8 +619,37 @@ async fn run_host(args: RunArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
     };
-    let outcome = crate::processor::run(config, options, stop_rx, report).await;
-    let report = outcome?;
+    let mut report = report;
+    let mut admin = config.admin.clone();
+    if let Some(listen) = args.admin {
+        admin.get_or_insert_with(Default::default).listen = listen;
+    }
+    let host = crate::host::Host::start(config, options, &mut report).await?;
+    if let Some(admin) = admin {
+        let token = std::env::var(&admin.token_env)
+            .ok()
+            .filter(|t| !t.is_empty());
+        let read_only = token.is_none();
+        let server = crate::admin::serve(
+            crate::admin::AdminOptions {
+                listen: admin.listen,
+                token,
+            },
+            host.handle(),
+            stop_rx.clone(),
+        )
+        .await?;
+        report(&format!(
+            "admin API on http://{}{}",
+            server.local_addr,
+            if read_only {
+                format!(" (read-only: set ${} to allow swaps)", admin.token_env)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let report = host.wait(stop_rx, &mut report).await?;
     let s = &report.snapshot;
     println!(
         "hubwasm: stopped after {:.1} s: handled {}, failures {}, dead-lettered {}, checkpoints {}",
@@ -563,6 +686,29 @@ async fn wait_for_signal() {
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = &args.admin {
+        let answer = crate::admin::client::request(
+            addr,
+            "GET",
+            "/status",
+            None,
+            None,
+            Duration::from_secs(10),
+        )
+        .await?;
+        if answer.status != 200 {
+            anyhow::bail!(
+                "{addr}/status answered HTTP {}: {}",
+                answer.status,
+                answer.body
+            );
+        }
+        let status: crate::admin::Status = serde_json::from_str(&answer.body)?;
+        for line in crate::admin::status_lines(&status) {
+            println!("{line}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = match &args.config {
         Some(path) => crate::config::RunConfig::load(path)?,
         None => crate::config::RunConfig::parse(

@@ -55,6 +55,9 @@ pub struct RunConfig {
     /// use it).
     #[serde(default)]
     pub embedded: Option<EmbeddedConfig>,
+    /// The admin API (health, status, metrics, hot swap); off unless this section is present.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     #[serde(default)]
     pub checkpoints: CheckpointConfig,
     /// Seconds between the one-line summaries (0 = none).
@@ -69,6 +72,37 @@ pub struct RunConfig {
 
 fn default_summary_secs() -> u64 {
     5
+}
+
+/// `[admin]`: the admin API (see `hubwasm run --help` and the README).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Listen address; default `127.0.0.1:9466`. Anything but loopback exposes the status and
+    /// metrics to the network (changes still need the token).
+    #[serde(default = "default_admin_listen")]
+    pub listen: std::net::SocketAddr,
+    /// The environment variable holding the bearer token changes (swap) must carry; default
+    /// `HUBWASM_ADMIN_TOKEN`. Unset or empty: the API is read-only.
+    #[serde(default = "default_admin_token_env")]
+    pub token_env: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+            token_env: default_admin_token_env(),
+        }
+    }
+}
+
+fn default_admin_listen() -> std::net::SocketAddr {
+    "127.0.0.1:9466".parse().expect("valid address")
+}
+
+fn default_admin_token_env() -> String {
+    "HUBWASM_ADMIN_TOKEN".into()
 }
 
 /// The in-process endpoint (see `hubwasm hub serve`).

@@ -13,6 +13,7 @@
 //! - [`send`]: `hubwasm send`, the seed's producer through the official Rust SDK.
 //! - [`cli`]: the `hubwasm` command line.
 
+pub mod admin;
 pub mod authoring;
 pub mod azure_blob;
 pub mod backoff;
@@ -22,6 +23,8 @@ pub mod config;
 pub mod connection;
 pub mod errors;
 pub mod event;
+pub mod host;
+pub mod metrics;
 pub mod plugin;
 pub mod processor;
 pub mod replay;

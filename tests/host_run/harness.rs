@@ -95,6 +95,17 @@ pub(crate) struct Host {
 
 impl Host {
     pub(crate) fn start(name: &str, dir: &Path, config: &str, extra: &[&str]) -> Host {
+        Host::start_with_env(name, dir, config, extra, &[])
+    }
+
+    /// [`Host::start`] with extra environment variables for the process.
+    pub(crate) fn start_with_env(
+        name: &str,
+        dir: &Path,
+        config: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Host {
         let config_path = dir.join(format!("{name}.toml"));
         std::fs::write(&config_path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
@@ -109,6 +120,7 @@ impl Host {
                 "HUBWASM_LOG",
                 "info,azure_messaging_eventhubs=warn,azure_core_amqp=warn,fe2o3_amqp=warn",
             )
+            .envs(envs.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())

@@ -7,6 +7,7 @@
 //! how fast something happened, except the takeover after `kill -9`, which the issue bounds by
 //! the ownership expiry plus the update interval (checked with a generous margin).
 
+mod admin;
 mod balancing;
 mod cli;
 mod failures;

@@ -52,9 +52,7 @@ impl Resilient {
                 Err(err) => {
                     failures += 1;
                     let wait = backoff.next_delay();
-                    self.stats
-                        .store_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stats.record(crate::metrics::MetricEvent::StoreError);
                     tracing::warn!(
                         store = %self.inner.describe(),
                         what,

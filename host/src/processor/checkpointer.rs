@@ -127,16 +127,12 @@ async fn write_loop(
             Ok(()) => {
                 backoff.reset();
                 state.lock().unwrap_or_else(|e| e.into_inner()).written = Some(seq);
-                stats
-                    .checkpoints
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.record(crate::metrics::MetricEvent::Checkpoint { ctx: &ctx });
                 tracing::debug!(partition = %ctx.partition_id, sequence_number = seq, "Checkpoint written");
                 written.notify_waiters();
             }
             Err(err) => {
-                stats
-                    .store_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.record(crate::metrics::MetricEvent::StoreError);
                 let wait = backoff.next_delay();
                 tracing::warn!(partition = %ctx.partition_id, sequence_number = seq, error = %err, retry_in_ms = wait.as_millis() as u64, "Checkpoint write failed; processing goes on, retrying");
                 tokio::time::sleep(wait).await;

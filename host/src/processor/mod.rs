@@ -27,11 +27,10 @@ use crate::backoff::Backoff;
 use crate::checkpoint::local::LocalCheckpointStore;
 use crate::checkpoint::resilient::Resilient;
 use crate::checkpoint::{CheckpointStore, Ownership, Store};
-use crate::config::{CheckpointConfig, DeadLetterConfig, EventHubConfig, RunConfig, Start};
+use crate::config::{CheckpointConfig, EventHubConfig, RunConfig, Start};
 use crate::connection::{ConnectionError, ConnectionString, EventHubTarget};
 use crate::event::PartitionContext;
-use crate::plugin::{LoadError, PluginHandle, PluginSpec, Runtime, RuntimeOptions};
-use crate::sink::{DeadLetterSink, DirectorySink, EventHubSink};
+use crate::plugin::{LoadError, RuntimeOptions};
 use partition::PartitionSetup;
 use stats::{Snapshot, Stats};
 
@@ -89,7 +88,7 @@ pub async fn open_store(config: &CheckpointConfig) -> Result<Arc<dyn Store>, Run
 }
 
 /// Where an event hub is, given the embedded endpoint if one runs.
-fn target(
+pub(crate) fn target(
     hub: &EventHubConfig,
     embedded: Option<&hubwasm_hub::RunningHub>,
 ) -> Result<EventHubTarget, RunError> {
@@ -103,7 +102,7 @@ fn target(
     Ok(ConnectionString::parse(&running.connection_string(&hub.name))?.target())
 }
 
-fn default_instance_id() -> String {
+pub(crate) fn default_instance_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())
@@ -116,7 +115,8 @@ fn default_instance_id() -> String {
     format!("hubwasm-{host}-{}-{nanos:08x}", std::process::id())
 }
 
-/// Run the host until `shutdown` turns true (or, with `exit_when_idle`, until caught up).
+/// Run the host until `shutdown` turns true (or, with `exit_when_idle`, until caught up):
+/// [`Host::start`](crate::host::Host::start), then [`Host::wait`](crate::host::Host::wait).
 ///
 /// On shutdown every partition finishes its in-flight batch, writes its checkpoint, calls the
 /// plugin's closed hook, and this instance releases its ownerships so another instance can
@@ -124,229 +124,17 @@ fn default_instance_id() -> String {
 pub async fn run(
     config: RunConfig,
     options: RunOptions,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     mut report: impl FnMut(&str) + Send,
 ) -> Result<RunReport, RunError> {
-    let stats = Arc::new(Stats::default());
-    let instance_id = options
-        .instance_id
-        .clone()
-        .unwrap_or_else(default_instance_id);
-
-    let embedded = match &config.embedded {
-        Some(e) => {
-            let mut hub_config = match &e.config {
-                Some(path) => hubwasm_hub::HubConfig::load(path)
-                    .map_err(|err| RunError::Embedded(err.to_string()))?,
-                None => hubwasm_hub::HubConfig::default(),
-            };
-            hub_config.listen = e
-                .listen
-                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid address"));
-            if let Some(data) = &e.data {
-                hub_config.data_dir = data.clone();
-            }
-            let running = hubwasm_hub::start(hub_config)
-                .await
-                .map_err(|err| RunError::Embedded(err.to_string()))?;
-            report(&format!(
-                "embedded Event Hubs endpoint on {}",
-                running.local_addr()
-            ));
-            Some(running)
-        }
-        None => None,
-    };
-    let embedded_strings: Vec<(String, String)> = match &embedded {
-        Some(running) => config
-            .event_hubs
-            .iter()
-            .filter(|h| h.embedded)
-            .map(|h| (h.name.clone(), running.connection_string(&h.name)))
-            .collect(),
-        None => Vec::new(),
-    };
-
-    let store = open_store(&config.checkpoints).await?;
-    report(&format!(
-        "checkpoints in {}; instance {instance_id}",
-        store.describe()
-    ));
-    let runtime = Runtime::new(options.runtime.clone()).map_err(|source| RunError::Plugin {
-        hub: "*".into(),
-        source,
-    })?;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut hubs = Vec::new();
-    let mut targets = Vec::new();
-    let mut setups = Vec::new();
-    for hub in &config.event_hubs {
-        let target = target(hub, embedded.as_ref())?;
-        let mut spec = PluginSpec::new(&hub.plugin);
-        spec.config = hub
-            .plugin_config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let Some(limits) = hub.limits {
-            spec.limits = limits;
-        }
-        let plugin = runtime
-            .load(spec)
-            .await
-            .map_err(|source| RunError::Plugin {
-                hub: hub.name.clone(),
-                source,
-            })?;
-        report(&format!(
-            "event hub {} ({}), consumer group {}: plugin {} ({}, {} world), {} mode",
-            hub.name,
-            target
-                .custom_endpoint
-                .clone()
-                .unwrap_or_else(|| target.namespace.clone()),
-            hub.consumer_group,
-            plugin.name(),
-            plugin.digest(),
-            plugin.kind(),
-            match hub.mode {
-                crate::config::Mode::Event => "per-event".to_string(),
-                crate::config::Mode::Batch => format!("batch (≤{})", hub.max_batch_size),
-            }
-        ));
-        let dead_letter: Arc<dyn DeadLetterSink> = match &hub.dead_letter {
-            DeadLetterConfig::Directory { path } => Arc::new(DirectorySink::new(path)),
-            DeadLetterConfig::EventHub { connection_string } => {
-                let conn = ConnectionString::parse(connection_string)?;
-                Arc::new(EventHubSink::new(
-                    conn.producer().await?,
-                    conn.entity_path.clone(),
-                ))
-            }
-            DeadLetterConfig::Blob(blob) => crate::sink::blob::open(blob)
-                .await
-                .map_err(RunError::Store)?,
-        };
-        let setup = Arc::new(PartitionSetup {
-            plugin: PluginHandle::new(plugin),
-            store: store.clone(),
-            dead_letter,
-            failure: hub.failure.clone(),
-            mode: hub.mode,
-            max_batch_size: hub.max_batch_size,
-            max_wait: Duration::from_millis(hub.max_wait_ms),
-            stats: stats.clone(),
-            instance_id: instance_id.clone(),
-            ownership_check: Duration::from_millis(hub.balancing.ownership_check_ms),
-        });
-        targets.push((hub.clone(), target.clone()));
-        setups.push(setup);
-    }
-    // Every plugin loaded and started its `init` above: only now claim partitions, so a plugin
-    // that cannot start stops the host before it owns anything.
-    for ((hub, target), setup) in targets.iter().zip(&setups) {
-        hubs.push(tokio::spawn(consume(
-            hub.clone(),
-            target.clone(),
-            store.clone(),
-            setup.clone(),
-            instance_id.clone(),
-            stop_rx.clone(),
-        )));
-    }
-
-    if let Some(file) = &options.send {
-        for (hub, _) in &targets {
-            let conn = match (&hub.connection_string, &embedded) {
-                (Some(c), _) => crate::config::with_entity(c, &hub.name),
-                (None, Some(running)) if hub.embedded => running.connection_string(&hub.name),
-                _ => continue,
-            };
-            let send = crate::send::SendOptions {
-                connection_string: conn,
-                count: 0,
-                interval: Duration::ZERO,
-                partition: None,
-                partition_key: None,
-                batch_size: 1,
-                file: Some(file.clone()),
-            };
-            match crate::send::send(&send, |_| {}).await {
-                Ok(s) => report(&format!(
-                    "sent {} events from {} to {}",
-                    s.sent,
-                    file.display(),
-                    hub.name
-                )),
-                Err(err) => report(&format!(
-                    "cannot send {} to {}: {err}",
-                    file.display(),
-                    hub.name
-                )),
-            }
-        }
-    }
-
-    // Summary line, idle exit, and the stop signal.
-    let mut ticker =
-        tokio::time::interval(Duration::from_secs(config.summary_interval_secs.max(1)));
-    ticker.tick().await;
-    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
-    // The idle check's clients, opened on first use and kept for the run.
-    let mut watchers: Vec<Option<azure_messaging_eventhubs::ConsumerClient>> =
-        targets.iter().map(|_| None).collect();
-    let mut previous = stats.snapshot();
-    let mut last_tick = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => {
-                report("stopping: finishing in-flight batches and writing checkpoints");
-                break;
-            }
-            _ = ticker.tick(), if config.summary_interval_secs > 0 => {
-                let now = stats.snapshot();
-                report(&now.line(&previous, last_tick.elapsed()));
-                previous = now;
-                last_tick = tokio::time::Instant::now();
-            }
-            _ = idle_check.tick(), if options.exit_when_idle.is_some() => {
-                let idle = options.exit_when_idle.unwrap_or_default();
-                if stats.idle_for() >= idle && caught_up(&targets, &mut watchers, store.as_ref(), &stats).await {
-                    report("caught up: every partition is handled and checkpointed; stopping");
-                    break;
-                }
-            }
-        }
-        // Hub tasks only end on stop; one that ended early has failed for good.
-        if hubs.iter().all(|h| h.is_finished()) {
-            break;
-        }
-    }
-    let _ = stop_tx.send(true);
-    for hub in hubs {
-        let _ = hub.await;
-    }
-    for watcher in watchers.into_iter().flatten() {
-        let _ = watcher.close().await;
-    }
-    let snapshot = stats.snapshot();
-    if let Some(running) = embedded {
-        running.shutdown().await;
-    }
-    Ok(RunReport {
-        snapshot,
-        elapsed: stats.elapsed(),
-        busy: stats.busy_span(),
-        instance_id,
-        embedded: embedded_strings,
-    })
+    let host = crate::host::Host::start(config, options, &mut report).await?;
+    host.wait(shutdown, &mut report).await
 }
 
 /// Every partition of every hub has a checkpoint at its last enqueued event. `watchers` holds
 /// one client per hub, opened when missing; a client whose call fails is dropped and reopened on
 /// the next check.
-async fn caught_up(
+pub(crate) async fn caught_up(
     targets: &[(EventHubConfig, EventHubTarget)],
     watchers: &mut [Option<azure_messaging_eventhubs::ConsumerClient>],
     store: &dyn Store,
@@ -396,7 +184,7 @@ const DEAD_START_WINDOW: Duration = Duration::from_secs(30);
 
 /// Consume one event hub until `stop`: run the SDK's processor, serve each partition it hands
 /// out, restart the processor if it fails, and release ownership at the end.
-async fn consume(
+pub(crate) async fn consume(
     hub: EventHubConfig,
     target: EventHubTarget,
     store: Arc<dyn Store>,

@@ -22,6 +22,7 @@ use crate::backoff::Backoff;
 use crate::checkpoint::{RetryState, Store};
 use crate::config::{FailureConfig, FailurePolicy, Mode};
 use crate::event::{Event, PartitionContext, PropertyValue};
+use crate::metrics::MetricEvent;
 use crate::plugin::{CloseReason, FailureKind, PluginError, PluginHandle};
 use crate::sink::{DeadLetter, DeadLetterSink};
 
@@ -295,6 +296,7 @@ async fn process(
     let mut paused = false;
     while !batch.is_empty() {
         let call = if one_by_one { &batch[..1] } else { &batch[..] };
+        let called = std::time::Instant::now();
         let (handled, error) = match worker.handle_batch(ctx, call).await {
             Ok(()) => (call.len(), None),
             Err(failure) => (failure.handled, Some(failure.error)),
@@ -317,7 +319,14 @@ async fn process(
         if handled > 0 {
             let last = &batch[handled - 1];
             checkpointer.set(last.sequence_number, &last.offset);
-            stats.add_handled(handled as u64);
+            let plugin = setup.plugin.current();
+            stats.record(MetricEvent::EventsHandled {
+                ctx,
+                plugin: plugin.name(),
+                version: plugin.digest(),
+                n: handled as u64,
+                took: called.elapsed(),
+            });
             if retry
                 .as_ref()
                 .is_some_and(|r| r.sequence_number <= last.sequence_number)
@@ -337,9 +346,7 @@ async fn process(
             let wait = pause.next_delay();
             if !paused {
                 paused = true;
-                stats
-                    .pauses
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.record(MetricEvent::Paused { ctx });
                 stats.set_state(ctx, Some(PartitionState::Paused));
                 let state = RetryState {
                     sequence_number: failing.sequence_number,
@@ -366,9 +373,13 @@ async fn process(
             }
             continue;
         }
-        stats
-            .failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let plugin = setup.plugin.current();
+        stats.record(MetricEvent::Failure {
+            ctx,
+            plugin: plugin.name(),
+            version: plugin.digest(),
+            kind: error.label(),
+        });
         let attempts = match retry {
             Some(r) if r.sequence_number == failing.sequence_number => r.attempts + 1,
             _ => 1,
@@ -385,6 +396,11 @@ async fn process(
             "Plugin failed on an event"
         );
         if !give_up {
+            stats.record(MetricEvent::Retry {
+                ctx,
+                plugin: plugin.name(),
+                version: plugin.digest(),
+            });
             *retry = Some(RetryState::failed(failing.sequence_number, attempts));
             save_retry(setup, ctx, retry.clone()).await;
             stats.set_state(ctx, Some(PartitionState::Retrying));
@@ -449,9 +465,12 @@ async fn process(
                     sink = %setup.dead_letter.describe(),
                     "Event dead-lettered; moving on"
                 );
-                stats
-                    .dead_lettered
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.record(MetricEvent::DeadLettered {
+                    ctx,
+                    plugin: plugin.name(),
+                    version: plugin.digest(),
+                    n: 1,
+                });
                 checkpointer.set(failing.sequence_number, &failing.offset);
                 *retry = None;
                 save_retry(setup, ctx, None).await;
@@ -499,10 +518,7 @@ async fn save_retry(setup: &PartitionSetup, ctx: &PartitionContext, state: Optio
         )
         .await
     {
-        setup
-            .stats
-            .store_errors
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        setup.stats.record(MetricEvent::StoreError);
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Cannot record the retry count; a takeover would count from zero");
     }
 }

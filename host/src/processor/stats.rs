@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::event::PartitionContext;
+use crate::metrics::{MetricEvent, Prometheus};
 
 /// What a partition is doing, as the summary shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +46,12 @@ pub struct Stats {
     last_activity: Mutex<Instant>,
     /// When the first and the latest events were handled (for throughput over the busy span).
     handled_span: Mutex<Option<(Instant, Instant)>>,
+    /// Plugin versions swapped in.
+    pub swaps: AtomicU64,
     /// (event hub, consumer group, partition) → state, for owned partitions.
     owned: Mutex<BTreeMap<(String, String, String), PartitionState>>,
+    /// The same events with their labels, for `/metrics`.
+    prometheus: Prometheus,
 }
 
 impl Default for Stats {
@@ -59,9 +64,11 @@ impl Default for Stats {
             checkpoints: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
+            swaps: AtomicU64::new(0),
             last_activity: Mutex::new(Instant::now()),
             handled_span: Mutex::new(None),
             owned: Mutex::new(BTreeMap::new()),
+            prometheus: Prometheus::default(),
         }
     }
 }
@@ -79,7 +86,47 @@ pub struct Snapshot {
 }
 
 impl Stats {
-    pub fn add_handled(&self, n: u64) {
+    /// Record what happened: the summary's counters and the labelled Prometheus families.
+    pub fn record(&self, event: MetricEvent<'_>) {
+        match &event {
+            MetricEvent::EventsHandled { n, .. } => self.add_handled(*n),
+            MetricEvent::Failure { .. } => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            MetricEvent::DeadLettered { n, .. } => {
+                self.dead_lettered.fetch_add(*n, Ordering::Relaxed);
+            }
+            MetricEvent::Retry { .. } => {}
+            MetricEvent::Checkpoint { .. } => {
+                self.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            MetricEvent::StoreError => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            MetricEvent::Paused { .. } => {
+                self.pauses.fetch_add(1, Ordering::Relaxed);
+            }
+            MetricEvent::Swap { .. } => {
+                self.swaps.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.prometheus.record(&event);
+    }
+
+    /// A swap on an event hub (see [`crate::host::HostHandle::swap`]).
+    pub fn record_swap(&self, event_hub: &str, consumer_group: &str) {
+        self.record(MetricEvent::Swap {
+            event_hub,
+            consumer_group,
+        });
+    }
+
+    /// `/metrics`: the Prometheus text exposition.
+    pub fn prometheus_text(&self) -> String {
+        self.prometheus.encode()
+    }
+
+    fn add_handled(&self, n: u64) {
         self.handled.fetch_add(n, Ordering::Relaxed);
         let now = Instant::now();
         let mut span = self.handled_span.lock().unwrap_or_else(|e| e.into_inner());

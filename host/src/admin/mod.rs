@@ -1,0 +1,336 @@
+//! The admin API: HTTP on 127.0.0.1 by default, off unless configured (`[admin]` or
+//! `hubwasm run --admin ADDR`).
+//!
+//! - `GET /healthz`: the process answers. `GET /readyz`: every event hub's consumer runs.
+//! - `GET /status`: JSON: event hubs, their plugin versions and swap history, owned partitions
+//!   and their states, the counters.
+//! - `GET /metrics`: Prometheus text.
+//! - `POST /v1/event-hubs/{event_hub}/swap` with `{"plugin": "<path>", "consumer_group": ...}`:
+//!   load, check and swap in a new plugin version. Changes need `Authorization: Bearer
+//!   <token>` (the token from `$HUBWASM_ADMIN_TOKEN`, or the variable `token_env` names); with
+//!   no token configured, changes are refused.
+
+pub mod client;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::host::{HostHandle, SwapError};
+use crate::processor::stats::PartitionState;
+
+/// How the admin API is served.
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    pub listen: SocketAddr,
+    /// The bearer token changes must carry; `None` refuses every change.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot listen on {addr} for the admin API: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone)]
+struct AppState {
+    host: HostHandle,
+    token: Option<String>,
+}
+
+/// A running admin server; it stops when the `stop` given to [`serve`] turns true.
+pub struct AdminServer {
+    pub local_addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Serve the admin API for `host` until `stop` turns true.
+pub async fn serve(
+    options: AdminOptions,
+    host: HostHandle,
+    mut stop: watch::Receiver<bool>,
+) -> Result<AdminServer, AdminError> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| AdminError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| AdminError::Bind {
+        addr: options.listen,
+        source,
+    })?;
+    let app = router(AppState {
+        host,
+        token: options.token.filter(|t| !t.is_empty()),
+    });
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %err, "Admin API stopped");
+        }
+    });
+    Ok(AdminServer { local_addr, task })
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/v1/event-hubs/{event_hub}/swap", post(swap))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.host.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: an event hub's consumer is not running\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.host.stats().prometheus_text(),
+    )
+        .into_response()
+}
+
+/// `/status`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub instance_id: String,
+    pub uptime_s: f64,
+    pub handled: u64,
+    pub failures: u64,
+    pub dead_lettered: u64,
+    pub checkpoints: u64,
+    pub swaps: u64,
+    pub event_hubs: Vec<HubStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HubStatus {
+    pub event_hub: String,
+    pub consumer_group: String,
+    pub plugin: crate::host::PluginVersion,
+    pub swaps: Vec<crate::host::SwapRecord>,
+    /// Partitions this host owns now.
+    pub partitions: Vec<PartitionStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartitionStatus {
+    pub partition: String,
+    /// `running`, `retrying`, `halted` or `paused`.
+    pub state: String,
+}
+
+fn state_name(state: PartitionState) -> &'static str {
+    match state {
+        PartitionState::Running => "running",
+        PartitionState::Retrying => "retrying",
+        PartitionState::Halted => "halted",
+        PartitionState::Paused => "paused",
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Json<Status> {
+    let host = &state.host;
+    let snap = host.stats().snapshot();
+    let event_hubs = host
+        .hubs()
+        .iter()
+        .map(|hub| HubStatus {
+            event_hub: hub.event_hub.clone(),
+            consumer_group: hub.consumer_group.clone(),
+            plugin: hub.current(),
+            swaps: hub.history(),
+            partitions: snap
+                .owned
+                .iter()
+                .filter(|o| o.event_hub == hub.event_hub && o.consumer_group == hub.consumer_group)
+                .map(|o| PartitionStatus {
+                    partition: o.partition.clone(),
+                    state: state_name(o.state).into(),
+                })
+                .collect(),
+        })
+        .collect();
+    Json(Status {
+        instance_id: host.instance_id().to_string(),
+        uptime_s: host.started().elapsed().unwrap_or_default().as_secs_f64(),
+        handled: snap.handled,
+        failures: snap.failures,
+        dead_lettered: snap.dead_lettered,
+        checkpoints: snap.checkpoints,
+        swaps: host
+            .stats()
+            .swaps
+            .load(std::sync::atomic::Ordering::Relaxed),
+        event_hubs,
+    })
+}
+
+/// The body of a swap request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapRequest {
+    /// The new component, a path on the host's machine.
+    pub plugin: PathBuf,
+    /// Needed when the event hub is consumed with several consumer groups.
+    #[serde(default)]
+    pub consumer_group: Option<String>,
+}
+
+/// An error answer: `{"error": "..."}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// Changes need the configured bearer token (compared in constant time).
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+    let Some(token) = &state.token else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "changes are disabled: start the host with $HUBWASM_ADMIN_TOKEN set (or the \
+             variable [admin] token_env names) to allow them",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: send `Authorization: Bearer <token>` with the \
+             host's admin token",
+        ))
+    }
+}
+
+async fn swap(
+    State(state): State<AppState>,
+    Path(event_hub): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err((status, why)) = authorize(&state, &headers) {
+        return error(status, why);
+    }
+    let request: SwapRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body must be JSON {{\"plugin\": \"<path to .wasm>\", \
+                     \"consumer_group\": \"<optional>\"}}: {err}"
+                ),
+            )
+        }
+    };
+    match state
+        .host
+        .swap(
+            &event_hub,
+            request.consumer_group.as_deref(),
+            &request.plugin,
+        )
+        .await
+    {
+        Ok(record) => Json(record).into_response(),
+        Err(err @ (SwapError::UnknownHub { .. } | SwapError::AmbiguousGroup { .. })) => {
+            error(StatusCode::NOT_FOUND, err.to_string())
+        }
+        Err(err @ SwapError::Refused { .. }) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
+        }
+    }
+}
+
+/// `hubwasm status --admin`: the status as lines for a terminal.
+pub fn status_lines(status: &Status) -> Vec<String> {
+    let mut lines = vec![format!(
+        "instance {} (up {:.0} s): handled {}, failures {}, dead-lettered {}, checkpoints {}, swaps {}",
+        status.instance_id,
+        status.uptime_s,
+        status.handled,
+        status.failures,
+        status.dead_lettered,
+        status.checkpoints,
+        status.swaps
+    )];
+    for hub in &status.event_hubs {
+        lines.push(format!(
+            "event hub {} (consumer group {}): plugin {} {} ({})",
+            hub.event_hub,
+            hub.consumer_group,
+            hub.plugin.name,
+            &hub.plugin.digest[..hub.plugin.digest.len().min(12)],
+            hub.plugin.path
+        ));
+        for p in &hub.partitions {
+            lines.push(format!("  partition {}: {}", p.partition, p.state));
+        }
+        for swap in &hub.swaps {
+            lines.push(format!(
+                "  swapped at {} ms: {} {} -> {} {}",
+                swap.at_ms,
+                swap.from.name,
+                &swap.from.digest[..swap.from.digest.len().min(12)],
+                swap.to.name,
+                &swap.to.digest[..swap.to.digest.len().min(12)]
+            ));
+        }
+    }
+    lines
+}

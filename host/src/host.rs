@@ -1,0 +1,529 @@
+//! A running host you can hold: [`Host::start`] sets everything up and claims partitions;
+//! [`Host::handle`] gives the live view and the controls (hot swap) to the admin API and to
+//! embedders; [`Host::wait`] drives the summary line, the idle exit and the shutdown.
+//! `processor::run` is start + wait.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::checkpoint::Store;
+use crate::config::{DeadLetterConfig, EventHubConfig, RunConfig};
+use crate::connection::{ConnectionString, EventHubTarget};
+use crate::plugin::{LoadError, PluginHandle, PluginSpec, Runtime};
+use crate::processor::partition::PartitionSetup;
+use crate::processor::stats::Stats;
+use crate::processor::{
+    caught_up, consume, default_instance_id, open_store, target, RunError, RunOptions, RunReport,
+};
+use crate::sink::{DeadLetterSink, DirectorySink, EventHubSink};
+
+/// A started host. Dropping it without [`wait`](Host::wait) leaves its tasks running until the
+/// runtime ends; call `wait` to stop cleanly.
+pub struct Host {
+    handle: HostHandle,
+    config: RunConfig,
+    options: RunOptions,
+    embedded: Option<hubwasm_hub::RunningHub>,
+    embedded_strings: Vec<(String, String)>,
+    store: Arc<dyn Store>,
+    targets: Vec<(EventHubConfig, EventHubTarget)>,
+    hubs: Vec<JoinHandle<()>>,
+    stop_tx: watch::Sender<bool>,
+}
+
+/// The live view of a running host and its controls; cheap to clone.
+#[derive(Clone)]
+pub struct HostHandle {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    instance_id: String,
+    stats: Arc<Stats>,
+    runtime: Runtime,
+    hubs: Vec<HubHandle>,
+    started: SystemTime,
+    /// Every event hub's consumer is running (false before start ends and once stopping).
+    ready: AtomicBool,
+}
+
+/// One consumed event hub (and consumer group) and the plugin serving it.
+pub struct HubHandle {
+    pub event_hub: String,
+    pub consumer_group: String,
+    pub plugin: PluginHandle,
+    /// What a new version is loaded with: the hub's plugin config and limits.
+    spec: PluginSpec,
+    history: Mutex<Vec<SwapRecord>>,
+    /// One swap at a time per hub, so two callers cannot interleave load and swap.
+    swapping: tokio::sync::Mutex<()>,
+}
+
+/// A plugin version as logs, metrics and the admin API name it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PluginVersion {
+    pub name: String,
+    /// The component's content hash (sha256, hex).
+    pub digest: String,
+    pub path: String,
+}
+
+/// One swap that happened.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SwapRecord {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub from: PluginVersion,
+    pub to: PluginVersion,
+}
+
+/// Why a swap did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error("no consumed event hub `{event_hub}`{}; this host consumes: {known}", group.as_ref().map(|g| format!(" with consumer group `{g}`")).unwrap_or_default())]
+    UnknownHub {
+        event_hub: String,
+        group: Option<String>,
+        known: String,
+    },
+    #[error(
+        "event hub `{event_hub}` is consumed with several consumer groups ({groups}); name one"
+    )]
+    AmbiguousGroup { event_hub: String, groups: String },
+    /// The new version failed validation (unreadable, wrong world or contract, `init` refused);
+    /// the old version keeps running.
+    #[error("refused {path}: {source}; the running version is unchanged")]
+    Refused {
+        path: String,
+        #[source]
+        source: LoadError,
+    },
+}
+
+impl PluginVersion {
+    fn of(plugin: &crate::plugin::Plugin) -> Self {
+        Self {
+            name: plugin.name().to_string(),
+            digest: plugin.digest().to_string(),
+            path: plugin.path().display().to_string(),
+        }
+    }
+}
+
+impl HostHandle {
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.inner.stats
+    }
+
+    pub fn hubs(&self) -> &[HubHandle] {
+        &self.inner.hubs
+    }
+
+    /// Every event hub's consumer runs (for `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// When the host started.
+    pub fn started(&self) -> SystemTime {
+        self.inner.started
+    }
+
+    fn find(&self, event_hub: &str, group: Option<&str>) -> Result<&HubHandle, SwapError> {
+        let matching: Vec<&HubHandle> = self
+            .inner
+            .hubs
+            .iter()
+            .filter(|h| h.event_hub == event_hub && group.is_none_or(|g| h.consumer_group == g))
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(one),
+            [] => Err(SwapError::UnknownHub {
+                event_hub: event_hub.into(),
+                group: group.map(str::to_string),
+                known: self
+                    .inner
+                    .hubs
+                    .iter()
+                    .map(|h| format!("{} ({})", h.event_hub, h.consumer_group))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+            several => Err(SwapError::AmbiguousGroup {
+                event_hub: event_hub.into(),
+                groups: several
+                    .iter()
+                    .map(|h| h.consumer_group.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Replace the plugin of `event_hub` with the component at `path`. The new version is
+    /// loaded and checked first (world, contract version, `init` with the hub's config); if
+    /// that fails nothing changes. Then every partition switches at its next batch boundary:
+    /// the batch in flight finishes and is checkpointed on the old version.
+    pub async fn swap(
+        &self,
+        event_hub: &str,
+        group: Option<&str>,
+        path: &std::path::Path,
+    ) -> Result<SwapRecord, SwapError> {
+        let hub = self.find(event_hub, group)?;
+        let _one_at_a_time = hub.swapping.lock().await;
+        // The new file names the version; the event hub's config and limits stay.
+        let mut spec = PluginSpec::new(path);
+        spec.config = hub.spec.config.clone();
+        spec.limits = hub.spec.limits;
+        let plugin = self
+            .inner
+            .runtime
+            .load(spec)
+            .await
+            .map_err(|source| SwapError::Refused {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let to = PluginVersion::of(&plugin);
+        let old = hub.plugin.swap(plugin);
+        let record = SwapRecord {
+            at_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            from: PluginVersion::of(&old),
+            to,
+        };
+        tracing::info!(
+            event_hub = %hub.event_hub,
+            consumer_group = %hub.consumer_group,
+            from = %record.from.name, from_digest = %record.from.digest,
+            to = %record.to.name, to_digest = %record.to.digest,
+            "Plugin version swapped; partitions switch at their next batch"
+        );
+        self.inner
+            .stats
+            .record_swap(&hub.event_hub, &hub.consumer_group);
+        hub.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record.clone());
+        Ok(record)
+    }
+}
+
+impl HubHandle {
+    /// The version serving now.
+    pub fn current(&self) -> PluginVersion {
+        PluginVersion::of(&self.plugin.current())
+    }
+
+    /// Swaps so far, oldest first.
+    pub fn history(&self) -> Vec<SwapRecord> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Host {
+    /// Start the host: the embedded endpoint if configured, the checkpoint store, every
+    /// plugin loaded and `init`ed (a plugin that cannot start fails here, before any partition
+    /// is claimed), then one consumer per event hub.
+    pub async fn start(
+        config: RunConfig,
+        options: RunOptions,
+        report: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Host, RunError> {
+        let stats = Arc::new(Stats::default());
+        let instance_id = options
+            .instance_id
+            .clone()
+            .unwrap_or_else(default_instance_id);
+
+        let embedded = match &config.embedded {
+            Some(e) => {
+                let mut hub_config = match &e.config {
+                    Some(path) => hubwasm_hub::HubConfig::load(path)
+                        .map_err(|err| RunError::Embedded(err.to_string()))?,
+                    None => hubwasm_hub::HubConfig::default(),
+                };
+                hub_config.listen = e
+                    .listen
+                    .unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid address"));
+                if let Some(data) = &e.data {
+                    hub_config.data_dir = data.clone();
+                }
+                let running = hubwasm_hub::start(hub_config)
+                    .await
+                    .map_err(|err| RunError::Embedded(err.to_string()))?;
+                report(&format!(
+                    "embedded Event Hubs endpoint on {}",
+                    running.local_addr()
+                ));
+                Some(running)
+            }
+            None => None,
+        };
+        let embedded_strings: Vec<(String, String)> = match &embedded {
+            Some(running) => config
+                .event_hubs
+                .iter()
+                .filter(|h| h.embedded)
+                .map(|h| (h.name.clone(), running.connection_string(&h.name)))
+                .collect(),
+            None => Vec::new(),
+        };
+
+        let store = open_store(&config.checkpoints).await?;
+        report(&format!(
+            "checkpoints in {}; instance {instance_id}",
+            store.describe()
+        ));
+        let runtime = Runtime::new(options.runtime.clone()).map_err(|source| RunError::Plugin {
+            hub: "*".into(),
+            source,
+        })?;
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut targets = Vec::new();
+        let mut setups = Vec::new();
+        let mut hub_handles = Vec::new();
+        for hub in &config.event_hubs {
+            let target = target(hub, embedded.as_ref())?;
+            let mut spec = PluginSpec::new(&hub.plugin);
+            spec.config = hub
+                .plugin_config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if let Some(limits) = hub.limits {
+                spec.limits = limits;
+            }
+            let plugin = runtime
+                .load(spec.clone())
+                .await
+                .map_err(|source| RunError::Plugin {
+                    hub: hub.name.clone(),
+                    source,
+                })?;
+            report(&format!(
+                "event hub {} ({}), consumer group {}: plugin {} ({}, {} world), {} mode",
+                hub.name,
+                target
+                    .custom_endpoint
+                    .clone()
+                    .unwrap_or_else(|| target.namespace.clone()),
+                hub.consumer_group,
+                plugin.name(),
+                plugin.digest(),
+                plugin.kind(),
+                match hub.mode {
+                    crate::config::Mode::Event => "per-event".to_string(),
+                    crate::config::Mode::Batch => format!("batch (≤{})", hub.max_batch_size),
+                }
+            ));
+            let dead_letter: Arc<dyn DeadLetterSink> = match &hub.dead_letter {
+                DeadLetterConfig::Directory { path } => Arc::new(DirectorySink::new(path)),
+                DeadLetterConfig::EventHub { connection_string } => {
+                    let conn = ConnectionString::parse(connection_string)?;
+                    Arc::new(EventHubSink::new(
+                        conn.producer().await?,
+                        conn.entity_path.clone(),
+                    ))
+                }
+                DeadLetterConfig::Blob(blob) => crate::sink::blob::open(blob)
+                    .await
+                    .map_err(RunError::Store)?,
+            };
+            let handle = PluginHandle::new(plugin);
+            let setup = Arc::new(PartitionSetup {
+                plugin: handle.clone(),
+                store: store.clone(),
+                dead_letter,
+                failure: hub.failure.clone(),
+                mode: hub.mode,
+                max_batch_size: hub.max_batch_size,
+                max_wait: Duration::from_millis(hub.max_wait_ms),
+                stats: stats.clone(),
+                instance_id: instance_id.clone(),
+                ownership_check: Duration::from_millis(hub.balancing.ownership_check_ms),
+            });
+            hub_handles.push(HubHandle {
+                event_hub: hub.name.clone(),
+                consumer_group: hub.consumer_group.clone(),
+                plugin: handle,
+                spec,
+                history: Mutex::new(Vec::new()),
+                swapping: tokio::sync::Mutex::new(()),
+            });
+            targets.push((hub.clone(), target.clone()));
+            setups.push(setup);
+        }
+        // Every plugin loaded and started its `init` above: only now claim partitions, so a
+        // plugin that cannot start stops the host before it owns anything.
+        let mut hubs = Vec::new();
+        for ((hub, target), setup) in targets.iter().zip(&setups) {
+            hubs.push(tokio::spawn(consume(
+                hub.clone(),
+                target.clone(),
+                store.clone(),
+                setup.clone(),
+                instance_id.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        let handle = HostHandle {
+            inner: Arc::new(Shared {
+                instance_id,
+                stats,
+                runtime,
+                hubs: hub_handles,
+                started: SystemTime::now(),
+                ready: AtomicBool::new(true),
+            }),
+        };
+        let host = Host {
+            handle,
+            config,
+            options,
+            embedded,
+            embedded_strings,
+            store,
+            targets,
+            hubs,
+            stop_tx,
+        };
+        host.send_file(report).await;
+        Ok(host)
+    }
+
+    /// The live view and controls, for the admin API.
+    pub fn handle(&self) -> HostHandle {
+        self.handle.clone()
+    }
+
+    /// `--send`: the lines of a file as events to every consumed event hub it can reach.
+    async fn send_file(&self, report: &mut (dyn FnMut(&str) + Send)) {
+        let Some(file) = &self.options.send else {
+            return;
+        };
+        for (hub, _) in &self.targets {
+            let conn = match (&hub.connection_string, &self.embedded) {
+                (Some(c), _) => crate::config::with_entity(c, &hub.name),
+                (None, Some(running)) if hub.embedded => running.connection_string(&hub.name),
+                _ => continue,
+            };
+            let send = crate::send::SendOptions {
+                connection_string: conn,
+                count: 0,
+                interval: Duration::ZERO,
+                partition: None,
+                partition_key: None,
+                batch_size: 1,
+                file: Some(file.clone()),
+            };
+            match crate::send::send(&send, |_| {}).await {
+                Ok(s) => report(&format!(
+                    "sent {} events from {} to {}",
+                    s.sent,
+                    file.display(),
+                    hub.name
+                )),
+                Err(err) => report(&format!(
+                    "cannot send {} to {}: {err}",
+                    file.display(),
+                    hub.name
+                )),
+            }
+        }
+    }
+
+    /// Run until `shutdown` turns true (or, with `exit_when_idle`, until caught up), then stop:
+    /// every partition finishes its in-flight batch, writes its checkpoint and calls the
+    /// plugin's closed hook, and the ownerships are released.
+    pub async fn wait(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        report: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<RunReport, RunError> {
+        let Host {
+            handle,
+            config,
+            options,
+            embedded,
+            embedded_strings,
+            store,
+            targets,
+            hubs,
+            stop_tx,
+        } = self;
+        let stats = handle.inner.stats.clone();
+        let mut ticker =
+            tokio::time::interval(Duration::from_secs(config.summary_interval_secs.max(1)));
+        ticker.tick().await;
+        let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+        // The idle check's clients, opened on first use and kept for the run.
+        let mut watchers: Vec<Option<azure_messaging_eventhubs::ConsumerClient>> =
+            targets.iter().map(|_| None).collect();
+        let mut previous = stats.snapshot();
+        let mut last_tick = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => {
+                    report("stopping: finishing in-flight batches and writing checkpoints");
+                    break;
+                }
+                _ = ticker.tick(), if config.summary_interval_secs > 0 => {
+                    let now = stats.snapshot();
+                    report(&now.line(&previous, last_tick.elapsed()));
+                    previous = now;
+                    last_tick = tokio::time::Instant::now();
+                }
+                _ = idle_check.tick(), if options.exit_when_idle.is_some() => {
+                    let idle = options.exit_when_idle.unwrap_or_default();
+                    if stats.idle_for() >= idle && caught_up(&targets, &mut watchers, store.as_ref(), &stats).await {
+                        report("caught up: every partition is handled and checkpointed; stopping");
+                        break;
+                    }
+                }
+            }
+            // Hub tasks only end on stop; one that ended early has failed for good.
+            if hubs.iter().any(|h| h.is_finished()) {
+                handle.inner.ready.store(false, Ordering::Release);
+            }
+            if hubs.iter().all(|h| h.is_finished()) {
+                break;
+            }
+        }
+        handle.inner.ready.store(false, Ordering::Release);
+        let _ = stop_tx.send(true);
+        for hub in hubs {
+            let _ = hub.await;
+        }
+        for watcher in watchers.into_iter().flatten() {
+            let _ = watcher.close().await;
+        }
+        let snapshot = stats.snapshot();
+        if let Some(running) = embedded {
+            running.shutdown().await;
+        }
+        Ok(RunReport {
+            snapshot,
+            elapsed: stats.elapsed(),
+            busy: stats.busy_span(),
+            instance_id: handle.inner.instance_id.clone(),
+            embedded: embedded_strings,
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! Metrics as typed events with labels: each site records what happened once
+//! ([`Stats::record`](crate::processor::stats::Stats::record)), and the summary line, `/status`
+//! and `/metrics` (Prometheus text) read from the same place.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::event::PartitionContext;
+
+/// Labels of everything that happens on a partition.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub event_hub: String,
+    pub consumer_group: String,
+    pub partition: String,
+    pub plugin: String,
+    /// The plugin component's content hash (first 12 hex digits).
+    pub plugin_version: String,
+}
+
+/// A failure's labels: the partition's and its kind (`retryable`, `rejected`, `trap`, ...).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub event_hub: String,
+    pub consumer_group: String,
+    pub partition: String,
+    pub plugin: String,
+    pub plugin_version: String,
+    pub kind: String,
+}
+
+/// Labels of an event hub as one consumer group reads it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HubLabels {
+    pub event_hub: String,
+    pub consumer_group: String,
+}
+
+/// What happened, with what it happened to.
+#[derive(Debug)]
+pub enum MetricEvent<'a> {
+    /// The plugin handled `n` events in one call that took `took`.
+    EventsHandled {
+        ctx: &'a PartitionContext,
+        plugin: &'a str,
+        version: &'a str,
+        n: u64,
+        took: Duration,
+    },
+    /// A plugin call failed on an event (each retry counts).
+    Failure {
+        ctx: &'a PartitionContext,
+        plugin: &'a str,
+        version: &'a str,
+        kind: &'static str,
+    },
+    /// Events written to the dead-letter sink.
+    DeadLettered {
+        ctx: &'a PartitionContext,
+        plugin: &'a str,
+        version: &'a str,
+        n: u64,
+    },
+    /// A retry of a failed event was scheduled.
+    Retry {
+        ctx: &'a PartitionContext,
+        plugin: &'a str,
+        version: &'a str,
+    },
+    /// A checkpoint was written.
+    Checkpoint { ctx: &'a PartitionContext },
+    /// The checkpoint store refused a call (it is retried).
+    StoreError,
+    /// A partition paused because the plugin cannot start.
+    Paused { ctx: &'a PartitionContext },
+    /// A new plugin version took over an event hub.
+    Swap {
+        event_hub: &'a str,
+        consumer_group: &'a str,
+    },
+}
+
+/// The Prometheus families, registered once.
+pub struct Prometheus {
+    registry: Registry,
+    handled: Family<PartitionLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    dead_lettered: Family<PartitionLabels, Counter>,
+    retries: Family<PartitionLabels, Counter>,
+    checkpoints: Family<HubPartition, Counter>,
+    store_errors: Counter,
+    pauses: Family<HubPartition, Counter>,
+    swaps: Family<HubLabels, Counter>,
+    handler_seconds: Family<HubLabels, Histogram>,
+}
+
+/// A partition without the plugin (checkpoints and pauses are the host's, not a version's).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HubPartition {
+    pub event_hub: String,
+    pub consumer_group: String,
+    pub partition: String,
+}
+
+impl std::fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prometheus")
+    }
+}
+
+fn partition(ctx: &PartitionContext, plugin: &str, version: &str) -> PartitionLabels {
+    PartitionLabels {
+        event_hub: ctx.event_hub.clone(),
+        consumer_group: ctx.consumer_group.clone(),
+        partition: ctx.partition_id.clone(),
+        plugin: plugin.to_string(),
+        plugin_version: version.chars().take(12).collect(),
+    }
+}
+
+fn hub_partition(ctx: &PartitionContext) -> HubPartition {
+    HubPartition {
+        event_hub: ctx.event_hub.clone(),
+        consumer_group: ctx.consumer_group.clone(),
+        partition: ctx.partition_id.clone(),
+    }
+}
+
+impl Default for Prometheus {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hubwasm");
+        let handled = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "events_handled",
+            "Events the plugin handled successfully",
+            handled.clone(),
+        );
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "failures",
+            "Plugin calls that failed on an event, by kind (each retry counts)",
+            failures.clone(),
+        );
+        let dead_lettered = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "dead_letters",
+            "Events written to the dead-letter sink",
+            dead_lettered.clone(),
+        );
+        let retries = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "retries",
+            "Retries of failed events scheduled",
+            retries.clone(),
+        );
+        let checkpoints = Family::<HubPartition, Counter>::default();
+        registry.register("checkpoints", "Checkpoints written", checkpoints.clone());
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Checkpoint store calls that failed (retried)",
+            store_errors.clone(),
+        );
+        let pauses = Family::<HubPartition, Counter>::default();
+        registry.register(
+            "plugin_start_pauses",
+            "Times a partition paused because its plugin could not start",
+            pauses.clone(),
+        );
+        let swaps = Family::<HubLabels, Counter>::default();
+        registry.register("plugin_swaps", "Plugin versions swapped in", swaps.clone());
+        let handler_seconds = Family::<HubLabels, Histogram>::new_with_constructor(|| {
+            // 10 µs to ~10 s.
+            Histogram::new(exponential_buckets(0.00001, 4.0, 11))
+        });
+        registry.register(
+            "handler_seconds",
+            "Time of one plugin call (one event, or one batch)",
+            handler_seconds.clone(),
+        );
+        Self {
+            registry,
+            handled,
+            failures,
+            dead_lettered,
+            retries,
+            checkpoints,
+            store_errors,
+            pauses,
+            swaps,
+            handler_seconds,
+        }
+    }
+}
+
+impl Prometheus {
+    pub fn record(&self, event: &MetricEvent<'_>) {
+        match *event {
+            MetricEvent::EventsHandled {
+                ctx,
+                plugin,
+                version,
+                n,
+                took,
+            } => {
+                self.handled
+                    .get_or_create(&partition(ctx, plugin, version))
+                    .inc_by(n);
+                self.handler_seconds
+                    .get_or_create(&HubLabels {
+                        event_hub: ctx.event_hub.clone(),
+                        consumer_group: ctx.consumer_group.clone(),
+                    })
+                    .observe(took.as_secs_f64());
+            }
+            MetricEvent::Failure {
+                ctx,
+                plugin,
+                version,
+                kind,
+            } => {
+                let p = partition(ctx, plugin, version);
+                self.failures
+                    .get_or_create(&FailureLabels {
+                        event_hub: p.event_hub,
+                        consumer_group: p.consumer_group,
+                        partition: p.partition,
+                        plugin: p.plugin,
+                        plugin_version: p.plugin_version,
+                        kind: kind.to_string(),
+                    })
+                    .inc();
+            }
+            MetricEvent::DeadLettered {
+                ctx,
+                plugin,
+                version,
+                n,
+            } => {
+                self.dead_lettered
+                    .get_or_create(&partition(ctx, plugin, version))
+                    .inc_by(n);
+            }
+            MetricEvent::Retry {
+                ctx,
+                plugin,
+                version,
+            } => {
+                self.retries
+                    .get_or_create(&partition(ctx, plugin, version))
+                    .inc();
+            }
+            MetricEvent::Checkpoint { ctx } => {
+                self.checkpoints.get_or_create(&hub_partition(ctx)).inc();
+            }
+            MetricEvent::StoreError => {
+                self.store_errors.inc();
+            }
+            MetricEvent::Paused { ctx } => {
+                self.pauses.get_or_create(&hub_partition(ctx)).inc();
+            }
+            MetricEvent::Swap {
+                event_hub,
+                consumer_group,
+            } => {
+                self.swaps
+                    .get_or_create(&HubLabels {
+                        event_hub: event_hub.to_string(),
+                        consumer_group: consumer_group.to_string(),
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// The Prometheus text exposition (OpenMetrics text, which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

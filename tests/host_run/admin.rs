@@ -1,0 +1,264 @@
+//! The admin API of a running host: health, status, Prometheus metrics, and hot swap under
+//! load (no event lost or repeated; a broken version refused while the old keeps running;
+//! changes refused without the token).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hubwasm::admin::client::{request, Answer};
+
+use crate::harness::{all_events, eventually, Host, Local, HUB};
+
+const TOKEN: &str = "test-admin-token-7f3a";
+
+/// A copy of `wasm` with a custom section appended: the same code, another content hash.
+fn another_version(wasm: &str, to: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(wasm).unwrap();
+    let name = b"hubwasm-test-version";
+    let payload = b"2";
+    bytes.push(0); // custom section
+    bytes.push((1 + name.len() + payload.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    std::fs::write(to, bytes).unwrap();
+    to.to_path_buf()
+}
+
+fn admin_address(host: &Host) -> Option<String> {
+    let log = host.log();
+    let at = log.find("admin API on http://")? + "admin API on http://".len();
+    let rest = &log[at..];
+    Some(rest[..rest.find(|c: char| c.is_whitespace())?].to_string())
+}
+
+async fn get(addr: &str, path: &str) -> Answer {
+    request(addr, "GET", path, None, None, Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
+async fn swap(addr: &str, wasm: &Path, token: Option<&str>) -> Answer {
+    let body = serde_json::json!({ "plugin": wasm }).to_string();
+    request(
+        addr,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap"),
+        Some(&body),
+        token,
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap()
+}
+
+/// (partition, sequence number) → the plugin names that handled it, from a host's log.
+fn handled_by(log: &str) -> BTreeMap<(String, i64), Vec<String>> {
+    let mut out: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
+    for line in log.lines() {
+        let Some(at) = line.find("handled group=$Default partition=") else {
+            continue;
+        };
+        let rest = &line[at + "handled group=$Default partition=".len()..];
+        let Some((partition, rest)) = rest.split_once(" seq=") else {
+            continue;
+        };
+        let Some(seq) = rest.split_whitespace().next().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let plugin = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("plugin="))
+            .unwrap_or("?")
+            .trim_matches('"')
+            .to_string();
+        out.entry((partition.to_string(), seq))
+            .or_default()
+            .push(plugin);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_under_load_loses_and_repeats_nothing_and_refuses_what_it_must() {
+    let world = Local::start(4).await;
+    let v2 = another_version(
+        hubwasm_plugins::TEST_RECORD,
+        &world.path().join("test_record_v2.wasm"),
+    );
+    // `min_value` means nothing to test-record; json-filter's init refuses it (below).
+    let config = world.config("[eventhub.plugin_config]\nmin_value = \"not-a-number\"\n")
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
+    let host = Host::start_with_env(
+        "swapper",
+        world.path(),
+        &config,
+        &[],
+        &[("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)],
+    );
+    eventually(
+        "the admin API and 4 partitions",
+        Duration::from_secs(60),
+        || admin_address(&host).is_some() && host.log().matches("Partition opened").count() >= 4,
+        &[&host],
+    )
+    .await;
+    let addr = admin_address(&host).unwrap();
+    assert_eq!(get(&addr, "/healthz").await.status, 200);
+    assert_eq!(get(&addr, "/readyz").await.status, 200);
+
+    // Load: 8 rounds of 100 events; the swap lands in the middle.
+    let sender = {
+        let conn = world.endpoint.connection_string(HUB);
+        tokio::spawn(async move {
+            for _ in 0..8 {
+                let options = hubwasm::send::SendOptions {
+                    connection_string: conn.clone(),
+                    count: 100,
+                    interval: Duration::ZERO,
+                    partition: None,
+                    partition_key: None,
+                    batch_size: 1,
+                    file: None,
+                };
+                hubwasm::send::send(&options, |_| {}).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    eventually(
+        "the first events handled",
+        Duration::from_secs(60),
+        || handled_by(&host.log()).len() >= 50,
+        &[&host],
+    )
+    .await;
+
+    // Changes need the token.
+    let no_token = swap(&addr, &v2, None).await;
+    assert_eq!(no_token.status, 401, "{}", no_token.body);
+    let wrong = swap(&addr, &v2, Some("guess")).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(wrong.body.contains("bearer token"), "{}", wrong.body);
+
+    // Broken versions are refused with the reason; the old keeps running.
+    let wrong_world = swap(
+        &addr,
+        Path::new(hubwasm_plugins::TEST_WRONG_WORLD),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(wrong_world.status, 422, "{}", wrong_world.body);
+    assert!(
+        wrong_world
+            .body
+            .contains("does not implement a hubwasm plugin world")
+            && wrong_world.body.contains("unchanged"),
+        "{}",
+        wrong_world.body
+    );
+    let init_fails = swap(&addr, Path::new(hubwasm_plugins::JSON_FILTER), Some(TOKEN)).await;
+    assert_eq!(init_fails.status, 422, "{}", init_fails.body);
+    assert!(
+        init_fails.body.contains("min_value") && init_fails.body.contains("not-a-number"),
+        "the plugin's own init message: {}",
+        init_fails.body
+    );
+    let missing = swap(&addr, &world.path().join("nope.wasm"), Some(TOKEN)).await;
+    assert_eq!(missing.status, 422, "{}", missing.body);
+
+    // The swap.
+    let swapped = swap(&addr, &v2, Some(TOKEN)).await;
+    assert_eq!(swapped.status, 200, "{}", swapped.body);
+    let record: hubwasm::host::SwapRecord = serde_json::from_str(&swapped.body).unwrap();
+    assert_eq!(record.from.name, "test_record");
+    assert_eq!(record.to.name, "test_record_v2");
+    assert_ne!(record.from.digest, record.to.digest);
+
+    sender.await.unwrap();
+    let expected = all_events(4, 200);
+    eventually(
+        "every event handled",
+        Duration::from_secs(60),
+        || handled_by(&host.log()).len() >= expected.len(),
+        &[&host],
+    )
+    .await;
+    let handled = handled_by(&host.log());
+    let keys: std::collections::BTreeSet<(String, i64)> = handled.keys().cloned().collect();
+    assert_eq!(keys, expected, "every event, and nothing else");
+    let repeated: Vec<_> = handled.iter().filter(|(_, by)| by.len() > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "no event twice without a failure: {repeated:?}"
+    );
+    // Per partition the versions do not interleave: the old, then only the new.
+    for partition in ["0", "1", "2", "3"] {
+        let versions: Vec<&str> = handled
+            .iter()
+            .filter(|((p, _), _)| p == partition)
+            .map(|(_, by)| by[0].as_str())
+            .collect();
+        let first_new = versions.iter().position(|v| *v == "test_record_v2");
+        let first_new = first_new.unwrap_or_else(|| panic!("partition {partition}: {versions:?}"));
+        assert!(
+            versions[first_new..].iter().all(|v| *v == "test_record_v2")
+                && versions[..first_new].iter().all(|v| *v == "test_record"),
+            "partition {partition}: {versions:?}"
+        );
+    }
+    // The old version was told its partitions closed; the new one that they opened.
+    let log = host.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("plugin=\"test_record\"") && l.contains("closed group=")),
+        "{}",
+        crate::harness::tail(&log, 80)
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("plugin=\"test_record_v2\"") && l.contains("opened group=")),
+        "{}",
+        crate::harness::tail(&log, 80)
+    );
+
+    // /status and /metrics say so.
+    let status: hubwasm::admin::Status =
+        serde_json::from_str(&get(&addr, "/status").await.body).unwrap();
+    assert_eq!(status.swaps, 1);
+    assert_eq!(status.event_hubs[0].plugin.name, "test_record_v2");
+    assert_eq!(status.event_hubs[0].swaps.len(), 1);
+    assert_eq!(status.event_hubs[0].partitions.len(), 4);
+    assert_eq!(status.handled, expected.len() as u64);
+    let metrics = get(&addr, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let lines = metrics.body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let handled_total: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "hubwasm_events_handled_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(handled_total, expected.len() as f64, "{}", metrics.body);
+    let versions: std::collections::BTreeSet<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "hubwasm_events_handled_total")
+        .filter_map(|s| s.labels.get("plugin"))
+        .collect();
+    assert_eq!(
+        versions,
+        ["test_record", "test_record_v2"].into_iter().collect(),
+        "handled events are labelled with the version that handled them"
+    );
+    assert!(scrape
+        .samples
+        .iter()
+        .any(|s| s.metric == "hubwasm_plugin_swaps_total"));
+    drop(host);
+}
