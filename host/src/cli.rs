@@ -224,6 +224,26 @@ pub enum PluginCommand {
     /// finishes and is checkpointed on the old version, the old version's partition-closed and
     /// the new one's partition-opened are called, and no event is lost or repeated.
     Swap(SwapArgs),
+    /// Return an event hub to the plugin version its last swap replaced (through the admin
+    /// API). A new version that fails too often right after a swap is also rolled back by
+    /// itself ([eventhub.rollback]).
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The running host's admin API (HOST:PORT).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9466")]
+    pub admin: String,
+    /// The event hub whose plugin to roll back.
+    #[arg(long)]
+    pub event_hub: String,
+    /// The consumer group, when the host reads the event hub with several.
+    #[arg(long)]
+    pub consumer_group: Option<String>,
+    /// The environment variable holding the admin token.
+    #[arg(long, default_value = "HUBWASM_ADMIN_TOKEN")]
+    pub token_env: String,
 }
 
 #[derive(Debug, Args)]
@@ -370,6 +390,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Build(args)) => plugin_build(args),
         Command::Plugin(PluginCommand::Types(args)) => plugin_types(args),
         Command::Plugin(PluginCommand::Swap(args)) => plugin_swap(args).await,
+        Command::Plugin(PluginCommand::Rollback(args)) => plugin_rollback(args).await,
         Command::Hub(HubCommand::Serve(args)) => serve(args).await,
         Command::Send(args) => send(args).await,
         Command::Run(args) => run_host(args).await,
@@ -410,46 +431,66 @@ fn plugin_new(args: NewArgs) -> anyhow::Result<ExitCode> {
 async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
     // The host resolves the path: make it absolute here.
     let wasm = std::path::absolute(&args.wasm)?;
-    let token = std::env::var(&args.token_env)
-        .ok()
-        .filter(|t| !t.is_empty());
-    if token.is_none() {
-        anyhow::bail!(
-            "${} is not set: swaps need the host's admin token in it (or name another variable \
-             with --token-env)",
-            args.token_env
-        );
-    }
     let body = serde_json::to_string(&crate::admin::SwapRequest {
-        plugin: wasm.clone(),
+        plugin: wasm,
         consumer_group: args.consumer_group.clone(),
     })?;
     let path = format!("/v1/event-hubs/{}/swap", percent_encode(&args.event_hub));
+    admin_change(&args.admin, &args.token_env, &path, &body, &args.event_hub).await
+}
+
+async fn plugin_rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let body = serde_json::to_string(&crate::admin::RollbackRequest {
+        consumer_group: args.consumer_group.clone(),
+    })?;
+    let path = format!(
+        "/v1/event-hubs/{}/rollback",
+        percent_encode(&args.event_hub)
+    );
+    admin_change(&args.admin, &args.token_env, &path, &body, &args.event_hub).await
+}
+
+/// POST a change to the admin API with the token from `token_env`; print the swap it made.
+async fn admin_change(
+    admin: &str,
+    token_env: &str,
+    path: &str,
+    body: &str,
+    event_hub: &str,
+) -> anyhow::Result<ExitCode> {
+    let token = std::env::var(token_env).ok().filter(|t| !t.is_empty());
+    if token.is_none() {
+        anyhow::bail!(
+            "${token_env} is not set: changes need the host's admin token in it (or name another \
+             variable with --token-env)"
+        );
+    }
     let answer = crate::admin::client::request(
-        &args.admin,
+        admin,
         "POST",
-        &path,
-        Some(&body),
+        path,
+        Some(body),
         token.as_deref(),
         Duration::from_secs(120),
     )
     .await?;
     if answer.status == 200 {
         let record: crate::host::SwapRecord = serde_json::from_str(&answer.body)?;
+        let short = |d: &str| d[..d.len().min(12)].to_string();
         println!(
-            "swapped event hub {}: {} ({}) -> {} ({}); partitions switch at their next batch",
-            args.event_hub,
+            "{} on event hub {event_hub}: {} ({}) -> {} ({}); partitions switch at their next batch",
+            record.reason,
             record.from.name,
-            &record.from.digest[..record.from.digest.len().min(12)],
+            short(&record.from.digest),
             record.to.name,
-            &record.to.digest[..record.to.digest.len().min(12)],
+            short(&record.to.digest),
         );
         return Ok(ExitCode::SUCCESS);
     }
     let message = serde_json::from_str::<crate::admin::ErrorBody>(&answer.body)
         .map(|e| e.error)
         .unwrap_or(answer.body);
-    eprintln!("error: swap refused (HTTP {}): {message}", answer.status);
+    eprintln!("error: refused (HTTP {}): {message}", answer.status);
     Ok(ExitCode::FAILURE)
 }
 

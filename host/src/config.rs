@@ -366,6 +366,49 @@ impl Default for BalancingConfig {
     }
 }
 
+/// `[eventhub.rollback]`: when a swapped-in plugin version is taken back by itself.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackConfig {
+    /// Roll a new version back when it fails too often after a swap (default true).
+    #[serde(default = "default_true")]
+    pub automatic: bool,
+    /// The share of the new version's calls on events that may fail (0 < rate <= 1) before it
+    /// is rolled back; default 0.5.
+    #[serde(default = "default_rollback_rate")]
+    pub failure_rate: f64,
+    /// How long after a swap the new version is watched; default 60 s.
+    #[serde(default = "default_rollback_window")]
+    pub window_ms: u64,
+    /// Failures needed before the rate counts (a single poison event is not a storm); default 20.
+    #[serde(default = "default_rollback_min_failures")]
+    pub min_failures: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_rollback_rate() -> f64 {
+    0.5
+}
+fn default_rollback_window() -> u64 {
+    60_000
+}
+fn default_rollback_min_failures() -> u64 {
+    20
+}
+
+impl Default for RollbackConfig {
+    fn default() -> Self {
+        Self {
+            automatic: true,
+            failure_rate: default_rollback_rate(),
+            window_ms: default_rollback_window(),
+            min_failures: default_rollback_min_failures(),
+        }
+    }
+}
+
 /// One event hub to consume.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -403,6 +446,8 @@ pub struct EventHubConfig {
     pub failure: FailureConfig,
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub rollback: RollbackConfig,
 }
 
 fn default_consumer_group() -> String {
@@ -543,6 +588,19 @@ impl RunConfig {
                     at("balancing.strategy"),
                     format!("`{}`: use `balanced` or `greedy`", hub.balancing.strategy),
                 ));
+            }
+            let rollback = &hub.rollback;
+            if !(rollback.failure_rate > 0.0 && rollback.failure_rate <= 1.0) {
+                return Err(self.invalid(
+                    at("rollback.failure_rate"),
+                    format!(
+                        "{}: give a share above 0 and at most 1, e.g. 0.5",
+                        rollback.failure_rate
+                    ),
+                ));
+            }
+            if rollback.min_failures == 0 {
+                return Err(self.invalid(at("rollback.min_failures"), "must be at least 1"));
             }
             if hub.balancing.ownership_expiry_ms <= hub.balancing.update_interval_ms {
                 return Err(self.invalid(

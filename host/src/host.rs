@@ -58,6 +58,9 @@ pub struct HubHandle {
     pub plugin: PluginHandle,
     /// What a new version is loaded with: the hub's plugin config and limits.
     spec: PluginSpec,
+    /// The version the last swap replaced, loaded and ready: what a rollback returns to.
+    previous: Mutex<Option<Arc<crate::plugin::Plugin>>>,
+    rollback: crate::config::RollbackConfig,
     history: Mutex<Vec<SwapRecord>>,
     /// One swap at a time per hub, so two callers cannot interleave load and swap.
     swapping: tokio::sync::Mutex<()>,
@@ -79,6 +82,8 @@ pub struct SwapRecord {
     pub at_ms: u64,
     pub from: PluginVersion,
     pub to: PluginVersion,
+    /// `swap`, `rollback`, or `automatic rollback: <why>`.
+    pub reason: String,
 }
 
 /// Why a swap did not happen.
@@ -94,6 +99,8 @@ pub enum SwapError {
         "event hub `{event_hub}` is consumed with several consumer groups ({groups}); name one"
     )]
     AmbiguousGroup { event_hub: String, groups: String },
+    #[error("event hub `{event_hub}` has no earlier version to roll back to (no swap since start, or already rolled back)")]
+    NothingToRollBack { event_hub: String },
     /// The new version failed validation (unreadable, wrong world or contract, `init` refused);
     /// the old version keeps running.
     #[error("refused {path}: {source}; the running version is unchanged")]
@@ -193,8 +200,51 @@ impl HostHandle {
                 path: path.display().to_string(),
                 source,
             })?;
+        let record = self.put(hub, Arc::new(plugin), "swap".into());
+        if hub.rollback.automatic {
+            self.watch_for_rollback(hub);
+        }
+        Ok(record)
+    }
+
+    /// Return `event_hub` to the version the last swap replaced (already loaded and checked).
+    pub async fn rollback(
+        &self,
+        event_hub: &str,
+        group: Option<&str>,
+    ) -> Result<SwapRecord, SwapError> {
+        let hub = self.find(event_hub, group)?;
+        let _one_at_a_time = hub.swapping.lock().await;
+        self.roll_back(hub, "rollback".into())
+    }
+
+    fn roll_back(&self, hub: &HubHandle, reason: String) -> Result<SwapRecord, SwapError> {
+        let previous = hub
+            .previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| SwapError::NothingToRollBack {
+                event_hub: hub.event_hub.clone(),
+            })?;
+        let record = self.put(hub, previous, reason);
+        // A rollback is not undone by another rollback.
+        hub.previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        Ok(record)
+    }
+
+    /// Make `plugin` serve `hub`; remember the replaced version for a rollback.
+    fn put(
+        &self,
+        hub: &HubHandle,
+        plugin: Arc<crate::plugin::Plugin>,
+        reason: String,
+    ) -> SwapRecord {
         let to = PluginVersion::of(&plugin);
-        let old = hub.plugin.swap(plugin);
+        let old = hub.plugin.swap_arc(plugin);
         let record = SwapRecord {
             at_ms: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -202,12 +252,15 @@ impl HostHandle {
                 .unwrap_or(0),
             from: PluginVersion::of(&old),
             to,
+            reason,
         };
+        *hub.previous.lock().unwrap_or_else(|e| e.into_inner()) = Some(old);
         tracing::info!(
             event_hub = %hub.event_hub,
             consumer_group = %hub.consumer_group,
             from = %record.from.name, from_digest = %record.from.digest,
             to = %record.to.name, to_digest = %record.to.digest,
+            reason = %record.reason,
             "Plugin version swapped; partitions switch at their next batch"
         );
         self.inner
@@ -217,7 +270,55 @@ impl HostHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(record.clone());
-        Ok(record)
+        record
+    }
+
+    /// Watch the version just swapped in for its rollback window; roll it back if its calls
+    /// fail at or above the configured rate (after at least `min_failures` failures).
+    fn watch_for_rollback(&self, hub: &HubHandle) {
+        let this = self.clone();
+        let event_hub = hub.event_hub.clone();
+        let group = hub.consumer_group.clone();
+        let policy = hub.rollback;
+        let generation = hub.plugin.generation();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let window = Duration::from_millis(policy.window_ms);
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while started.elapsed() < window {
+                tick.tick().await;
+                let Ok(hub) = this.find(&event_hub, Some(&group)) else {
+                    return;
+                };
+                if hub.plugin.generation() != generation {
+                    return; // swapped again: that swap watches itself
+                }
+                let (handled, failed) = hub.plugin.outcomes_since_swap();
+                let rate = failed as f64 / (handled + failed).max(1) as f64;
+                if failed >= policy.min_failures && rate >= policy.failure_rate {
+                    let _one_at_a_time = hub.swapping.lock().await;
+                    if hub.plugin.generation() != generation {
+                        return;
+                    }
+                    let why = format!(
+                        "automatic rollback: {failed} of {} calls failed within {:.1} s of the \
+                         swap (limit {:.0} %)",
+                        handled + failed,
+                        started.elapsed().as_secs_f64(),
+                        policy.failure_rate * 100.0
+                    );
+                    match this.roll_back(hub, why.clone()) {
+                        Ok(_) => {
+                            tracing::warn!(event_hub = %event_hub, consumer_group = %group, "{why}")
+                        }
+                        Err(err) => {
+                            tracing::error!(event_hub = %event_hub, error = %err, "Automatic rollback failed")
+                        }
+                    }
+                    return;
+                }
+            }
+        });
     }
 }
 
@@ -364,6 +465,8 @@ impl Host {
                 consumer_group: hub.consumer_group.clone(),
                 plugin: handle,
                 spec,
+                previous: Mutex::new(None),
+                rollback: hub.rollback,
                 history: Mutex::new(Vec::new()),
                 swapping: tokio::sync::Mutex::new(()),
             });

@@ -262,3 +262,129 @@ async fn hot_swap_under_load_loses_and_repeats_nothing_and_refuses_what_it_must(
         .any(|s| s.metric == "hubwasm_plugin_swaps_total"));
     drop(host);
 }
+
+async fn rollback(addr: &str, token: Option<&str>) -> Answer {
+    request(
+        addr,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/rollback"),
+        None,
+        token,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
+}
+
+async fn status(addr: &str) -> hubwasm::admin::Status {
+    serde_json::from_str(&get(addr, "/status").await.body).unwrap()
+}
+
+/// A new version that fails every event is rolled back by itself; the events it failed are
+/// handled by the old version afterwards (none dead-lettered); a rollback on command returns
+/// to the version a swap replaced, and a second one has nothing to return to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_storm_rolls_back_by_itself_and_rollback_works_on_command() {
+    let world = Local::start(4).await;
+    let config = world.config(
+        "[eventhub.failure]\nmax_attempts = 1000\ninitial_backoff_ms = 20\nmax_backoff_ms = 100\n\
+         [eventhub.rollback]\nfailure_rate = 0.5\nmin_failures = 8\nwindow_ms = 30000\n",
+    )
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
+    let host = Host::start_with_env(
+        "rollbacker",
+        world.path(),
+        &config,
+        &[],
+        &[("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)],
+    );
+    eventually(
+        "the admin API and 4 partitions",
+        Duration::from_secs(60),
+        || admin_address(&host).is_some() && host.log().matches("Partition opened").count() >= 4,
+        &[&host],
+    )
+    .await;
+    let addr = admin_address(&host).unwrap();
+    let nothing = rollback(&addr, Some(TOKEN)).await;
+    assert_eq!(nothing.status, 409, "no swap yet: {}", nothing.body);
+    assert_eq!(rollback(&addr, None).await.status, 401);
+
+    crate::harness::send(&world.endpoint, 40, None).await;
+    eventually(
+        "the first 40 events",
+        Duration::from_secs(60),
+        || handled_by(&host.log()).len() >= 40,
+        &[&host],
+    )
+    .await;
+    let storm = swap(
+        &addr,
+        Path::new(hubwasm_plugins::TEST_FAIL_ALL),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(storm.status, 200, "{}", storm.body);
+    crate::harness::send(&world.endpoint, 40, None).await;
+
+    eventually(
+        "the automatic rollback",
+        Duration::from_secs(60),
+        || host.log().contains("automatic rollback:"),
+        &[&host],
+    )
+    .await;
+    let now = status(&addr).await;
+    assert_eq!(now.event_hubs[0].plugin.name, "test_record", "{now:?}");
+    let reasons: Vec<&str> = now.event_hubs[0]
+        .swaps
+        .iter()
+        .map(|s| s.reason.as_str())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0], "swap");
+    assert!(reasons[1].starts_with("automatic rollback:"), "{reasons:?}");
+    assert!(now.failures >= 8, "{now:?}");
+
+    // Everything is handled by the old version in the end, nothing dead-lettered.
+    let expected = all_events(4, 20);
+    eventually(
+        "all 80 events handled",
+        Duration::from_secs(60),
+        || handled_by(&host.log()).len() >= expected.len(),
+        &[&host],
+    )
+    .await;
+    let handled = handled_by(&host.log());
+    assert_eq!(
+        handled
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        expected
+    );
+    assert!(handled
+        .values()
+        .all(|by| by.iter().all(|p| p == "test_record")));
+    assert_eq!(status(&addr).await.dead_lettered, 0);
+
+    // A rollback already happened: nothing to return to. A new swap can be rolled back.
+    assert_eq!(rollback(&addr, Some(TOKEN)).await.status, 409);
+    let v2 = another_version(
+        hubwasm_plugins::TEST_RECORD,
+        &world.path().join("test_record_v2.wasm"),
+    );
+    assert_eq!(swap(&addr, &v2, Some(TOKEN)).await.status, 200);
+    let back = rollback(&addr, Some(TOKEN)).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    let record: hubwasm::host::SwapRecord = serde_json::from_str(&back.body).unwrap();
+    assert_eq!(
+        (
+            record.from.name.as_str(),
+            record.to.name.as_str(),
+            record.reason.as_str()
+        ),
+        ("test_record_v2", "test_record", "rollback")
+    );
+    assert_eq!(status(&addr).await.event_hubs[0].plugin.name, "test_record");
+}

@@ -6,7 +6,8 @@
 //!   and their states, the counters.
 //! - `GET /metrics`: Prometheus text.
 //! - `POST /v1/event-hubs/{event_hub}/swap` with `{"plugin": "<path>", "consumer_group": ...}`:
-//!   load, check and swap in a new plugin version. Changes need `Authorization: Bearer
+//!   load, check and swap in a new plugin version. `POST /v1/event-hubs/{event_hub}/rollback`:
+//!   return to the version the last swap replaced. Changes need `Authorization: Bearer
 //!   <token>` (the token from `$HUBWASM_ADMIN_TOKEN`, or the variable `token_env` names); with
 //!   no token configured, changes are refused.
 
@@ -97,6 +98,7 @@ fn router(state: AppState) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/v1/event-hubs/{event_hub}/swap", post(swap))
+        .route("/v1/event-hubs/{event_hub}/rollback", post(rollback))
         .with_state(state)
 }
 
@@ -288,12 +290,56 @@ async fn swap(
         .await
     {
         Ok(record) => Json(record).into_response(),
-        Err(err @ (SwapError::UnknownHub { .. } | SwapError::AmbiguousGroup { .. })) => {
-            error(StatusCode::NOT_FOUND, err.to_string())
+        Err(err) => swap_error(err),
+    }
+}
+
+fn swap_error(err: SwapError) -> Response {
+    let status = match err {
+        SwapError::UnknownHub { .. } | SwapError::AmbiguousGroup { .. } => StatusCode::NOT_FOUND,
+        SwapError::NothingToRollBack { .. } => StatusCode::CONFLICT,
+        SwapError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    error(status, err.to_string())
+}
+
+/// The body of a rollback request (all optional).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub consumer_group: Option<String>,
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Path(event_hub): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err((status, why)) = authorize(&state, &headers) {
+        return error(status, why);
+    }
+    let request: RollbackRequest = if body.is_empty() {
+        RollbackRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(err) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
+                )
+            }
         }
-        Err(err @ SwapError::Refused { .. }) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
-        }
+    };
+    match state
+        .host
+        .rollback(&event_hub, request.consumer_group.as_deref())
+        .await
+    {
+        Ok(record) => Json(record).into_response(),
+        Err(err) => swap_error(err),
     }
 }
 
@@ -323,7 +369,8 @@ pub fn status_lines(status: &Status) -> Vec<String> {
         }
         for swap in &hub.swaps {
             lines.push(format!(
-                "  swapped at {} ms: {} {} -> {} {}",
+                "  {} at {} ms: {} {} -> {} {}",
+                swap.reason,
                 swap.at_ms,
                 swap.from.name,
                 &swap.from.digest[..swap.from.digest.len().min(12)],

@@ -36,6 +36,9 @@ pub struct PluginHandle {
 struct Shared {
     current: RwLock<Arc<Plugin>>,
     generation: AtomicU64,
+    /// Events handled and calls failed since the last swap (for automatic rollback).
+    handled_since_swap: AtomicU64,
+    failed_since_swap: AtomicU64,
 }
 
 impl PluginHandle {
@@ -45,6 +48,8 @@ impl PluginHandle {
             shared: Arc::new(Shared {
                 current: RwLock::new(Arc::new(plugin)),
                 generation: AtomicU64::new(0),
+                handled_since_swap: AtomicU64::new(0),
+                failed_since_swap: AtomicU64::new(0),
             }),
         }
     }
@@ -61,15 +66,44 @@ impl PluginHandle {
     /// Replace the plugin. Workers switch before their next call; calls in flight finish on the
     /// old one. Returns the plugin that was replaced.
     pub fn swap(&self, plugin: Plugin) -> Arc<Plugin> {
+        self.swap_arc(Arc::new(plugin))
+    }
+
+    /// [`swap`](Self::swap) to a plugin already loaded (a rollback to the version replaced).
+    pub fn swap_arc(&self, plugin: Arc<Plugin>) -> Arc<Plugin> {
         let mut current = self
             .shared
             .current
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        let old = std::mem::replace(&mut *current, Arc::new(plugin));
+        let old = std::mem::replace(&mut *current, plugin);
         self.shared.generation.fetch_add(1, Ordering::Release);
+        self.shared.handled_since_swap.store(0, Ordering::Relaxed);
+        self.shared.failed_since_swap.store(0, Ordering::Relaxed);
         tracing::info!(old = %old.name, new = %current.name, path = %current.path.display(), "Plugin swapped");
         old
+    }
+
+    /// Count what the serving version did: events handled, calls that failed on an event.
+    pub fn note_outcome(&self, handled: u64, failed: u64) {
+        if handled > 0 {
+            self.shared
+                .handled_since_swap
+                .fetch_add(handled, Ordering::Relaxed);
+        }
+        if failed > 0 {
+            self.shared
+                .failed_since_swap
+                .fetch_add(failed, Ordering::Relaxed);
+        }
+    }
+
+    /// (events handled, calls failed) since the last swap.
+    pub fn outcomes_since_swap(&self) -> (u64, u64) {
+        (
+            self.shared.handled_since_swap.load(Ordering::Relaxed),
+            self.shared.failed_since_swap.load(Ordering::Relaxed),
+        )
     }
 
     /// How many swaps happened so far.

@@ -327,6 +327,7 @@ async fn process(
                 n: handled as u64,
                 took: called.elapsed(),
             });
+            setup.plugin.note_outcome(handled as u64, 0);
             if retry
                 .as_ref()
                 .is_some_and(|r| r.sequence_number <= last.sequence_number)
@@ -347,6 +348,8 @@ async fn process(
             if !paused {
                 paused = true;
                 stats.record(MetricEvent::Paused { ctx });
+                // A version that cannot start counts against it (automatic rollback).
+                setup.plugin.note_outcome(0, 1);
                 stats.set_state(ctx, Some(PartitionState::Paused));
                 let state = RetryState {
                     sequence_number: failing.sequence_number,
@@ -380,6 +383,7 @@ async fn process(
             version: plugin.digest(),
             kind: error.label(),
         });
+        setup.plugin.note_outcome(0, 1);
         let attempts = match retry {
             Some(r) if r.sequence_number == failing.sequence_number => r.attempts + 1,
             _ => 1,
