@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::checkpoint::Store;
+use crate::checkpoint::{Store, VersionRecord};
 use crate::config::{DeadLetterConfig, EventHubConfig, RunConfig};
 use crate::connection::{ConnectionString, EventHubTarget};
 use crate::plugin::{LoadError, PluginHandle, PluginSpec, Runtime};
@@ -44,6 +44,7 @@ pub struct HostHandle {
 struct Shared {
     instance_id: String,
     stats: Arc<Stats>,
+    store: Arc<dyn Store>,
     runtime: Runtime,
     hubs: Vec<HubHandle>,
     started: SystemTime,
@@ -55,6 +56,13 @@ struct Shared {
 pub struct HubHandle {
     pub event_hub: String,
     pub consumer_group: String,
+    /// The namespace as the checkpoint store keys it.
+    namespace: String,
+    /// The content hash of the configured plugin: version records made from another base are
+    /// not followed (the config changed since).
+    base_digest: String,
+    /// How often the consumer group's version record is read (hosts converge on it).
+    follow_every: Duration,
     pub plugin: PluginHandle,
     /// What a new version is loaded with: the hub's plugin config and limits.
     spec: PluginSpec,
@@ -200,7 +208,7 @@ impl HostHandle {
                 path: path.display().to_string(),
                 source,
             })?;
-        let record = self.put(hub, Arc::new(plugin), "swap".into());
+        let record = self.put(hub, Arc::new(plugin), "swap".into(), true).await;
         if hub.rollback.automatic {
             self.watch_for_rollback(hub);
         }
@@ -215,10 +223,10 @@ impl HostHandle {
     ) -> Result<SwapRecord, SwapError> {
         let hub = self.find(event_hub, group)?;
         let _one_at_a_time = hub.swapping.lock().await;
-        self.roll_back(hub, "rollback".into())
+        self.roll_back(hub, "rollback".into()).await
     }
 
-    fn roll_back(&self, hub: &HubHandle, reason: String) -> Result<SwapRecord, SwapError> {
+    async fn roll_back(&self, hub: &HubHandle, reason: String) -> Result<SwapRecord, SwapError> {
         let previous = hub
             .previous
             .lock()
@@ -227,7 +235,7 @@ impl HostHandle {
             .ok_or_else(|| SwapError::NothingToRollBack {
                 event_hub: hub.event_hub.clone(),
             })?;
-        let record = self.put(hub, previous, reason);
+        let record = self.put(hub, previous, reason, true).await;
         // A rollback is not undone by another rollback.
         hub.previous
             .lock()
@@ -236,12 +244,14 @@ impl HostHandle {
         Ok(record)
     }
 
-    /// Make `plugin` serve `hub`; remember the replaced version for a rollback.
-    fn put(
+    /// Make `plugin` serve `hub`; remember the replaced version for a rollback; with `publish`,
+    /// record it beside the checkpoints so the group's other hosts follow.
+    async fn put(
         &self,
         hub: &HubHandle,
         plugin: Arc<crate::plugin::Plugin>,
         reason: String,
+        publish: bool,
     ) -> SwapRecord {
         let to = PluginVersion::of(&plugin);
         let old = hub.plugin.swap_arc(plugin);
@@ -270,7 +280,129 @@ impl HostHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(record.clone());
+        if publish {
+            let version = VersionRecord {
+                path: record.to.path.clone(),
+                digest: record.to.digest.clone(),
+                base_digest: hub.base_digest.clone(),
+                reason: record.reason.clone(),
+                by: self.inner.instance_id.clone(),
+                at_ms: record.at_ms,
+            };
+            if let Err(err) = self
+                .inner
+                .store
+                .save_version(
+                    &hub.namespace,
+                    &hub.event_hub,
+                    &hub.consumer_group,
+                    &version,
+                )
+                .await
+            {
+                tracing::error!(
+                    event_hub = %hub.event_hub,
+                    error = %err,
+                    "Cannot record the plugin version beside the checkpoints: this host runs it, \
+                     the group's other hosts do not follow until the store answers and it is \
+                     swapped again"
+                );
+            }
+        }
         record
+    }
+
+    /// Follow the consumer group's version record: when another host swapped or rolled back,
+    /// load the same file (it must still have the recorded hash) and swap to it here too.
+    fn follow(&self, stop: watch::Receiver<bool>) {
+        for index in 0..self.inner.hubs.len() {
+            let this = self.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let hub = &this.inner.hubs[index];
+                let mut tick = tokio::time::interval(hub.follow_every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // A digest that could not be followed is not tried again until the record
+                // changes (the error is logged once).
+                let mut refused: Option<String> = None;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    let record = match this
+                        .inner
+                        .store
+                        .load_version(&hub.namespace, &hub.event_hub, &hub.consumer_group)
+                        .await
+                    {
+                        Ok(Some(record)) => record,
+                        Ok(None) => continue,
+                        Err(err) => {
+                            tracing::debug!(event_hub = %hub.event_hub, error = %err, "Cannot read the plugin version record");
+                            continue;
+                        }
+                    };
+                    if record.base_digest != hub.base_digest
+                        || record.digest == hub.plugin.current().digest()
+                        || refused.as_deref() == Some(&record.digest)
+                    {
+                        continue;
+                    }
+                    let _one_at_a_time = hub.swapping.lock().await;
+                    match this.load_recorded(hub, &record).await {
+                        Ok(plugin) => {
+                            let why = format!(
+                                "followed {} ({}) by {}",
+                                record.reason, record.path, record.by
+                            );
+                            this.put(hub, plugin, why, false).await;
+                            if hub.rollback.automatic {
+                                this.watch_for_rollback(hub);
+                            }
+                            refused = None;
+                        }
+                        Err(err) => {
+                            tracing::error!(
+                                event_hub = %hub.event_hub,
+                                consumer_group = %hub.consumer_group,
+                                by = %record.by,
+                                error = %err,
+                                "The consumer group switched plugin version but this host cannot \
+                                 load it; it keeps its version"
+                            );
+                            refused = Some(record.digest.clone());
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Load the version a record names, checking it is the same file (by hash).
+    async fn load_recorded(
+        &self,
+        hub: &HubHandle,
+        record: &VersionRecord,
+    ) -> Result<Arc<crate::plugin::Plugin>, String> {
+        let mut spec = PluginSpec::new(&record.path);
+        spec.config = hub.spec.config.clone();
+        spec.limits = hub.spec.limits;
+        let plugin = self
+            .inner
+            .runtime
+            .load(spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        if plugin.digest() != record.digest {
+            return Err(format!(
+                "{} has hash {}, not the recorded {}: the file changed since the swap",
+                record.path,
+                plugin.digest(),
+                record.digest
+            ));
+        }
+        Ok(Arc::new(plugin))
     }
 
     /// Watch the version just swapped in for its rollback window; roll it back if its calls
@@ -307,7 +439,7 @@ impl HostHandle {
                         started.elapsed().as_secs_f64(),
                         policy.failure_rate * 100.0
                     );
-                    match this.roll_back(hub, why.clone()) {
+                    match this.roll_back(hub, why.clone()).await {
                         Ok(_) => {
                             tracing::warn!(event_hub = %event_hub, consumer_group = %group, "{why}")
                         }
@@ -434,6 +566,70 @@ impl Host {
                     crate::config::Mode::Batch => format!("batch (≤{})", hub.max_batch_size),
                 }
             ));
+            // After a hot swap the consumer group runs the version recorded beside its
+            // checkpoints: start with it, so every host of the group runs the same one.
+            let base_digest = plugin.digest().to_string();
+            let mut previous = None;
+            let plugin =
+                match store
+                    .load_version(&target.namespace, &hub.name, &hub.consumer_group)
+                    .await
+                {
+                    Ok(Some(record)) if record.base_digest != base_digest => {
+                        report(&format!(
+                            "event hub {}: ignoring the group's recorded version {} ({}): it was \
+                         swapped in over another configured plugin; the config's plugin runs",
+                            hub.name, record.path, record.reason
+                        ));
+                        plugin
+                    }
+                    Ok(Some(record)) if record.digest != base_digest => {
+                        let mut recorded_spec = PluginSpec::new(&record.path);
+                        recorded_spec.config = spec.config.clone();
+                        recorded_spec.limits = spec.limits;
+                        let recorded = runtime.load(recorded_spec).await.map_err(|source| {
+                            RunError::Plugin {
+                                hub: format!(
+                                    "{} (the version the consumer group runs since a swap by {}; \
+                                 make {} readable here, or roll back)",
+                                    hub.name, record.by, record.path
+                                ),
+                                source,
+                            }
+                        })?;
+                        if recorded.digest() != record.digest {
+                            return Err(RunError::Store(format!(
+                            "event hub {}: the consumer group runs {} with hash {} since a swap by \
+                             {}, but that file now has hash {}: put the swapped file back, or \
+                             swap again",
+                            hub.name,
+                            record.path,
+                            record.digest,
+                            record.by,
+                            recorded.digest()
+                        )));
+                        }
+                        report(&format!(
+                            "event hub {}: running the consumer group's version {} ({}, {} by {})",
+                            hub.name,
+                            recorded.name(),
+                            &record.digest[..record.digest.len().min(12)],
+                            record.reason,
+                            record.by
+                        ));
+                        previous = Some(Arc::new(plugin));
+                        recorded
+                    }
+                    Ok(_) => plugin,
+                    Err(err) => {
+                        report(&format!(
+                        "event hub {}: cannot read the group's plugin version ({err}); running \
+                         the configured plugin",
+                        hub.name
+                    ));
+                        plugin
+                    }
+                };
             let dead_letter: Arc<dyn DeadLetterSink> = match &hub.dead_letter {
                 DeadLetterConfig::Directory { path } => Arc::new(DirectorySink::new(path)),
                 DeadLetterConfig::EventHub { connection_string } => {
@@ -463,9 +659,12 @@ impl Host {
             hub_handles.push(HubHandle {
                 event_hub: hub.name.clone(),
                 consumer_group: hub.consumer_group.clone(),
+                namespace: target.namespace.clone(),
+                base_digest,
+                follow_every: Duration::from_millis(hub.balancing.update_interval_ms.max(100)),
                 plugin: handle,
                 spec,
-                previous: Mutex::new(None),
+                previous: Mutex::new(previous),
                 rollback: hub.rollback,
                 history: Mutex::new(Vec::new()),
                 swapping: tokio::sync::Mutex::new(()),
@@ -490,12 +689,14 @@ impl Host {
             inner: Arc::new(Shared {
                 instance_id,
                 stats,
+                store: store.clone(),
                 runtime,
                 hubs: hub_handles,
                 started: SystemTime::now(),
                 ready: AtomicBool::new(true),
             }),
         };
+        handle.follow(stop_rx.clone());
         let host = Host {
             handle,
             config,

@@ -388,3 +388,129 @@ async fn a_failure_storm_rolls_back_by_itself_and_rollback_works_on_command() {
     );
     assert_eq!(status(&addr).await.event_hubs[0].plugin.name, "test_record");
 }
+
+/// Every host of a consumer group converges on a swapped version: the others follow the
+/// record beside the checkpoints, a host started later starts with it, a host that takes a
+/// partition over runs it, and a rollback on any host brings them all back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_of_a_group_converge_on_a_swap_and_a_rollback() {
+    let world = Local::start(4).await;
+    let config = world.config("")
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
+    let env = [("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)];
+    let mut a = Host::start_with_env("host-a", world.path(), &config, &[], &env);
+    let b = Host::start_with_env("host-b", world.path(), &config, &[], &env);
+    eventually(
+        "both admin APIs",
+        Duration::from_secs(60),
+        || admin_address(&a).is_some() && admin_address(&b).is_some(),
+        &[&a, &b],
+    )
+    .await;
+    let (addr_a, addr_b) = (admin_address(&a).unwrap(), admin_address(&b).unwrap());
+    crate::harness::send(&world.endpoint, 80, None).await;
+    let handled = |hosts: &[&Host]| {
+        let mut all: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
+        for h in hosts {
+            for (k, v) in handled_by(&h.log()) {
+                all.entry(k).or_default().extend(v);
+            }
+        }
+        all
+    };
+    eventually(
+        "80 events",
+        Duration::from_secs(60),
+        || handled(&[&a, &b]).len() >= 80,
+        &[&a, &b],
+    )
+    .await;
+
+    let v2 = another_version(
+        hubwasm_plugins::TEST_RECORD,
+        &world.path().join("test_record_v2.wasm"),
+    );
+    let swapped = swap(&addr_a, &v2, Some(TOKEN)).await;
+    assert_eq!(swapped.status, 200, "{}", swapped.body);
+    eventually(
+        "host b follows the swap",
+        Duration::from_secs(30),
+        || b.log().contains("followed swap"),
+        &[&a, &b],
+    )
+    .await;
+    assert_eq!(
+        status(&addr_b).await.event_hubs[0].plugin.name,
+        "test_record_v2"
+    );
+
+    // Events after the convergence: all on the new version, whichever host has them.
+    crate::harness::send(&world.endpoint, 80, None).await;
+    eventually(
+        "160 events",
+        Duration::from_secs(60),
+        || handled(&[&a, &b]).len() >= 160,
+        &[&a, &b],
+    )
+    .await;
+    let after: Vec<_> = handled(&[&a, &b])
+        .into_iter()
+        .filter(|((_, seq), _)| *seq >= 20)
+        .filter(|(_, by)| by.iter().any(|p| p != "test_record_v2"))
+        .collect();
+    assert!(
+        after.is_empty(),
+        "events of the second round on the old version: {after:?}"
+    );
+
+    // A host started now runs the group's version; the one killed leaves its partitions to
+    // hosts that run it too.
+    let c = Host::start_with_env("host-c", world.path(), &config, &[], &env);
+    eventually(
+        "host c starts on the recorded version",
+        Duration::from_secs(60),
+        || {
+            c.log()
+                .contains("running the consumer group's version test_record_v2")
+        },
+        &[&c],
+    )
+    .await;
+    a.kill9();
+    crate::harness::send(&world.endpoint, 40, None).await;
+    eventually(
+        "200 events after the kill",
+        Duration::from_secs(90),
+        || handled(&[&a, &b, &c]).len() >= 200,
+        &[&b, &c],
+    )
+    .await;
+    let all = handled(&[&a, &b, &c]);
+    assert_eq!(
+        all.keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        all_events(4, 50),
+        "nothing lost"
+    );
+    let late: Vec<_> = all
+        .iter()
+        .filter(|((_, seq), _)| *seq >= 40)
+        .filter(|(_, by)| by.iter().any(|p| p != "test_record_v2"))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "after the kill, still the new version: {late:?}"
+    );
+
+    // A rollback on b brings c back too.
+    let back = rollback(&addr_b, Some(TOKEN)).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    eventually(
+        "host c follows the rollback",
+        Duration::from_secs(30),
+        || c.log().contains("followed rollback"),
+        &[&b, &c],
+    )
+    .await;
+}

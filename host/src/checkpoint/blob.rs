@@ -54,6 +54,10 @@ const PAUSED: &str = "paused";
 const CHECKPOINT: &str = "checkpoint";
 const OWNERSHIP: &str = "ownership";
 const RETRY: &str = "hubwasm-retry";
+/// The consumer group's plugin version: `<ns>/<hub>/<cg>/hubwasm-plugin/version`, its record as
+/// hex-encoded JSON in the `record` metadata (metadata is ASCII only; paths need not be).
+const PLUGIN: &str = "hubwasm-plugin";
+const RECORD: &str = "record";
 
 /// The checkpoint store in an Azure Blob Storage container (see the [module docs](self)).
 pub struct BlobCheckpointStore {
@@ -352,6 +356,73 @@ impl CheckpointStore for BlobCheckpointStore {
             ));
         }
         self.upsert("updating the checkpoint", &name, metadata)
+            .await
+    }
+}
+
+#[async_trait]
+impl crate::checkpoint::VersionStore for BlobCheckpointStore {
+    async fn load_version(
+        &self,
+        namespace: &str,
+        event_hub: &str,
+        consumer_group: &str,
+    ) -> Result<Option<crate::checkpoint::VersionRecord>> {
+        let name = blob_name(namespace, event_hub, consumer_group, PLUGIN, "version")?;
+        let what = "reading the plugin version";
+        let response = self
+            .timed(
+                what,
+                self.blob(&name)
+                    .get_properties(None::<BlobClientGetPropertiesOptions<'_>>),
+            )
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(e) if error_code(&e) == Some("BlobNotFound") => return Ok(None),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) && error_code(&e).is_none() => {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.error(e, what, Some(&name))),
+        };
+        let metadata = response.metadata()?;
+        let bad = || {
+            Error::with_message(
+                ErrorKind::DataConversion,
+                format!(
+                    "the plugin version blob {name:?} has no readable {RECORD} metadata; delete it"
+                ),
+            )
+        };
+        let hex = meta(&metadata, RECORD).ok_or_else(bad)?;
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(bad)?;
+        serde_json::from_slice(&bytes).map(Some).map_err(|_| bad())
+    }
+
+    async fn save_version(
+        &self,
+        namespace: &str,
+        event_hub: &str,
+        consumer_group: &str,
+        record: &crate::checkpoint::VersionRecord,
+    ) -> Result<()> {
+        let name = blob_name(namespace, event_hub, consumer_group, PLUGIN, "version")?;
+        let json = serde_json::to_vec(record).map_err(|e| {
+            Error::with_message(
+                ErrorKind::DataConversion,
+                format!("plugin version record: {e}"),
+            )
+        })?;
+        let hex: String = json.iter().map(|b| format!("{b:02x}")).collect();
+        let metadata = HashMap::from([(RECORD.to_string(), hex)]);
+        self.upsert("saving the plugin version", &name, metadata)
             .await
     }
 }

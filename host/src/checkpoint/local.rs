@@ -398,6 +398,43 @@ impl RetryStore for LocalCheckpointStore {
     }
 }
 
+#[async_trait]
+impl crate::checkpoint::VersionStore for LocalCheckpointStore {
+    async fn load_version(
+        &self,
+        namespace: &str,
+        event_hub: &str,
+        consumer_group: &str,
+    ) -> azure_core::Result<Option<crate::checkpoint::VersionRecord>> {
+        let path = self.file(
+            namespace,
+            event_hub,
+            consumer_group,
+            "hubwasm-plugin",
+            "version",
+        );
+        blocking(move || read_json(&path)).await
+    }
+
+    async fn save_version(
+        &self,
+        namespace: &str,
+        event_hub: &str,
+        consumer_group: &str,
+        record: &crate::checkpoint::VersionRecord,
+    ) -> azure_core::Result<()> {
+        let path = self.file(
+            namespace,
+            event_hub,
+            consumer_group,
+            "hubwasm-plugin",
+            "version",
+        );
+        let record = record.clone();
+        blocking(move || write_json(&path, &record)).await
+    }
+}
+
 impl Store for LocalCheckpointStore {
     fn describe(&self) -> String {
         format!("local directory {}", self.root.display())

@@ -4,7 +4,8 @@
 //! Every store implements the SDK's own [`CheckpointStore`] trait (the SDK's `EventProcessor`
 //! balances partitions through it), plus [`RetryStore`]: the retry count of the event a
 //! partition is stuck on, kept beside the checkpoint so that a host taking the partition over
-//! continues the count instead of starting again.
+//! continues the count instead of starting again; and [`VersionStore`]: the plugin version the
+//! consumer group runs after a hot swap.
 //!
 //! - [`blob`]: Azure Blob Storage, in the layout of the official Python/.NET/JS stores
 //!   (`<namespace>/<eventhub>/<consumergroup>/checkpoint/<partition>`, lowercased), so hubwasm
@@ -87,8 +88,52 @@ pub trait RetryStore: Send + Sync {
     ) -> azure_core::Result<()>;
 }
 
+/// The plugin version a consumer group runs, kept beside its checkpoints: a hot swap on one
+/// host writes it, every other host of the group follows it, and a host that starts (or takes
+/// a partition over) runs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionRecord {
+    /// The component file every host loads (a path they all can read).
+    pub path: String,
+    /// Its content hash (sha256, hex): a host follows only if the file still has it.
+    pub digest: String,
+    /// The hash of the configured plugin the swap started from. A host configured with another
+    /// plugin (the config changed since) runs its config and ignores the record.
+    pub base_digest: String,
+    /// `swap`, `rollback`, `automatic rollback: ...`.
+    pub reason: String,
+    /// The instance that made the change.
+    pub by: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// Where a consumer group's [`VersionRecord`] is kept. The defaults keep nothing (a store
+/// made for one test); the real stores keep it beside the checkpoints.
+#[async_trait]
+pub trait VersionStore: Send + Sync {
+    async fn load_version(
+        &self,
+        _namespace: &str,
+        _event_hub: &str,
+        _consumer_group: &str,
+    ) -> azure_core::Result<Option<VersionRecord>> {
+        Ok(None)
+    }
+
+    async fn save_version(
+        &self,
+        _namespace: &str,
+        _event_hub: &str,
+        _consumer_group: &str,
+        _record: &VersionRecord,
+    ) -> azure_core::Result<()> {
+        Ok(())
+    }
+}
+
 /// A store the consumer host can run on.
-pub trait Store: CheckpointStore + RetryStore + Send + Sync {
+pub trait Store: CheckpointStore + RetryStore + VersionStore + Send + Sync {
     /// Where the store is, for logs and `hubwasm status` (never contains secrets).
     fn describe(&self) -> String;
 }

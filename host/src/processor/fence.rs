@@ -286,6 +286,8 @@ mod tests {
         }
     }
 
+    impl crate::checkpoint::VersionStore for Hanging {}
+
     impl Store for Hanging {
         fn describe(&self) -> String {
             "hanging".into()

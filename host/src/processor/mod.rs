@@ -454,6 +454,8 @@ mod tests {
         }
     }
 
+    impl crate::checkpoint::VersionStore for RenewalRace {}
+
     impl Store for RenewalRace {
         fn describe(&self) -> String {
             "renewal race".into()
