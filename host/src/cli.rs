@@ -128,6 +128,9 @@ pub struct SwapArgs {
     /// The consumer group, when the host reads the event hub with several.
     #[arg(long)]
     pub consumer_group: Option<String>,
+    /// Sample events (.jsonl) the new version must handle without a failure before the swap.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
     /// The environment variable holding the admin token.
     #[arg(long, default_value = "HUBWASM_ADMIN_TOKEN")]
     pub token_env: String,
@@ -431,9 +434,15 @@ fn plugin_new(args: NewArgs) -> anyhow::Result<ExitCode> {
 async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
     // The host resolves the path: make it absolute here.
     let wasm = std::path::absolute(&args.wasm)?;
+    let replay = args
+        .replay
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()?;
     let body = serde_json::to_string(&crate::admin::SwapRequest {
         plugin: wasm,
         consumer_group: args.consumer_group.clone(),
+        replay,
     })?;
     let path = format!("/v1/event-hubs/{}/swap", percent_encode(&args.event_hub));
     admin_change(&args.admin, &args.token_env, &path, &body, &args.event_hub).await
@@ -863,7 +872,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         quiet: args.quiet,
     };
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::new(stdout);
     let summary = replay::replay(&runtime, &options, &mut out)
         .await
         .with_context(|| format!("replay of {} failed", options.plugin.path.display()))?;

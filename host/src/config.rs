@@ -366,6 +366,20 @@ impl Default for BalancingConfig {
     }
 }
 
+/// `[eventhub.swap]`: how new plugin versions arrive and are checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapConfig {
+    /// Sample events (.jsonl, one body per line, as `hubwasm plugin test` reads them) every new
+    /// version must handle without a failure before it is swapped in.
+    #[serde(default)]
+    pub replay_events: Option<PathBuf>,
+    /// Watch the plugin file: when it is replaced (and stays unchanged for a second), swap the
+    /// new file in, checked as any swap. Off by default.
+    #[serde(default)]
+    pub watch: bool,
+}
+
 /// `[eventhub.rollback]`: when a swapped-in plugin version is taken back by itself.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -448,6 +462,8 @@ pub struct EventHubConfig {
     pub dead_letter: DeadLetterConfig,
     #[serde(default)]
     pub rollback: RollbackConfig,
+    #[serde(default)]
+    pub swap: SwapConfig,
 }
 
 fn default_consumer_group() -> String {
@@ -507,6 +523,9 @@ impl RunConfig {
         }
         for hub in &mut self.event_hubs {
             fix(&mut hub.plugin);
+            if let Some(events) = &mut hub.swap.replay_events {
+                fix(events);
+            }
             if let DeadLetterConfig::Directory { path } = &mut hub.dead_letter {
                 fix(path);
             }

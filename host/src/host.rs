@@ -63,6 +63,10 @@ pub struct HubHandle {
     base_digest: String,
     /// How often the consumer group's version record is read (hosts converge on it).
     follow_every: Duration,
+    /// Sample events every new version must pass ([eventhub.swap] replay_events).
+    replay_events: Option<std::path::PathBuf>,
+    /// Swap when the plugin file is replaced ([eventhub.swap] watch).
+    watch: bool,
     pub plugin: PluginHandle,
     /// What a new version is loaded with: the hub's plugin config and limits.
     spec: PluginSpec,
@@ -109,6 +113,21 @@ pub enum SwapError {
     AmbiguousGroup { event_hub: String, groups: String },
     #[error("event hub `{event_hub}` has no earlier version to roll back to (no swap since start, or already rolled back)")]
     NothingToRollBack { event_hub: String },
+    /// The new version failed on the sample events it must handle before a swap.
+    #[error("refused {path}: it failed {failed} of the {events} sample events in {replay}: {detail}; the running version is unchanged")]
+    ReplayFailed {
+        path: String,
+        replay: String,
+        events: usize,
+        failed: usize,
+        detail: String,
+    },
+    #[error("refused {path}: cannot replay the sample events {replay}: {message}; the running version is unchanged")]
+    ReplayUnavailable {
+        path: String,
+        replay: String,
+        message: String,
+    },
     /// The new version failed validation (unreadable, wrong world or contract, `init` refused);
     /// the old version keeps running.
     #[error("refused {path}: {source}; the running version is unchanged")]
@@ -192,9 +211,21 @@ impl HostHandle {
         event_hub: &str,
         group: Option<&str>,
         path: &std::path::Path,
+        replay: Option<&std::path::Path>,
     ) -> Result<SwapRecord, SwapError> {
         let hub = self.find(event_hub, group)?;
         let _one_at_a_time = hub.swapping.lock().await;
+        self.swap_locked(hub, path, replay, "swap").await
+    }
+
+    /// [`swap`](Self::swap) with the hub's swap lock held.
+    async fn swap_locked(
+        &self,
+        hub: &HubHandle,
+        path: &std::path::Path,
+        replay: Option<&std::path::Path>,
+        reason: &str,
+    ) -> Result<SwapRecord, SwapError> {
         // The new file names the version; the event hub's config and limits stay.
         let mut spec = PluginSpec::new(path);
         spec.config = hub.spec.config.clone();
@@ -208,11 +239,58 @@ impl HostHandle {
                 path: path.display().to_string(),
                 source,
             })?;
-        let record = self.put(hub, Arc::new(plugin), "swap".into(), true).await;
+        if let Some(events) = replay.or(hub.replay_events.as_deref()) {
+            self.check_replay(hub, path, events).await?;
+        }
+        let record = self.put(hub, Arc::new(plugin), reason.into(), true).await;
         if hub.rollback.automatic {
             self.watch_for_rollback(hub);
         }
         Ok(record)
+    }
+
+    /// Run the sample events through the new version (as `hubwasm plugin test` does); any
+    /// failure refuses the swap.
+    async fn check_replay(
+        &self,
+        hub: &HubHandle,
+        path: &std::path::Path,
+        events: &std::path::Path,
+    ) -> Result<(), SwapError> {
+        let mut spec = PluginSpec::new(path);
+        spec.config = hub.spec.config.clone();
+        spec.limits = hub.spec.limits;
+        let options = crate::replay::ReplayOptions {
+            plugin: spec,
+            events: events.to_path_buf(),
+            batch_size: 100,
+            quiet: true,
+        };
+        let mut out = Vec::new();
+        let summary = crate::replay::replay(&self.inner.runtime, &options, &mut out)
+            .await
+            .map_err(|e| SwapError::ReplayUnavailable {
+                path: path.display().to_string(),
+                replay: events.display().to_string(),
+                message: e.to_string(),
+            })?;
+        if summary.failures() == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&out);
+        let detail = text
+            .lines()
+            .filter(|l| l.starts_with("seq="))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(SwapError::ReplayFailed {
+            path: path.display().to_string(),
+            replay: events.display().to_string(),
+            events: summary.events,
+            failed: summary.failures(),
+            detail,
+        })
     }
 
     /// Return `event_hub` to the version the last swap replaced (already loaded and checked).
@@ -373,6 +451,67 @@ impl HostHandle {
                             );
                             refused = Some(record.digest.clone());
                         }
+                    }
+                }
+            });
+        }
+    }
+
+    /// `[eventhub.swap] watch`: poll the serving version's file once a second; when it changed
+    /// and then stayed the same for a second (a copy has finished), swap it in, checked like
+    /// any swap.
+    fn watch_files(&self, stop: watch::Receiver<bool>) {
+        for index in 0..self.inner.hubs.len() {
+            if !self.inner.hubs[index].watch {
+                continue;
+            }
+            let this = self.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let hub = &this.inner.hubs[index];
+                let stamp = |path: &std::path::Path| {
+                    std::fs::metadata(path)
+                        .ok()
+                        .map(|m| (m.len(), m.modified().ok()))
+                };
+                let mut path = hub.plugin.current().path().to_path_buf();
+                let mut seen = stamp(&path);
+                let mut pending: Option<Option<(u64, Option<SystemTime>)>> = None;
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    let serving = hub.plugin.current().path().to_path_buf();
+                    if serving != path {
+                        // Swapped by other means: watch the new file from now on.
+                        path = serving;
+                        seen = stamp(&path);
+                        pending = None;
+                        continue;
+                    }
+                    let now = stamp(&path);
+                    if now == seen || now.is_none() {
+                        pending = None;
+                        continue;
+                    }
+                    if pending != Some(now) {
+                        pending = Some(now); // changed: wait until it stays the same
+                        continue;
+                    }
+                    pending = None;
+                    seen = now;
+                    let _one_at_a_time = hub.swapping.lock().await;
+                    match this.swap_locked(hub, &path, None, "file replaced").await {
+                        Ok(_) => {}
+                        Err(err) => tracing::error!(
+                            event_hub = %hub.event_hub,
+                            path = %path.display(),
+                            error = %err,
+                            "The plugin file changed but the new version was refused; the \
+                             running version is unchanged"
+                        ),
                     }
                 }
             });
@@ -662,6 +801,8 @@ impl Host {
                 namespace: target.namespace.clone(),
                 base_digest,
                 follow_every: Duration::from_millis(hub.balancing.update_interval_ms.max(100)),
+                replay_events: hub.swap.replay_events.clone(),
+                watch: hub.swap.watch,
                 plugin: handle,
                 spec,
                 previous: Mutex::new(previous),
@@ -697,6 +838,7 @@ impl Host {
             }),
         };
         handle.follow(stop_rx.clone());
+        handle.watch_files(stop_rx.clone());
         let host = Host {
             handle,
             config,

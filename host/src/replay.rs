@@ -160,7 +160,7 @@ fn replay_context() -> PartitionContext {
 pub async fn replay(
     runtime: &Runtime,
     options: &ReplayOptions,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<ReplaySummary, ReplayError> {
     let events = load_events(&options.events)?;
     let started = Instant::now();

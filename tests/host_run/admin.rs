@@ -318,6 +318,32 @@ async fn a_failure_storm_rolls_back_by_itself_and_rollback_works_on_command() {
         &[&host],
     )
     .await;
+    // With sample events to pass first, the broken version is refused before it runs.
+    let samples = world.path().join("samples.jsonl");
+    std::fs::write(&samples, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n").unwrap();
+    let body = serde_json::json!({ "plugin": hubwasm_plugins::TEST_FAIL_ALL, "replay": samples })
+        .to_string();
+    let checked = request(
+        &addr,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap"),
+        Some(&body),
+        Some(TOKEN),
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
+    assert_eq!(checked.status, 422, "{}", checked.body);
+    assert!(
+        checked.body.contains("failed 3 of the 3 sample events")
+            && checked
+                .body
+                .contains("failing sequence number 0 on purpose"),
+        "{}",
+        checked.body
+    );
+    assert_eq!(status(&addr).await.swaps, 0);
+
     let storm = swap(
         &addr,
         Path::new(hubwasm_plugins::TEST_FAIL_ALL),
@@ -511,6 +537,86 @@ async fn the_hosts_of_a_group_converge_on_a_swap_and_a_rollback() {
         Duration::from_secs(30),
         || c.log().contains("followed rollback"),
         &[&b, &c],
+    )
+    .await;
+}
+
+/// `[eventhub.swap] watch`: replacing the plugin file swaps the new file in; a broken file is
+/// refused and the running version stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_watched_plugin_file_swaps_it_in() {
+    let world = Local::start(2).await;
+    let plugin = world.path().join("watched.wasm");
+    std::fs::copy(hubwasm_plugins::TEST_RECORD, &plugin).unwrap();
+    let config = world
+        .config("[eventhub.swap]\nwatch = true\n")
+        .replace(hubwasm_plugins::TEST_RECORD, &plugin.display().to_string())
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let host = Host::start("watcher", world.path(), &config, &[]);
+    eventually(
+        "the admin API",
+        Duration::from_secs(60),
+        || admin_address(&host).is_some(),
+        &[&host],
+    )
+    .await;
+    let addr = admin_address(&host).unwrap();
+    let first = status(&addr).await.event_hubs[0].plugin.digest.clone();
+
+    // Replace the file the way deployments do: write beside it, rename over it.
+    let replace = |from: &Path| {
+        let tmp = world.path().join("watched.wasm.tmp");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, &plugin).unwrap();
+    };
+    let v2 = another_version(
+        hubwasm_plugins::TEST_RECORD,
+        &world.path().join("test_record_v2.wasm"),
+    );
+    replace(&v2);
+    let mut now = status(&addr).await;
+    for _ in 0..300 {
+        if now.swaps > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = status(&addr).await;
+    }
+    assert_eq!(now.swaps, 1, "{}", crate::harness::tail(&host.log(), 40));
+    assert_eq!(now.event_hubs[0].swaps[0].reason, "file replaced");
+    assert_ne!(now.event_hubs[0].plugin.digest, first);
+
+    // Still working: events are handled by the new file.
+    crate::harness::send(&world.endpoint, 20, None).await;
+    eventually(
+        "20 events",
+        Duration::from_secs(60),
+        || handled_by(&host.log()).len() >= 20,
+        &[&host],
+    )
+    .await;
+
+    // A broken file is refused; the version that runs stays.
+    replace(Path::new(hubwasm_plugins::TEST_WRONG_WORLD));
+    eventually(
+        "the broken file refused",
+        Duration::from_secs(30),
+        || host.log().contains("new version was refused"),
+        &[&host],
+    )
+    .await;
+    let after = status(&addr).await;
+    assert_eq!(after.swaps, 1);
+    assert_eq!(
+        after.event_hubs[0].plugin.digest,
+        now.event_hubs[0].plugin.digest
+    );
+    crate::harness::send(&world.endpoint, 20, None).await;
+    eventually(
+        "40 events",
+        Duration::from_secs(60),
+        || handled_by(&host.log()).len() >= 40,
+        &[&host],
     )
     .await;
 }

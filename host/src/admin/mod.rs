@@ -210,6 +210,10 @@ pub struct SwapRequest {
     /// Needed when the event hub is consumed with several consumer groups.
     #[serde(default)]
     pub consumer_group: Option<String>,
+    /// Sample events (.jsonl) the new version must handle without a failure first (besides
+    /// the event hub's [eventhub.swap] replay_events), a path on the host's machine.
+    #[serde(default)]
+    pub replay: Option<PathBuf>,
 }
 
 /// An error answer: `{"error": "..."}`.
@@ -286,6 +290,7 @@ async fn swap(
             &event_hub,
             request.consumer_group.as_deref(),
             &request.plugin,
+            request.replay.as_deref(),
         )
         .await
     {
@@ -298,7 +303,9 @@ fn swap_error(err: SwapError) -> Response {
     let status = match err {
         SwapError::UnknownHub { .. } | SwapError::AmbiguousGroup { .. } => StatusCode::NOT_FOUND,
         SwapError::NothingToRollBack { .. } => StatusCode::CONFLICT,
-        SwapError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        SwapError::Refused { .. }
+        | SwapError::ReplayFailed { .. }
+        | SwapError::ReplayUnavailable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
     };
     error(status, err.to_string())
 }
