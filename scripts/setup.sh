@@ -78,3 +78,17 @@ if [ "$("$TOOLS_NODE_DIR/node_modules/.bin/tsc" --version 2>/dev/null)" != "Vers
   npm install --prefix "$TOOLS_NODE_DIR" --no-audit --no-fund --loglevel=error \
     "typescript@$TYPESCRIPT_VERSION" >/dev/null
 fi
+# The status page's browser test: Debian's Chromium, driven by playwright-core (beside tsc).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (apt)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+PLAYWRIGHT_VERSION=1.65.1
+installed="$(node -p "require(process.argv[1]).version" "$TOOLS_NODE_DIR/node_modules/playwright-core/package.json" 2>/dev/null || true)"
+if [ "$installed" != "$PLAYWRIGHT_VERSION" ]; then
+  echo "setup: installing playwright-core $PLAYWRIGHT_VERSION into $TOOLS_NODE_DIR"
+  npm install --prefix "$TOOLS_NODE_DIR" --no-audit --no-fund --loglevel=error \
+    "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null
+fi

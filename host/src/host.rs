@@ -50,6 +50,8 @@ struct Shared {
     started: SystemTime,
     /// Every event hub's consumer is running (false before start ends and once stopping).
     ready: AtomicBool,
+    /// One [`Sample`] a second, the newest last.
+    history: Mutex<std::collections::VecDeque<Sample>>,
 }
 
 /// One consumed event hub (and consumer group) and the plugin serving it.
@@ -67,6 +69,11 @@ pub struct HubHandle {
     replay_events: Option<std::path::PathBuf>,
     /// Swap when the plugin file is replaced ([eventhub.swap] watch).
     watch: bool,
+    /// Where the event hub is, for partition properties (lag).
+    target: EventHubTarget,
+    /// A client for partition properties, opened on first use; and the last answer, kept a
+    /// moment so a busy status page does not call Event Hubs on every request.
+    properties: tokio::sync::Mutex<PositionsCache>,
     pub plugin: PluginHandle,
     /// What a new version is loaded with: the hub's plugin config and limits.
     spec: PluginSpec,
@@ -76,6 +83,48 @@ pub struct HubHandle {
     history: Mutex<Vec<SwapRecord>>,
     /// One swap at a time per hub, so two callers cannot interleave load and swap.
     swapping: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct PositionsCache {
+    consumer: Option<azure_messaging_eventhubs::ConsumerClient>,
+    last: Option<(tokio::time::Instant, Vec<PartitionPosition>)>,
+}
+
+/// Where one partition of an event hub stands, across every host of the consumer group.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PartitionPosition {
+    pub partition: String,
+    /// The instance that owns it, as the checkpoint store records.
+    pub owner: Option<String>,
+    /// The sequence number of the last checkpointed event.
+    pub checkpoint: Option<i64>,
+    /// The sequence number of the last event Event Hubs holds in the partition.
+    pub last_enqueued: Option<i64>,
+    /// Events enqueued but not yet checkpointed.
+    pub lag: Option<i64>,
+}
+
+/// The counters at one moment (the status page's charts).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub handled: u64,
+    pub failures: u64,
+    pub dead_lettered: u64,
+}
+
+/// Samples kept: one a second for ten minutes.
+const HISTORY: usize = 600;
+/// How long a partition-properties answer is reused.
+const POSITIONS_FRESH: Duration = Duration::from_secs(2);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A plugin version as logs, metrics and the admin API name it.
@@ -159,6 +208,152 @@ impl HostHandle {
 
     pub fn hubs(&self) -> &[HubHandle] {
         &self.inner.hubs
+    }
+
+    /// The counters once a second over the last ten minutes, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        self.inner
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn sample(&self, mut stop: watch::Receiver<bool>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let snap = this.inner.stats.snapshot();
+                let mut history = this.inner.history.lock().unwrap_or_else(|e| e.into_inner());
+                if history.len() == HISTORY {
+                    history.pop_front();
+                }
+                history.push_back(Sample {
+                    at_ms: now_ms(),
+                    handled: snap.handled,
+                    failures: snap.failures,
+                    dead_lettered: snap.dead_lettered,
+                });
+            }
+        });
+    }
+
+    /// Every partition of `hub`: owner, checkpoint, last enqueued event and lag, from the
+    /// checkpoint store and Event Hubs (answers are reused for two seconds). Parts that cannot
+    /// be read are left empty; the error says which.
+    pub async fn positions(&self, hub: &HubHandle) -> (Vec<PartitionPosition>, Option<String>) {
+        let mut cache = hub.properties.lock().await;
+        if let Some((at, positions)) = &cache.last {
+            if at.elapsed() < POSITIONS_FRESH {
+                return (positions.clone(), None);
+            }
+        }
+        let store = &self.inner.store;
+        let (ns, name, group) = (&hub.namespace, &hub.event_hub, &hub.consumer_group);
+        let mut problem = None;
+        let owners: std::collections::HashMap<String, String> =
+            match store.list_ownerships(ns, name, group).await {
+                Ok(list) => list
+                    .into_iter()
+                    .filter_map(|o| Some((o.partition_id, o.owner_id?)))
+                    .filter(|(_, owner)| !owner.is_empty())
+                    .collect(),
+                Err(err) => {
+                    problem = Some(format!("checkpoint store: {err}"));
+                    Default::default()
+                }
+            };
+        let checkpoints: std::collections::HashMap<String, i64> =
+            match store.list_checkpoints(ns, name, group).await {
+                Ok(list) => list
+                    .into_iter()
+                    .filter_map(|c| Some((c.partition_id, c.sequence_number?)))
+                    .collect(),
+                Err(err) => {
+                    problem = Some(format!("checkpoint store: {err}"));
+                    Default::default()
+                }
+            };
+        if cache.consumer.is_none() {
+            match hub.target.consumer(group).await {
+                Ok(consumer) => cache.consumer = Some(consumer),
+                Err(err) => problem = Some(format!("event hub: {err}")),
+            }
+        }
+        let mut partitions: Vec<(String, Option<(i64, bool, i64)>)> = Vec::new();
+        if let Some(consumer) = &cache.consumer {
+            match consumer.get_eventhub_properties().await {
+                Ok(props) => {
+                    for id in props.partition_ids {
+                        let p = consumer.get_partition_properties(&id).await.ok();
+                        partitions.push((
+                            id,
+                            p.map(|p| {
+                                (
+                                    p.last_enqueued_sequence_number,
+                                    p.is_empty,
+                                    p.beginning_sequence_number,
+                                )
+                            }),
+                        ));
+                    }
+                }
+                Err(err) => {
+                    problem = Some(format!("event hub: {err}"));
+                    cache.consumer = None; // reopen next time
+                }
+            }
+        }
+        if partitions.is_empty() {
+            let mut ids: Vec<String> = owners.keys().chain(checkpoints.keys()).cloned().collect();
+            ids.sort();
+            ids.dedup();
+            partitions = ids.into_iter().map(|id| (id, None)).collect();
+        }
+        partitions.sort_by_key(|(id, _)| (id.len(), id.clone()));
+        let positions: Vec<PartitionPosition> = partitions
+            .into_iter()
+            .map(|(id, props)| {
+                let checkpoint = checkpoints.get(&id).copied();
+                let lag = props.map(|(last, empty, first)| {
+                    if empty {
+                        0
+                    } else {
+                        match checkpoint {
+                            Some(c) => last.saturating_sub(c).max(0),
+                            None => last.saturating_sub(first).saturating_add(1).max(0),
+                        }
+                    }
+                });
+                PartitionPosition {
+                    owner: owners.get(&id).cloned(),
+                    checkpoint,
+                    last_enqueued: props
+                        .map(|(last, empty, _)| (!empty).then_some(last))
+                        .flatten(),
+                    lag,
+                    partition: id,
+                }
+            })
+            .collect();
+        for p in &positions {
+            if let Some(lag) = p.lag {
+                self.inner
+                    .stats
+                    .set_lag(&hub.event_hub, &hub.consumer_group, &p.partition, lag);
+            }
+        }
+        if problem.is_none() {
+            cache.last = Some((tokio::time::Instant::now(), positions.clone()));
+        }
+        (positions, problem)
     }
 
     /// Every event hub's consumer runs (for `/readyz`).
@@ -803,6 +998,8 @@ impl Host {
                 follow_every: Duration::from_millis(hub.balancing.update_interval_ms.max(100)),
                 replay_events: hub.swap.replay_events.clone(),
                 watch: hub.swap.watch,
+                target: target.clone(),
+                properties: tokio::sync::Mutex::new(PositionsCache::default()),
                 plugin: handle,
                 spec,
                 previous: Mutex::new(previous),
@@ -835,10 +1032,12 @@ impl Host {
                 hubs: hub_handles,
                 started: SystemTime::now(),
                 ready: AtomicBool::new(true),
+                history: Mutex::new(std::collections::VecDeque::new()),
             }),
         };
         handle.follow(stop_rx.clone());
         handle.watch_files(stop_rx.clone());
+        handle.sample(stop_rx.clone());
         let host = Host {
             handle,
             config,

@@ -2,11 +2,15 @@
 //! ([`Stats::record`](crate::processor::stats::Stats::record)), and the summary line, `/status`
 //! and `/metrics` (Prometheus text) read from the same place.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -97,6 +101,10 @@ pub struct Prometheus {
     pauses: Family<HubPartition, Counter>,
     swaps: Family<HubLabels, Counter>,
     handler_seconds: Family<HubLabels, Histogram>,
+    lag: Family<HubPartition, Gauge>,
+    checkpoint_age: Family<HubPartition, Gauge<f64, AtomicU64>>,
+    /// When each partition's checkpoint was last written here (the age is computed at scrape).
+    last_checkpoint: Mutex<HashMap<HubPartition, Instant>>,
 }
 
 /// A partition without the plugin (checkpoints and pauses are the host's, not a version's).
@@ -183,8 +191,24 @@ impl Default for Prometheus {
             "Time of one plugin call (one event, or one batch)",
             handler_seconds.clone(),
         );
+        let lag = Family::<HubPartition, Gauge>::default();
+        registry.register(
+            "partition_lag",
+            "Events enqueued in the partition after its checkpoint (as of the last /status or \
+             /metrics read)",
+            lag.clone(),
+        );
+        let checkpoint_age = Family::<HubPartition, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "checkpoint_age_seconds",
+            "Time since this host last wrote the partition's checkpoint",
+            checkpoint_age.clone(),
+        );
         Self {
             registry,
+            lag,
+            checkpoint_age,
+            last_checkpoint: Mutex::new(HashMap::new()),
             handled,
             failures,
             dead_lettered,
@@ -256,7 +280,12 @@ impl Prometheus {
                     .inc();
             }
             MetricEvent::Checkpoint { ctx } => {
-                self.checkpoints.get_or_create(&hub_partition(ctx)).inc();
+                let key = hub_partition(ctx);
+                self.checkpoints.get_or_create(&key).inc();
+                self.last_checkpoint
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, Instant::now());
             }
             MetricEvent::StoreError => {
                 self.store_errors.inc();
@@ -278,8 +307,29 @@ impl Prometheus {
         }
     }
 
+    /// A partition's lag, as last read from Event Hubs and the checkpoint store.
+    pub fn set_lag(&self, event_hub: &str, consumer_group: &str, partition: &str, lag: i64) {
+        self.lag
+            .get_or_create(&HubPartition {
+                event_hub: event_hub.into(),
+                consumer_group: consumer_group.into(),
+                partition: partition.into(),
+            })
+            .set(lag);
+    }
+
     /// The Prometheus text exposition (OpenMetrics text, which Prometheus reads).
     pub fn encode(&self) -> String {
+        for (key, at) in self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            self.checkpoint_age
+                .get_or_create(key)
+                .set(at.elapsed().as_secs_f64());
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

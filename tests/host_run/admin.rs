@@ -620,3 +620,97 @@ async fn replacing_the_watched_plugin_file_swaps_it_in() {
     )
     .await;
 }
+
+/// The status page at `/`, opened in headless Chromium: the host's partitions with owner and
+/// lag, the events/s chart, the plugin version and the swap history; a screenshot is kept in
+/// the target directory (`status-page.png`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_partitions_rates_and_swaps_in_a_browser() {
+    let home = std::env::var("HOME").unwrap();
+    let tools = std::env::var("HUBWASM_TOOLS_NODE_DIR")
+        .unwrap_or(format!("{home}/.cache/hubwasm/node-tools"));
+    assert!(
+        Path::new(&tools)
+            .join("node_modules/playwright-core")
+            .is_dir()
+            && Path::new("/usr/bin/chromium").is_file(),
+        "playwright-core or chromium is missing: run `bash scripts/setup.sh`"
+    );
+    let world = Local::start(4).await;
+    let config = world.config("")
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
+    let host = Host::start_with_env(
+        "pager",
+        world.path(),
+        &config,
+        &[],
+        &[("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)],
+    );
+    eventually(
+        "the admin API",
+        Duration::from_secs(60),
+        || admin_address(&host).is_some(),
+        &[&host],
+    )
+    .await;
+    let addr = admin_address(&host).unwrap();
+    crate::harness::send(&world.endpoint, 200, None).await;
+    let v2 = another_version(
+        hubwasm_plugins::TEST_RECORD,
+        &world.path().join("test_record_v2.wasm"),
+    );
+    assert_eq!(swap(&addr, &v2, Some(TOKEN)).await.status, 200);
+    // Every partition caught up and checkpointed: lag 0 everywhere.
+    let mut caught_up = false;
+    for _ in 0..300 {
+        let now = status(&addr).await;
+        let positions = &now.event_hubs[0].positions;
+        if positions.len() == 4 && positions.iter().all(|p| p.lag == Some(0)) {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        caught_up,
+        "{:?}",
+        status(&addr).await.event_hubs[0].positions
+    );
+
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let out = std::process::Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser/status_page.mjs"))
+        .arg(format!("http://{addr}/"))
+        .arg(&screenshot)
+        .env("HUBWASM_TOOLS_NODE_DIR", &tools)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    println!("status page screenshot: {}", screenshot.display());
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["instance"], "pager");
+    assert_eq!(seen["handled"], "200");
+    let rows = seen["partitions"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{seen}");
+    for row in rows {
+        // event hub, group, partition, owner, state here, checkpoint, last enqueued, lag
+        assert_eq!(row[0], HUB);
+        assert_eq!(row[3], "pager", "{row}");
+        assert_eq!(row[4], "running", "{row}");
+        assert_eq!(row[5], "49", "{row}");
+        assert_eq!(row[7], "0", "{row}");
+    }
+    assert_eq!(seen["versions"][0][2], "test_record_v2", "{seen}");
+    assert_eq!(seen["swaps"].as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen["swaps"][0][2], "swap");
+    assert!(seen["ratePoints"].as_u64().unwrap() >= 3, "{seen}");
+    assert_ne!(seen["ratePeak"], "0", "the chart shows the events: {seen}");
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+}

@@ -1,6 +1,7 @@
 //! The admin API: HTTP on 127.0.0.1 by default, off unless configured (`[admin]` or
 //! `hubwasm run --admin ADDR`).
 //!
+//! - `GET /`: the status page (partitions, rates, plugin versions and swaps), polling `/status`.
 //! - `GET /healthz`: the process answers. `GET /readyz`: every event hub's consumer runs.
 //! - `GET /status`: JSON: event hubs, their plugin versions and swap history, owned partitions
 //!   and their states, the counters.
@@ -93,6 +94,7 @@ pub async fn serve(
 
 fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
@@ -100,6 +102,25 @@ fn router(state: AppState) -> Router {
         .route("/v1/event-hubs/{event_hub}/swap", post(swap))
         .route("/v1/event-hubs/{event_hub}/rollback", post(rollback))
         .with_state(state)
+}
+
+/// The status page: one self-contained HTML file that polls `/status`.
+const PAGE: &str = include_str!("page.html");
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Everything the page needs is inline; nothing is loaded from elsewhere.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src 'self' data:",
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -115,6 +136,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // Lag comes from Event Hubs and the store (cached for two seconds).
+    for hub in state.host.hubs() {
+        let _ = state.host.positions(hub).await;
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -136,6 +161,8 @@ pub struct Status {
     pub checkpoints: u64,
     pub swaps: u64,
     pub event_hubs: Vec<HubStatus>,
+    /// The counters once a second over the last ten minutes, oldest first.
+    pub history: Vec<crate::host::Sample>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -146,6 +173,11 @@ pub struct HubStatus {
     pub swaps: Vec<crate::host::SwapRecord>,
     /// Partitions this host owns now.
     pub partitions: Vec<PartitionStatus>,
+    /// Every partition of the event hub: owner, checkpoint, last enqueued event, lag.
+    pub positions: Vec<crate::host::PartitionPosition>,
+    /// What could not be read for `positions` (they are partial then).
+    #[serde(default)]
+    pub positions_error: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -167,10 +199,10 @@ fn state_name(state: PartitionState) -> &'static str {
 async fn status(State(state): State<AppState>) -> Json<Status> {
     let host = &state.host;
     let snap = host.stats().snapshot();
-    let event_hubs = host
-        .hubs()
-        .iter()
-        .map(|hub| HubStatus {
+    let mut event_hubs = Vec::new();
+    for hub in host.hubs() {
+        let (positions, positions_error) = host.positions(hub).await;
+        event_hubs.push(HubStatus {
             event_hub: hub.event_hub.clone(),
             consumer_group: hub.consumer_group.clone(),
             plugin: hub.current(),
@@ -184,8 +216,10 @@ async fn status(State(state): State<AppState>) -> Json<Status> {
                     state: state_name(o.state).into(),
                 })
                 .collect(),
-        })
-        .collect();
+            positions,
+            positions_error,
+        });
+    }
     Json(Status {
         instance_id: host.instance_id().to_string(),
         uptime_s: host.started().elapsed().unwrap_or_default().as_secs_f64(),
@@ -198,6 +232,7 @@ async fn status(State(state): State<AppState>) -> Json<Status> {
             .swaps
             .load(std::sync::atomic::Ordering::Relaxed),
         event_hubs,
+        history: host.history(),
     })
 }
 
@@ -371,8 +406,25 @@ pub fn status_lines(status: &Status) -> Vec<String> {
             &hub.plugin.digest[..hub.plugin.digest.len().min(12)],
             hub.plugin.path
         ));
-        for p in &hub.partitions {
-            lines.push(format!("  partition {}: {}", p.partition, p.state));
+        for p in &hub.positions {
+            let here = hub
+                .partitions
+                .iter()
+                .find(|o| o.partition == p.partition)
+                .map(|o| format!(", here: {}", o.state))
+                .unwrap_or_default();
+            let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+            lines.push(format!(
+                "  partition {}: owner {}, checkpoint {}, last enqueued {}, lag {}{here}",
+                p.partition,
+                p.owner.as_deref().unwrap_or("-"),
+                show(p.checkpoint),
+                show(p.last_enqueued),
+                show(p.lag)
+            ));
+        }
+        if let Some(problem) = &hub.positions_error {
+            lines.push(format!("  (partial: {problem})"));
         }
         for swap in &hub.swaps {
             lines.push(format!(

@@ -121,6 +121,12 @@ impl Stats {
         });
     }
 
+    /// A partition's lag, for `/metrics`.
+    pub fn set_lag(&self, event_hub: &str, consumer_group: &str, partition: &str, lag: i64) {
+        self.prometheus
+            .set_lag(event_hub, consumer_group, partition, lag);
+    }
+
     /// `/metrics`: the Prometheus text exposition.
     pub fn prometheus_text(&self) -> String {
         self.prometheus.encode()
