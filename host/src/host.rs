@@ -115,6 +115,10 @@ pub struct Sample {
     pub dead_lettered: u64,
 }
 
+/// A partition's last enqueued sequence number, whether it is empty, and its first sequence
+/// number, as Event Hubs reports them.
+type LastEnqueued = (i64, bool, i64);
+
 /// Samples kept: one a second for ten minutes.
 const HISTORY: usize = 600;
 /// How long a partition-properties answer is reused.
@@ -287,7 +291,7 @@ impl HostHandle {
                 Err(err) => problem = Some(format!("event hub: {err}")),
             }
         }
-        let mut partitions: Vec<(String, Option<(i64, bool, i64)>)> = Vec::new();
+        let mut partitions: Vec<(String, Option<LastEnqueued>)> = Vec::new();
         if let Some(consumer) = &cache.consumer {
             match consumer.get_eventhub_properties().await {
                 Ok(props) => {
