@@ -618,6 +618,17 @@ impl RunConfig {
                     ),
                 ));
             }
+            if let Some(events) = &hub.swap.replay_events {
+                if !events.is_file() {
+                    return Err(self.invalid(
+                        at("swap.replay_events"),
+                        format!(
+                            "{} is not a file: give a .jsonl of sample events (one body per line)",
+                            events.display()
+                        ),
+                    ));
+                }
+            }
             if rollback.min_failures == 0 {
                 return Err(self.invalid(at("rollback.min_failures"), "must be at least 1"));
             }

@@ -530,6 +530,17 @@ impl HostHandle {
         reason: String,
         publish: bool,
     ) -> SwapRecord {
+        // One ready instance per partition this host serves, made before the switch: the
+        // partitions then only announce themselves to the new version at their next batch.
+        let owned = self
+            .inner
+            .stats
+            .snapshot()
+            .owned
+            .iter()
+            .filter(|o| o.event_hub == hub.event_hub && o.consumer_group == hub.consumer_group)
+            .count();
+        self.inner.runtime.prepare_spares(&plugin, owned).await;
         let to = PluginVersion::of(&plugin);
         let old = hub.plugin.swap_arc(plugin);
         let record = SwapRecord {

@@ -82,6 +82,11 @@ pub enum MetricEvent<'a> {
     StoreError,
     /// A partition paused because the plugin cannot start.
     Paused { ctx: &'a PartitionContext },
+    /// A partition's first call on a new plugin version, `took` after the old one's last.
+    SwapPause {
+        ctx: &'a PartitionContext,
+        took: Duration,
+    },
     /// A new plugin version took over an event hub.
     Swap {
         event_hub: &'a str,
@@ -101,6 +106,7 @@ pub struct Prometheus {
     pauses: Family<HubPartition, Counter>,
     swaps: Family<HubLabels, Counter>,
     handler_seconds: Family<HubLabels, Histogram>,
+    swap_pause_seconds: Family<HubLabels, Histogram>,
     lag: Family<HubPartition, Gauge>,
     checkpoint_age: Family<HubPartition, Gauge<f64, AtomicU64>>,
     /// When each partition's checkpoint was last written here (the age is computed at scrape).
@@ -191,6 +197,15 @@ impl Default for Prometheus {
             "Time of one plugin call (one event, or one batch)",
             handler_seconds.clone(),
         );
+        let swap_pause_seconds = Family::<HubLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs to ~26 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        registry.register(
+            "swap_pause_seconds",
+            "Per partition and swap: from the old version's last call to the new one's first",
+            swap_pause_seconds.clone(),
+        );
         let lag = Family::<HubPartition, Gauge>::default();
         registry.register(
             "partition_lag",
@@ -206,6 +221,7 @@ impl Default for Prometheus {
         );
         Self {
             registry,
+            swap_pause_seconds,
             lag,
             checkpoint_age,
             last_checkpoint: Mutex::new(HashMap::new()),
@@ -292,6 +308,14 @@ impl Prometheus {
             }
             MetricEvent::Paused { ctx } => {
                 self.pauses.get_or_create(&hub_partition(ctx)).inc();
+            }
+            MetricEvent::SwapPause { ctx, took } => {
+                self.swap_pause_seconds
+                    .get_or_create(&HubLabels {
+                        event_hub: ctx.event_hub.clone(),
+                        consumer_group: ctx.consumer_group.clone(),
+                    })
+                    .observe(took.as_secs_f64());
             }
             MetricEvent::Swap {
                 event_hub,

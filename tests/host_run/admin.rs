@@ -260,6 +260,17 @@ async fn hot_swap_under_load_loses_and_repeats_nothing_and_refuses_what_it_must(
         .samples
         .iter()
         .any(|s| s.metric == "hubwasm_plugin_swaps_total"));
+    // The swap's pause was measured on the partitions that switched.
+    let switches: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "hubwasm_swap_pause_seconds_count")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert!((1.0..=4.0).contains(&switches), "{}", metrics.body);
     drop(host);
 }
 

@@ -111,7 +111,9 @@ pub struct Plugin {
     pub(crate) digest: String,
     pub(crate) compile_time: Duration,
     /// The instance `load` checked the plugin with, until the first worker takes it.
-    pub(crate) spare: std::sync::Mutex<Option<super::worker::Spare>>,
+    /// Instances made ahead (instantiated and `init`ed) for the next workers: `load` leaves
+    /// its trial instance here, and a swap prepares one per partition it will take over.
+    pub(crate) spare: std::sync::Mutex<Vec<super::worker::Spare>>,
 }
 
 pub(crate) enum HandlerIndices {
@@ -333,7 +335,7 @@ impl Runtime {
             from_cache,
             digest,
             compile_time,
-            spare: std::sync::Mutex::new(None),
+            spare: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -341,6 +343,37 @@ impl Runtime {
     /// plugin whose export types differ from the contract, or that refuses its config, traps or
     /// hangs in `init`, fails here, before the host claims any partition for it.
     async fn trial_instantiate(&self, plugin: &Plugin) -> Result<(), LoadError> {
+        let spare = Self::make_spare(plugin).await?;
+        plugin
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(spare);
+        Ok(())
+    }
+
+    /// Prepare instances of `plugin` until it holds `count` ready ones (instantiated and
+    /// `init`ed), so the workers that switch to it next (a hot swap) only announce their
+    /// partition instead of instantiating in the stream's path. Best effort: a worker that
+    /// finds none makes its own.
+    pub async fn prepare_spares(&self, plugin: &Plugin, count: usize) {
+        loop {
+            let have = plugin.spare.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if have >= count {
+                return;
+            }
+            match Self::make_spare(plugin).await {
+                Ok(spare) => plugin
+                    .spare
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(spare),
+                Err(_) => return,
+            }
+        }
+    }
+
+    async fn make_spare(plugin: &Plugin) -> Result<super::worker::Spare, LoadError> {
         let mut store = super::worker::new_store(plugin);
         let instance = plugin
             .pre
@@ -376,15 +409,11 @@ impl Runtime {
             lifecycle.call_init(&mut store, &plugin.config),
         );
         match init.await {
-            Ok(Ok(())) => {
-                *plugin.spare.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(super::worker::Spare {
-                        store,
-                        lifecycle,
-                        handler,
-                    });
-                Ok(())
-            }
+            Ok(Ok(())) => Ok(super::worker::Spare {
+                store,
+                lifecycle,
+                handler,
+            }),
             Ok(Err(message)) => Err(LoadError::InitRefused {
                 path: plugin.path.clone(),
                 plugin: plugin.name.to_string(),

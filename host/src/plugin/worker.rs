@@ -119,6 +119,8 @@ impl PluginHandle {
             open: None,
             encoder: BatchEncoder::default(),
             instances_created: 0,
+            last_call_end: None,
+            swap_pause: None,
         }
     }
 }
@@ -131,6 +133,10 @@ pub struct Worker {
     open: Option<(PartitionContext, wit::PartitionContext)>,
     encoder: BatchEncoder,
     instances_created: u64,
+    /// When the last call returned, and the swap pause measured at the first call on a new
+    /// version (from the old version's last call to the new one's first).
+    last_call_end: Option<std::time::Instant>,
+    swap_pause: Option<Duration>,
 }
 
 struct Instance {
@@ -249,12 +255,33 @@ impl Worker {
         if events.is_empty() {
             return Ok(());
         }
+        let switching = self.stale();
+        let result = self.call_batch(ctx, events, switching).await;
+        self.last_call_end = Some(std::time::Instant::now());
+        result
+    }
+
+    /// The swap pause of the last call, if it was the first on a new version: the time from
+    /// the old version's last call returning to the new version's first call starting.
+    pub fn take_swap_pause(&mut self) -> Option<Duration> {
+        self.swap_pause.take()
+    }
+
+    async fn call_batch(
+        &mut self,
+        ctx: &PartitionContext,
+        events: &[Event],
+        switching: bool,
+    ) -> Result<(), BatchFailure> {
         let ctx_record = match &self.open {
             Some((open, record)) if open == ctx => record.clone(),
             _ => context_record(ctx),
         };
         let fail = |handled, error| BatchFailure { handled, error };
         self.instance().await.map_err(|e| fail(0, e))?;
+        if switching {
+            self.swap_pause = self.last_call_end.map(|end| end.elapsed());
+        }
         let Self {
             instance, encoder, ..
         } = self;
@@ -385,11 +412,7 @@ impl Instance {
         generation: u64,
         open: Option<&wit::PartitionContext>,
     ) -> Result<Self, PluginError> {
-        let spare = plugin
-            .spare
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let spare = plugin.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
         if let Some(spare) = spare {
             return Self::from_spare(plugin, generation, spare, open).await;
         }

@@ -301,6 +301,9 @@ async fn process(
             Ok(()) => (call.len(), None),
             Err(failure) => (failure.handled, Some(failure.error)),
         };
+        if let Some(took) = worker.take_swap_pause() {
+            stats.record(MetricEvent::SwapPause { ctx, took });
+        }
         let unavailable = error
             .as_ref()
             .is_some_and(|e| matches!(e.kind(), FailureKind::Unavailable));

@@ -52,7 +52,12 @@ pub struct Stats {
     owned: Mutex<BTreeMap<(String, String, String), PartitionState>>,
     /// The same events with their labels, for `/metrics`.
     prometheus: Prometheus,
+    /// The latest swap pauses (at most [`SWAP_PAUSES_KEPT`]), for benchmarks and `/status`.
+    swap_pauses: Mutex<std::collections::VecDeque<Duration>>,
 }
+
+/// Swap pauses kept for percentiles.
+pub const SWAP_PAUSES_KEPT: usize = 10_000;
 
 impl Default for Stats {
     fn default() -> Self {
@@ -69,6 +74,7 @@ impl Default for Stats {
             handled_span: Mutex::new(None),
             owned: Mutex::new(BTreeMap::new()),
             prometheus: Prometheus::default(),
+            swap_pauses: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
@@ -109,6 +115,13 @@ impl Stats {
             MetricEvent::Swap { .. } => {
                 self.swaps.fetch_add(1, Ordering::Relaxed);
             }
+            MetricEvent::SwapPause { took, .. } => {
+                let mut pauses = self.swap_pauses.lock().unwrap_or_else(|e| e.into_inner());
+                if pauses.len() == SWAP_PAUSES_KEPT {
+                    pauses.pop_front();
+                }
+                pauses.push_back(*took);
+            }
         }
         self.prometheus.record(&event);
     }
@@ -119,6 +132,16 @@ impl Stats {
             event_hub,
             consumer_group,
         });
+    }
+
+    /// The latest swap pauses, oldest first.
+    pub fn swap_pauses(&self) -> Vec<Duration> {
+        self.swap_pauses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
     }
 
     /// A partition's lag, for `/metrics`.
