@@ -30,7 +30,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use common::{preload, start_endpoint, HUB};
 
 #[path = "../../tests/support/azurite.rs"]
-#[allow(dead_code)]
 mod azurite;
 #[allow(dead_code)]
 mod common;

@@ -339,9 +339,7 @@ impl HostHandle {
                 PartitionPosition {
                     owner: owners.get(&id).cloned(),
                     checkpoint,
-                    last_enqueued: props
-                        .map(|(last, empty, _)| (!empty).then_some(last))
-                        .flatten(),
+                    last_enqueued: props.and_then(|(last, empty, _)| (!empty).then_some(last)),
                     lag,
                     partition: id,
                 }
