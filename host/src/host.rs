@@ -69,6 +69,8 @@ pub struct HubHandle {
     replay_events: Option<std::path::PathBuf>,
     /// Swap when the plugin file is replaced ([eventhub.swap] watch).
     watch: bool,
+    /// Tells a halted partition task to start again.
+    resume: tokio::sync::broadcast::Sender<String>,
     /// Where the event hub is, for partition properties (lag).
     target: EventHubTarget,
     /// A client for partition properties, opened on first use; and the last answer, kept a
@@ -164,6 +166,12 @@ pub enum SwapError {
         "event hub `{event_hub}` is consumed with several consumer groups ({groups}); name one"
     )]
     AmbiguousGroup { event_hub: String, groups: String },
+    #[error("partition {partition} of `{event_hub}` is not halted on this host ({state}); resume it on the host that owns it (see /status)")]
+    NotHalted {
+        event_hub: String,
+        partition: String,
+        state: String,
+    },
     #[error("event hub `{event_hub}` has no earlier version to roll back to (no swap since start, or already rolled back)")]
     NothingToRollBack { event_hub: String },
     /// The new version failed on the sample events it must handle before a swap.
@@ -444,6 +452,43 @@ impl HostHandle {
             self.watch_for_rollback(hub);
         }
         Ok(record)
+    }
+
+    /// Resume a partition the `halt` failure policy stopped: it retries the event it stopped at
+    /// with a fresh count of attempts.
+    pub fn resume(
+        &self,
+        event_hub: &str,
+        group: Option<&str>,
+        partition: &str,
+    ) -> Result<(), SwapError> {
+        let hub = self.find(event_hub, group)?;
+        let state = self
+            .inner
+            .stats
+            .snapshot()
+            .owned
+            .into_iter()
+            .find(|o| {
+                o.event_hub == hub.event_hub
+                    && o.consumer_group == hub.consumer_group
+                    && o.partition == partition
+            })
+            .map(|o| o.state);
+        match state {
+            Some(crate::processor::stats::PartitionState::Halted) => {
+                let _ = hub.resume.send(partition.to_string());
+                Ok(())
+            }
+            other => Err(SwapError::NotHalted {
+                event_hub: hub.event_hub.clone(),
+                partition: partition.to_string(),
+                state: match other {
+                    Some(s) => format!("it is {s:?}").to_lowercase(),
+                    None => "this host does not own it".into(),
+                },
+            }),
+        }
     }
 
     /// Run the sample events through the new version (as `hubwasm plugin test` does); any
@@ -991,7 +1036,9 @@ impl Host {
                     .map_err(RunError::Store)?,
             };
             let handle = PluginHandle::new(plugin);
+            let (resume, _) = tokio::sync::broadcast::channel(16);
             let setup = Arc::new(PartitionSetup {
+                resume: resume.clone(),
                 plugin: handle.clone(),
                 store: store.clone(),
                 dead_letter,
@@ -1013,6 +1060,7 @@ impl Host {
                 watch: hub.swap.watch,
                 target: target.clone(),
                 properties: tokio::sync::Mutex::new(PositionsCache::default()),
+                resume,
                 plugin: handle,
                 spec,
                 previous: Mutex::new(previous),

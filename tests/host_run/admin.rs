@@ -725,3 +725,87 @@ async fn the_status_page_shows_partitions_rates_and_swaps_in_a_browser() {
     let png = std::fs::read(&screenshot).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
 }
+
+/// A partition the `halt` policy stopped starts again on command: the event it stopped at is
+/// retried with a fresh count, and the partition goes on. Only a halted partition resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halted_partition_resumes_on_command() {
+    let world = Local::start(2).await;
+    // Partition 0's event 3 fails once (the plugin's own count); one attempt, then halt.
+    let config = world.config(
+        "[eventhub.plugin_config]\nfail_partition = \"0\"\nfail_at = \"3\"\ntimes = \"1\"\n\
+         [eventhub.failure]\npolicy = \"halt\"\nmax_attempts = 1\n",
+    )
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
+    let host = Host::start_with_env(
+        "resumer",
+        world.path(),
+        &config,
+        &[],
+        &[("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)],
+    );
+    eventually(
+        "the admin API",
+        Duration::from_secs(60),
+        || admin_address(&host).is_some(),
+        &[&host],
+    )
+    .await;
+    let addr = admin_address(&host).unwrap();
+    crate::harness::send(&world.endpoint, 20, None).await;
+    let halted = |s: &hubwasm::admin::Status| {
+        s.event_hubs[0]
+            .partitions
+            .iter()
+            .any(|p| p.partition == "0" && p.state == "halted")
+    };
+    let mut now = status(&addr).await;
+    for _ in 0..300 {
+        if halted(&now) && handled_by(&host.log()).len() >= 13 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = status(&addr).await;
+    }
+    assert!(
+        halted(&now),
+        "{now:?}\n{}",
+        crate::harness::tail(&host.log(), 30)
+    );
+    let resume_path = |p: &str| format!("/v1/event-hubs/{HUB}/partitions/{p}/resume");
+    let post = |path: String, token: Option<&'static str>| {
+        let addr = addr.clone();
+        async move {
+            request(&addr, "POST", &path, None, token, Duration::from_secs(10))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(post(resume_path("0"), None).await.status, 401);
+    let running = post(resume_path("1"), Some(TOKEN)).await;
+    assert_eq!(running.status, 409, "{}", running.body);
+    assert!(running.body.contains("not halted"), "{}", running.body);
+    let resumed = post(resume_path("0"), Some(TOKEN)).await;
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    eventually(
+        "partition 0 goes on past its event 3",
+        Duration::from_secs(60),
+        || handled_by(&host.log()).len() >= 20,
+        &[&host],
+    )
+    .await;
+    let handled = handled_by(&host.log());
+    assert_eq!(
+        handled
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        all_events(2, 10)
+    );
+    assert!(host
+        .log()
+        .contains("Halted partition resumed by an operator"));
+    let after = status(&addr).await;
+    assert!(!halted(&after), "{after:?}");
+    assert_eq!(after.dead_lettered, 0);
+}

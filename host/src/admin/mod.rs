@@ -8,7 +8,9 @@
 //! - `GET /metrics`: Prometheus text.
 //! - `POST /v1/event-hubs/{event_hub}/swap` with `{"plugin": "<path>", "consumer_group": ...}`:
 //!   load, check and swap in a new plugin version. `POST /v1/event-hubs/{event_hub}/rollback`:
-//!   return to the version the last swap replaced. Changes need `Authorization: Bearer
+//!   return to the version the last swap replaced.
+//!   `POST /v1/event-hubs/{event_hub}/partitions/{partition}/resume`: a partition the `halt`
+//!   policy stopped retries its event with a fresh count. Changes need `Authorization: Bearer
 //!   <token>` (the token from `$HUBWASM_ADMIN_TOKEN`, or the variable `token_env` names); with
 //!   no token configured, changes are refused.
 
@@ -101,6 +103,10 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/event-hubs/{event_hub}/swap", post(swap))
         .route("/v1/event-hubs/{event_hub}/rollback", post(rollback))
+        .route(
+            "/v1/event-hubs/{event_hub}/partitions/{partition}/resume",
+            post(resume),
+        )
         .with_state(state)
 }
 
@@ -337,7 +343,7 @@ async fn swap(
 fn swap_error(err: SwapError) -> Response {
     let status = match err {
         SwapError::UnknownHub { .. } | SwapError::AmbiguousGroup { .. } => StatusCode::NOT_FOUND,
-        SwapError::NothingToRollBack { .. } => StatusCode::CONFLICT,
+        SwapError::NothingToRollBack { .. } | SwapError::NotHalted { .. } => StatusCode::CONFLICT,
         SwapError::Refused { .. }
         | SwapError::ReplayFailed { .. }
         | SwapError::ReplayUnavailable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -351,6 +357,42 @@ fn swap_error(err: SwapError) -> Response {
 pub struct RollbackRequest {
     #[serde(default)]
     pub consumer_group: Option<String>,
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    Path((event_hub, partition)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err((status, why)) = authorize(&state, &headers) {
+        return error(status, why);
+    }
+    let request: RollbackRequest = if body.is_empty() {
+        RollbackRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(err) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
+                )
+            }
+        }
+    };
+    match state
+        .host
+        .resume(&event_hub, request.consumer_group.as_deref(), &partition)
+    {
+        Ok(()) => Json(serde_json::json!({
+            "event_hub": event_hub,
+            "partition": partition,
+            "resumed": true
+        }))
+        .into_response(),
+        Err(err) => swap_error(err),
+    }
 }
 
 async fn rollback(

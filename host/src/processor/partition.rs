@@ -39,6 +39,8 @@ pub struct PartitionSetup {
     /// This instance's owner id, and how often the fence reads the ownership record.
     pub instance_id: String,
     pub ownership_check: Duration,
+    /// Partition ids told to resume after a halt (the admin API's resume).
+    pub resume: tokio::sync::broadcast::Sender<String>,
 }
 
 /// Why a partition task ended.
@@ -171,9 +173,31 @@ pub async fn serve(
     let ended = loop {
         if halted {
             // Keep the ownership (nobody else should process past the failure) but read no
-            // further, until the host stops.
-            let _ = stop.wait_for(|s| *s).await;
-            break Ended::Shutdown;
+            // further, until the host stops or an operator resumes the partition.
+            let mut resume = setup.resume.subscribe();
+            let resumed = loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break false,
+                    told = resume.recv() => match told {
+                        Ok(id) if id == ctx.partition_id => break true,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break false,
+                    },
+                }
+            };
+            if !resumed {
+                break Ended::Shutdown;
+            }
+            // Start over on the failed event with a fresh count of attempts.
+            halted = false;
+            retry = None;
+            save_retry(&setup, &ctx, None).await;
+            for event in batch.drain(..).rev() {
+                pending.push_front(event);
+            }
+            stats.set_state(&ctx, Some(PartitionState::Running));
+            tracing::info!(hub = %ctx.event_hub, partition = %ctx.partition_id, "Halted partition resumed by an operator; retrying the event it stopped at");
+            continue;
         }
         // Wait for the first event of a batch, or for the stop signal.
         if pending.is_empty() {
