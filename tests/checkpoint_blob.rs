@@ -15,7 +15,10 @@ use azure_core::time::OffsetDateTime;
 use azurite::{Azurite, ACCOUNT, KEY};
 use futures::TryStreamExt;
 use hubwasm::checkpoint::blob::{sign_account_sas, BlobCheckpointStore, BlobStoreOptions};
-use hubwasm::checkpoint::{Checkpoint, CheckpointStore, Ownership, RetryState, RetryStore, Store};
+use hubwasm::checkpoint::{
+    Checkpoint, CheckpointStore, Ownership, RetryState, RetryStore, Store, VersionRecord,
+    VersionStore,
+};
 use serde_json::{json, Value as Json};
 
 const CONTAINER: &str = "checkpoints";
@@ -321,6 +324,52 @@ async fn retry_state_is_saved_loaded_and_cleared_beside_the_checkpoints() {
         .await
         .expect("clearing an absent retry state is fine");
     assert!(blob_names(&store).await.is_empty());
+}
+
+/// The consumer group's plugin version (hot swap) round-trips, non-ASCII path included, in a
+/// blob of its own that no processor mistakes for a checkpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugin_version_is_kept_beside_the_checkpoints() {
+    let azurite = Azurite::start();
+    let store = store(&azurite).await;
+    assert_eq!(
+        store.load_version(NAMESPACE, HUB, GROUP).await.unwrap(),
+        None
+    );
+    let record = VersionRecord {
+        path: "/srv/plugins/filtre-é/v2.wasm".into(),
+        digest: "ab".repeat(32),
+        base_digest: "cd".repeat(32),
+        reason: "swap".into(),
+        by: "host-a".into(),
+        at_ms: 1_796_000_000_000,
+    };
+    store
+        .save_version(NAMESPACE, HUB, GROUP, &record)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_version(NAMESPACE, HUB, GROUP).await.unwrap(),
+        Some(record.clone())
+    );
+    let back = VersionRecord {
+        reason: "automatic rollback: 20 of 20 calls failed".into(),
+        ..record
+    };
+    store
+        .save_version(NAMESPACE, HUB, GROUP, &back)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_version(NAMESPACE, HUB, GROUP).await.unwrap(),
+        Some(back)
+    );
+    assert_eq!(
+        blob_names(&store).await,
+        ["hubwasm-test.servicebus.windows.net/telemetry/$default/hubwasm-plugin/version"]
+    );
+    assert!(checkpoints(&store).await.is_empty());
+    assert!(owners(&store).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,6 +12,30 @@ use crate::harness::{all_events, eventually, Host, Local, HUB};
 
 const TOKEN: &str = "test-admin-token-7f3a";
 
+/// The `[admin]` lines of a test host: a free port, the token from the test's variable.
+const ADMIN: &str =
+    "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
+
+/// A host with the admin API and the test token; returns once the API answers, with its address.
+async fn admin_host(name: &str, world: &Local, config: &str) -> (Host, String) {
+    let host = Host::start_with_env(
+        name,
+        world.path(),
+        config,
+        &[],
+        &[("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)],
+    );
+    eventually(
+        "the admin API",
+        Duration::from_secs(60),
+        || admin_address(&host).is_some(),
+        &[&host],
+    )
+    .await;
+    let addr = admin_address(&host).unwrap();
+    (host, addr)
+}
+
 /// A copy of `wasm` with a custom section appended: the same code, another content hash.
 fn another_version(wasm: &str, to: &Path) -> PathBuf {
     let mut bytes = std::fs::read(wasm).unwrap();
@@ -88,8 +112,7 @@ async fn hot_swap_under_load_loses_and_repeats_nothing_and_refuses_what_it_must(
         &world.path().join("test_record_v2.wasm"),
     );
     // `min_value` means nothing to test-record; json-filter's init refuses it (below).
-    let config = world.config("[eventhub.plugin_config]\nmin_value = \"not-a-number\"\n")
-        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
+    let config = world.config("[eventhub.plugin_config]\nmin_value = \"not-a-number\"\n") + ADMIN;
     let host = Host::start_with_env(
         "swapper",
         world.path(),
@@ -300,8 +323,7 @@ async fn a_failure_storm_rolls_back_by_itself_and_rollback_works_on_command() {
     let config = world.config(
         "[eventhub.failure]\nmax_attempts = 1000\ninitial_backoff_ms = 20\nmax_backoff_ms = 100\n\
          [eventhub.rollback]\nfailure_rate = 0.5\nmin_failures = 8\nwindow_ms = 30000\n",
-    )
-        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
+    ) + ADMIN;
     let host = Host::start_with_env(
         "rollbacker",
         world.path(),
@@ -432,8 +454,7 @@ async fn a_failure_storm_rolls_back_by_itself_and_rollback_works_on_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hosts_of_a_group_converge_on_a_swap_and_a_rollback() {
     let world = Local::start(4).await;
-    let config = world.config("")
-        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
+    let config = world.config("") + ADMIN;
     let env = [("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)];
     let mut a = Host::start_with_env("host-a", world.path(), &config, &[], &env);
     let b = Host::start_with_env("host-b", world.path(), &config, &[], &env);
@@ -648,23 +669,8 @@ async fn the_status_page_shows_partitions_rates_and_swaps_in_a_browser() {
         "playwright-core or chromium is missing: run `bash scripts/setup.sh`"
     );
     let world = Local::start(4).await;
-    let config = world.config("")
-        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
-    let host = Host::start_with_env(
-        "pager",
-        world.path(),
-        &config,
-        &[],
-        &[("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)],
-    );
-    eventually(
-        "the admin API",
-        Duration::from_secs(60),
-        || admin_address(&host).is_some(),
-        &[&host],
-    )
-    .await;
-    let addr = admin_address(&host).unwrap();
+    let config = world.config("") + ADMIN;
+    let (_host, addr) = admin_host("pager", &world, &config).await;
     crate::harness::send(&world.endpoint, 200, None).await;
     let v2 = another_version(
         hubwasm_plugins::TEST_RECORD,
@@ -735,23 +741,8 @@ async fn a_halted_partition_resumes_on_command() {
     let config = world.config(
         "[eventhub.plugin_config]\nfail_partition = \"0\"\nfail_at = \"3\"\ntimes = \"1\"\n\
          [eventhub.failure]\npolicy = \"halt\"\nmax_attempts = 1\n",
-    )
-        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_ADMIN_TOKEN\"\n";
-    let host = Host::start_with_env(
-        "resumer",
-        world.path(),
-        &config,
-        &[],
-        &[("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)],
-    );
-    eventually(
-        "the admin API",
-        Duration::from_secs(60),
-        || admin_address(&host).is_some(),
-        &[&host],
-    )
-    .await;
-    let addr = admin_address(&host).unwrap();
+    ) + ADMIN;
+    let (host, addr) = admin_host("resumer", &world, &config).await;
     crate::harness::send(&world.endpoint, 20, None).await;
     let halted = |s: &hubwasm::admin::Status| {
         s.event_hubs[0]

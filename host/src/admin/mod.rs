@@ -359,6 +359,19 @@ pub struct RollbackRequest {
     pub consumer_group: Option<String>,
 }
 
+/// An optional `{"consumer_group": ...}` body (rollback, resume).
+fn group_body(body: &[u8]) -> Result<RollbackRequest, Response> {
+    if body.is_empty() {
+        return Ok(RollbackRequest::default());
+    }
+    serde_json::from_slice(body).map_err(|err| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
+        )
+    })
+}
+
 async fn resume(
     State(state): State<AppState>,
     Path((event_hub, partition)): Path<(String, String)>,
@@ -368,18 +381,9 @@ async fn resume(
     if let Err((status, why)) = authorize(&state, &headers) {
         return error(status, why);
     }
-    let request: RollbackRequest = if body.is_empty() {
-        RollbackRequest::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(err) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
-                )
-            }
-        }
+    let request = match group_body(&body) {
+        Ok(r) => r,
+        Err(refused) => return refused,
     };
     match state
         .host
@@ -404,18 +408,9 @@ async fn rollback(
     if let Err((status, why)) = authorize(&state, &headers) {
         return error(status, why);
     }
-    let request: RollbackRequest = if body.is_empty() {
-        RollbackRequest::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(err) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
-                )
-            }
-        }
+    let request = match group_body(&body) {
+        Ok(r) => r,
+        Err(refused) => return refused,
     };
     match state
         .host

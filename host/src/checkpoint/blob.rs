@@ -163,6 +163,26 @@ impl BlobCheckpointStore {
         }
     }
 
+    /// A blob's metadata, `None` when the blob does not exist.
+    async fn metadata_of(&self, what: &str, name: &str) -> Result<Option<HashMap<String, String>>> {
+        let response = self
+            .timed(
+                what,
+                self.blob(name)
+                    .get_properties(None::<BlobClientGetPropertiesOptions<'_>>),
+            )
+            .await;
+        match response {
+            Ok(response) => Ok(Some(response.metadata()?)),
+            Err(e) if error_code(&e) == Some("BlobNotFound") => Ok(None),
+            // A HEAD answer has no body; without the error-code header, a 404 is the blob's.
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) && error_code(&e).is_none() => {
+                Ok(None)
+            }
+            Err(e) => Err(self.error(e, what, Some(name))),
+        }
+    }
+
     /// Claim one ownership blob: `Ok(None)` when another instance won it.
     async fn claim_one(&self, ownership: &Ownership) -> Result<Option<Ownership>> {
         let name = blob_name(
@@ -370,22 +390,9 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
     ) -> Result<Option<crate::checkpoint::VersionRecord>> {
         let name = blob_name(namespace, event_hub, consumer_group, PLUGIN, "version")?;
         let what = "reading the plugin version";
-        let response = self
-            .timed(
-                what,
-                self.blob(&name)
-                    .get_properties(None::<BlobClientGetPropertiesOptions<'_>>),
-            )
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(e) if error_code(&e) == Some("BlobNotFound") => return Ok(None),
-            Err(e) if e.http_status() == Some(StatusCode::NotFound) && error_code(&e).is_none() => {
-                return Ok(None)
-            }
-            Err(e) => return Err(self.error(e, what, Some(&name))),
+        let Some(metadata) = self.metadata_of(what, &name).await? else {
+            return Ok(None);
         };
-        let metadata = response.metadata()?;
         let bad = || {
             Error::with_message(
                 ErrorKind::DataConversion,
@@ -438,23 +445,9 @@ impl RetryStore for BlobCheckpointStore {
     ) -> Result<Option<RetryState>> {
         let name = blob_name(namespace, event_hub, consumer_group, RETRY, partition_id)?;
         let what = "reading the retry state";
-        let response = self
-            .timed(
-                what,
-                self.blob(&name)
-                    .get_properties(None::<BlobClientGetPropertiesOptions<'_>>),
-            )
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(e) if error_code(&e) == Some("BlobNotFound") => return Ok(None),
-            // A HEAD answer has no body; without the error-code header, a 404 is the blob's.
-            Err(e) if e.http_status() == Some(StatusCode::NotFound) && error_code(&e).is_none() => {
-                return Ok(None)
-            }
-            Err(e) => return Err(self.error(e, what, Some(&name))),
+        let Some(metadata) = self.metadata_of(what, &name).await? else {
+            return Ok(None);
         };
-        let metadata = response.metadata()?;
         let field = |key: &str| {
             meta(&metadata, key).ok_or_else(|| {
                 Error::with_message(
