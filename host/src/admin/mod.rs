@@ -360,16 +360,12 @@ pub struct RollbackRequest {
 }
 
 /// An optional `{"consumer_group": ...}` body (rollback, resume).
-fn group_body(body: &[u8]) -> Result<RollbackRequest, Response> {
+fn group_body(body: &[u8]) -> Result<RollbackRequest, String> {
     if body.is_empty() {
         return Ok(RollbackRequest::default());
     }
-    serde_json::from_slice(body).map_err(|err| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map_err(|err| format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"))
 }
 
 async fn resume(
@@ -383,7 +379,7 @@ async fn resume(
     }
     let request = match group_body(&body) {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     match state
         .host
@@ -410,7 +406,7 @@ async fn rollback(
     }
     let request = match group_body(&body) {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     match state
         .host
