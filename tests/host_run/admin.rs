@@ -800,3 +800,90 @@ async fn a_halted_partition_resumes_on_command() {
     assert!(!halted(&after), "{after:?}");
     assert_eq!(after.dead_lettered, 0);
 }
+
+/// Bad requests get a clear error and change nothing; without a configured token every change
+/// is refused (read-only API), while reading still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_clearly_and_a_tokenless_api_is_read_only() {
+    let world = Local::start(2).await;
+    let config = world.config("") + ADMIN;
+    // No token in the environment: the API serves, read-only.
+    let host = Host::start("readonly", world.path(), &config, &[]);
+    eventually(
+        "the admin API",
+        Duration::from_secs(60),
+        || admin_address(&host).is_some(),
+        &[&host],
+    )
+    .await;
+    let addr = admin_address(&host).unwrap();
+    assert!(host.log().contains("read-only"), "{}", host.log());
+    assert_eq!(get(&addr, "/status").await.status, 200);
+    let v2 = another_version(
+        hubwasm_plugins::TEST_RECORD,
+        &world.path().join("test_record_v2.wasm"),
+    );
+    let refused = swap(&addr, &v2, Some(TOKEN)).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("changes are disabled"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(get(&addr, "/no-such-page").await.status, 404);
+    assert_eq!(status(&addr).await.swaps, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_swap_requests_name_what_is_wrong() {
+    let world = Local::start(2).await;
+    let config = world.config("") + ADMIN;
+    let (_host, addr) = admin_host("strict", &world, &config).await;
+    let post = |path: String, body: &'static str| {
+        let addr = addr.clone();
+        async move {
+            request(
+                &addr,
+                "POST",
+                &path,
+                Some(body),
+                Some(TOKEN),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let swap_path = format!("/v1/event-hubs/{HUB}/swap");
+    for (body, expect) in [
+        ("{not json", "the body must be JSON"),
+        ("{\"plugin\": 7}", "the body must be JSON"),
+        (
+            "{\"plugin\": \"/x.wasm\", \"color\": \"red\"}",
+            "unknown field",
+        ),
+        ("", "the body must be JSON"),
+    ] {
+        let answer = post(swap_path.clone(), body).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert!(answer.body.contains(expect), "{body}: {}", answer.body);
+    }
+    let unknown = post(
+        "/v1/event-hubs/no-such-hub/swap".into(),
+        "{\"plugin\": \"/x.wasm\"}",
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(
+        unknown.body.contains("no consumed event hub `no-such-hub`") && unknown.body.contains(HUB),
+        "names the hub and what is consumed: {}",
+        unknown.body
+    );
+    let bad_group = post(
+        format!("/v1/event-hubs/{HUB}/rollback"),
+        "{\"consumer_group\": 5}",
+    )
+    .await;
+    assert_eq!(bad_group.status, 400, "{}", bad_group.body);
+    assert_eq!(status(&addr).await.swaps, 0);
+}
