@@ -227,9 +227,10 @@ pub enum PluginCommand {
     /// finishes and is checkpointed on the old version, the old version's partition-closed and
     /// the new one's partition-opened are called, and no event is lost or repeated.
     Swap(SwapArgs),
-    /// Return an event hub to the plugin version its last swap replaced (through the admin
-    /// API). A new version that fails too often right after a swap is also rolled back by
-    /// itself ([eventhub.rollback]).
+    /// Return an event hub to the plugin version its last swap replaced (admin API).
+    ///
+    /// A new version that fails too often right after a swap is also rolled back by itself
+    /// ([eventhub.rollback]). Every host of the consumer group follows a rollback.
     Rollback(RollbackArgs),
 }
 

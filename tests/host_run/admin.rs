@@ -887,3 +887,49 @@ async fn malformed_swap_requests_name_what_is_wrong() {
     assert_eq!(bad_group.status, 400, "{}", bad_group.body);
     assert_eq!(status(&addr).await.swaps, 0);
 }
+
+/// Clients that open connections and never finish a request cannot hold the admin API: past
+/// 64 connections new ones are closed at once, and a request head not sent within 5 s ends
+/// its connection, after which the API answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_hold_the_admin_api() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = Local::start(1).await;
+    let config = world.config("") + ADMIN;
+    let (_host, addr) = admin_host("besieged", &world, &config).await;
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // Half a request head, never finished.
+        let _ = stream
+            .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+            .await;
+        held.push(stream);
+    }
+    // Each connection ends (EOF or reset) within a bounded time: at once past the cap, after
+    // the head timeout otherwise.
+    let mut closed_at_once = 0;
+    let mut ended = 0;
+    for stream in &mut held {
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await;
+        if read.is_ok() {
+            closed_at_once += 1;
+        }
+    }
+    assert!(
+        closed_at_once >= 30,
+        "over the cap: {closed_at_once} of 100 closed at once"
+    );
+    for stream in &mut held {
+        let mut buf = [0u8; 256];
+        if tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .is_ok()
+        {
+            ended += 1;
+        }
+    }
+    assert_eq!(ended, 100, "every unfinished request's connection ends");
+    assert_eq!(get(&addr, "/healthz").await.status, 200);
+}

@@ -48,6 +48,11 @@ pub enum AdminError {
     },
 }
 
+/// Connections served at once; more are closed as they arrive.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request's head.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone)]
 struct AppState {
     host: HostHandle,
@@ -66,6 +71,7 @@ pub async fn serve(
     host: HostHandle,
     mut stop: watch::Receiver<bool>,
 ) -> Result<AdminServer, AdminError> {
+    // (`stop` ends the accept loop and every open connection.)
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| AdminError::Bind {
@@ -81,15 +87,49 @@ pub async fn serve(
         token: options.token.filter(|t| !t.is_empty()),
     });
     let task = tokio::spawn(async move {
-        let shutdown = async move {
+        // Every client is hostile until checked: at most MAX_CONNECTIONS at once (more are
+        // closed at once), and a client has HEADER_TIMEOUT to send its request's head.
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let mut connections = tokio::task::JoinSet::new();
+        let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(err) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %err, "Admin API stopped");
+        tokio::pin!(stopped);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "Admin API: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = &mut stopped => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    limit = MAX_CONNECTIONS,
+                    "Admin API: too many connections; closing a new one"
+                );
+                drop(stream);
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            connections.spawn(async move {
+                let _slot = slot;
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                if let Err(err) = served {
+                    tracing::debug!(error = %err, "Admin API connection ended");
+                }
+            });
         }
+        connections.shutdown().await;
     });
     Ok(AdminServer { local_addr, task })
 }
