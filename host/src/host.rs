@@ -1039,6 +1039,8 @@ impl Host {
             let (resume, _) = tokio::sync::broadcast::channel(16);
             let setup = Arc::new(PartitionSetup {
                 resume: resume.clone(),
+                progress: std::sync::atomic::AtomicU64::new(0),
+                seen: std::sync::Mutex::new(std::collections::HashMap::new()),
                 plugin: handle.clone(),
                 store: store.clone(),
                 dead_letter,

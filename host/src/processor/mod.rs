@@ -30,7 +30,7 @@ use crate::checkpoint::{CheckpointStore, Ownership, Store};
 use crate::config::{CheckpointConfig, EventHubConfig, RunConfig, Start};
 use crate::connection::{ConnectionError, ConnectionString, EventHubTarget};
 use crate::event::PartitionContext;
-use crate::plugin::{LoadError, RuntimeOptions};
+use crate::plugin::{Limits, LoadError, RuntimeOptions};
 use partition::PartitionSetup;
 use stats::{Snapshot, Stats};
 
@@ -178,6 +178,12 @@ pub(crate) async fn caught_up(
     true
 }
 
+/// A processor whose running partitions received and processed nothing for this long, while
+/// Event Hubs holds events past their checkpoints, is rebuilt on a new connection: after an
+/// endpoint restart the SDK's receivers can wait forever without failing.
+const STALL_AFTER: Duration = Duration::from_secs(40);
+const STALL_CHECK: Duration = Duration::from_secs(10);
+
 /// Receivers failing at once this often within [`DEAD_START_WINDOW`] rebuild the processor.
 const DEAD_STARTS_TO_RECONNECT: usize = 3;
 const DEAD_START_WINDOW: Duration = Duration::from_secs(30);
@@ -216,8 +222,28 @@ pub(crate) async fn consume(
         let readers = reader::Readers::start(&hub.name);
         let mut partitions = tokio::task::JoinSet::new();
         let mut dead_starts: Vec<tokio::time::Instant> = Vec::new();
+        let mut watchdog = tokio::time::interval(STALL_CHECK);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_progress = setup.progress.load(std::sync::atomic::Ordering::Relaxed);
+        let mut still_since = tokio::time::Instant::now();
+        // A plugin call may take its whole limit without the partition receiving anything.
+        let stall_after =
+            STALL_AFTER.max(2 * hub.limits.map_or(Limits::DEFAULT_TIMEOUT, |l| l.timeout));
         let failed = loop {
+            // Set when the partitions have been still long enough to ask Event Hubs (outside
+            // the select: its stop branch holds a guard that must not live across an await).
+            let mut check_stall = false;
             tokio::select! {
+                _ = watchdog.tick() => {
+                    let progress = setup.progress.load(std::sync::atomic::Ordering::Relaxed);
+                    if progress != last_progress {
+                        last_progress = progress;
+                        still_since = tokio::time::Instant::now();
+                    } else if still_since.elapsed() >= stall_after {
+                        still_since = tokio::time::Instant::now();
+                        check_stall = true;
+                    }
+                }
                 client = processor.next_partition_client() => match client {
                     Ok(client) => {
                         let ctx = PartitionContext {
@@ -256,6 +282,14 @@ pub(crate) async fn consume(
                 }),
                 _ = stop.wait_for(|s| *s) => break None,
             }
+            if check_stall {
+                if let Some(waiting) = stalled(&hub, &target, store.as_ref(), &setup).await {
+                    break Some(format!(
+                        "nothing received for {stall_after:?} while {waiting} events wait past \
+                         what the running partitions received; reconnecting"
+                    ));
+                }
+            }
         };
         // Stop this processor's partitions: each finishes its batch and checkpoints.
         let _ = part_stop_tx.send(true);
@@ -284,6 +318,67 @@ pub(crate) async fn consume(
         &instance_id,
     )
     .await;
+}
+
+/// Events Event Hubs holds past what this host's running partitions of `hub` received (or,
+/// for one that received nothing yet, past its checkpoint), asked on a connection of its own;
+/// `None` when nothing waits or it cannot tell. Events received but not yet checkpointed (the
+/// store is down) do not count: those are not a stall.
+async fn stalled(
+    hub: &EventHubConfig,
+    target: &EventHubTarget,
+    store: &dyn Store,
+    setup: &PartitionSetup,
+) -> Option<i64> {
+    let running: Vec<String> = setup
+        .stats
+        .snapshot()
+        .owned
+        .into_iter()
+        .filter(|o| {
+            o.event_hub == target.event_hub
+                && o.consumer_group == hub.consumer_group
+                && o.state == stats::PartitionState::Running
+        })
+        .map(|o| o.partition)
+        .collect();
+    if running.is_empty() {
+        return None;
+    }
+    // Without the store (it may be down) what was received still tells.
+    let checkpoints: HashMap<String, i64> = store
+        .list_checkpoints(&target.namespace, &target.event_hub, &hub.consumer_group)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| Some((c.partition_id, c.sequence_number?)))
+        .collect();
+    let consumer = target.consumer(&hub.consumer_group).await.ok()?;
+    let mut waiting = 0i64;
+    for id in &running {
+        let Ok(p) = consumer.get_partition_properties(id).await else {
+            let _ = consumer.close().await;
+            return None;
+        };
+        if p.is_empty {
+            continue;
+        }
+        let seen = setup
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied();
+        // Neither received nor checkpointed: where it starts (earliest, latest, a time) is the
+        // config's, so nothing tells what it should have received.
+        let Some(done) = seen.max(checkpoints.get(id).copied()) else {
+            continue;
+        };
+        waiting =
+            waiting.saturating_add(p.last_enqueued_sequence_number.saturating_sub(done).max(0));
+    }
+    let _ = consumer.close().await;
+    (waiting > 0).then_some(waiting)
 }
 
 async fn build_processor(

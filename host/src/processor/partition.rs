@@ -41,6 +41,11 @@ pub struct PartitionSetup {
     pub ownership_check: Duration,
     /// Partition ids told to resume after a halt (the admin API's resume).
     pub resume: tokio::sync::broadcast::Sender<String>,
+    /// Bumped whenever a partition task of this event hub receives or processes anything: the
+    /// processor's stall watchdog reads it.
+    pub progress: std::sync::atomic::AtomicU64,
+    /// The last sequence number each partition task received (for the stall watchdog).
+    pub seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// Why a partition task ended.
@@ -171,6 +176,9 @@ pub async fn serve(
     let mut batch: Vec<Event> = Vec::with_capacity(max_batch);
     let mut halted = false;
     let ended = loop {
+        setup
+            .progress
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if halted {
             // Keep the ownership (nobody else should process past the failure) but read no
             // further, until the host stops or an operator resumes the partition.
@@ -214,7 +222,8 @@ pub async fn serve(
                 item = events.recv() => {
                     received |= matches!(item, Some(Item::Events(_)));
                     failed |= matches!(item, Some(Item::Failed(_)));
-                    take(item, &mut pending, &mut closed)
+                    take(item, &mut pending, &mut closed);
+                    note_seen(&setup, &ctx, &pending);
                 }
             }
             continue;
@@ -226,7 +235,8 @@ pub async fn serve(
                 match tokio::time::timeout_at(deadline, events.recv()).await {
                     Ok(item) => {
                         failed |= matches!(item, Some(Item::Failed(_)));
-                        take(item, &mut pending, &mut closed)
+                        take(item, &mut pending, &mut closed);
+                        note_seen(&setup, &ctx, &pending);
                     }
                     Err(_) => break,
                 }
@@ -534,6 +544,16 @@ fn retry_delay(error: &PluginError) -> Option<Duration> {
             ..
         } => Some(*d),
         _ => None,
+    }
+}
+
+fn note_seen(setup: &PartitionSetup, ctx: &PartitionContext, pending: &VecDeque<Event>) {
+    if let Some(last) = pending.back() {
+        setup
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ctx.partition_id.clone(), last.sequence_number);
     }
 }
 
