@@ -27,7 +27,7 @@ use hubwasm::processor::RunOptions;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use common::{preload, start_endpoint, HUB};
+use common::{preload, run_config, start_endpoint, HUB};
 
 #[path = "../../tests/support/azurite.rs"]
 mod azurite;
@@ -53,33 +53,15 @@ fn another_version(wasm: &str, to: &Path) -> PathBuf {
 }
 
 fn config(conn: &str, store: &Path, group: &str, plugin: &str, batch: usize) -> RunConfig {
-    let text = format!(
-        r#"summary_interval_secs = 0
-[checkpoints]
-store = "local"
-path = "{store}"
-
-[[eventhub]]
-name = "{HUB}"
-connection_string = "{conn}"
-consumer_group = "{group}"
-plugin = "{plugin}"
-plugin_config = {{ min_value = "50" }}
-max_batch_size = {batch}
-max_wait_ms = 10
-
-[eventhub.balancing]
-strategy = "greedy"
-update_interval_ms = 1000
-ownership_expiry_ms = 3000
-prefetch = 3000
-
-[eventhub.rollback]
-automatic = false
-"#,
-        store = store.display()
-    );
-    RunConfig::parse(&text, Path::new("bench.toml")).unwrap()
+    // The swaps are the bench's; no version may be rolled back under it.
+    run_config(
+        conn,
+        &format!("store = \"local\"\npath = \"{}\"", store.display()),
+        group,
+        plugin,
+        batch,
+        "[eventhub.rollback]\nautomatic = false",
+    )
 }
 
 struct Outcome {

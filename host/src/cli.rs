@@ -119,18 +119,25 @@ pub struct StatusArgs {
 pub struct SwapArgs {
     /// The new plugin version (.wasm), as a path the host can read.
     pub wasm: PathBuf,
+    /// Sample events (.jsonl) the new version must handle without a failure before the swap.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
+/// Which running host and event hub a change (swap, rollback) goes to.
+#[derive(Debug, Args)]
+pub struct AdminTarget {
     /// The running host's admin API (HOST:PORT).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9466")]
     pub admin: String,
-    /// The event hub whose plugin to replace.
+    /// The event hub whose plugin to change.
     #[arg(long)]
     pub event_hub: String,
     /// The consumer group, when the host reads the event hub with several.
     #[arg(long)]
     pub consumer_group: Option<String>,
-    /// Sample events (.jsonl) the new version must handle without a failure before the swap.
-    #[arg(long, value_name = "FILE")]
-    pub replay: Option<PathBuf>,
     /// The environment variable holding the admin token.
     #[arg(long, default_value = "HUBWASM_ADMIN_TOKEN")]
     pub token_env: String,
@@ -236,18 +243,8 @@ pub enum PluginCommand {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The running host's admin API (HOST:PORT).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9466")]
-    pub admin: String,
-    /// The event hub whose plugin to roll back.
-    #[arg(long)]
-    pub event_hub: String,
-    /// The consumer group, when the host reads the event hub with several.
-    #[arg(long)]
-    pub consumer_group: Option<String>,
-    /// The environment variable holding the admin token.
-    #[arg(long, default_value = "HUBWASM_ADMIN_TOKEN")]
-    pub token_env: String,
+    #[command(flatten)]
+    pub target: AdminTarget,
 }
 
 #[derive(Debug, Args)]
@@ -433,7 +430,7 @@ fn plugin_new(args: NewArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
-    // The host resolves the path: make it absolute here.
+    // The host resolves the paths: make them absolute here.
     let wasm = std::path::absolute(&args.wasm)?;
     let replay = args
         .replay
@@ -442,32 +439,29 @@ async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let body = serde_json::to_string(&crate::admin::SwapRequest {
         plugin: wasm,
-        consumer_group: args.consumer_group.clone(),
+        consumer_group: args.target.consumer_group.clone(),
         replay,
     })?;
-    let path = format!("/v1/event-hubs/{}/swap", percent_encode(&args.event_hub));
-    admin_change(&args.admin, &args.token_env, &path, &body, &args.event_hub).await
+    admin_change(&args.target, "swap", &body).await
 }
 
 async fn plugin_rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let body = serde_json::to_string(&crate::admin::RollbackRequest {
-        consumer_group: args.consumer_group.clone(),
+        consumer_group: args.target.consumer_group.clone(),
     })?;
-    let path = format!(
-        "/v1/event-hubs/{}/rollback",
-        percent_encode(&args.event_hub)
-    );
-    admin_change(&args.admin, &args.token_env, &path, &body, &args.event_hub).await
+    admin_change(&args.target, "rollback", &body).await
 }
 
-/// POST a change to the admin API with the token from `token_env`; print the swap it made.
-async fn admin_change(
-    admin: &str,
-    token_env: &str,
-    path: &str,
-    body: &str,
-    event_hub: &str,
-) -> anyhow::Result<ExitCode> {
+/// POST a change (`swap`, `rollback`) for the target's event hub to the admin API with the
+/// token from its `token_env`; print the swap it made.
+async fn admin_change(target: &AdminTarget, action: &str, body: &str) -> anyhow::Result<ExitCode> {
+    let AdminTarget {
+        admin,
+        event_hub,
+        token_env,
+        ..
+    } = target;
+    let path = format!("/v1/event-hubs/{}/{action}", percent_encode(event_hub));
     let token = std::env::var(token_env).ok().filter(|t| !t.is_empty());
     if token.is_none() {
         anyhow::bail!(
@@ -478,7 +472,7 @@ async fn admin_change(
     let answer = crate::admin::client::request(
         admin,
         "POST",
-        path,
+        &path,
         Some(body),
         token.as_deref(),
         Duration::from_secs(120),

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::checkpoint::{Store, VersionRecord};
+use crate::checkpoint::{checkpointed, Store, VersionRecord};
 use crate::config::{DeadLetterConfig, EventHubConfig, RunConfig};
 use crate::connection::{ConnectionString, EventHubTarget};
 use crate::plugin::{LoadError, PluginHandle, PluginSpec, Runtime};
@@ -282,17 +282,13 @@ impl HostHandle {
                     Default::default()
                 }
             };
-        let checkpoints: std::collections::HashMap<String, i64> =
-            match store.list_checkpoints(ns, name, group).await {
-                Ok(list) => list
-                    .into_iter()
-                    .filter_map(|c| Some((c.partition_id, c.sequence_number?)))
-                    .collect(),
-                Err(err) => {
-                    problem = Some(format!("checkpoint store: {err}"));
-                    Default::default()
-                }
-            };
+        let checkpoints = match checkpointed(store.as_ref(), ns, name, group).await {
+            Ok(map) => map,
+            Err(err) => {
+                problem = Some(format!("checkpoint store: {err}"));
+                Default::default()
+            }
+        };
         if cache.consumer.is_none() {
             match hub.target.consumer(group).await {
                 Ok(consumer) => cache.consumer = Some(consumer),

@@ -71,15 +71,17 @@ pub async fn preload(conn: &str, count: usize) {
     }
 }
 
-/// `processor::run` over every event with `plugin` (a json filter, `min_value` 50), on the
-/// `[checkpoints]` given: (events handled, time from the first to the last).
-pub async fn hubwasm_run(
+/// The host config the end-to-end benches run: the bench's event hub from the start, a json
+/// filter `plugin` (`min_value` 50) in batches of up to `batch`, greedy balancing, the
+/// `[checkpoints]` given, and `extra` TOML for the event hub's table.
+pub fn run_config(
     conn: &str,
     checkpoints: &str,
     group: &str,
-    events: usize,
     plugin: &str,
-) -> (u64, Duration) {
+    batch: usize,
+    extra: &str,
+) -> RunConfig {
     let text = format!(
         r#"summary_interval_secs = 0
 [checkpoints]
@@ -91,7 +93,7 @@ connection_string = "{conn}"
 consumer_group = "{group}"
 plugin = "{plugin}"
 plugin_config = {{ min_value = "50" }}
-max_batch_size = 1000
+max_batch_size = {batch}
 max_wait_ms = 10
 
 [eventhub.balancing]
@@ -99,9 +101,22 @@ strategy = "greedy"
 update_interval_ms = 1000
 ownership_expiry_ms = 3000
 prefetch = 3000
+{extra}
 "#,
     );
-    let config = RunConfig::parse(&text, Path::new("bench.toml")).unwrap();
+    RunConfig::parse(&text, Path::new("bench.toml")).unwrap()
+}
+
+/// `processor::run` over every event with `plugin` (a json filter, `min_value` 50), on the
+/// `[checkpoints]` given: (events handled, time from the first to the last).
+pub async fn hubwasm_run(
+    conn: &str,
+    checkpoints: &str,
+    group: &str,
+    events: usize,
+    plugin: &str,
+) -> (u64, Duration) {
+    let config = run_config(conn, checkpoints, group, plugin, 1000, "");
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let options = RunOptions {
         exit_when_idle: Some(Duration::from_millis(500)),

@@ -399,13 +399,25 @@ pub struct RollbackRequest {
     pub consumer_group: Option<String>,
 }
 
-/// An optional `{"consumer_group": ...}` body (rollback, resume).
-fn group_body(body: &[u8]) -> Result<RollbackRequest, String> {
+/// A change (rollback, resume) checked: the token, then an optional
+/// `{"consumer_group": ...}` body.
+fn group_change(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<RollbackRequest, Box<Response>> {
+    if let Err((status, why)) = authorize(state, headers) {
+        return Err(Box::new(error(status, why)));
+    }
     if body.is_empty() {
         return Ok(RollbackRequest::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|err| format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"))
+    serde_json::from_slice(body).map_err(|err| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
+        ))
+    })
 }
 
 async fn resume(
@@ -414,12 +426,9 @@ async fn resume(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err((status, why)) = authorize(&state, &headers) {
-        return error(status, why);
-    }
-    let request = match group_body(&body) {
+    let request = match group_change(&state, &headers, &body) {
         Ok(r) => r,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        Err(refused) => return *refused,
     };
     match state
         .host
@@ -441,12 +450,9 @@ async fn rollback(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err((status, why)) = authorize(&state, &headers) {
-        return error(status, why);
-    }
-    let request = match group_body(&body) {
+    let request = match group_change(&state, &headers, &body) {
         Ok(r) => r,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        Err(refused) => return *refused,
     };
     match state
         .host

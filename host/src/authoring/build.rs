@@ -125,15 +125,8 @@ pub fn build(options: &BuildOptions, mut progress: impl FnMut(&str)) -> Result<B
         copy_atomically(&cached, &out)?;
         return finish(lang, out, true, started);
     }
-    let stage = tempfile::Builder::new()
-        .prefix("hubwasm-build-")
-        .tempdir()
-        .map_err(io_err(
-            "cannot create a temporary directory in",
-            &std::env::temp_dir(),
-        ))?;
+    let stage = stage_with_contract("hubwasm-build-")?;
     let stage = stage.path();
-    write(&stage.join("wit/plugin.wit"), assets::WIT)?;
     let built = stage.join("out.wasm");
     progress(&format!(
         "building the {lang} plugin in {} with {} (a first build takes {})",
@@ -222,6 +215,19 @@ fn default_cache_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map(|h| PathBuf::from(h).join(".cache/hubwasm/builds"))
         .unwrap_or_else(|| std::env::temp_dir().join("hubwasm-builds"))
+}
+
+/// A temporary directory holding the contract at `wit/plugin.wit`, where a tool runs.
+pub(super) fn stage_with_contract(prefix: &str) -> Result<tempfile::TempDir, BuildError> {
+    let stage = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(io_err(
+            "cannot create a temporary directory in",
+            &std::env::temp_dir(),
+        ))?;
+    write(&stage.path().join("wit/plugin.wit"), assets::WIT)?;
+    Ok(stage)
 }
 
 pub(super) fn write(path: &Path, text: &str) -> Result<(), BuildError> {

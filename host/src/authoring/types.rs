@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::build::{io_err, write, BuildError};
+use super::build::{io_err, stage_with_contract, write, BuildError};
 use super::{assets, toolchain, Lang};
 
 /// The jco guest-types driver (see the script for why it is not `jco types`).
@@ -29,16 +29,9 @@ pub fn default_dir(lang: Lang) -> Option<&'static str> {
 /// return the files written, relative to `out`, sorted.
 pub fn generate(lang: Lang, out: &Path) -> Result<Vec<PathBuf>, BuildError> {
     let tool = toolchain::find(lang)?;
-    let stage = tempfile::Builder::new()
-        .prefix("hubwasm-types-")
-        .tempdir()
-        .map_err(io_err(
-            "cannot create a temporary directory in",
-            &std::env::temp_dir(),
-        ))?;
+    let stage = stage_with_contract("hubwasm-types-")?;
     let stage = stage.path();
     let wit = stage.join("wit");
-    write(&wit.join("plugin.wit"), assets::WIT)?;
     let generated = stage.join("out");
     let mut cmd = match lang {
         Lang::Python => {

@@ -132,6 +132,22 @@ pub trait VersionStore: Send + Sync {
     }
 }
 
+/// Each partition's checkpointed sequence number in a consumer group (partitions without a
+/// checkpoint, or whose checkpoint has no sequence number, are absent).
+pub async fn checkpointed(
+    store: &dyn Store,
+    namespace: &str,
+    event_hub: &str,
+    consumer_group: &str,
+) -> azure_core::Result<std::collections::HashMap<String, i64>> {
+    Ok(store
+        .list_checkpoints(namespace, event_hub, consumer_group)
+        .await?
+        .into_iter()
+        .filter_map(|c| Some((c.partition_id, c.sequence_number?)))
+        .collect())
+}
+
 /// A store the consumer host can run on.
 pub trait Store: CheckpointStore + RetryStore + VersionStore + Send + Sync {
     /// Where the store is, for logs and `hubwasm status` (never contains secrets).

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::backoff::Backoff;
 use crate::checkpoint::local::LocalCheckpointStore;
 use crate::checkpoint::resilient::Resilient;
-use crate::checkpoint::{CheckpointStore, Ownership, Store};
+use crate::checkpoint::{checkpointed, CheckpointStore, Ownership, Store};
 use crate::config::{CheckpointConfig, EventHubConfig, RunConfig, Start};
 use crate::connection::{ConnectionError, ConnectionString, EventHubTarget};
 use crate::event::PartitionContext;
@@ -155,16 +155,16 @@ pub(crate) async fn caught_up(
             *watcher = None;
             return false;
         };
-        let Ok(checkpoints) = store
-            .list_checkpoints(&target.namespace, &target.event_hub, &hub.consumer_group)
-            .await
+        let Ok(done) = checkpointed(
+            store,
+            &target.namespace,
+            &target.event_hub,
+            &hub.consumer_group,
+        )
+        .await
         else {
             return false;
         };
-        let done: HashMap<String, i64> = checkpoints
-            .into_iter()
-            .filter_map(|c| Some((c.partition_id, c.sequence_number?)))
-            .collect();
         for id in &props.partition_ids {
             let Ok(p) = consumer.get_partition_properties(id).await else {
                 *watcher = None;
@@ -346,13 +346,14 @@ async fn stalled(
         return None;
     }
     // Without the store (it may be down) what was received still tells.
-    let checkpoints: HashMap<String, i64> = store
-        .list_checkpoints(&target.namespace, &target.event_hub, &hub.consumer_group)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|c| Some((c.partition_id, c.sequence_number?)))
-        .collect();
+    let checkpoints = checkpointed(
+        store,
+        &target.namespace,
+        &target.event_hub,
+        &hub.consumer_group,
+    )
+    .await
+    .unwrap_or_default();
     let consumer = target.consumer(&hub.consumer_group).await.ok()?;
     let mut waiting = 0i64;
     for id in &running {
