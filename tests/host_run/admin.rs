@@ -933,3 +933,82 @@ async fn idle_connections_cannot_hold_the_admin_api() {
     assert_eq!(ended, 100, "every unfinished request's connection ends");
     assert_eq!(get(&addr, "/healthz").await.status, 200);
 }
+
+/// The CLI's side: `hubwasm plugin swap`, `plugin rollback` and `status --admin` against a
+/// running host; without the token variable the CLI says what to set and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_swaps_rolls_back_and_reads_status_through_the_admin_api() {
+    let world = Local::start(2).await;
+    let config = world.config("") + ADMIN;
+    let (_host, addr) = admin_host("cli", &world, &config).await;
+    let v2 = another_version(
+        hubwasm_plugins::TEST_RECORD,
+        &world.path().join("test_record_v2.wasm"),
+    );
+    let cli = |args: &[&str], token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hubwasm"));
+        cmd.args(args)
+            .args(["--admin", &addr])
+            .env_remove("HUBWASM_ADMIN_TOKEN")
+            .env_remove("HUBWASM_TEST_ADMIN_TOKEN");
+        if let Some(token) = token {
+            cmd.env("HUBWASM_TEST_ADMIN_TOKEN", token);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let v2_path = v2.display().to_string();
+    let swap_args = [
+        "plugin",
+        "swap",
+        v2_path.as_str(),
+        "--event-hub",
+        HUB,
+        "--token-env",
+        "HUBWASM_TEST_ADMIN_TOKEN",
+    ];
+    let (ok, text) = cli(&swap_args, None);
+    assert!(
+        !ok && text.contains("$HUBWASM_TEST_ADMIN_TOKEN is not set"),
+        "{text}"
+    );
+    let (ok, text) = cli(&swap_args, Some("wrong"));
+    assert!(!ok && text.contains("HTTP 401"), "{text}");
+    assert_eq!(status(&addr).await.swaps, 0);
+    let (ok, text) = cli(&swap_args, Some(TOKEN));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("swap on event hub orders: test_record") && text.contains("test_record_v2"),
+        "{text}"
+    );
+    let (ok, text) = cli(&["status"], None);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("plugin test_record_v2") && text.contains("swaps 1"),
+        "{text}"
+    );
+    let rollback_args = [
+        "plugin",
+        "rollback",
+        "--event-hub",
+        HUB,
+        "--token-env",
+        "HUBWASM_TEST_ADMIN_TOKEN",
+    ];
+    let (ok, text) = cli(&rollback_args, Some(TOKEN));
+    assert!(
+        ok && text.contains("rollback on event hub orders"),
+        "{text}"
+    );
+    let (ok, text) = cli(&rollback_args, Some(TOKEN));
+    assert!(
+        !ok && text.contains("HTTP 409") && text.contains("no earlier version"),
+        "{text}"
+    );
+    assert_eq!(status(&addr).await.event_hubs[0].plugin.name, "test_record");
+}
