@@ -744,6 +744,60 @@ plugin = "filter.wasm"
         assert!(err.to_string().contains("sas_url"), "{err}");
     }
 
+    /// The admin, swap and rollback settings: bad values are refused naming the setting.
+    #[test]
+    fn admin_swap_and_rollback_settings_are_checked() {
+        let parse =
+            |extra: &str| RunConfig::parse(&format!("{extra}\n{MINIMAL}"), Path::new("x.toml"));
+        let ok = parse("").unwrap();
+        assert!(ok.admin.is_none(), "the admin API is off unless configured");
+        let on = parse("[admin]").unwrap().admin.unwrap();
+        assert_eq!(on.listen.to_string(), "127.0.0.1:9466");
+        assert_eq!(on.token_env, "HUBWASM_ADMIN_TOKEN");
+        for (extra, names) in [
+            ("[admin]\nlisten = \"not-an-address\"", "listen"),
+            ("[admin]\ntoken = \"inline\"", "token"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(names), "{extra}: {err}");
+        }
+        let hub = |extra: &str| {
+            RunConfig::parse(&format!("{MINIMAL}{extra}\n"), Path::new("x.toml"))
+                .map_err(|e| e.to_string())
+        };
+        let defaults = hub("").unwrap();
+        let rollback = defaults.event_hubs[0].rollback;
+        assert!(rollback.automatic && rollback.failure_rate == 0.5 && rollback.min_failures == 20);
+        assert!(!defaults.event_hubs[0].swap.watch);
+        for (extra, names) in [
+            (
+                "[eventhub.rollback]\nfailure_rate = 0.0",
+                "rollback.failure_rate",
+            ),
+            (
+                "[eventhub.rollback]\nfailure_rate = 1.5",
+                "rollback.failure_rate",
+            ),
+            (
+                "[eventhub.rollback]\nfailure_rate = nan",
+                "rollback.failure_rate",
+            ),
+            (
+                "[eventhub.rollback]\nmin_failures = 0",
+                "rollback.min_failures",
+            ),
+            ("[eventhub.rollback]\nwindow = 5", "window"),
+            (
+                "[eventhub.swap]\nreplay_events = \"no/such/events.jsonl\"",
+                "swap.replay_events",
+            ),
+            ("[eventhub.swap]\nwatch = \"yes\"", "watch"),
+        ] {
+            let err = hub(extra).unwrap_err();
+            assert!(err.contains(names), "{extra}: {err}");
+        }
+    }
+
     #[test]
     fn the_documented_examples_parse() {
         let text = include_str!("../../examples/hubwasm.toml");
