@@ -423,3 +423,96 @@ fn scaffolds_type_check_against_the_contract() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The guest libraries read contract 0.2's byte columns (sequence numbers, enqueued times,
+/// spans, properties) exactly as the Rust guest reads 0.1's: the three describe plugins print
+/// every field of the same event, and the descriptions are equal. Run through the runtime
+/// itself, so both contract versions load side by side in one engine.
+#[tokio::test]
+async fn every_event_field_reads_the_same_in_rust_python_and_javascript() {
+    use hubwasm::event::{Event, PartitionContext, PropertyValue};
+    use hubwasm::plugin::{PluginError, PluginHandle, PluginSpec, Runtime, RuntimeOptions};
+
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache")),
+        max_instances: 8,
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let ctx = PartitionContext {
+        namespace: "test.local".into(),
+        event_hub: "hub".into(),
+        consumer_group: "$Default".into(),
+        partition_id: "3".into(),
+    };
+    let mut batch: Vec<Event> = ["first", "second", "third {json}"]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Event::new(b.as_bytes().to_vec(), i as i64, (i * 10).to_string()))
+        .collect();
+    batch[1].partition_key = Some("not-this-one".into());
+    batch[1].properties = vec![("other".into(), PropertyValue::Int(1))];
+    let third = &mut batch[2];
+    third.sequence_number = 1_000_000_000_007;
+    third.offset = "4294967296000".into();
+    third.enqueued_time_ms = 1_764_000_000_123;
+    third.partition_key = Some("device-42".into());
+    third.content_type = Some("application/json".into());
+    third.message_id = Some("m-1".into());
+    third.properties = vec![
+        ("kind".into(), PropertyValue::Text("reading".into())),
+        ("count".into(), PropertyValue::Int(-3)),
+        ("ok".into(), PropertyValue::Bool(true)),
+        ("ratio".into(), PropertyValue::Double(0.5)),
+        ("raw".into(), PropertyValue::Binary(vec![1, 2])),
+        ("at".into(), PropertyValue::Timestamp(17)),
+        (
+            "id".into(),
+            PropertyValue::Uuid("6513270e-269e-4d37-b2a7-4de452e6b438".into()),
+        ),
+        ("nothing".into(), PropertyValue::Null),
+        ("big".into(), PropertyValue::Int(i64::MIN)),
+    ];
+    let expected = "partition=test.local/hub/$Default/3 seq=1000000000007 offset=4294967296000 \
+         enqueued=1764000000123 body=third {json} key=Some(\"device-42\") \
+         content_type=Some(\"application/json\") correlation_id=None message_id=Some(\"m-1\") \
+         properties=[kind=text:reading,count=int:-3,ok=bool:true,ratio=double:0.5,\
+         raw=binary:[1, 2],at=int:17,id=text:6513270e-269e-4d37-b2a7-4de452e6b438,\
+         nothing=null,big=int:-9223372036854775808]";
+    let python = built("python/test-describe");
+    let js = built("js/test-describe");
+    for (path, contract) in [
+        (PathBuf::from(hubwasm_plugins::TEST_DESCRIBE), "0.1.0"),
+        (python, "0.2.0"),
+        (js, "0.2.0"),
+    ] {
+        let mut spec = PluginSpec::new(&path);
+        spec.config = vec![("at".into(), "2".into())];
+        let plugin = runtime.load(spec).await.expect("plugin loads");
+        assert_eq!(
+            plugin.info().contract_version,
+            contract,
+            "{}",
+            path.display()
+        );
+        let handle = PluginHandle::new(plugin);
+        let failure = handle
+            .worker()
+            .handle_batch(&ctx, &batch)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.handled, 2, "{}", path.display());
+        let PluginError::Rejected { message, .. } = failure.error else {
+            panic!(
+                "{}: expected the description, got {failure}",
+                path.display()
+            );
+        };
+        // The Rust guest names timestamps and UUIDs; the Python and JavaScript libraries give
+        // them as an int and a str, which is what the others compare against.
+        let message = message
+            .replace("at=timestamp:17", "at=int:17")
+            .replace("id=uuid:", "id=text:");
+        assert_eq!(message, expected, "{}", path.display());
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::plugin::{Limits, PluginSpec, Runtime, RuntimeOptions, CONTRACT_VERSION};
+use crate::plugin::{Limits, PluginSpec, Runtime, RuntimeOptions, CONTRACT_VERSIONS};
 use crate::replay::{self, ReplayOptions};
 
 /// Consume Azure Event Hubs partitions with sandboxed WebAssembly component plugins.
@@ -832,8 +832,9 @@ fn inspect(wasm: PathBuf, cache: CacheArgs) -> anyhow::Result<ExitCode> {
         info.contract_version
     );
     println!(
-        "contract: hubwasm:plugin@{} (this host speaks {CONTRACT_VERSION})",
-        info.contract_version
+        "contract: hubwasm:plugin@{} (this host speaks {})",
+        info.contract_version,
+        CONTRACT_VERSIONS.join(" and ")
     );
     println!("imports:");
     for import in &info.imports {

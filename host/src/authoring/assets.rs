@@ -1,8 +1,10 @@
 //! What `plugin new` and `plugin build` write out: the contract, the guest libraries and the
 //! scaffold templates, compiled into the binary from the repository's own files.
 
-/// The plugin contract (`wit/plugin.wit`).
-pub const WIT: &str = include_str!("../../../wit/plugin.wit");
+/// The contract Python and JavaScript plugins are built against (`wit/v0.2/plugin.wit`).
+pub const WIT: &str = include_str!("../../../wit/v0.2/plugin.wit");
+/// The contract the Rust guest crate `hubwasm-guest` binds (`wit/v0.1/plugin.wit`).
+pub const WIT_RUST: &str = include_str!("../../../wit/v0.1/plugin.wit");
 /// The world every Python and JavaScript plugin is built for.
 pub const WORLD: &str = "batch-plugin";
 

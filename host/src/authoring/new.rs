@@ -129,7 +129,10 @@ pub fn new(lang: Lang, name: &str, parent: &Path) -> Result<Scaffold, NewError> 
             for (path, text) in assets::RUST_GUEST {
                 files.push((format!("hubwasm-guest/{path}"), (*text).into()));
             }
-            files.push(("hubwasm-guest/wit/plugin.wit".into(), assets::WIT.into()));
+            files.push((
+                "hubwasm-guest/wit/plugin.wit".into(),
+                assets::WIT_RUST.into(),
+            ));
             files.push((".gitignore".into(), "target/\n*.wasm\n".into()));
         }
     }
@@ -236,7 +239,7 @@ mod tests {
         assert!(guest.contains("path: \"wit\""));
         assert_eq!(
             std::fs::read_to_string(made.dir.join("hubwasm-guest/wit/plugin.wit")).unwrap(),
-            assets::WIT
+            assets::WIT_RUST
         );
     }
 }

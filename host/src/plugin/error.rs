@@ -5,8 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The contract version this host speaks (`hubwasm:plugin@CONTRACT_VERSION`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub use super::contract::{CONTRACT_VERSION, CONTRACT_VERSIONS};
+
+/// `0.2.0` -> `0.2`: the folder of a contract version under `wit/`.
+fn short_version(version: &str) -> &str {
+    version.rsplit_once('.').map_or(version, |(head, _)| head)
+}
 
 /// A plugin file could not be turned into a runnable plugin. Nothing was called.
 #[derive(Debug, thiserror::Error)]
@@ -21,42 +25,44 @@ pub enum LoadError {
     /// The file is not WebAssembly at all.
     #[error(
         "{path} is not a WebAssembly file (it starts with {found}); expected a WebAssembly \
-         component built for wasm32-wasip2 that implements hubwasm:plugin@{CONTRACT_VERSION}"
+         component built for wasm32-wasip2 that implements hubwasm:plugin@{CONTRACT_VERSION} (or 0.1.0)"
     )]
     NotWasm { path: PathBuf, found: String },
     /// The file is a core module, not a component.
     #[error(
         "{path} is a core WebAssembly module, not a component; build it for the wasm32-wasip2 \
          target (or wrap it with `wasm-tools component new`) so that it implements the \
-         hubwasm:plugin@{CONTRACT_VERSION} world `batch-plugin` or `event-plugin`"
+         hubwasm:plugin@{CONTRACT_VERSION} (or 0.1.0) world `batch-plugin` or `event-plugin`"
     )]
     CoreModule { path: PathBuf },
     /// A component that implements neither plugin world.
     #[error(
         "{path} does not implement a hubwasm plugin world: expected the exports \
-         `hubwasm:plugin/lifecycle@{CONTRACT_VERSION}` and `hubwasm:plugin/batch-handler@{CONTRACT_VERSION}` \
-         (world `batch-plugin`) or `hubwasm:plugin/event-handler@{CONTRACT_VERSION}` (world \
-         `event-plugin`); found exports: {found}"
+         `hubwasm:plugin/lifecycle@V` and `hubwasm:plugin/batch-handler@V` (world \
+         `batch-plugin`) or `hubwasm:plugin/event-handler@V` (world `event-plugin`), for V \
+         {CONTRACT_VERSION} or 0.1.0; found exports: {found}"
     )]
     WrongWorld { path: PathBuf, found: String },
     /// A plugin built against another version of the contract.
     #[error(
         "{path} was built against contract hubwasm:plugin@{found}, but this host speaks \
-         hubwasm:plugin@{expected}; rebuild the plugin against the wit/ folder of this hubwasm"
+         hubwasm:plugin@{expected}; rebuild the plugin against a version in the wit/ folder \
+         of this hubwasm"
     )]
     WrongContractVersion {
         path: PathBuf,
-        expected: &'static str,
+        expected: String,
         found: String,
     },
     /// The export names match but their types do not (an edited copy of the WIT).
     #[error(
-        "{path} exports `{export}` with types that differ from hubwasm:plugin@{CONTRACT_VERSION}: \
-         {detail}; rebuild the plugin against the wit/ folder of this hubwasm"
+        "{path} exports `{export}` with types that differ from hubwasm:plugin@{version}: \
+         {detail}; rebuild the plugin against wit/v{short}/ of this hubwasm", short = short_version(version)
     )]
     ContractMismatch {
         path: PathBuf,
         export: String,
+        version: String,
         detail: String,
     },
     /// The component imports something the sandbox does not provide.

@@ -7,7 +7,8 @@ use std::path::Path;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use super::error::{LoadError, CONTRACT_VERSION};
+use super::contract::CONTRACT_VERSIONS;
+use super::error::LoadError;
 
 /// The plugin worlds of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +49,8 @@ pub struct ComponentInfo {
 
 const PACKAGE: &str = "hubwasm:plugin/";
 
-pub(crate) fn export_name(interface: &str) -> String {
-    format!("{PACKAGE}{interface}@{CONTRACT_VERSION}")
+pub(crate) fn export_name(interface: &str, version: &str) -> String {
+    format!("{PACKAGE}{interface}@{version}")
 }
 
 /// Refuse anything that is not a component before spending time compiling it.
@@ -101,18 +102,22 @@ pub(crate) fn describe(
     imports.sort();
     exports.sort();
 
-    let has = |iface: &str| exports.iter().any(|e| *e == export_name(iface));
-    let kind = if has("batch-handler") {
-        Some(PluginKind::Batch)
-    } else if has("event-handler") {
-        Some(PluginKind::Event)
-    } else {
-        None
-    };
-    match kind {
-        Some(kind) if has("lifecycle") => Ok(ComponentInfo {
+    // The newest version whose lifecycle and a handler the component exports.
+    let found = CONTRACT_VERSIONS.iter().rev().find_map(|version| {
+        let has = |iface: &str| exports.iter().any(|e| *e == export_name(iface, version));
+        let kind = if has("batch-handler") {
+            PluginKind::Batch
+        } else if has("event-handler") {
+            PluginKind::Event
+        } else {
+            return None;
+        };
+        has("lifecycle").then_some((kind, *version))
+    });
+    match found {
+        Some((kind, version)) => Ok(ComponentInfo {
             kind,
-            contract_version: CONTRACT_VERSION.to_string(),
+            contract_version: version.to_string(),
             imports,
             exports,
         }),
@@ -123,11 +128,11 @@ pub(crate) fn describe(
                 .chain(imports.iter())
                 .filter_map(|e| e.strip_prefix(PACKAGE))
                 .filter_map(|rest| rest.split_once('@').map(|(_, v)| v))
-                .find(|v| *v != CONTRACT_VERSION);
+                .find(|v| !CONTRACT_VERSIONS.contains(v));
             match other_version {
                 Some(found) => Err(LoadError::WrongContractVersion {
                     path: path.to_path_buf(),
-                    expected: CONTRACT_VERSION,
+                    expected: CONTRACT_VERSIONS.join(" and "),
                     found: found.to_string(),
                 }),
                 None => Err(LoadError::WrongWorld {

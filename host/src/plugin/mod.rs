@@ -12,6 +12,7 @@
 
 mod bindings;
 mod cache;
+mod contract;
 mod encode;
 mod error;
 mod inspect;
@@ -21,7 +22,9 @@ mod sandbox;
 mod worker;
 
 pub use cache::ComponentCache;
-pub use error::{BatchFailure, FailureKind, LoadError, PluginError, CONTRACT_VERSION};
+pub use error::{
+    BatchFailure, FailureKind, LoadError, PluginError, CONTRACT_VERSION, CONTRACT_VERSIONS,
+};
 pub use inspect::{ComponentInfo, PluginKind};
 pub use limits::Limits;
 pub use runtime::{Plugin, PluginSpec, Runtime, RuntimeOptions};

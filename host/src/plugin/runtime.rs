@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{batch_handler, event_handler, lifecycle, PluginHost};
+use super::bindings::{v0_1, v0_2};
 use super::cache::ComponentCache;
+use super::contract;
 use super::error::LoadError;
 use super::inspect::{self, ComponentInfo, PluginKind};
 use super::limits::Limits;
@@ -103,8 +104,8 @@ pub struct Plugin {
     pub(crate) fuel_enabled: bool,
     pub(crate) deadlines_enabled: bool,
     pub(crate) pre: InstancePre<HostState>,
-    pub(crate) lifecycle: lifecycle::GuestIndices,
-    pub(crate) handler: HandlerIndices,
+    /// The exports, type-checked against the component's contract version.
+    pub(crate) exports: contract::Indices,
     /// Whether the compiled code came from the on-disk cache.
     pub(crate) from_cache: bool,
     /// First 12 hex digits of the component's SHA-256: the plugin's version in reports.
@@ -114,11 +115,6 @@ pub struct Plugin {
     /// Instances made ahead (instantiated and `init`ed) for the next workers: `load` leaves
     /// its trial instance here, and a swap prepares one per partition it will take over.
     pub(crate) spare: std::sync::Mutex<Vec<super::worker::Spare>>,
-}
-
-pub(crate) enum HandlerIndices {
-    Event(event_handler::GuestIndices),
-    Batch(batch_handler::GuestIndices),
 }
 
 impl Plugin {
@@ -195,7 +191,10 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-        PluginHost::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+        // Both contract versions' imports: a 0.1.0 and a 0.2.0 plugin link against one linker.
+        v0_1::PluginHost::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        v0_2::PluginHost::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let ticks = Arc::new(AtomicU64::new(0));
@@ -297,20 +296,14 @@ impl Runtime {
                     path: path.clone(),
                     detail: format!("{e:#}"),
                 })?;
-        let mismatch = |export: &str, e: wasmtime::Error| LoadError::ContractMismatch {
-            path: path.clone(),
-            export: inspect::export_name(export),
-            detail: format!("{e:#}"),
-        };
-        let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|e| mismatch("lifecycle", e))?;
-        let handler = match info.kind {
-            PluginKind::Event => HandlerIndices::Event(
-                event_handler::GuestIndices::new(&pre).map_err(|e| mismatch("event-handler", e))?,
-            ),
-            PluginKind::Batch => HandlerIndices::Batch(
-                batch_handler::GuestIndices::new(&pre).map_err(|e| mismatch("batch-handler", e))?,
-            ),
-        };
+        let exports = contract::Indices::new(&pre, &info.contract_version, info.kind).map_err(
+            |(export, e)| LoadError::ContractMismatch {
+                path: path.clone(),
+                export: inspect::export_name(export, &info.contract_version),
+                version: info.contract_version.clone(),
+                detail: format!("{e:#}"),
+            },
+        )?;
         tracing::debug!(
             plugin = %spec.name,
             path = %path.display(),
@@ -330,8 +323,7 @@ impl Runtime {
             fuel_enabled: self.options.fuel,
             deadlines_enabled: self.options.call_deadlines,
             pre,
-            lifecycle,
-            handler,
+            exports,
             from_cache,
             digest,
             compile_time,
@@ -383,37 +375,23 @@ impl Runtime {
                 path: plugin.path.clone(),
                 detail: format!("instantiation failed: {e:#}"),
             })?;
-        let mismatch = |export: &str, e: wasmtime::Error| LoadError::ContractMismatch {
-            path: plugin.path.clone(),
-            export: inspect::export_name(export),
-            detail: format!("{e:#}"),
-        };
-        let lifecycle = plugin
-            .lifecycle
+        let exports = plugin
+            .exports
             .load(&mut store, &instance)
-            .map_err(|e| mismatch("lifecycle", e))?;
-        let handler = match &plugin.handler {
-            HandlerIndices::Event(h) => super::worker::Handler::Event(
-                h.load(&mut store, &instance)
-                    .map_err(|e| mismatch("event-handler", e))?,
-            ),
-            HandlerIndices::Batch(h) => super::worker::Handler::Batch(
-                h.load(&mut store, &instance)
-                    .map_err(|e| mismatch("batch-handler", e))?,
-            ),
-        };
+            .map_err(|(export, e)| LoadError::ContractMismatch {
+                path: plugin.path.clone(),
+                export: inspect::export_name(export, &plugin.info.contract_version),
+                version: plugin.info.contract_version.clone(),
+                detail: format!("{e:#}"),
+            })?;
         let limit = super::worker::init_limit(plugin);
         let init = super::worker::bounded(
             limit,
             &plugin.ticks,
-            lifecycle.call_init(&mut store, &plugin.config),
+            exports.init(&mut store, &plugin.config),
         );
         match init.await {
-            Ok(Ok(())) => Ok(super::worker::Spare {
-                store,
-                lifecycle,
-                handler,
-            }),
+            Ok(Ok(())) => Ok(super::worker::Spare { store, exports }),
             Ok(Err(message)) => Err(LoadError::InitRefused {
                 path: plugin.path.clone(),
                 plugin: plugin.name.to_string(),

@@ -9,7 +9,6 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::log;
 use super::limits::MemoryLimiter;
 
 /// How many trailing stderr lines are kept to explain a trap (a Rust panic prints there).
@@ -68,26 +67,54 @@ impl WasiView for HostState {
     }
 }
 
-impl super::bindings::types::Host for HostState {}
+/// The `log` import of each contract version (same shape, its own types).
+macro_rules! log_host {
+    ($version:ident) => {
+        impl super::bindings::$version::types::Host for HostState {}
 
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
+        impl super::bindings::$version::log::Host for HostState {
+            fn log(
+                &mut self,
+                level: super::bindings::$version::log::Level,
+                message: String,
+                fields: Vec<(String, String)>,
+            ) {
+                use super::bindings::$version::log::Level as L;
+                let level = match level {
+                    L::Trace => tracing::Level::TRACE,
+                    L::Debug => tracing::Level::DEBUG,
+                    L::Info => tracing::Level::INFO,
+                    L::Warn => tracing::Level::WARN,
+                    L::Error => tracing::Level::ERROR,
+                };
+                self.write_log(level, &message, &fields);
+            }
+        }
+    };
+}
+
+log_host!(v0_1);
+log_host!(v0_2);
+
+impl HostState {
+    fn write_log(&self, level: tracing::Level, message: &str, fields: &[(String, String)]) {
         let plugin = &*self.plugin;
-        let fields = Fields(&fields);
+        let fields = Fields(fields);
+        // `tracing`'s macros need the level as a constant.
         match level {
-            log::Level::Trace => {
+            tracing::Level::TRACE => {
                 tracing::trace!(target: "hubwasm::plugin", plugin, %fields, "{message}")
             }
-            log::Level::Debug => {
+            tracing::Level::DEBUG => {
                 tracing::debug!(target: "hubwasm::plugin", plugin, %fields, "{message}")
             }
-            log::Level::Info => {
+            tracing::Level::INFO => {
                 tracing::info!(target: "hubwasm::plugin", plugin, %fields, "{message}")
             }
-            log::Level::Warn => {
+            tracing::Level::WARN => {
                 tracing::warn!(target: "hubwasm::plugin", plugin, %fields, "{message}")
             }
-            log::Level::Error => {
+            tracing::Level::ERROR => {
                 tracing::error!(target: "hubwasm::plugin", plugin, %fields, "{message}")
             }
         }

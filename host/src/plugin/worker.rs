@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use wasmtime::{Store, Trap, WasmBacktrace};
 
-use super::bindings::{batch_handler, event_handler, lifecycle, types as wit};
-use super::encode::{context_record, event_record, BatchEncoder};
+use super::contract::{Exports, Verdict};
+use super::encode::BatchEncoder;
 use super::error::{BatchFailure, PluginError};
-use super::runtime::{ticks, HandlerIndices, Plugin, EPOCH_TICK};
+use super::runtime::{ticks, Plugin, EPOCH_TICK};
 use super::sandbox::HostState;
 use crate::event::{Event, PartitionContext};
 
@@ -24,7 +24,7 @@ pub(crate) const MIN_INIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many wasm frames a trap report shows.
 const BACKTRACE_FRAMES: usize = 6;
 
-pub use wit::CloseReason;
+pub use super::contract::CloseReason;
 
 /// The plugin currently serving a job; cheap to clone and share between tasks.
 #[derive(Clone, Debug)]
@@ -130,7 +130,7 @@ pub struct Worker {
     handle: PluginHandle,
     instance: Option<Instance>,
     /// The partition opened on this worker, re-announced to replacement instances.
-    open: Option<(PartitionContext, wit::PartitionContext)>,
+    open: Option<PartitionContext>,
     encoder: BatchEncoder,
     instances_created: u64,
     /// When the last call returned, and the swap pause measured at the first call on a new
@@ -143,21 +143,14 @@ struct Instance {
     plugin: Arc<Plugin>,
     generation: u64,
     store: Store<HostState>,
-    lifecycle: lifecycle::Guest,
-    handler: Handler,
-}
-
-pub(crate) enum Handler {
-    Event(event_handler::Guest),
-    Batch(batch_handler::Guest),
+    exports: Exports,
 }
 
 /// The instance `load` made and `init`ed to check the plugin: kept for the first worker, so a
 /// (re)started host does not instantiate and `init` twice before its first event.
 pub(crate) struct Spare {
     pub(crate) store: Store<HostState>,
-    pub(crate) lifecycle: lifecycle::Guest,
-    pub(crate) handler: Handler,
+    pub(crate) exports: Exports,
 }
 
 impl Worker {
@@ -173,8 +166,7 @@ impl Worker {
 
     /// Announce a partition to the plugin (`partition-opened`).
     pub async fn open(&mut self, ctx: &PartitionContext) -> Result<(), PluginError> {
-        let record = context_record(ctx);
-        self.open = Some((ctx.clone(), record.clone()));
+        self.open = Some(ctx.clone());
         // A fresh instance is told about the open partition while being created.
         let fresh = self.instance.is_none() || self.stale();
         let inst = self.instance().await?;
@@ -183,15 +175,10 @@ impl Worker {
             let Instance {
                 plugin,
                 store,
-                lifecycle,
+                exports,
                 ..
             } = inst;
-            let result = bounded(
-                limit,
-                &plugin.ticks,
-                lifecycle.call_partition_opened(&mut *store, &record),
-            )
-            .await;
+            let result = bounded(limit, &plugin.ticks, exports.opened(store, ctx)).await;
             self.settle(result)?;
         }
         Ok(())
@@ -199,7 +186,7 @@ impl Worker {
 
     /// Tell the plugin the partition is closed (`partition-closed`).
     pub async fn close(&mut self, reason: CloseReason) -> Result<(), PluginError> {
-        let Some((_, record)) = self.open.take() else {
+        let Some(ctx) = self.open.take() else {
             return Ok(());
         };
         let Some(inst) = self.instance.as_mut() else {
@@ -209,21 +196,16 @@ impl Worker {
         let Instance {
             plugin,
             store,
-            lifecycle,
+            exports,
             ..
         } = inst;
-        let result = bounded(
-            limit,
-            &plugin.ticks,
-            lifecycle.call_partition_closed(&mut *store, &record, reason),
-        )
-        .await;
+        let result = bounded(limit, &plugin.ticks, exports.closed(store, &ctx, reason)).await;
         self.settle(result)
     }
 
     /// Tell the plugin about a host-side error on its partition (`partition-error`).
     pub async fn report_error(&mut self, message: &str) -> Result<(), PluginError> {
-        let Some((_, record)) = self.open.clone() else {
+        let Some(ctx) = self.open.clone() else {
             return Ok(());
         };
         let inst = self.instance().await?;
@@ -231,15 +213,10 @@ impl Worker {
         let Instance {
             plugin,
             store,
-            lifecycle,
+            exports,
             ..
         } = inst;
-        let result = bounded(
-            limit,
-            &plugin.ticks,
-            lifecycle.call_partition_error(&mut *store, &record, message),
-        )
-        .await;
+        let result = bounded(limit, &plugin.ticks, exports.error(store, &ctx, message)).await;
         self.settle(result)
     }
 
@@ -273,10 +250,6 @@ impl Worker {
         events: &[Event],
         switching: bool,
     ) -> Result<(), BatchFailure> {
-        let ctx_record = match &self.open {
-            Some((open, record)) if open == ctx => record.clone(),
-            _ => context_record(ctx),
-        };
         let fail = |handled, error| BatchFailure { handled, error };
         self.instance().await.map_err(|e| fail(0, e))?;
         if switching {
@@ -288,69 +261,64 @@ impl Worker {
         let Instance {
             plugin,
             store,
-            handler,
+            exports,
             ..
         } = instance.as_mut().expect("instance ensured above");
         let plugin = plugin.clone();
         let timeout = plugin.limits.timeout;
-        match handler {
-            Handler::Batch(handler) => {
-                let batch = encoder.encode(events);
+        if exports.is_batch() {
+            let limit = arm(store, &plugin, timeout);
+            match bounded(
+                limit,
+                &plugin.ticks,
+                exports.handle_batch(store, ctx, events, encoder),
+            )
+            .await
+            {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err((index, verdict))) => {
+                    let index = index as usize;
+                    if index >= events.len() {
+                        let detail = format!(
+                            "batch-error.failed-at is {index} but the batch has {} events",
+                            events.len()
+                        );
+                        return Err(fail(
+                            0,
+                            PluginError::MalformedVerdict {
+                                plugin: plugin.name.to_string(),
+                                detail,
+                            },
+                        ));
+                    }
+                    Err(fail(index, plugin_verdict(&plugin, verdict)))
+                }
+                Err(err) => {
+                    let error = classify(&plugin, store.data_mut(), err);
+                    *instance = None;
+                    Err(fail(0, error))
+                }
+            }
+        } else {
+            for (index, event) in events.iter().enumerate() {
                 let limit = arm(store, &plugin, timeout);
                 match bounded(
                     limit,
                     &plugin.ticks,
-                    handler.call_handle_batch(&mut *store, &ctx_record, batch),
+                    exports.handle_event(store, ctx, event),
                 )
                 .await
                 {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(verdict)) => {
-                        let index = verdict.failed_at as usize;
-                        if index >= events.len() {
-                            let detail = format!(
-                                "batch-error.failed-at is {index} but the batch has {} events",
-                                events.len()
-                            );
-                            return Err(fail(
-                                0,
-                                PluginError::MalformedVerdict {
-                                    plugin: plugin.name.to_string(),
-                                    detail,
-                                },
-                            ));
-                        }
-                        Err(fail(index, plugin_verdict(&plugin, verdict.error)))
-                    }
+                    Ok(Ok(())) => {}
+                    Ok(Err(verdict)) => return Err(fail(index, plugin_verdict(&plugin, verdict))),
                     Err(err) => {
                         let error = classify(&plugin, store.data_mut(), err);
                         *instance = None;
-                        Err(fail(0, error))
+                        return Err(fail(index, error));
                     }
                 }
             }
-            Handler::Event(handler) => {
-                for (index, event) in events.iter().enumerate() {
-                    let record = event_record(event);
-                    let limit = arm(store, &plugin, timeout);
-                    match bounded(
-                        limit,
-                        &plugin.ticks,
-                        handler.call_handle_event(&mut *store, &ctx_record, &record),
-                    )
-                    .await
-                    {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => return Err(fail(index, plugin_verdict(&plugin, error))),
-                        Err(err) => {
-                            let error = classify(&plugin, store.data_mut(), err);
-                            *instance = None;
-                            return Err(fail(index, error));
-                        }
-                    }
-                }
-                Ok(())
-            }
+            Ok(())
         }
     }
 
@@ -376,16 +344,13 @@ impl Worker {
     async fn instance(&mut self) -> Result<&mut Instance, PluginError> {
         if self.stale() {
             // Finished with the old plugin: let it know, best effort, then drop it.
-            if let (Some(mut old), Some((_, record))) = (self.instance.take(), self.open.as_ref()) {
+            if let (Some(mut old), Some(ctx)) = (self.instance.take(), self.open.as_ref()) {
                 let limit = old.arm(MIN_INIT_TIMEOUT);
                 let _ = bounded(
                     limit,
                     &old.plugin.ticks,
-                    old.lifecycle.call_partition_closed(
-                        &mut old.store,
-                        record,
-                        CloseReason::Shutdown,
-                    ),
+                    old.exports
+                        .closed(&mut old.store, ctx, CloseReason::Shutdown),
                 )
                 .await;
             }
@@ -393,7 +358,7 @@ impl Worker {
         if self.instance.is_none() {
             let generation = self.handle.generation();
             let plugin = self.handle.current();
-            let open = self.open.as_ref().map(|(_, record)| record);
+            let open = self.open.as_ref();
             let instance = Instance::create(plugin, generation, open).await?;
             self.instances_created += 1;
             self.instance = Some(instance);
@@ -410,7 +375,7 @@ impl Instance {
     async fn create(
         plugin: Arc<Plugin>,
         generation: u64,
-        open: Option<&wit::PartitionContext>,
+        open: Option<&PartitionContext>,
     ) -> Result<Self, PluginError> {
         let spare = plugin.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
         if let Some(spare) = spare {
@@ -419,7 +384,7 @@ impl Instance {
         let mut store = new_store(&plugin);
         let limit = init_limit(&plugin);
         let started = bounded(limit, &plugin.ticks, Self::start(&plugin, &mut store, open)).await;
-        let (lifecycle, handler) = match started {
+        let exports = match started {
             Ok(Ok(parts)) => parts,
             Ok(Err(message)) => {
                 return Err(PluginError::InitFailed {
@@ -439,8 +404,7 @@ impl Instance {
             plugin,
             generation,
             store,
-            lifecycle,
-            handler,
+            exports,
         })
     }
 
@@ -449,24 +413,21 @@ impl Instance {
         plugin: Arc<Plugin>,
         generation: u64,
         spare: Spare,
-        open: Option<&wit::PartitionContext>,
+        open: Option<&PartitionContext>,
     ) -> Result<Self, PluginError> {
         let mut instance = Self {
             plugin,
             generation,
             store: spare.store,
-            lifecycle: spare.lifecycle,
-            handler: spare.handler,
+            exports: spare.exports,
         };
-        if let Some(record) = open {
+        if let Some(ctx) = open {
             let timeout = instance.plugin.limits.timeout.max(MIN_INIT_TIMEOUT);
             let limit = instance.arm(timeout);
             let opened = bounded(
                 limit,
                 &instance.plugin.ticks,
-                instance
-                    .lifecycle
-                    .call_partition_opened(&mut instance.store, record),
+                instance.exports.opened(&mut instance.store, ctx),
             )
             .await;
             if let Err(err) = opened {
@@ -486,21 +447,17 @@ impl Instance {
     async fn start(
         plugin: &Plugin,
         store: &mut Store<HostState>,
-        open: Option<&wit::PartitionContext>,
-    ) -> wasmtime::Result<Result<(lifecycle::Guest, Handler), String>> {
+        open: Option<&PartitionContext>,
+    ) -> wasmtime::Result<Result<Exports, String>> {
         let instance = plugin.pre.instantiate_async(&mut *store).await?;
-        let lifecycle = plugin.lifecycle.load(&mut *store, &instance)?;
-        let handler = match &plugin.handler {
-            HandlerIndices::Event(h) => Handler::Event(h.load(&mut *store, &instance)?),
-            HandlerIndices::Batch(h) => Handler::Batch(h.load(&mut *store, &instance)?),
-        };
-        if let Err(message) = lifecycle.call_init(&mut *store, &plugin.config).await? {
+        let exports = plugin.exports.load(store, &instance).map_err(|(_, e)| e)?;
+        if let Err(message) = exports.init(store, &plugin.config).await? {
             return Ok(Err(message));
         }
-        if let Some(record) = open {
-            lifecycle.call_partition_opened(&mut *store, record).await?;
+        if let Some(ctx) = open {
+            exports.opened(store, ctx).await?;
         }
-        Ok(Ok((lifecycle, handler)))
+        Ok(Ok(exports))
     }
 
     /// Set the deadline (and fuel) for the next call; returns its wall-clock limit.
@@ -712,15 +669,18 @@ fn short_backtrace(bt: &WasmBacktrace) -> String {
     out.join("\n")
 }
 
-fn plugin_verdict(plugin: &Plugin, error: wit::EventError) -> PluginError {
+fn plugin_verdict(plugin: &Plugin, verdict: Verdict) -> PluginError {
     let name = plugin.name.to_string();
-    match error {
-        wit::EventError::Retryable(r) => PluginError::Retryable {
+    match verdict {
+        Verdict::Retryable {
+            message,
+            retry_after_ms,
+        } => PluginError::Retryable {
             plugin: name,
-            message: r.message,
-            retry_after: r.retry_after_ms.map(|ms| Duration::from_millis(ms.into())),
+            message,
+            retry_after: retry_after_ms.map(|ms| Duration::from_millis(ms.into())),
         },
-        wit::EventError::Rejected(message) => PluginError::Rejected {
+        Verdict::Rejected(message) => PluginError::Rejected {
             plugin: name,
             message,
         },

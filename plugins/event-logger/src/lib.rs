@@ -2,7 +2,7 @@
 //! wit-bindgen, no helper crate. Prints one line per event to stdout and logs it through the
 //! host's `log` import; rejects events with an empty body. Accepts any config.
 
-wit_bindgen::generate!({ path: "../../wit", world: "event-plugin" });
+wit_bindgen::generate!({ path: "../../wit/v0.2", world: "event-plugin" });
 
 use exports::hubwasm::plugin::{event_handler, lifecycle};
 use hubwasm::plugin::log::{log, Level};

@@ -1,8 +1,8 @@
 // TypeScript declarations for the hubwasm JavaScript guest library (index.js). The contract's
-// own types (hubwasm:plugin@0.1.0, world batch-plugin) are generated from wit/plugin.wit into
+// own types (hubwasm:plugin@0.2.0, world batch-plugin) are generated from wit/v0.2/plugin.wit into
 // ./types by `hubwasm plugin types`; this file builds the library's API on them.
 /// <reference path="./types/batch-plugin.d.ts" />
-import type { PartitionContext, CloseReason as WitCloseReason } from "hubwasm:plugin/types@0.1.0";
+import type { PartitionContext, CloseReason as WitCloseReason } from "hubwasm:plugin/types@0.2.0";
 
 /** Where events come from (WIT `partition-context`). */
 export type Context = PartitionContext;
@@ -94,6 +94,6 @@ export const log: {
 
 /** Make a class the plugin; export the result: `export const { lifecycle, batchHandler } = plugin(P)`. */
 export function plugin(pluginClass: new (config: Config) => Plugin): {
-  lifecycle: typeof import("hubwasm:plugin/lifecycle@0.1.0");
-  batchHandler: typeof import("hubwasm:plugin/batch-handler@0.1.0");
+  lifecycle: typeof import("hubwasm:plugin/lifecycle@0.2.0");
+  batchHandler: typeof import("hubwasm:plugin/batch-handler@0.2.0");
 };

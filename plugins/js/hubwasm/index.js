@@ -23,7 +23,7 @@
 // only when read, and `body` is a view, not a copy. Build with `hubwasm plugin build`
 // (componentize-js, world batch-plugin, without wasi:http).
 
-import { log as hostLog } from "hubwasm:plugin/log@0.1.0";
+import { log as hostLog } from "hubwasm:plugin/log@0.2.0";
 
 const ABSENT = 0xffffffff;
 const FIELDS = 7; // spans per event: body, offset, key, content type, correlation id, message id, props
@@ -109,10 +109,24 @@ export class Config {
 /** A batch of consecutive events of one partition; iterate it for `Event` views. */
 export class Batch {
   constructor(raw) {
+    // Contract 0.2's columns are little-endian bytes (wasm is little-endian): typed views over
+    // them cost nothing per event.
     this.raw = raw;
-    this.spans = raw.spans;
+    this.spans = typed(Uint32Array, raw.spans);
     this.data = raw.data;
-    this.length = raw.sequenceNumbers.length;
+    this.seqs = typed(BigInt64Array, raw.sequenceNumbers);
+    this.length = this.seqs.length;
+    this.times = undefined;
+    this.props = undefined;
+  }
+  /** The properties column as 32-bit words, 64-bit integers and doubles (made when first read). */
+  propertyViews() {
+    const raw = this.raw.properties;
+    return (this.props ??= {
+      words: typed(Uint32Array, raw),
+      ints: typed(BigInt64Array, raw),
+      doubles: typed(Float64Array, raw),
+    });
   }
   at(index) {
     if (index < 0) index += this.length;
@@ -151,14 +165,16 @@ export class Event {
     return JSON.parse(this.text());
   }
   get sequenceNumber() {
-    return Number(this.batch.raw.sequenceNumbers[this.index]);
+    return Number(this.batch.seqs[this.index]);
   }
   get offset() {
     return this.batch.text(this.index, OFFSET) ?? "";
   }
   /** When Event Hubs accepted the event, milliseconds since the Unix epoch (UTC). */
   get enqueuedTimeMs() {
-    return Number(this.batch.raw.enqueuedTimesMs[this.index]);
+    const b = this.batch;
+    b.times ??= typed(BigInt64Array, b.raw.enqueuedTimesMs);
+    return Number(b.times[this.index]);
   }
   get partitionKey() {
     return this.batch.text(this.index, KEY);
@@ -180,9 +196,11 @@ export class Event {
     const start = b.spans[at], len = b.spans[at + 1];
     const out = {};
     if (start === ABSENT) return out;
-    for (const entry of b.raw.properties.slice(start, start + len)) {
-      const k = entry.key;
-      out[utf8.decode(b.data.subarray(k.start, k.start + k.len))] = slot(entry.value, b.data);
+    const views = b.propertyViews();
+    for (let entry = start; entry < start + len; entry++) {
+      const w = entry * ENTRY_WORDS;
+      const key = utf8.decode(b.data.subarray(views.words[w], views.words[w] + views.words[w + 1]));
+      out[key] = propertyValue(views.words[w + 2], entry, views, b.data);
     }
     return out;
   }
@@ -191,23 +209,37 @@ export class Event {
   }
 }
 
-function slot(value, data) {
-  switch (value.tag) {
-    case "null":
-      return null;
-    case "text":
-    case "uuid":
-      return utf8.decode(data.subarray(value.val.start, value.val.start + value.val.len));
-    case "binary":
-      return data.slice(value.val.start, value.val.start + value.val.len);
-    case "integer":
-    case "timestamp": {
-      const n = value.val;
+// A property entry is 24 bytes: name start, name length, kind, zero (32-bit words), value (64-bit).
+const ENTRY_WORDS = 6;
+const P_NULL = 0, P_BOOLEAN = 1, P_INTEGER = 2, P_DOUBLE = 3, P_TEXT = 4, P_BINARY = 5, P_TIMESTAMP = 6, P_UUID = 7;
+
+function propertyValue(kind, entry, views, data) {
+  const w = entry * ENTRY_WORDS + 4; // the value word, as two 32-bit words
+  switch (kind) {
+    case P_TEXT:
+    case P_UUID:
+      return utf8.decode(data.subarray(views.words[w], views.words[w] + views.words[w + 1]));
+    case P_BINARY:
+      return data.slice(views.words[w], views.words[w] + views.words[w + 1]);
+    case P_INTEGER:
+    case P_TIMESTAMP: {
+      const n = views.ints[entry * 3 + 2];
       return n >= -(2n ** 53n) && n <= 2n ** 53n ? Number(n) : n;
     }
+    case P_BOOLEAN:
+      return views.ints[entry * 3 + 2] !== 0n;
+    case P_DOUBLE:
+      return views.doubles[entry * 3 + 2];
     default:
-      return value.val;
+      return null;
   }
+}
+
+/** A typed array over little-endian `bytes`, copied once if they are not aligned for it. */
+function typed(Type, bytes) {
+  const size = Type.BYTES_PER_ELEMENT;
+  if (bytes.byteOffset % size !== 0) bytes = bytes.slice();
+  return new Type(bytes.buffer, bytes.byteOffset, Math.floor(bytes.length / size));
 }
 
 function write(level, message, fields) {

@@ -189,10 +189,12 @@ class Batch:
     __slots__ = ("_raw", "_spans", "_data", "_seqs", "__weakref__")
 
     def __init__(self, raw: _types.EventBatch):
+        # Contract 0.2's columns are little-endian bytes (wasm is little-endian): typed views
+        # over them cost nothing per event; a number becomes a Python int only when read.
         self._raw = raw
-        self._spans = raw.spans
+        self._spans = memoryview(raw.spans).cast("I")
         self._data = raw.data
-        self._seqs = raw.sequence_numbers
+        self._seqs = memoryview(raw.sequence_numbers).cast("q")
 
     def __len__(self) -> int:
         return len(self._seqs)
@@ -251,7 +253,7 @@ class Event:
     @property
     def enqueued_time_ms(self) -> int:
         """When Event Hubs accepted the event, milliseconds since the Unix epoch (UTC)."""
-        return self._batch._raw.enqueued_times_ms[self._index]
+        return memoryview(self._batch._raw.enqueued_times_ms).cast("q")[self._index]
 
     @property
     def partition_key(self) -> Optional[str]:
@@ -279,11 +281,13 @@ class Event:
         if start == _ABSENT:
             return {}
         data = b._data
+        raw = memoryview(b._raw.properties)
+        words, ints = raw.cast("I"), raw.cast("q")
         out: Dict[str, Any] = {}
-        for entry in b._raw.properties[start : start + length]:
-            k = entry.key
-            key = data[k.start : k.start + k.len].decode("utf-8", "replace")
-            out[key] = _slot(entry.value, data)
+        for entry in range(start, start + length):
+            w = entry * _ENTRY_WORDS
+            key = data[words[w] : words[w] + words[w + 1]].decode("utf-8", "replace")
+            out[key] = _property_value(words[w + 2], entry, words, ints, raw, data)
         return out
 
     def property(self, name: str, default: Any = None) -> Any:
@@ -293,16 +297,26 @@ class Event:
         return f"Event(sequence_number={self.sequence_number}, offset={self.offset!r})"
 
 
-def _slot(slot: Any, data: bytes) -> Any:
-    if isinstance(slot, _types.PropertySlot_Null):
-        return None
-    if isinstance(slot, (_types.PropertySlot_Text, _types.PropertySlot_Uuid)):
-        s = slot.value
-        return data[s.start : s.start + s.len].decode("utf-8", "replace")
-    if isinstance(slot, _types.PropertySlot_Binary):
-        s = slot.value
-        return data[s.start : s.start + s.len]
-    return slot.value
+# A property entry is 24 bytes: name start, name length, kind, zero (32-bit words), value (64-bit).
+_ENTRY_WORDS = 6
+_NULL, _BOOLEAN, _INTEGER, _DOUBLE, _TEXT, _BINARY, _TIMESTAMP, _UUID = range(8)
+
+
+def _property_value(
+    kind: int, entry: int, words: memoryview, ints: memoryview, raw: memoryview, data: bytes
+) -> Any:
+    w = entry * _ENTRY_WORDS + 4  # the value word, as two 32-bit words
+    if kind == _TEXT or kind == _UUID:
+        return data[words[w] : words[w] + words[w + 1]].decode("utf-8", "replace")
+    if kind == _BINARY:
+        return data[words[w] : words[w] + words[w + 1]]
+    if kind == _INTEGER or kind == _TIMESTAMP:
+        return ints[entry * 3 + 2]
+    if kind == _BOOLEAN:
+        return ints[entry * 3 + 2] != 0
+    if kind == _DOUBLE:
+        return raw.cast("d")[entry * 3 + 2]
+    return None
 
 
 class log:

@@ -1,4 +1,4 @@
-//! test-wrong-version: a component built against a made-up `hubwasm:plugin@0.2.0` (its own
+//! test-wrong-version: a component built against a made-up `hubwasm:plugin@0.9.0` (its own
 //! `wit/`), which the host must refuse naming both versions. No config.
 
 wit_bindgen::generate!({ path: "wit", world: "batch-plugin" });

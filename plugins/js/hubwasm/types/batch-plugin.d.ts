@@ -2,9 +2,9 @@
 /// <reference path="./interfaces/hubwasm-plugin-lifecycle.d.ts" />
 /// <reference path="./interfaces/hubwasm-plugin-log.d.ts" />
 /// <reference path="./interfaces/hubwasm-plugin-types.d.ts" />
-declare module 'hubwasm:plugin/batch-plugin@0.1.0' {
-  export type * as HubwasmPluginLog010 from 'hubwasm:plugin/log@0.1.0'; // import hubwasm:plugin/log@0.1.0
-  export type * as HubwasmPluginTypes010 from 'hubwasm:plugin/types@0.1.0'; // import hubwasm:plugin/types@0.1.0
-  export * as lifecycle from 'hubwasm:plugin/lifecycle@0.1.0'; // export hubwasm:plugin/lifecycle@0.1.0
-  export * as batchHandler from 'hubwasm:plugin/batch-handler@0.1.0'; // export hubwasm:plugin/batch-handler@0.1.0
+declare module 'hubwasm:plugin/batch-plugin@0.2.0' {
+  export type * as HubwasmPluginLog020 from 'hubwasm:plugin/log@0.2.0'; // import hubwasm:plugin/log@0.2.0
+  export type * as HubwasmPluginTypes020 from 'hubwasm:plugin/types@0.2.0'; // import hubwasm:plugin/types@0.2.0
+  export * as lifecycle from 'hubwasm:plugin/lifecycle@0.2.0'; // export hubwasm:plugin/lifecycle@0.2.0
+  export * as batchHandler from 'hubwasm:plugin/batch-handler@0.2.0'; // export hubwasm:plugin/batch-handler@0.2.0
 }

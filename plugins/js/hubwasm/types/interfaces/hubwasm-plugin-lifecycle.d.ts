@@ -1,5 +1,5 @@
 /// <reference path="./hubwasm-plugin-types.d.ts" />
-declare module 'hubwasm:plugin/lifecycle@0.1.0' {
+declare module 'hubwasm:plugin/lifecycle@0.2.0' {
   /**
    * Called once on each new instance, before any other call, with the plugin's configuration
    * from the host config. An `err` refuses to start; the string says what is wrong.
@@ -18,6 +18,6 @@ declare module 'hubwasm:plugin/lifecycle@0.1.0' {
    * Informational: the host handles recovery itself.
    */
   export function partitionError(context: PartitionContext, message: string): void;
-  export type PartitionContext = import('hubwasm:plugin/types@0.1.0').PartitionContext;
-  export type CloseReason = import('hubwasm:plugin/types@0.1.0').CloseReason;
+  export type PartitionContext = import('hubwasm:plugin/types@0.2.0').PartitionContext;
+  export type CloseReason = import('hubwasm:plugin/types@0.2.0').CloseReason;
 }

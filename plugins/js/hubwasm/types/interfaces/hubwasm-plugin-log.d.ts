@@ -1,4 +1,4 @@
-declare module 'hubwasm:plugin/log@0.1.0' {
+declare module 'hubwasm:plugin/log@0.2.0' {
   /**
    * Write one log record with optional key/value fields.
    */

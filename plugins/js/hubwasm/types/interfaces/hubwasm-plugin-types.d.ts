@@ -1,4 +1,4 @@
-declare module 'hubwasm:plugin/types@0.1.0' {
+declare module 'hubwasm:plugin/types@0.2.0' {
   /**
    * Where events come from. Given once per call, never copied per event.
    */
@@ -19,22 +19,6 @@ declare module 'hubwasm:plugin/types@0.1.0' {
      * Partition id, e.g. `"0"`.
      */
     partitionId: string,
-  }
-  /**
-   * A range: `len` items starting at index `start`.
-   * 
-   * In a batch, byte ranges point into `event-batch.data` and property ranges point into
-   * `event-batch.properties`.
-   */
-  export interface Span {
-    /**
-     * Index of the first item.
-     */
-    start: number,
-    /**
-     * Number of items.
-     */
-    len: number,
   }
   /**
    * A typed application property value, as carried in AMQP application properties.
@@ -150,79 +134,6 @@ declare module 'hubwasm:plugin/types@0.1.0' {
     properties: Array<Property>,
   }
   /**
-   * A property value inside a batch: variable-length values are byte ranges of
-   * `event-batch.data`, so a whole batch is copied into the plugin without per-item allocation.
-   */
-  export type PropertySlot = PropertySlotNull | PropertySlotBoolean | PropertySlotInteger | PropertySlotDouble | PropertySlotText | PropertySlotBinary | PropertySlotTimestamp | PropertySlotUuid;
-  /**
-   * AMQP null.
-   */
-  export interface PropertySlotNull {
-    tag: 'null',
-  }
-  /**
-   * A boolean.
-   */
-  export interface PropertySlotBoolean {
-    tag: 'boolean',
-    val: boolean,
-  }
-  /**
-   * Any AMQP integer type, widened.
-   */
-  export interface PropertySlotInteger {
-    tag: 'integer',
-    val: bigint,
-  }
-  /**
-   * A float or double.
-   */
-  export interface PropertySlotDouble {
-    tag: 'double',
-    val: number,
-  }
-  /**
-   * UTF-8 text at this range of `data`.
-   */
-  export interface PropertySlotText {
-    tag: 'text',
-    val: Span,
-  }
-  /**
-   * Binary data at this range of `data`.
-   */
-  export interface PropertySlotBinary {
-    tag: 'binary',
-    val: Span,
-  }
-  /**
-   * A timestamp, milliseconds since the Unix epoch (UTC).
-   */
-  export interface PropertySlotTimestamp {
-    tag: 'timestamp',
-    val: bigint,
-  }
-  /**
-   * A UUID in canonical text form at this range of `data`.
-   */
-  export interface PropertySlotUuid {
-    tag: 'uuid',
-    val: Span,
-  }
-  /**
-   * One application property inside a batch.
-   */
-  export interface PropertyEntry {
-    /**
-     * Property name: UTF-8 at this range of `data`.
-     */
-    key: Span,
-    /**
-     * Property value.
-     */
-    value: PropertySlot,
-  }
-  /**
    * The fields of an event that `event-batch.spans` locates, in this order (7 per event).
    * # Variants
    * 
@@ -246,39 +157,79 @@ declare module 'hubwasm:plugin/types@0.1.0' {
    * The message id: a range of `data`; absent if not set.
    * ## `"properties"`
    * 
-   * The application properties: a range of `event-batch.properties`.
+   * The application properties: a range of entries of `event-batch.properties`.
    */
   export type SpanField = 'body' | 'offset' | 'partition-key' | 'content-type' | 'correlation-id' | 'message-id' | 'properties';
   /**
-   * A batch of consecutive events from one partition, laid out in columns of numbers plus one
-   * byte buffer, so the host copies it into the plugin as a few blocks of memory: no
-   * allocation or conversion per event. The guest crate `hubwasm-guest` wraps it in per-event
-   * views.
+   * The kind of an application property's value in `event-batch.properties`.
+   * # Variants
+   * 
+   * ## `"null"`
+   * 
+   * AMQP null; the value word is 0.
+   * ## `"boolean"`
+   * 
+   * A boolean; the value word is 0 or 1.
+   * ## `"integer"`
+   * 
+   * Any AMQP integer type, widened: the value word as a signed 64-bit integer.
+   * ## `"double"`
+   * 
+   * A float or double: the value word as IEEE 754 binary64 bits.
+   * ## `"text"`
+   * 
+   * UTF-8 text at a range of `data`: the value word's low 32 bits are the start, the
+   * high 32 bits the length.
+   * ## `"binary"`
+   * 
+   * Binary data at a range of `data`, as for `text`.
+   * ## `"timestamp"`
+   * 
+   * A timestamp, milliseconds since the Unix epoch (UTC), as a signed 64-bit integer.
+   * ## `"uuid"`
+   * 
+   * A UUID in canonical text form at a range of `data`, as for `text`.
+   */
+  export type PropertyKind = 'null' | 'boolean' | 'integer' | 'double' | 'text' | 'binary' | 'timestamp' | 'uuid';
+  /**
+   * A batch of consecutive events from one partition, laid out as columns of little-endian
+   * numbers plus one byte buffer. Every column is a `list<u8>`, so the host copies a batch
+   * into the plugin as five blocks of memory and every language's bindings receive five byte
+   * strings: nothing is converted per event or per number until the plugin reads it. The
+   * guest libraries (Python and JavaScript `hubwasm`) wrap it in per-event views;
+   * `docs/plugins.md` describes the layout for a guest library in another language.
    */
   export interface EventBatch {
     /**
-     * Sequence number of each event, in partition order. Its length is the batch size.
+     * Sequence number of each event, in partition order: 8 bytes per event, a
+     * little-endian signed 64-bit integer. Its length divided by 8 is the batch size.
      */
-    sequenceNumbers: BigInt64Array,
+    sequenceNumbers: Uint8Array,
     /**
-     * When Event Hubs accepted each event, milliseconds since the Unix epoch (UTC).
+     * When Event Hubs accepted each event, milliseconds since the Unix epoch (UTC): 8 bytes
+     * per event, little-endian signed 64-bit.
      */
-    enqueuedTimesMs: BigInt64Array,
+    enqueuedTimesMs: Uint8Array,
     /**
-     * Where each event's fields are. For event `i` and field `f` (its position in
-     * `span-field`, 0 to 6), `spans[(i * 7 + f) * 2]` is the start and
-     * `spans[(i * 7 + f) * 2 + 1]` the length. An absent optional field has start
-     * `0xffffffff` and length 0.
+     * Where each event's fields are: 56 bytes per event, 7 pairs (one per `span-field`, in
+     * order) of little-endian unsigned 32-bit words, start then length. Read as 32-bit
+     * words, for event `i` and field `f`, word `(i * 7 + f) * 2` is the start and word
+     * `(i * 7 + f) * 2 + 1` the length. An absent optional field has start `0xffffffff` and
+     * length 0. The `properties` field's range counts entries of `properties`.
      */
-    spans: Uint32Array,
+    spans: Uint8Array,
     /**
-     * Bodies, offsets, keys, ids and property texts of all events, back to back.
+     * Bodies, offsets, keys, ids, property names and property texts of all events, back to
+     * back.
      */
     data: Uint8Array,
     /**
-     * Application properties of all events; each event's `properties` span selects its own.
+     * Application properties of all events, 24 bytes per entry, little-endian: the name's
+     * start and length in `data` (two unsigned 32-bit words), the `property-kind` (an
+     * unsigned 32-bit word), 4 bytes of zero, then an 8-byte value word whose meaning the
+     * kind gives. Each event's `properties` span selects its own entries.
      */
-    properties: Array<PropertyEntry>,
+    properties: Uint8Array,
   }
   /**
    * A transient failure: the event may succeed later.

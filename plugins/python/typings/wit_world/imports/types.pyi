@@ -23,17 +23,6 @@ class PartitionContext:
     consumer_group: str
     partition_id: str
 
-@dataclass
-class Span:
-    """
-    A range: `len` items starting at index `start`.
-    
-    In a batch, byte ranges point into `event-batch.data` and property ranges point into
-    `event-batch.properties`.
-    """
-    start: int
-    len: int
-
 
 @dataclass
 class PropertyValue_Null:
@@ -104,62 +93,6 @@ class Event:
     message_id: Optional[str]
     properties: List[Property]
 
-
-@dataclass
-class PropertySlot_Null:
-    pass
-
-
-@dataclass
-class PropertySlot_Boolean:
-    value: bool
-
-
-@dataclass
-class PropertySlot_Integer:
-    value: int
-
-
-@dataclass
-class PropertySlot_Double:
-    value: float
-
-
-@dataclass
-class PropertySlot_Text:
-    value: Span
-
-
-@dataclass
-class PropertySlot_Binary:
-    value: Span
-
-
-@dataclass
-class PropertySlot_Timestamp:
-    value: int
-
-
-@dataclass
-class PropertySlot_Uuid:
-    value: Span
-
-
-PropertySlot = Union[PropertySlot_Null, PropertySlot_Boolean, PropertySlot_Integer, PropertySlot_Double, PropertySlot_Text, PropertySlot_Binary, PropertySlot_Timestamp, PropertySlot_Uuid]
-"""
-A property value inside a batch: variable-length values are byte ranges of
-`event-batch.data`, so a whole batch is copied into the plugin without per-item allocation.
-"""
-
-
-@dataclass
-class PropertyEntry:
-    """
-    One application property inside a batch.
-    """
-    key: Span
-    value: PropertySlot
-
 class SpanField(Enum):
     """
     The fields of an event that `event-batch.spans` locates, in this order (7 per event).
@@ -172,19 +105,34 @@ class SpanField(Enum):
     MESSAGE_ID = 5
     PROPERTIES = 6
 
+class PropertyKind(Enum):
+    """
+    The kind of an application property's value in `event-batch.properties`.
+    """
+    NULL = 0
+    BOOLEAN = 1
+    INTEGER = 2
+    DOUBLE = 3
+    TEXT = 4
+    BINARY = 5
+    TIMESTAMP = 6
+    UUID = 7
+
 @dataclass
 class EventBatch:
     """
-    A batch of consecutive events from one partition, laid out in columns of numbers plus one
-    byte buffer, so the host copies it into the plugin as a few blocks of memory: no
-    allocation or conversion per event. The guest crate `hubwasm-guest` wraps it in per-event
-    views.
+    A batch of consecutive events from one partition, laid out as columns of little-endian
+    numbers plus one byte buffer. Every column is a `list<u8>`, so the host copies a batch
+    into the plugin as five blocks of memory and every language's bindings receive five byte
+    strings: nothing is converted per event or per number until the plugin reads it. The
+    guest libraries (Python and JavaScript `hubwasm`) wrap it in per-event views;
+    `docs/plugins.md` describes the layout for a guest library in another language.
     """
-    sequence_numbers: List[int]
-    enqueued_times_ms: List[int]
-    spans: List[int]
+    sequence_numbers: bytes
+    enqueued_times_ms: bytes
+    spans: bytes
     data: bytes
-    properties: List[PropertyEntry]
+    properties: bytes
 
 @dataclass
 class RetryableError:
