@@ -185,6 +185,7 @@ impl Runtime {
             .wasm_component_model(true)
             .epoch_interruption(options.call_deadlines)
             .consume_fuel(options.fuel)
+            .table_lazy_init(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
