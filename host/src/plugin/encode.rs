@@ -22,29 +22,20 @@ const ABSENT: u32 = u32::MAX;
 impl BatchEncoder {
     /// Encode `events` into the reusable 0.1.0 batch and return it.
     pub(crate) fn v0_1(&mut self, events: &[Event]) -> &v0_1::types::EventBatch {
-        let batch = self.v0_1.get_or_insert_with(|| v0_1::types::EventBatch {
-            sequence_numbers: Vec::new(),
-            enqueued_times_ms: Vec::new(),
-            spans: Vec::new(),
-            data: Vec::new(),
-            properties: Vec::new(),
-        });
-        fill(batch, events);
-        batch
+        reuse(&mut self.v0_1, events)
     }
 
     /// Encode `events` into the reusable 0.2.0 batch (little-endian byte columns) and return it.
     pub(crate) fn v0_2(&mut self, events: &[Event]) -> &v0_2::types::EventBatch {
-        let batch = self.v0_2.get_or_insert_with(|| v0_2::types::EventBatch {
-            sequence_numbers: Vec::new(),
-            enqueued_times_ms: Vec::new(),
-            spans: Vec::new(),
-            data: Vec::new(),
-            properties: Vec::new(),
-        });
-        fill(batch, events);
-        batch
+        reuse(&mut self.v0_2, events)
     }
+}
+
+/// Fill the batch kept in `slot` (made on first use) with `events`.
+fn reuse<'a, C: Columns>(slot: &'a mut Option<C>, events: &[Event]) -> &'a C {
+    let batch = slot.get_or_insert_with(C::empty);
+    fill(batch, events);
+    batch
 }
 
 /// A property value whose variable-length part is already a range of `data`.
@@ -61,6 +52,7 @@ enum Slot {
 
 /// The columns of one contract version's batch record; [`fill`] walks the events once for all.
 trait Columns {
+    fn empty() -> Self;
     fn clear(&mut self, events: usize, bytes: usize);
     fn numbers(&mut self, sequence_number: i64, enqueued_time_ms: i64);
     fn span(&mut self, start: u32, len: u32);
@@ -133,6 +125,15 @@ fn append(data: &mut Vec<u8>, bytes: &[u8]) -> (u32, u32) {
 }
 
 impl Columns for v0_1::types::EventBatch {
+    fn empty() -> Self {
+        Self {
+            sequence_numbers: Vec::new(),
+            enqueued_times_ms: Vec::new(),
+            spans: Vec::new(),
+            data: Vec::new(),
+            properties: Vec::new(),
+        }
+    }
     fn clear(&mut self, events: usize, bytes: usize) {
         self.sequence_numbers.clear();
         self.enqueued_times_ms.clear();
@@ -179,6 +180,15 @@ impl Columns for v0_1::types::EventBatch {
 const PROPERTY_ENTRY: usize = 24;
 
 impl Columns for v0_2::types::EventBatch {
+    fn empty() -> Self {
+        Self {
+            sequence_numbers: Vec::new(),
+            enqueued_times_ms: Vec::new(),
+            spans: Vec::new(),
+            data: Vec::new(),
+            properties: Vec::new(),
+        }
+    }
     fn clear(&mut self, events: usize, bytes: usize) {
         self.sequence_numbers.clear();
         self.enqueued_times_ms.clear();
