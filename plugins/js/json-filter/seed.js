@@ -12,6 +12,9 @@ const KEYS = new Set(["event_id", "timestamp", "data", ...INTEGERS]);
 const INTEGER_TOKEN = /^(0|-?[1-9][0-9]*)$/;
 const I64_MIN = -(2n ** 63n), I64_MAX = 2n ** 63n - 1n;
 const MAX_DEPTH = 127; // deeper nesting is not a seed event
+// The integer token after a key: blanks, `:`, blanks, sign, digits, and what would follow a
+// fraction or an exponent.
+const TOKEN_AFTER_KEY = /[ \t\r\n]*:[ \t\r\n]*(-?)([0-9]+)([.eE]?)/y;
 // ignoreBOM keeps a byte order mark in the text, so JSON.parse refuses it as serde does.
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -46,6 +49,11 @@ function count(text, needle) {
   return n;
 }
 
+// Opening brackets anywhere (strings too): a bound on the depth.
+function brackets(text) {
+  return count(text, "[") + count(text, "{");
+}
+
 // Whether a quoted key occurs more than once anywhere in the text (as a key or inside a value).
 function repeatedKey(text) {
   // Unrolled: StarlingMonkey interprets, and a loop over an array costs more than the searches.
@@ -72,20 +80,16 @@ function integerField(doc, key, quoted, text, sources) {
   if (sources !== undefined) {
     source = sources[key];
   } else {
-    // JSON.parse accepted the text, so after the key come blanks, `:`, blanks and the number.
-    let i = text.indexOf(quoted) + quoted.length;
-    let c = text.charCodeAt(i);
-    while (c === 32 || c === 9 || c === 10 || c === 13 || c === 58) c = text.charCodeAt(++i);
-    const start = i;
-    if (c === 45) c = text.charCodeAt(++i); // `-`
-    const first = i;
-    while (c >= 48 && c <= 57) c = text.charCodeAt(++i);
+    // JSON.parse accepted the text, so after the key come blanks, `:`, blanks and the number;
+    // one sticky regex reads it (StarlingMonkey interprets, and a loop over chars costs more).
+    TOKEN_AFTER_KEY.lastIndex = text.indexOf(quoted) + quoted.length;
+    const m = TOKEN_AFTER_KEY.exec(text);
     // A fraction or an exponent makes a float for serde, and so does `-0`.
-    if (c === 46 || c === 101 || c === 69 || (i - first === 1 && text.charCodeAt(first) === 48 && first > start)) {
+    if (m === null || m[3] !== "" || (m[1] !== "" && m[2] === "0")) {
       throw new Error(`\`${key}\` is not a 64-bit integer`);
     }
-    if (i - first <= 15) return v;
-    source = text.slice(start, i);
+    if (m[2].length <= 15) return v;
+    source = m[1] + m[2];
   }
   if (!INTEGER_TOKEN.test(source ?? "")) throw new Error(`\`${key}\` is not a 64-bit integer`);
   if (source.length <= 15) return Number(source);
@@ -110,10 +114,19 @@ export function seedValue(body) {
   const escapes = text.includes("\\u");
   const repeated = escapes || repeatedKey(text);
   let doc, sources;
-  if (!repeated && count(text, "[") + count(text, "{") <= MAX_DEPTH) {
-    // Fast path: each key occurs once, so an integer's raw token follows its key.
-    doc = JSON.parse(text);
-  } else {
+  let parsed = false;
+  if (!repeated && (text.length < 2 * (MAX_DEPTH + 1) || brackets(text) <= MAX_DEPTH)) {
+    // Fast path: each key occurs once, so an integer's raw token follows its key. JSON nested
+    // deeper than MAX_DEPTH is at least 2 * (MAX_DEPTH + 1) long, so a shorter text JSON.parse
+    // accepts is shallow enough; one it refuses may be too deep, which the slow path says.
+    try {
+      doc = JSON.parse(text);
+      parsed = true;
+    } catch (e) {
+      if (brackets(text) <= MAX_DEPTH) throw e;
+    }
+  }
+  if (!parsed) {
     const { tooDeep, keys } = scan(text, repeated);
     if (tooDeep) throw new Error("recursion limit exceeded");
     // Duplicate keys vanish in JSON.parse: look at the raw keys.
