@@ -923,11 +923,7 @@ impl Host {
         for hub in &config.event_hubs {
             let target = target(hub, embedded.as_ref())?;
             let mut spec = PluginSpec::new(&hub.plugin);
-            spec.config = hub
-                .plugin_config
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            spec.config = config.plugin_config_of(hub)?;
             if let Some(limits) = hub.limits {
                 spec.limits = limits;
             }

@@ -49,6 +49,9 @@ pub enum RunError {
     },
     #[error(transparent)]
     Connection(#[from] ConnectionError),
+    /// A setting that could only be checked at start (a secret that went missing).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Settings of one run that are not in the config file.

@@ -27,6 +27,14 @@ use serde::Deserialize;
 use crate::backoff::Backoff;
 use crate::plugin::Limits;
 
+mod lines;
+mod tenant;
+
+pub use lines::Lines;
+pub use tenant::{
+    ConfigValue, Grants, NamedPlugin, SecretSource, TenantConfig, TenantLimits, DEFAULT_TENANT,
+};
+
 /// A config that cannot be used; says where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -39,9 +47,11 @@ pub enum ConfigError {
     /// Syntax or type error; the message carries the line and column.
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("config {path}: {setting}: {message}")]
+    #[error("config {path}: {}{setting}: {message}", at_line(.line))]
     Invalid {
         path: PathBuf,
+        /// The line of the setting, when known.
+        line: Option<usize>,
         setting: String,
         message: String,
     },
@@ -65,9 +75,22 @@ pub struct RunConfig {
     pub summary_interval_secs: u64,
     #[serde(default, rename = "eventhub")]
     pub event_hubs: Vec<EventHubConfig>,
+    /// Tenants: limits, grants and admin tokens of the event hubs and plugins that name them.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
+    /// Named plugins event hubs refer to.
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<NamedPlugin>,
     /// Where the config was read from (for messages and relative paths); not a TOML key.
     #[serde(skip)]
     pub source: PathBuf,
+    /// The lines of the array tables' keys (for messages); not a TOML key.
+    #[serde(skip)]
+    pub lines: Lines,
+}
+
+fn at_line(line: &Option<usize>) -> String {
+    line.map(|l| format!("line {l}: ")).unwrap_or_default()
 }
 
 fn default_summary_secs() -> u64 {
@@ -439,11 +462,19 @@ pub struct EventHubConfig {
     pub embedded: bool,
     #[serde(default = "default_consumer_group")]
     pub consumer_group: String,
-    /// The plugin component (`.wasm`), relative to the config file.
-    pub plugin: PathBuf,
-    /// Passed to the plugin's `init`.
+    /// The tenant the event hub's processing belongs to; default: the named plugin's tenant,
+    /// else `default`.
     #[serde(default)]
-    pub plugin_config: BTreeMap<String, String>,
+    pub tenant: Option<String>,
+    /// The plugin: a `[[plugin]]` name, or a component file (`.wasm`) relative to the config
+    /// file. After parsing, always the component file.
+    pub plugin: PathBuf,
+    /// The `[[plugin]]` this event hub names, if it names one; not a TOML key.
+    #[serde(skip)]
+    pub plugin_name: Option<String>,
+    /// Passed to the plugin's `init`: text, or `{ secret = "name" }` granted to the tenant.
+    #[serde(default)]
+    pub plugin_config: BTreeMap<String, ConfigValue>,
     #[serde(default)]
     pub limits: Option<Limits>,
     #[serde(default)]
@@ -493,8 +524,11 @@ impl RunConfig {
             message: describe_toml_error(text, &e),
         })?;
         config.source = path.to_path_buf();
+        config.lines = Lines::read(text);
+        config.use_named_plugins()?;
         config.resolve_paths();
         config.validate()?;
+        config.apply_tenant_limits();
         Ok(config)
     }
 
@@ -521,6 +555,16 @@ impl RunConfig {
                 fix(d);
             }
         }
+        for plugin in &mut self.plugins {
+            fix(&mut plugin.path);
+        }
+        for tenant in &mut self.tenants {
+            for source in tenant.grants.secrets.values_mut() {
+                if let SecretSource::File(path) = source {
+                    fix(path);
+                }
+            }
+        }
         for hub in &mut self.event_hubs {
             fix(&mut hub.plugin);
             if let Some(events) = &mut hub.swap.replay_events {
@@ -535,6 +579,22 @@ impl RunConfig {
     fn invalid(&self, setting: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.source.clone(),
+            line: None,
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An error about `key` of the `index`th `[[section]]`, with its line.
+    pub(crate) fn invalid_at(
+        &self,
+        (section, index, key): (&str, usize, &str),
+        setting: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            line: self.lines.of(section, index, key),
             setting: setting.into(),
             message: message.into(),
         }
@@ -553,16 +613,39 @@ impl RunConfig {
                 return Err(self.invalid("[checkpoints] store = \"blob\"", BLOB_AUTH_HINT));
             }
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashMap::new();
         for (i, hub) in self.event_hubs.iter().enumerate() {
             let at = |field: &str| format!("eventhub[{i}] ({}).{field}", hub.name);
             if hub.name.trim().is_empty() {
-                return Err(self.invalid(at("name"), "is empty"));
+                return Err(self.invalid_at(("eventhub", i, "name"), at("name"), "is empty"));
             }
-            if !seen.insert((hub.name.clone(), hub.consumer_group.clone())) {
-                return Err(self.invalid(
+            if let Some(j) = seen.insert(
+                (
+                    hub.source_key(),
+                    hub.name.clone(),
+                    hub.consumer_group.clone(),
+                ),
+                i,
+            ) {
+                let other = &self.event_hubs[j];
+                let message = if other.tenant_name() != hub.tenant_name() {
+                    format!(
+                        "consumer group {} of event hub {} is given to tenants {} (eventhub[{j}]) \
+                         and {}: a consumer group belongs to one tenant; give each tenant its own",
+                        hub.consumer_group,
+                        hub.name,
+                        other.tenant_name(),
+                        hub.tenant_name()
+                    )
+                } else {
+                    format!(
+                        "the same event hub and consumer group appear twice (eventhub[{j}] too)"
+                    )
+                };
+                return Err(self.invalid_at(
+                    ("eventhub", i, "consumer_group"),
                     at("consumer_group"),
-                    "the same event hub and consumer group appear twice",
+                    message,
                 ));
             }
             let sources = [
@@ -650,7 +733,28 @@ impl RunConfig {
                 })?;
             }
         }
-        Ok(())
+        self.validate_tenants()
+    }
+}
+
+impl EventHubConfig {
+    /// The tenant this event hub's processing belongs to.
+    pub fn tenant_name(&self) -> &str {
+        self.tenant.as_deref().unwrap_or(DEFAULT_TENANT)
+    }
+
+    /// Which namespace the event hub is in, as far as the config tells (for duplicates).
+    fn source_key(&self) -> String {
+        if self.embedded {
+            return "embedded".into();
+        }
+        if let Some(ns) = &self.namespace {
+            return ns.to_ascii_lowercase();
+        }
+        let conn = self.connection_string.as_deref().unwrap_or_default();
+        crate::connection::ConnectionString::parse(&with_entity(conn, &self.name))
+            .map(|c| c.host.to_ascii_lowercase())
+            .unwrap_or_default()
     }
 }
 
@@ -800,14 +904,14 @@ plugin = "filter.wasm"
 
     #[test]
     fn the_documented_examples_parse() {
-        let text = include_str!("../../examples/hubwasm.toml");
+        let text = include_str!("../../../examples/hubwasm.toml");
         let c = RunConfig::parse(text, Path::new("examples/hubwasm.toml")).unwrap();
         assert_eq!(c.event_hubs[0].failure.max_attempts, 5);
         assert_eq!(
             c.event_hubs[0].limits.unwrap().timeout,
             Duration::from_secs(5)
         );
-        let text = include_str!("../../examples/hubwasm-azurite.toml");
+        let text = include_str!("../../../examples/hubwasm-azurite.toml");
         let c = RunConfig::parse(text, Path::new("examples/hubwasm-azurite.toml")).unwrap();
         assert!(matches!(c.checkpoints, CheckpointConfig::Blob(ref b) if b.is_complete()));
         assert!(matches!(

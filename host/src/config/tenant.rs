@@ -1,0 +1,611 @@
+//! Tenants and named plugins: `[[tenant]]` (limits, grants, admin token) and `[[plugin]]`
+//! (a component with its config and limits, owned by a tenant) that `[[eventhub]]` refers to.
+//!
+//! ```toml
+//! [[tenant]]
+//! name = "acme"
+//! admin_token_env = "ACME_ADMIN_TOKEN"   # this tenant's admin token: its event hubs only
+//! [tenant.limits]
+//! memory_bytes = 67108864                # per plugin instance (ceiling and default)
+//! timeout = 1000                         # ms of run time per call (ceiling and default)
+//! max_in_flight = 2                      # plugin calls at once across its partitions
+//! events_per_sec = 1000                  # rate limits, applied as backpressure
+//! mb_per_sec = 1.0
+//! [tenant.grants]                        # nothing is granted unless listed here
+//! secrets = { api_key = { env = "ACME_API_KEY" } }
+//!
+//! [[plugin]]
+//! name = "acme-filter"
+//! tenant = "acme"
+//! path = "filter.wasm"
+//! config = { min_value = "50", api_key = { secret = "api_key" } }
+//!
+//! [[eventhub]]
+//! name = "orders"
+//! plugin = "acme-filter"                 # a [[plugin]] name, or a .wasm path
+//! ```
+//!
+//! Event hubs that name no tenant belong to the tenant `default` (unlimited unless a
+//! `[[tenant]]` of that name sets limits).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::plugin::Limits;
+
+/// The tenant of event hubs and plugins that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// `[[tenant]]`: whose plugins these are, what they may use, and how much.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    /// The environment variable holding this tenant's admin token: it reads and changes only
+    /// this tenant's event hubs (the `[admin]` token reads and changes everything).
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
+    #[serde(default)]
+    pub limits: TenantLimits,
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// `[tenant.limits]`; each absent limit is unlimited (memory and run time per call then fall
+/// back to the plugin defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    /// Largest memory one plugin instance of the tenant may grow to, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Longest one plugin call may run, in milliseconds (epoch deadline, then wall clock).
+    #[serde(default, rename = "timeout", with = "opt_millis")]
+    pub timeout: Option<Duration>,
+    /// Plugin calls (batches) in flight at once across all the tenant's partitions.
+    pub max_in_flight: Option<u32>,
+    /// Events per second into the tenant's plugins (1 000 is one throughput unit).
+    pub events_per_sec: Option<f64>,
+    /// Megabytes (10^6 bytes of event bodies) per second into the tenant's plugins.
+    pub mb_per_sec: Option<f64>,
+}
+
+impl TenantLimits {
+    /// The limits a plugin of this tenant runs with: its own, else the tenant's, else the
+    /// defaults.
+    pub fn plugin_limits(&self, own: Option<Limits>) -> Limits {
+        own.unwrap_or(Limits {
+            memory_bytes: self.memory_bytes.unwrap_or(Limits::DEFAULT_MEMORY),
+            timeout: self.timeout.unwrap_or(Limits::DEFAULT_TIMEOUT),
+            fuel: None,
+        })
+    }
+}
+
+/// `[tenant.grants]`: what the tenant's plugins may receive. Nothing is granted by default;
+/// the plugin effects extend this table (outputs, HTTP hosts, state namespace).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Secrets by name, each read from where the operator keeps it; a plugin's config refers to
+    /// one as `{ secret = "name" }`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// Where a granted secret's value comes from (never the config file itself).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum SecretSource {
+    /// An environment variable of the host process.
+    Env(String),
+    /// A file (its content, without a trailing newline), relative to the config file.
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// The secret's value, or why it cannot be read (without the value).
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                Ok(_) => Err(format!("environment variable {var} is empty")),
+                Err(_) => Err(format!("environment variable {var} is not set")),
+            },
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|v| v.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+/// One value of a plugin's config: text, or a secret granted to the plugin's tenant.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Text(String),
+    Secret { secret: String },
+}
+
+impl From<&str> for ConfigValue {
+    fn from(text: &str) -> Self {
+        ConfigValue::Text(text.to_string())
+    }
+}
+
+/// `[[plugin]]`: a component with its config and limits, owned by a tenant, that event hubs
+/// name instead of repeating them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedPlugin {
+    pub name: String,
+    /// The owning tenant; default `default`.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The component (`.wasm`), relative to the config file.
+    pub path: PathBuf,
+    /// Passed to the plugin's `init`.
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigValue>,
+    /// Within the tenant's limits; default: the tenant's.
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+mod opt_millis {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Some(Duration::from_millis(u64::deserialize(d)?)))
+    }
+}
+
+impl super::RunConfig {
+    /// The tenant called `name`, if the config has a `[[tenant]]` of that name.
+    pub fn tenant(&self, name: &str) -> Option<&TenantConfig> {
+        self.tenants.iter().find(|t| t.name == name)
+    }
+
+    /// Every tenant that has event hubs or is configured: the `[[tenant]]` tables, then
+    /// `default` if event hubs name no tenant and no `[[tenant]]` is called that.
+    pub fn tenant_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tenants.iter().map(|t| t.name.clone()).collect();
+        for hub in &self.event_hubs {
+            if !names.iter().any(|n| n == hub.tenant_name()) {
+                names.push(hub.tenant_name().to_string());
+            }
+        }
+        names
+    }
+
+    /// An event hub's plugin config with its secrets read (for the plugin's `init`).
+    pub fn plugin_config_of(
+        &self,
+        hub: &super::EventHubConfig,
+    ) -> Result<Vec<(String, String)>, super::ConfigError> {
+        let tenant = self.tenant(hub.tenant_name());
+        hub.plugin_config
+            .iter()
+            .map(|(key, value)| match value {
+                ConfigValue::Text(text) => Ok((key.clone(), text.clone())),
+                ConfigValue::Secret { secret } => {
+                    let source = tenant
+                        .and_then(|t| t.grants.secrets.get(secret))
+                        .ok_or_else(|| {
+                            self.invalid(
+                                format!("eventhub ({}).plugin_config.{key}", hub.name),
+                                format!(
+                                    "secret `{secret}` is not granted to tenant {}",
+                                    hub.tenant_name()
+                                ),
+                            )
+                        })?;
+                    let value = source.read().map_err(|why| {
+                        self.invalid(
+                            format!("tenant {}: grants.secrets.{secret}", hub.tenant_name()),
+                            why,
+                        )
+                    })?;
+                    Ok((key.clone(), value))
+                }
+            })
+            .collect()
+    }
+
+    /// An event hub without limits of its own (or of its named plugin) runs its plugin with
+    /// the tenant's memory and run time per call.
+    pub(super) fn apply_tenant_limits(&mut self) {
+        for i in 0..self.event_hubs.len() {
+            let hub = &self.event_hubs[i];
+            if hub.limits.is_some() {
+                continue;
+            }
+            if let Some(tenant) = self.tenant(hub.tenant_name()) {
+                let limits = tenant.limits.plugin_limits(None);
+                self.event_hubs[i].limits = Some(limits);
+            }
+        }
+    }
+
+    /// Event hubs that name a `[[plugin]]` take its component, config, limits and tenant.
+    pub(super) fn use_named_plugins(&mut self) -> Result<(), super::ConfigError> {
+        for i in 0..self.event_hubs.len() {
+            let hub = &self.event_hubs[i];
+            let Some(named) = hub
+                .plugin
+                .to_str()
+                .and_then(|name| self.plugins.iter().find(|p| p.name == name))
+            else {
+                continue;
+            };
+            let at = |field: &str| format!("eventhub[{i}] ({}).{field}", hub.name);
+            if !hub.plugin_config.is_empty() || hub.limits.is_some() {
+                let key = if hub.limits.is_some() {
+                    "limits"
+                } else {
+                    "plugin_config"
+                };
+                return Err(self.invalid_at(
+                    ("eventhub", i, key),
+                    at(key),
+                    format!(
+                        "the event hub names the plugin `{}`, which carries its own config and \
+                         limits: set them in its [[plugin]] table, or give a .wasm path here",
+                        named.name
+                    ),
+                ));
+            }
+            let owner = named.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+            if hub.tenant.as_deref().is_some_and(|t| t != owner) {
+                return Err(self.invalid_at(
+                    ("eventhub", i, "tenant"),
+                    at("tenant"),
+                    format!(
+                        "plugin `{}` belongs to tenant {owner}, not {}: a tenant's event hubs \
+                         run only its own plugins",
+                        named.name,
+                        hub.tenant_name()
+                    ),
+                ));
+            }
+            let named = named.clone();
+            let hub = &mut self.event_hubs[i];
+            hub.tenant = Some(owner.to_string());
+            hub.plugin = named.path;
+            hub.plugin_name = Some(named.name);
+            hub.plugin_config = named.config;
+            hub.limits = named.limits;
+        }
+        Ok(())
+    }
+
+    /// Tenants, named plugins and grants: every reference resolves, nothing exceeds the limits
+    /// of its tenant, every grant exists.
+    pub(super) fn validate_tenants(&self) -> Result<(), super::ConfigError> {
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            let at = |field: &str| format!("tenant[{i}] ({}).{field}", tenant.name);
+            if !valid_name(&tenant.name) {
+                return Err(self.invalid_at(
+                    ("tenant", i, "name"),
+                    at("name"),
+                    "use 1 to 64 letters, digits, `-` or `_`",
+                ));
+            }
+            if let Some(j) = self.tenants[..i].iter().position(|t| t.name == tenant.name) {
+                return Err(self.invalid_at(
+                    ("tenant", i, "name"),
+                    at("name"),
+                    format!("tenant[{j}] has this name too; tenant names are unique"),
+                ));
+            }
+            let limits = &tenant.limits;
+            let rate_ok = |r: Option<f64>| r.is_none_or(|r| r.is_finite() && r > 0.0);
+            if !rate_ok(limits.events_per_sec) {
+                return Err(self.invalid_at(
+                    ("tenant", i, "limits"),
+                    at("limits.events_per_sec"),
+                    "give a number of events per second above 0, e.g. 1000 (one throughput unit)",
+                ));
+            }
+            if !rate_ok(limits.mb_per_sec) {
+                return Err(self.invalid_at(
+                    ("tenant", i, "limits"),
+                    at("limits.mb_per_sec"),
+                    "give megabytes per second above 0, e.g. 1.0 (one throughput unit)",
+                ));
+            }
+            if limits.max_in_flight == Some(0) {
+                return Err(self.invalid_at(
+                    ("tenant", i, "limits"),
+                    at("limits.max_in_flight"),
+                    "must be at least 1",
+                ));
+            }
+            if limits.timeout == Some(Duration::ZERO) || limits.memory_bytes == Some(0) {
+                return Err(self.invalid_at(
+                    ("tenant", i, "limits"),
+                    at("limits"),
+                    "memory_bytes and timeout must be above 0",
+                ));
+            }
+            for (name, source) in &tenant.grants.secrets {
+                if let Err(why) = source.read() {
+                    return Err(self.invalid_at(
+                        ("tenant", i, "grants"),
+                        at(&format!("grants.secrets.{name}")),
+                        format!("grants a secret that does not exist: {why}"),
+                    ));
+                }
+            }
+            if let Some(var) = &tenant.admin_token_env {
+                if var.trim().is_empty() {
+                    return Err(self.invalid_at(
+                        ("tenant", i, "admin_token_env"),
+                        at("admin_token_env"),
+                        "name an environment variable, or leave the key out",
+                    ));
+                }
+            }
+        }
+        let known = |name: &str| name == DEFAULT_TENANT || self.tenant(name).is_some();
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            let at = |field: &str| format!("plugin[{i}] ({}).{field}", plugin.name);
+            if !valid_name(&plugin.name) {
+                return Err(self.invalid_at(
+                    ("plugin", i, "name"),
+                    at("name"),
+                    "use 1 to 64 letters, digits, `-` or `_`",
+                ));
+            }
+            if let Some(j) = self.plugins[..i].iter().position(|p| p.name == plugin.name) {
+                return Err(self.invalid_at(
+                    ("plugin", i, "name"),
+                    at("name"),
+                    format!("plugin[{j}] has this name too; plugin names are unique"),
+                ));
+            }
+            if let Some(t) = &plugin.tenant {
+                if !known(t) {
+                    return Err(self.invalid_at(
+                        ("plugin", i, "tenant"),
+                        at("tenant"),
+                        format!("there is no [[tenant]] named `{t}`"),
+                    ));
+                }
+            }
+        }
+        for (i, hub) in self.event_hubs.iter().enumerate() {
+            let at = |field: &str| format!("eventhub[{i}] ({}).{field}", hub.name);
+            let tenant_name = hub.tenant_name();
+            if !known(tenant_name) {
+                return Err(self.invalid_at(
+                    ("eventhub", i, "tenant"),
+                    at("tenant"),
+                    format!("there is no [[tenant]] named `{tenant_name}`"),
+                ));
+            }
+            // Where this hub's plugin settings were written: its [[plugin]] table or itself.
+            let origin = |key: &'static str| match &hub.plugin_name {
+                Some(name) => {
+                    let j = self
+                        .plugins
+                        .iter()
+                        .position(|p| &p.name == name)
+                        .unwrap_or(0);
+                    (
+                        "plugin",
+                        j,
+                        if key == "plugin_config" {
+                            "config"
+                        } else {
+                            key
+                        },
+                    )
+                }
+                None => ("eventhub", i, key),
+            };
+            let what = match &hub.plugin_name {
+                Some(name) => format!("plugin ({name})"),
+                None => at("plugin_config"),
+            };
+            let tenant = self.tenant(tenant_name);
+            for (key, value) in &hub.plugin_config {
+                if let ConfigValue::Secret { secret } = value {
+                    if tenant.is_none_or(|t| !t.grants.secrets.contains_key(secret)) {
+                        return Err(self.invalid_at(
+                            origin("plugin_config"),
+                            format!("{what}.{key}"),
+                            format!(
+                                "secret `{secret}` is not granted to tenant {tenant_name}: add it \
+                                 to [tenant.grants] secrets"
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let (Some(tenant), Some(own)) = (tenant, hub.limits) {
+                let ceiling = &tenant.limits;
+                if ceiling.memory_bytes.is_some_and(|m| own.memory_bytes > m) {
+                    return Err(self.invalid_at(
+                        origin("limits"),
+                        format!("{what}: limits.memory_bytes"),
+                        format!(
+                            "{} is above tenant {tenant_name}'s memory_bytes ({})",
+                            own.memory_bytes,
+                            ceiling.memory_bytes.unwrap_or_default()
+                        ),
+                    ));
+                }
+                if ceiling.timeout.is_some_and(|t| own.timeout > t) {
+                    return Err(self.invalid_at(
+                        origin("limits"),
+                        format!("{what}: limits.timeout"),
+                        format!(
+                            "{} ms is above tenant {tenant_name}'s timeout ({} ms)",
+                            own.timeout.as_millis(),
+                            ceiling.timeout.unwrap_or_default().as_millis()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tenant and plugin names appear in labels, URLs and file names.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::RunConfig;
+
+    const CONN: &str = "Endpoint=sb://localhost;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true";
+
+    fn parse(text: &str) -> Result<RunConfig, String> {
+        RunConfig::parse(text, Path::new("/etc/hubwasm/t.toml")).map_err(|e| e.to_string())
+    }
+
+    fn two_tenants(extra: &str) -> String {
+        format!(
+            r#"[[tenant]]
+name = "acme"
+[tenant.limits]
+memory_bytes = 67108864
+timeout = 1000
+max_in_flight = 2
+events_per_sec = 1000
+[tenant.grants]
+secrets = {{ api_key = {{ env = "HUBWASM_TEST_TENANT_SECRET" }} }}
+
+[[tenant]]
+name = "globex"
+
+[[plugin]]
+name = "acme-filter"
+tenant = "acme"
+path = "filter.wasm"
+config = {{ min_value = "50", api_key = {{ secret = "api_key" }} }}
+
+[[eventhub]]
+name = "orders"
+connection_string = "{CONN}"
+plugin = "acme-filter"
+{extra}"#
+        )
+    }
+
+    #[test]
+    fn an_event_hub_naming_a_plugin_gets_its_component_config_tenant_and_limits() {
+        std::env::set_var("HUBWASM_TEST_TENANT_SECRET", "s3cret");
+        let c = parse(&two_tenants("")).unwrap();
+        let hub = &c.event_hubs[0];
+        assert_eq!(hub.tenant_name(), "acme");
+        assert_eq!(hub.plugin_name.as_deref(), Some("acme-filter"));
+        assert_eq!(hub.plugin, Path::new("/etc/hubwasm/filter.wasm"));
+        let limits = hub.limits.unwrap();
+        assert_eq!(limits.memory_bytes, 64 << 20);
+        assert_eq!(limits.timeout, Duration::from_secs(1));
+        let config = c.plugin_config_of(hub).unwrap();
+        assert!(
+            config.contains(&("api_key".into(), "s3cret".into())),
+            "{config:?}"
+        );
+        assert!(config.contains(&("min_value".into(), "50".into())));
+        assert_eq!(c.tenant_names(), vec!["acme", "globex"]);
+        // A plain event hub belongs to `default`, unlimited.
+        let plain = parse(&format!(
+            "[[eventhub]]\nname = \"x\"\nconnection_string = \"{CONN}\"\nplugin = \"f.wasm\"\n"
+        ))
+        .unwrap();
+        assert_eq!(plain.event_hubs[0].tenant_name(), DEFAULT_TENANT);
+        assert_eq!(plain.tenant_names(), vec![DEFAULT_TENANT]);
+    }
+
+    /// Each bad reference, grant or limit is refused naming the line and the setting.
+    #[test]
+    fn what_does_not_exist_or_exceeds_the_tenant_is_refused_with_the_line() {
+        std::env::set_var("HUBWASM_TEST_TENANT_SECRET", "s3cret");
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                two_tenants("").replace("plugin = \"acme-filter\"", "plugin = \"f.wasm\"\ntenant = \"initech\""),
+                "line 24",
+                "no [[tenant]] named `initech`",
+            ),
+            (
+                two_tenants(&format!(
+                    "consumer_group = \"shared\"\n\n[[eventhub]]\nname = \"orders\"\nconnection_string = \"{CONN}\"\nconsumer_group = \"shared\"\nplugin = \"g.wasm\"\ntenant = \"globex\"\n"
+                )),
+                "line 29",
+                "given to tenants acme (eventhub[0]) and globex",
+            ),
+            (
+                two_tenants("").replace("secret = \"api_key\"", "secret = \"db_password\""),
+                "line 18",
+                "secret `db_password` is not granted to tenant acme",
+            ),
+            (
+                two_tenants("").replace("HUBWASM_TEST_TENANT_SECRET", "HUBWASM_TEST_NO_SUCH_VAR"),
+                "line 8",
+                "grants a secret that does not exist: environment variable HUBWASM_TEST_NO_SUCH_VAR is not set",
+            ),
+            (
+                two_tenants("").replace(
+                    "config = {",
+                    "limits = { memory_bytes = 134217728 }\nconfig = {",
+                ),
+                "line 18",
+                "134217728 is above tenant acme's memory_bytes (67108864)",
+            ),
+            (
+                two_tenants("tenant = \"globex\"\n"),
+                "line 24",
+                "plugin `acme-filter` belongs to tenant acme, not globex",
+            ),
+            (
+                two_tenants("plugin_config = { min_value = \"1\" }\n"),
+                "line 24",
+                "carries its own config and limits",
+            ),
+            (
+                two_tenants("").replace("name = \"globex\"", "name = \"acme\""),
+                "line 12",
+                "tenant[0] has this name too",
+            ),
+            (
+                two_tenants("").replace("events_per_sec = 1000", "events_per_sec = 0"),
+                "line 3",
+                "limits.events_per_sec",
+            ),
+            (
+                two_tenants("").replace("max_in_flight = 2", "max_in_flight = 0"),
+                "line 3",
+                "max_in_flight",
+            ),
+            (
+                two_tenants("").replace("[tenant.grants]", "[tenant.grants]\noutputs = [\"x\"]"),
+                "line 9",
+                "unknown field `outputs`",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (text, line, says) in cases {
+            match parse(&text) {
+                Err(err) if err.contains(&format!("{line}:")) && err.contains(says) => {}
+                other => wrong.push(format!("expected `{line}` and `{says}`, got {other:?}")),
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}
