@@ -20,10 +20,13 @@ struct Shadow {
     plugin: Vec<Spanned<Table>>,
 }
 
+/// One array table's line and its keys' lines.
+type TableLines = (usize, BTreeMap<String, usize>);
+
 /// 1-based line numbers of the array tables' keys.
 #[derive(Debug, Clone, Default)]
 pub struct Lines {
-    sections: BTreeMap<&'static str, Vec<(usize, BTreeMap<String, usize>)>>,
+    sections: BTreeMap<&'static str, Vec<TableLines>>,
 }
 
 impl Lines {
