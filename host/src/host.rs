@@ -47,6 +47,7 @@ struct Shared {
     store: Arc<dyn Store>,
     runtime: Runtime,
     hubs: Vec<HubHandle>,
+    tenants: crate::tenant::Tenants,
     started: SystemTime,
     /// Every event hub's consumer is running (false before start ends and once stopping).
     ready: AtomicBool,
@@ -58,6 +59,8 @@ struct Shared {
 pub struct HubHandle {
     pub event_hub: String,
     pub consumer_group: String,
+    /// The tenant the event hub's processing belongs to.
+    pub tenant: String,
     /// The namespace as the checkpoint store keys it.
     namespace: String,
     /// The content hash of the configured plugin: version records made from another base are
@@ -216,6 +219,11 @@ impl HostHandle {
 
     pub fn stats(&self) -> &Arc<Stats> {
         &self.inner.stats
+    }
+
+    /// Every tenant with its limits and usage.
+    pub fn tenants(&self) -> &crate::tenant::Tenants {
+        &self.inner.tenants
     }
 
     pub fn hubs(&self) -> &[HubHandle] {
@@ -916,6 +924,7 @@ impl Host {
             source,
         })?;
 
+        let tenants = crate::tenant::Tenants::from_config(&config);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut targets = Vec::new();
         let mut setups = Vec::new();
@@ -1029,7 +1038,14 @@ impl Host {
             };
             let handle = PluginHandle::new(plugin);
             let (resume, _) = tokio::sync::broadcast::channel(16);
+            let tenant = tenants.get(hub.tenant_name()).cloned().unwrap_or_else(|| {
+                Arc::new(crate::tenant::Tenant::new(
+                    hub.tenant_name(),
+                    Default::default(),
+                ))
+            });
             let setup = Arc::new(PartitionSetup {
+                tenant,
                 resume: resume.clone(),
                 progress: std::sync::atomic::AtomicU64::new(0),
                 seen: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -1045,6 +1061,7 @@ impl Host {
                 ownership_check: Duration::from_millis(hub.balancing.ownership_check_ms),
             });
             hub_handles.push(HubHandle {
+                tenant: hub.tenant_name().to_string(),
                 event_hub: hub.name.clone(),
                 consumer_group: hub.consumer_group.clone(),
                 namespace: target.namespace.clone(),
@@ -1085,6 +1102,7 @@ impl Host {
                 store: store.clone(),
                 runtime,
                 hubs: hub_handles,
+                tenants,
                 started: SystemTime::now(),
                 ready: AtomicBool::new(true),
                 history: Mutex::new(std::collections::VecDeque::new()),

@@ -31,3 +31,4 @@ pub mod replay;
 pub mod send;
 pub mod sink;
 pub mod status;
+pub mod tenant;

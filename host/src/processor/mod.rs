@@ -256,7 +256,12 @@ pub(crate) async fn consume(
                             partition_id: client.get_partition_id().to_string(),
                         };
                         let events = readers.read(client, 8);
-                        partitions.spawn(partition::serve(events, ctx, setup.clone(), part_stop_rx.clone()));
+                        // Everything the partition logs carries its tenant (the plugin's own log lines too).
+                        let span = tracing::info_span!("partition", tenant = %setup.tenant.name);
+                        partitions.spawn(tracing::Instrument::instrument(
+                            partition::serve(events, ctx, setup.clone(), part_stop_rx.clone()),
+                            span,
+                        ));
                     }
                     Err(err) => break Some(err.to_string()),
                 },

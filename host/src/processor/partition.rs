@@ -29,6 +29,8 @@ use crate::sink::{DeadLetter, DeadLetterSink};
 /// What a partition task needs; shared by the partitions of one event hub.
 pub struct PartitionSetup {
     pub plugin: PluginHandle,
+    /// Whose plugin this is: every call is admitted by the tenant (limits, rate, storms).
+    pub tenant: Arc<crate::tenant::Tenant>,
     pub store: Arc<dyn Store>,
     pub dead_letter: Arc<dyn DeadLetterSink>,
     pub failure: FailureConfig,
@@ -330,11 +332,24 @@ async fn process(
     let mut paused = false;
     while !batch.is_empty() {
         let call = if one_by_one { &batch[..1] } else { &batch[..] };
+        let bytes: u64 = call.iter().map(|e| e.body.len() as u64).sum();
+        let admission = tokio::select! {
+            admission = setup.tenant.admit(call.len(), bytes) => admission,
+            // Waiting for the tenant's turn: nothing started, the batch is delivered again.
+            _ = stop.wait_for(|s| *s) => return Processed::Stopped,
+        };
         let called = std::time::Instant::now();
         let (handled, error) = match worker.handle_batch(ctx, call).await {
             Ok(()) => (call.len(), None),
             Err(failure) => (failure.handled, Some(failure.error)),
         };
+        // A plugin that cannot start is the deployment's fault, not a storm of the tenant's.
+        let failed = error
+            .as_ref()
+            .is_some_and(|e| !matches!(e.kind(), FailureKind::Unavailable));
+        setup
+            .tenant
+            .finished(admission, call.len(), bytes, handled, failed);
         if let Some(took) = worker.take_swap_pause() {
             stats.record(MetricEvent::SwapPause { ctx, took });
         }
