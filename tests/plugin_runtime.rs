@@ -192,6 +192,41 @@ async fn endless_loop_is_stopped_within_twice_the_timeout() {
     );
 }
 
+/// A call that computes for its whole timeout yields at every epoch tick: on a one-thread
+/// runtime, other tasks (another tenant's partitions) keep running while it loops.
+#[tokio::test(flavor = "current_thread")]
+async fn a_looping_call_yields_so_other_tasks_keep_running() {
+    let rt = runtime();
+    let timeout = Duration::from_millis(500);
+    let mut spec = spec(hubwasm_plugins::TEST_LOOP, &[]);
+    spec.limits.timeout = timeout;
+    let handle = load(&rt, spec).await;
+    let mut worker = handle.worker();
+    worker.open(&ctx()).await.unwrap();
+
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = ticks.clone();
+    let other = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let failure = worker
+        .handle_batch(&ctx(), &events(&["x"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(failure.error, PluginError::TimedOut { .. }),
+        "{failure}"
+    );
+    let ran = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    other.abort();
+    // 500 ms of looping with a yield every 10 ms tick: the other task ran dozens of times
+    // (without yielding it would not have run at all before the call ended).
+    assert!(ran >= 20, "the other task ran {ran} times during the call");
+}
+
 #[tokio::test]
 async fn fuel_limit_stops_an_endless_loop() {
     let rt = runtime_with(|o| o.fuel = true);

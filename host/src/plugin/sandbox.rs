@@ -19,6 +19,8 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
+    /// Epoch ticks the running call may still use before it is stopped (see `worker::arm`).
+    pub(crate) ticks_left: u64,
     plugin: Arc<str>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
 }
@@ -43,6 +45,7 @@ impl HostState {
                 tail: Some(stderr_tail.clone()),
             });
         Self {
+            ticks_left: 0,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),

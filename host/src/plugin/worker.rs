@@ -482,7 +482,17 @@ pub(crate) fn new_store(plugin: &Plugin) -> Store<HostState> {
         HostState::new(plugin.name.clone(), plugin.limits.memory_bytes),
     );
     store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_trap();
+    // Each epoch tick, a running call yields to the async runtime (so a plugin that computes
+    // for its whole timeout does not hold a worker thread of the host, and other tenants' tasks
+    // run in between), and it is stopped once it has used its ticks.
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if state.ticks_left == 0 {
+            return Err(Trap::Interrupt.into());
+        }
+        state.ticks_left -= 1;
+        Ok(wasmtime::UpdateDeadline::Yield(1))
+    });
     arm(
         &mut store,
         plugin,
@@ -504,7 +514,8 @@ pub(crate) fn arm(
         let _ = store.set_fuel(plugin.limits.fuel.unwrap_or(u64::MAX));
     }
     if plugin.deadlines_enabled {
-        store.set_epoch_deadline(ticks(timeout));
+        store.data_mut().ticks_left = ticks(timeout);
+        store.set_epoch_deadline(1);
         Some(timeout)
     } else {
         None
