@@ -14,6 +14,7 @@ mod failures;
 mod harness;
 mod languages;
 mod stores;
+mod tenants;
 
 #[path = "../support/azurite.rs"]
 mod azurite;

@@ -9,7 +9,9 @@
 //! attempts within this instance, then succeed; `sleep_ms`: take that long over each event
 //! (after printing it), so a test can stop the host while a batch is in flight;
 //! `fail_init_after_ms` (Unix time in ms): `init` refuses once the clock has passed it, so a test
-//! can have a plugin that starts at first and cannot start again after a trap.
+//! can have a plugin that starts at first and cannot start again after a trap;
+//! `show_config = "true"`: when a partition opens, print every config entry the plugin got
+//! (`config hub=<hub> group=<cg> <key>=<value>;...`), so tests can see what reached it.
 
 use hubwasm_guest::{
     export_plugin, reject, retry, retry_after, CloseReason, Config, Event, EventError,
@@ -24,6 +26,8 @@ struct Record {
     retry_after_ms: Option<u32>,
     attempts: u32,
     sleep: Option<std::time::Duration>,
+    /// Every config entry, when `show_config` is on.
+    shown: Option<String>,
 }
 
 impl Plugin for Record {
@@ -55,6 +59,15 @@ impl Plugin for Record {
             sleep: config
                 .parse::<u64>("sleep_ms")?
                 .map(std::time::Duration::from_millis),
+            shown: (config.get("show_config") == Some("true")).then(|| {
+                let mut entries: Vec<String> = config
+                    .entries()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                entries.sort();
+                entries.join(";")
+            }),
         })
     }
 
@@ -93,6 +106,12 @@ impl Plugin for Record {
     }
 
     fn opened(&mut self, ctx: &PartitionContext) {
+        if let Some(shown) = &self.shown {
+            println!(
+                "config hub={} group={} {shown}",
+                ctx.event_hub, ctx.consumer_group
+            );
+        }
         Self::lifecycle("opened", ctx, "");
     }
 
