@@ -669,16 +669,45 @@ async fn run_host(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.admin {
         admin.get_or_insert_with(Default::default).listen = listen;
     }
+    let mut tenant_tokens = Vec::new();
+    for tenant in &config.tenants {
+        let Some(var) = &tenant.admin_token_env else {
+            continue;
+        };
+        match std::env::var(var).ok().filter(|t| !t.is_empty()) {
+            Some(token) => tenant_tokens.push((tenant.name.clone(), token)),
+            None if admin.is_some() => report(&format!(
+                "tenant {}: ${var} is not set, so the tenant has no admin token",
+                tenant.name
+            )),
+            None => {}
+        }
+    }
+    if let Some(admin) = &admin {
+        // One token, one caller: a tenant token equal to another's would be ambiguous.
+        let operator = std::env::var(&admin.token_env).ok();
+        for (i, (name, t)) in tenant_tokens.iter().enumerate() {
+            if operator.as_deref() == Some(t.as_str())
+                || tenant_tokens[..i].iter().any(|(_, other)| other == t)
+            {
+                anyhow::bail!(
+                    "tenant {name}'s admin token is the same as another token (the operator's \
+                     or another tenant's): give each its own"
+                );
+            }
+        }
+    }
     let host = crate::host::Host::start(config, options, &mut report).await?;
     if let Some(admin) = admin {
         let token = std::env::var(&admin.token_env)
             .ok()
             .filter(|t| !t.is_empty());
-        let read_only = token.is_none();
+        let read_only = token.is_none() && tenant_tokens.is_empty();
         let server = crate::admin::serve(
             crate::admin::AdminOptions {
                 listen: admin.listen,
                 token,
+                tenant_tokens,
             },
             host.handle(),
             stop_rx.clone(),

@@ -250,6 +250,12 @@ impl HostHandle {
                     _ = tick.tick() => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
+                for tenant in this.inner.tenants.iter() {
+                    tenant.tick();
+                    this.inner
+                        .stats
+                        .set_tenant_usage(&tenant.name, &tenant.usage());
+                }
                 let snap = this.inner.stats.snapshot();
                 let mut history = this.inner.history.lock().unwrap_or_else(|e| e.into_inner());
                 if history.len() == HISTORY {
@@ -380,7 +386,8 @@ impl HostHandle {
         self.inner.started
     }
 
-    fn find(&self, event_hub: &str, group: Option<&str>) -> Result<&HubHandle, SwapError> {
+    /// The consumed event hub of that name (and consumer group, when it has several).
+    pub fn find(&self, event_hub: &str, group: Option<&str>) -> Result<&HubHandle, SwapError> {
         let matching: Vec<&HubHandle> = self
             .inner
             .hubs
@@ -439,6 +446,7 @@ impl HostHandle {
         let mut spec = PluginSpec::new(path);
         spec.config = hub.spec.config.clone();
         spec.limits = hub.spec.limits;
+        spec.memory_peak = hub.spec.memory_peak.clone();
         let plugin = self
             .inner
             .runtime
@@ -506,6 +514,7 @@ impl HostHandle {
         let mut spec = PluginSpec::new(path);
         spec.config = hub.spec.config.clone();
         spec.limits = hub.spec.limits;
+        spec.memory_peak = hub.spec.memory_peak.clone();
         let options = crate::replay::ReplayOptions {
             plugin: spec,
             events: events.to_path_buf(),
@@ -784,6 +793,7 @@ impl HostHandle {
         let mut spec = PluginSpec::new(&record.path);
         spec.config = hub.spec.config.clone();
         spec.limits = hub.spec.limits;
+        spec.memory_peak = hub.spec.memory_peak.clone();
         let plugin = self
             .inner
             .runtime
@@ -931,7 +941,14 @@ impl Host {
         let mut hub_handles = Vec::new();
         for hub in &config.event_hubs {
             let target = target(hub, embedded.as_ref())?;
+            let tenant = tenants.get(hub.tenant_name()).cloned().unwrap_or_else(|| {
+                Arc::new(crate::tenant::Tenant::new(
+                    hub.tenant_name(),
+                    Default::default(),
+                ))
+            });
             let mut spec = PluginSpec::new(&hub.plugin);
+            spec.memory_peak = Some(tenant.memory_peak.clone());
             spec.config = config.plugin_config_of(hub)?;
             if let Some(limits) = hub.limits {
                 spec.limits = limits;
@@ -980,6 +997,7 @@ impl Host {
                         let mut recorded_spec = PluginSpec::new(&record.path);
                         recorded_spec.config = spec.config.clone();
                         recorded_spec.limits = spec.limits;
+                        recorded_spec.memory_peak = spec.memory_peak.clone();
                         let recorded = runtime.load(recorded_spec).await.map_err(|source| {
                             RunError::Plugin {
                                 hub: format!(
@@ -1038,12 +1056,7 @@ impl Host {
             };
             let handle = PluginHandle::new(plugin);
             let (resume, _) = tokio::sync::broadcast::channel(16);
-            let tenant = tenants.get(hub.tenant_name()).cloned().unwrap_or_else(|| {
-                Arc::new(crate::tenant::Tenant::new(
-                    hub.tenant_name(),
-                    Default::default(),
-                ))
-            });
+            stats.set_tenant(&hub.name, &hub.consumer_group, hub.tenant_name());
             let setup = Arc::new(PartitionSetup {
                 tenant,
                 resume: resume.clone(),

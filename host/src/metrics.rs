@@ -19,6 +19,7 @@ use crate::event::PartitionContext;
 /// Labels of everything that happens on a partition.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
+    pub tenant: String,
     pub event_hub: String,
     pub consumer_group: String,
     pub partition: String,
@@ -30,6 +31,7 @@ pub struct PartitionLabels {
 /// A failure's labels: the partition's and its kind (`retryable`, `rejected`, `trap`, ...).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
+    pub tenant: String,
     pub event_hub: String,
     pub consumer_group: String,
     pub partition: String,
@@ -111,6 +113,22 @@ pub struct Prometheus {
     checkpoint_age: Family<HubPartition, Gauge<f64, AtomicU64>>,
     /// When each partition's checkpoint was last written here (the age is computed at scrape).
     last_checkpoint: Mutex<HashMap<HubPartition, Instant>>,
+    /// The tenant of each (event hub, consumer group), for the partition labels.
+    tenant_of: std::sync::RwLock<HashMap<(String, String), String>>,
+    tenant_events: Family<TenantLabels, Counter>,
+    tenant_bytes: Family<TenantLabels, Counter>,
+    tenant_failures: Family<TenantLabels, Counter>,
+    tenant_storms: Family<TenantLabels, Counter>,
+    tenant_busy_seconds: Family<TenantLabels, Counter<f64, AtomicU64>>,
+    tenant_throttled_seconds: Family<TenantLabels, Counter<f64, AtomicU64>>,
+    tenant_in_flight: Family<TenantLabels, Gauge>,
+    tenant_memory_peak_bytes: Family<TenantLabels, Gauge>,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
 }
 
 /// A partition without the plugin (checkpoints and pauses are the host's, not a version's).
@@ -127,8 +145,14 @@ impl std::fmt::Debug for Prometheus {
     }
 }
 
-fn partition(ctx: &PartitionContext, plugin: &str, version: &str) -> PartitionLabels {
+fn partition(
+    tenant: String,
+    ctx: &PartitionContext,
+    plugin: &str,
+    version: &str,
+) -> PartitionLabels {
     PartitionLabels {
+        tenant,
         event_hub: ctx.event_hub.clone(),
         consumer_group: ctx.consumer_group.clone(),
         partition: ctx.partition_id.clone(),
@@ -219,12 +243,65 @@ impl Default for Prometheus {
             "Time since this host last wrote the partition's checkpoint",
             checkpoint_age.clone(),
         );
+        let mut tenant_family = |name: &str, help: &str| {
+            let family = Family::<TenantLabels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let tenant_events = tenant_family(
+            "tenant_events",
+            "Events a tenant's plugins were called with (retries count again)",
+        );
+        let tenant_bytes = tenant_family(
+            "tenant_bytes",
+            "Event body bytes a tenant's plugins were called with",
+        );
+        let tenant_failures =
+            tenant_family("tenant_failures", "A tenant's plugin calls that failed");
+        let tenant_storms = tenant_family(
+            "tenant_storm_pauses",
+            "Times a tenant's calls were paused because its failures stormed",
+        );
+        let mut seconds_family = |name: &str, help: &str| {
+            let family = Family::<TenantLabels, Counter<f64, AtomicU64>>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let tenant_busy_seconds = seconds_family(
+            "tenant_busy_seconds",
+            "Time spent inside a tenant's plugin calls",
+        );
+        let tenant_throttled_seconds = seconds_family(
+            "tenant_throttled_seconds",
+            "Time a tenant's calls waited for its rate limit",
+        );
+        let tenant_in_flight = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "tenant_in_flight",
+            "A tenant's plugin calls running now",
+            tenant_in_flight.clone(),
+        );
+        let tenant_memory_peak_bytes = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "tenant_memory_peak_bytes",
+            "The largest memory an instance of a tenant's plugins grew to",
+            tenant_memory_peak_bytes.clone(),
+        );
         Self {
             registry,
             swap_pause_seconds,
             lag,
             checkpoint_age,
             last_checkpoint: Mutex::new(HashMap::new()),
+            tenant_of: std::sync::RwLock::new(HashMap::new()),
+            tenant_events,
+            tenant_bytes,
+            tenant_failures,
+            tenant_storms,
+            tenant_busy_seconds,
+            tenant_throttled_seconds,
+            tenant_in_flight,
+            tenant_memory_peak_bytes,
             handled,
             failures,
             dead_lettered,
@@ -239,6 +316,57 @@ impl Default for Prometheus {
 }
 
 impl Prometheus {
+    /// Say which tenant an event hub's consumer group belongs to (before its first event).
+    pub fn set_tenant(&self, event_hub: &str, consumer_group: &str, tenant: &str) {
+        self.tenant_of
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((event_hub.into(), consumer_group.into()), tenant.into());
+    }
+
+    fn tenant(&self, ctx: &PartitionContext) -> String {
+        self.tenant_of
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(ctx.event_hub.clone(), ctx.consumer_group.clone()))
+            .cloned()
+            .unwrap_or_else(|| crate::config::DEFAULT_TENANT.into())
+    }
+
+    /// A tenant's usage as its metrics (counters move up to the new totals).
+    pub fn set_tenant_usage(&self, tenant: &str, usage: &crate::tenant::UsageSnapshot) {
+        let l = TenantLabels {
+            tenant: tenant.into(),
+        };
+        let up = |c: &Counter, to: u64| {
+            let have = c.get();
+            if to > have {
+                c.inc_by(to - have);
+            }
+        };
+        up(&self.tenant_events.get_or_create(&l), usage.events);
+        up(&self.tenant_bytes.get_or_create(&l), usage.bytes);
+        up(&self.tenant_failures.get_or_create(&l), usage.failures);
+        up(&self.tenant_storms.get_or_create(&l), usage.storms);
+        let up_f = |c: &Counter<f64, AtomicU64>, to: f64| {
+            let have = c.get();
+            if to > have {
+                c.inc_by(to - have);
+            }
+        };
+        up_f(&self.tenant_busy_seconds.get_or_create(&l), usage.busy_secs);
+        up_f(
+            &self.tenant_throttled_seconds.get_or_create(&l),
+            usage.throttled_secs,
+        );
+        self.tenant_in_flight
+            .get_or_create(&l)
+            .set(i64::try_from(usage.in_flight).unwrap_or(i64::MAX));
+        self.tenant_memory_peak_bytes
+            .get_or_create(&l)
+            .set(i64::try_from(usage.memory_peak_bytes).unwrap_or(i64::MAX));
+    }
+
     pub fn record(&self, event: &MetricEvent<'_>) {
         match *event {
             MetricEvent::EventsHandled {
@@ -249,7 +377,7 @@ impl Prometheus {
                 took,
             } => {
                 self.handled
-                    .get_or_create(&partition(ctx, plugin, version))
+                    .get_or_create(&partition(self.tenant(ctx), ctx, plugin, version))
                     .inc_by(n);
                 self.handler_seconds
                     .get_or_create(&HubLabels {
@@ -264,9 +392,10 @@ impl Prometheus {
                 version,
                 kind,
             } => {
-                let p = partition(ctx, plugin, version);
+                let p = partition(self.tenant(ctx), ctx, plugin, version);
                 self.failures
                     .get_or_create(&FailureLabels {
+                        tenant: p.tenant,
                         event_hub: p.event_hub,
                         consumer_group: p.consumer_group,
                         partition: p.partition,
@@ -283,7 +412,7 @@ impl Prometheus {
                 n,
             } => {
                 self.dead_lettered
-                    .get_or_create(&partition(ctx, plugin, version))
+                    .get_or_create(&partition(self.tenant(ctx), ctx, plugin, version))
                     .inc_by(n);
             }
             MetricEvent::Retry {
@@ -292,7 +421,7 @@ impl Prometheus {
                 version,
             } => {
                 self.retries
-                    .get_or_create(&partition(ctx, plugin, version))
+                    .get_or_create(&partition(self.tenant(ctx), ctx, plugin, version))
                     .inc();
             }
             MetricEvent::Checkpoint { ctx } => {

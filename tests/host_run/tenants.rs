@@ -428,3 +428,218 @@ path = "{dead}"
     }
     endpoint.shutdown().await;
 }
+
+/// Each tenant's admin token reads only its own tenant and changes only its own event hubs;
+/// the operator's reads and changes everything; once tenants have tokens, reads need one.
+/// A tenant's status shows its limits, its usage against them and its event hubs.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_tokens_are_scoped_and_tenants_report_limits_and_usage() {
+    use hubwasm::admin::client::{request, Answer};
+    const OPERATOR: &str = "operator-token-5d1e";
+    const ACME: &str = "acme-token-9c2b";
+    const GLOBEX: &str = "globex-token-41aa";
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = endpoint(&dir.path().join("hub"), &[("orders", 2), ("payments", 2)]).await;
+    let bodies: Vec<String> = (0..20).map(|i| format!("e-{i}")).collect();
+    send_bodies(&endpoint, "orders", &bodies, dir.path()).await;
+    send_bodies(&endpoint, "payments", &bodies, dir.path()).await;
+    let config = format!(
+        r#"summary_interval_secs = 0
+[admin]
+listen = "127.0.0.1:0"
+token_env = "HUBWASM_TEST_ADMIN_TOKEN"
+[checkpoints]
+{store}
+
+[[tenant]]
+name = "acme"
+admin_token_env = "HUBWASM_TEST_ACME_ADMIN"
+[tenant.limits]
+memory_bytes = 67108864
+max_in_flight = 2
+events_per_sec = 5000
+
+[[tenant]]
+name = "globex"
+admin_token_env = "HUBWASM_TEST_GLOBEX_ADMIN"
+
+[[eventhub]]
+name = "orders"
+connection_string = "{orders}"
+plugin = "{record}"
+tenant = "acme"
+{BALANCING}
+
+[[eventhub]]
+name = "payments"
+connection_string = "{payments}"
+plugin = "{record}"
+tenant = "globex"
+{BALANCING}
+"#,
+        store = local_checkpoints(&dir.path().join("checkpoints")),
+        record = hubwasm_plugins::TEST_RECORD,
+        orders = endpoint.connection_string("orders"),
+        payments = endpoint.connection_string("payments"),
+    );
+    let host = Host::start_with_env(
+        "tenant-admin",
+        dir.path(),
+        &config,
+        &[],
+        &[
+            ("HUBWASM_TEST_ADMIN_TOKEN", OPERATOR),
+            ("HUBWASM_TEST_ACME_ADMIN", ACME),
+            ("HUBWASM_TEST_GLOBEX_ADMIN", GLOBEX),
+        ],
+    );
+    let address = || {
+        let log = host.log();
+        let at = log.find("admin API on http://")? + "admin API on http://".len();
+        let rest = &log[at..];
+        Some(rest[..rest.find(char::is_whitespace)?].to_string())
+    };
+    crate::harness::eventually(
+        "the admin API",
+        Duration::from_secs(60),
+        || address().is_some(),
+        &[&host],
+    )
+    .await;
+    let addr = address().unwrap();
+    let call = |method: &'static str, path: String, token: Option<&'static str>| {
+        let addr = addr.clone();
+        async move {
+            request(
+                &addr,
+                method,
+                &path,
+                Some("{}").filter(|_| method == "POST"),
+                token,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let json = |a: &Answer| serde_json::from_str::<serde_json::Value>(&a.body).unwrap();
+
+    // Acme's status, once its 20 events are through: limits, usage, its event hub only.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let acme = loop {
+        let answer = call("GET", "/v1/tenants/acme".into(), Some(ACME)).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let v = json(&answer);
+        if v["usage"]["events"] == 20 {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acme's events not through: {v}\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(acme["limits"]["events_per_sec"], 5000.0, "{acme}");
+    assert_eq!(acme["limits"]["max_in_flight"], 2, "{acme}");
+    assert_eq!(acme["limits"]["memory_bytes"], 67108864, "{acme}");
+    assert!(
+        acme["usage"]["memory_peak_bytes"].as_u64().unwrap() > 0,
+        "{acme}"
+    );
+    assert!(acme["usage"]["busy_secs"].as_f64().unwrap() > 0.0, "{acme}");
+    let hubs: Vec<&str> = acme["event_hubs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event_hub"].as_str().unwrap())
+        .collect();
+    assert_eq!(hubs, ["orders"], "{acme}");
+
+    // Reads: scoped by token.
+    let list = |a: &Answer| -> Vec<String> {
+        json(a)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let anonymous = call("GET", "/v1/tenants".into(), None).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert_eq!(
+        list(&call("GET", "/v1/tenants".into(), Some(ACME)).await),
+        ["acme"]
+    );
+    assert_eq!(
+        list(&call("GET", "/v1/tenants".into(), Some(OPERATOR)).await),
+        ["acme", "globex"]
+    );
+    let other = call("GET", "/v1/tenants/globex".into(), Some(ACME)).await;
+    assert_eq!(other.status, 403, "{}", other.body);
+    assert!(other.body.contains("tenant acme's token"), "{}", other.body);
+    assert_eq!(
+        call("GET", "/v1/tenants/globex".into(), Some(GLOBEX))
+            .await
+            .status,
+        200
+    );
+    for path in ["/status", "/metrics"] {
+        assert_eq!(
+            call("GET", path.into(), Some(ACME)).await.status,
+            403,
+            "{path}"
+        );
+        assert_eq!(call("GET", path.into(), None).await.status, 401, "{path}");
+        assert_eq!(
+            call("GET", path.into(), Some(OPERATOR)).await.status,
+            200,
+            "{path}"
+        );
+    }
+    let status = json(&call("GET", "/status".into(), Some(OPERATOR)).await);
+    let tenants_of: Vec<(String, String)> = status["event_hubs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["event_hub"].as_str().unwrap().into(),
+                h["tenant"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tenants_of,
+        [
+            ("orders".into(), "acme".into()),
+            ("payments".into(), "globex".into())
+        ]
+    );
+
+    // Changes: a tenant's token reaches only its own event hubs (a rollback with nothing to
+    // roll back is a 409: authorized, then refused on its merits).
+    let theirs = call(
+        "POST",
+        "/v1/event-hubs/payments/rollback".into(),
+        Some(ACME),
+    )
+    .await;
+    assert_eq!(theirs.status, 403, "{}", theirs.body);
+    assert!(
+        theirs.body.contains("belongs to tenant globex"),
+        "{}",
+        theirs.body
+    );
+    let own = call("POST", "/v1/event-hubs/orders/rollback".into(), Some(ACME)).await;
+    assert_eq!(own.status, 409, "{}", own.body);
+    let operator = call(
+        "POST",
+        "/v1/event-hubs/payments/rollback".into(),
+        Some(OPERATOR),
+    )
+    .await;
+    assert_eq!(operator.status, 409, "{}", operator.body);
+    drop(host);
+    endpoint.shutdown().await;
+}

@@ -13,6 +13,12 @@
 //!   policy stopped retries its event with a fresh count. Changes need `Authorization: Bearer
 //!   <token>` (the token from `$HUBWASM_ADMIN_TOKEN`, or the variable `token_env` names); with
 //!   no token configured, changes are refused.
+//! - `GET /v1/tenants`, `GET /v1/tenants/{tenant}`: tenants, their limits, usage against the
+//!   limits (events/s, MB/s, CPU, memory), throttling, storms and failures, and their event hubs.
+//!
+//! Tenant tokens (`[[tenant]] admin_token_env`) are scoped: one reads only its own tenant and
+//! changes only its own event hubs. Once any tenant has a token, every read needs a token too:
+//! `/status` and `/metrics` (which span all tenants) the operator's, `/v1/tenants/...` either.
 
 pub mod client;
 
@@ -34,8 +40,11 @@ use crate::processor::stats::PartitionState;
 #[derive(Debug, Clone)]
 pub struct AdminOptions {
     pub listen: SocketAddr,
-    /// The bearer token changes must carry; `None` refuses every change.
+    /// The operator's bearer token (every read and change); `None` refuses changes but a
+    /// tenant's own.
     pub token: Option<String>,
+    /// Each tenant's token (tenant, token): its own tenant and event hubs only.
+    pub tenant_tokens: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +66,67 @@ const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 struct AppState {
     host: HostHandle,
     token: Option<String>,
+    tenant_tokens: std::sync::Arc<Vec<(String, String)>>,
+}
+
+/// Who sent a request, by its bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Caller {
+    Operator,
+    Tenant(String),
+    Anonymous,
+}
+
+/// Compared in constant time (a token's length is not secret).
+fn same_token(given: &str, token: &str) -> bool {
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if given.is_empty() {
+        return Caller::Anonymous;
+    }
+    if state.token.as_deref().is_some_and(|t| same_token(given, t)) {
+        return Caller::Operator;
+    }
+    state
+        .tenant_tokens
+        .iter()
+        .find(|(_, t)| same_token(given, t))
+        .map_or(Caller::Anonymous, |(name, _)| Caller::Tenant(name.clone()))
+}
+
+/// Reads of what spans every tenant (`/status`, `/metrics`): open while no tenant has a token,
+/// then the operator's only.
+fn authorize_global_read(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    if state.tenant_tokens.is_empty() {
+        return Ok(());
+    }
+    match caller(state, headers) {
+        Caller::Operator => Ok(()),
+        Caller::Tenant(name) => Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this is tenant {name}'s token, and this view spans every tenant: read \
+                 /v1/tenants/{name} instead"
+            ),
+        ))),
+        Caller::Anonymous => Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "tenants have admin tokens here, so reads need one: send `Authorization: Bearer \
+             <token>` (the operator's token for this view)",
+        ))),
+    }
 }
 
 /// A running admin server; it stops when the `stop` given to [`serve`] turns true.
@@ -85,6 +155,13 @@ pub async fn serve(
     let app = router(AppState {
         host,
         token: options.token.filter(|t| !t.is_empty()),
+        tenant_tokens: std::sync::Arc::new(
+            options
+                .tenant_tokens
+                .into_iter()
+                .filter(|(_, t)| !t.is_empty())
+                .collect(),
+        ),
     });
     let task = tokio::spawn(async move {
         // Every client is hostile until checked: at most MAX_CONNECTIONS at once (more are
@@ -141,6 +218,8 @@ fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/v1/tenants", get(tenants))
+        .route("/v1/tenants/{tenant}", get(tenant))
         .route("/v1/event-hubs/{event_hub}/swap", post(swap))
         .route("/v1/event-hubs/{event_hub}/rollback", post(rollback))
         .route(
@@ -181,7 +260,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorize_global_read(&state, &headers) {
+        return *refused;
+    }
     // Lag comes from Event Hubs and the store (cached for two seconds).
     for hub in state.host.hubs() {
         let _ = state.host.positions(hub).await;
@@ -215,6 +297,9 @@ pub struct Status {
 pub struct HubStatus {
     pub event_hub: String,
     pub consumer_group: String,
+    /// The tenant the event hub's processing belongs to.
+    #[serde(default)]
+    pub tenant: String,
     pub plugin: crate::host::PluginVersion,
     pub swaps: Vec<crate::host::SwapRecord>,
     /// Partitions this host owns now.
@@ -242,29 +327,42 @@ fn state_name(state: PartitionState) -> &'static str {
     }
 }
 
-async fn status(State(state): State<AppState>) -> Json<Status> {
+/// One event hub's status, as `/status` and `/v1/tenants` show it.
+async fn hub_status(
+    host: &HostHandle,
+    hub: &crate::host::HubHandle,
+    snap: &crate::processor::stats::Snapshot,
+) -> HubStatus {
+    let (positions, positions_error) = host.positions(hub).await;
+    HubStatus {
+        event_hub: hub.event_hub.clone(),
+        consumer_group: hub.consumer_group.clone(),
+        tenant: hub.tenant.clone(),
+        plugin: hub.current(),
+        swaps: hub.history(),
+        partitions: snap
+            .owned
+            .iter()
+            .filter(|o| o.event_hub == hub.event_hub && o.consumer_group == hub.consumer_group)
+            .map(|o| PartitionStatus {
+                partition: o.partition.clone(),
+                state: state_name(o.state).into(),
+            })
+            .collect(),
+        positions,
+        positions_error,
+    }
+}
+
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorize_global_read(&state, &headers) {
+        return *refused;
+    }
     let host = &state.host;
     let snap = host.stats().snapshot();
     let mut event_hubs = Vec::new();
     for hub in host.hubs() {
-        let (positions, positions_error) = host.positions(hub).await;
-        event_hubs.push(HubStatus {
-            event_hub: hub.event_hub.clone(),
-            consumer_group: hub.consumer_group.clone(),
-            plugin: hub.current(),
-            swaps: hub.history(),
-            partitions: snap
-                .owned
-                .iter()
-                .filter(|o| o.event_hub == hub.event_hub && o.consumer_group == hub.consumer_group)
-                .map(|o| PartitionStatus {
-                    partition: o.partition.clone(),
-                    state: state_name(o.state).into(),
-                })
-                .collect(),
-            positions,
-            positions_error,
-        });
+        event_hubs.push(hub_status(host, hub, &snap).await);
     }
     Json(Status {
         instance_id: host.instance_id().to_string(),
@@ -280,6 +378,98 @@ async fn status(State(state): State<AppState>) -> Json<Status> {
         event_hubs,
         history: host.history(),
     })
+    .into_response()
+}
+
+/// `/v1/tenants/{tenant}`: a tenant's limits, usage and event hubs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TenantStatus {
+    pub name: String,
+    pub limits: TenantLimitsView,
+    pub usage: crate::tenant::UsageSnapshot,
+    pub event_hubs: Vec<HubStatus>,
+}
+
+/// A tenant's limits (absent: unlimited).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TenantLimitsView {
+    pub memory_bytes: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub max_in_flight: Option<u32>,
+    pub events_per_sec: Option<f64>,
+    pub mb_per_sec: Option<f64>,
+}
+
+async fn tenant_status(host: &HostHandle, tenant: &crate::tenant::Tenant) -> TenantStatus {
+    let snap = host.stats().snapshot();
+    let mut event_hubs = Vec::new();
+    for hub in host.hubs().iter().filter(|h| h.tenant == tenant.name) {
+        event_hubs.push(hub_status(host, hub, &snap).await);
+    }
+    let l = &tenant.limits;
+    TenantStatus {
+        name: tenant.name.clone(),
+        limits: TenantLimitsView {
+            memory_bytes: l.memory_bytes,
+            timeout_ms: l.timeout.map(|t| t.as_millis() as u64),
+            max_in_flight: l.max_in_flight,
+            events_per_sec: l.events_per_sec,
+            mb_per_sec: l.mb_per_sec,
+        },
+        usage: tenant.usage(),
+        event_hubs,
+    }
+}
+
+/// Reads of tenants: open while no tenant has a token; then the operator reads every tenant
+/// and a tenant's token its own.
+fn tenant_reader(state: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
+    match caller(state, headers) {
+        Caller::Anonymous if !state.tenant_tokens.is_empty() => Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "tenants have admin tokens here, so reads need one: send `Authorization: Bearer \
+             <token>` (your tenant's token, or the operator's)",
+        ))),
+        Caller::Anonymous => Ok(Caller::Operator),
+        who => Ok(who),
+    }
+}
+
+async fn tenants(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let who = match tenant_reader(&state, &headers) {
+        Ok(who) => who,
+        Err(refused) => return *refused,
+    };
+    let mut out = Vec::new();
+    for tenant in state.host.tenants().iter() {
+        if who == Caller::Operator || who == Caller::Tenant(tenant.name.clone()) {
+            out.push(tenant_status(&state.host, tenant).await);
+        }
+    }
+    Json(out).into_response()
+}
+
+async fn tenant(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match tenant_reader(&state, &headers) {
+        Ok(who) => who,
+        Err(refused) => return *refused,
+    };
+    if let Caller::Tenant(own) = &who {
+        if *own != name {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("this is tenant {own}'s token; it reads only /v1/tenants/{own}"),
+            );
+        }
+    }
+    match state.host.tenants().get(&name) {
+        Some(tenant) => Json(tenant_status(&state.host, tenant).await).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no tenant named `{name}`")),
+    }
 }
 
 /// The body of a swap request.
@@ -313,34 +503,41 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Changes need the configured bearer token (compared in constant time).
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
-    let Some(token) = &state.token else {
-        return Err((
+/// Changes of an event hub (and consumer group) need the operator's token, or the token of
+/// the tenant the event hub belongs to.
+fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    event_hub: &str,
+    group: Option<&str>,
+) -> Result<(), (StatusCode, String)> {
+    match caller(state, headers) {
+        Caller::Operator => Ok(()),
+        Caller::Tenant(name) => match state.host.find(event_hub, group) {
+            Ok(hub) if hub.tenant == name => Ok(()),
+            Ok(hub) => Err((
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this is tenant {name}'s token; event hub {event_hub} (consumer group {}) \
+                     belongs to tenant {}",
+                    hub.consumer_group, hub.tenant
+                ),
+            )),
+            // Unknown or ambiguous: the handler says which, as for the operator.
+            Err(_) => Ok(()),
+        },
+        Caller::Anonymous if state.token.is_none() && state.tenant_tokens.is_empty() => Err((
             StatusCode::FORBIDDEN,
             "changes are disabled: start the host with $HUBWASM_ADMIN_TOKEN set (or the \
-             variable [admin] token_env names) to allow them",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err((
+             variable [admin] token_env names) to allow them"
+                .into(),
+        )),
+        Caller::Anonymous => Err((
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token: send `Authorization: Bearer <token>` with the \
-             host's admin token",
-        ))
+             host's admin token (or your tenant's)"
+                .into(),
+        )),
     }
 }
 
@@ -350,10 +547,15 @@ async fn swap(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err((status, why)) = authorize(&state, &headers) {
+    let parsed = serde_json::from_slice::<SwapRequest>(&body);
+    let group = parsed
+        .as_ref()
+        .ok()
+        .and_then(|r| r.consumer_group.as_deref());
+    if let Err((status, why)) = authorize(&state, &headers, &event_hub, group) {
         return error(status, why);
     }
-    let request: SwapRequest = match serde_json::from_slice(&body) {
+    let request: SwapRequest = match parsed {
         Ok(r) => r,
         Err(err) => {
             return error(
@@ -404,15 +606,22 @@ pub struct RollbackRequest {
 fn group_change(
     state: &AppState,
     headers: &HeaderMap,
+    event_hub: &str,
     body: &[u8],
 ) -> Result<RollbackRequest, Box<Response>> {
-    if let Err((status, why)) = authorize(state, headers) {
+    let parsed = if body.is_empty() {
+        Ok(RollbackRequest::default())
+    } else {
+        serde_json::from_slice::<RollbackRequest>(body)
+    };
+    let group = parsed
+        .as_ref()
+        .ok()
+        .and_then(|r| r.consumer_group.as_deref());
+    if let Err((status, why)) = authorize(state, headers, event_hub, group) {
         return Err(Box::new(error(status, why)));
     }
-    if body.is_empty() {
-        return Ok(RollbackRequest::default());
-    }
-    serde_json::from_slice(body).map_err(|err| {
+    parsed.map_err(|err| {
         Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
@@ -426,7 +635,7 @@ async fn resume(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let request = match group_change(&state, &headers, &body) {
+    let request = match group_change(&state, &headers, &event_hub, &body) {
         Ok(r) => r,
         Err(refused) => return *refused,
     };
@@ -450,7 +659,7 @@ async fn rollback(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let request = match group_change(&state, &headers, &body) {
+    let request = match group_change(&state, &headers, &event_hub, &body) {
         Ok(r) => r,
         Err(refused) => return *refused,
     };

@@ -921,6 +921,23 @@ plugin = "filter.wasm"
     }
 
     #[test]
+    fn the_tenants_example_parses() {
+        std::env::set_var("ACME_API_KEY", "a");
+        std::env::set_var("GLOBEX_API_KEY", "g");
+        let text = include_str!("../../../examples/hubwasm-tenants.toml");
+        let c = RunConfig::parse(text, Path::new("examples/hubwasm-tenants.toml")).unwrap();
+        assert_eq!(c.tenant_names(), vec!["acme", "globex"]);
+        let globex = &c.event_hubs[1];
+        assert_eq!(globex.tenant_name(), "globex");
+        assert_eq!(globex.limits.unwrap().timeout, Duration::from_millis(200));
+        assert_eq!(
+            c.event_hubs[0].limits.unwrap().memory_bytes,
+            64 << 20,
+            "the tenant's limits apply to a plugin without its own"
+        );
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_cap() {
         let f = FailureConfig {
             initial_backoff_ms: 100,

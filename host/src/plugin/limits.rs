@@ -57,14 +57,23 @@ mod millis {
 pub(crate) struct MemoryLimiter {
     limit: u64,
     hit: Option<u64>,
+    /// The largest memory granted, shared by the instances of a plugin (a tenant's usage).
+    peak: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Tables hold one pointer per element; this bound is far above what real plugins use.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 impl MemoryLimiter {
-    pub(crate) fn new(limit: u64) -> Self {
-        Self { limit, hit: None }
+    pub(crate) fn new(
+        limit: u64,
+        peak: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Self {
+        Self {
+            limit,
+            hit: None,
+            peak,
+        }
     }
 
     pub(crate) fn limit(&self) -> u64 {
@@ -92,6 +101,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
                 "memory limit of {} bytes exceeded (asked for {desired} bytes)",
                 self.limit
             );
+        }
+        if let Some(peak) = &self.peak {
+            peak.fetch_max(desired as u64, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(true)
     }

@@ -60,6 +60,9 @@ pub struct PluginSpec {
     pub limits: Limits,
     /// Passed to the plugin's `init`.
     pub config: Vec<(String, String)>,
+    /// Where the largest memory any instance of the plugin grew to is kept (bytes), if
+    /// someone watches it (the tenant's usage).
+    pub memory_peak: Option<Arc<AtomicU64>>,
 }
 
 impl PluginSpec {
@@ -75,6 +78,7 @@ impl PluginSpec {
             path,
             limits: Limits::default(),
             config: Vec::new(),
+            memory_peak: None,
         }
     }
 }
@@ -98,6 +102,7 @@ pub struct Plugin {
     pub(crate) info: ComponentInfo,
     pub(crate) limits: Limits,
     pub(crate) config: Vec<(String, String)>,
+    pub(crate) memory_peak: Option<Arc<AtomicU64>>,
     pub(crate) engine: Engine,
     /// The runtime's tick counter ([`EPOCH_TICK`] each), for wall-clock call bounds.
     pub(crate) ticks: Arc<AtomicU64>,
@@ -319,6 +324,7 @@ impl Runtime {
             info,
             limits: spec.limits,
             config: spec.config,
+            memory_peak: spec.memory_peak,
             engine: self.engine.clone(),
             ticks: self.ticks.clone(),
             fuel_enabled: self.options.fuel,

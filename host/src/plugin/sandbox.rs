@@ -26,7 +26,11 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(plugin: Arc<str>, memory_limit: u64) -> Self {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        memory_limit: u64,
+        memory_peak: Option<Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Self {
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let mut wasi = WasiCtx::builder();
         // The builder's defaults already give no preopened dirs, no env, no args; say it anyway
@@ -48,7 +52,7 @@ impl HostState {
             ticks_left: 0,
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(memory_limit),
+            limiter: MemoryLimiter::new(memory_limit, memory_peak),
             plugin,
             stderr_tail,
         }

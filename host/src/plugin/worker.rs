@@ -479,7 +479,11 @@ impl Instance {
 pub(crate) fn new_store(plugin: &Plugin) -> Store<HostState> {
     let mut store = Store::new(
         &plugin.engine,
-        HostState::new(plugin.name.clone(), plugin.limits.memory_bytes),
+        HostState::new(
+            plugin.name.clone(),
+            plugin.limits.memory_bytes,
+            plugin.memory_peak.clone(),
+        ),
     );
     store.limiter(|s| &mut s.limiter);
     // Each epoch tick, a running call yields to the async runtime (so a plugin that computes

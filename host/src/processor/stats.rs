@@ -150,6 +150,17 @@ impl Stats {
             .set_lag(event_hub, consumer_group, partition, lag);
     }
 
+    /// The tenant an event hub's consumer group belongs to (its metrics carry the label).
+    pub fn set_tenant(&self, event_hub: &str, consumer_group: &str, tenant: &str) {
+        self.prometheus
+            .set_tenant(event_hub, consumer_group, tenant);
+    }
+
+    /// A tenant's usage, for `/metrics`.
+    pub fn set_tenant_usage(&self, tenant: &str, usage: &crate::tenant::UsageSnapshot) {
+        self.prometheus.set_tenant_usage(tenant, usage);
+    }
+
     /// `/metrics`: the Prometheus text exposition.
     pub fn prometheus_text(&self) -> String {
         self.prometheus.encode()

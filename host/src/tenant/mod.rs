@@ -45,6 +45,19 @@ pub struct Tenant {
     rate: Option<Mutex<RateLimiter>>,
     storm: Mutex<Storm>,
     usage: Usage,
+    /// The largest memory any instance of the tenant's plugins grew to, in bytes.
+    pub memory_peak: Arc<AtomicU64>,
+    /// The counters at the last [`Tenant::tick`] and the rates over the second before it.
+    last: Mutex<LastSecond>,
+}
+
+#[derive(Debug)]
+struct LastSecond {
+    at: Instant,
+    events: u64,
+    bytes: u64,
+    busy_ns: u64,
+    rates: (f64, f64, f64),
 }
 
 #[derive(Debug)]
@@ -94,6 +107,13 @@ pub struct UsageSnapshot {
     pub storms: u64,
     /// Calls running now.
     pub in_flight: u64,
+    /// Over the last second: events and megabytes per second into the plugins, and the
+    /// share of one core spent in the tenant's plugin calls (2.0 = two cores).
+    pub events_per_sec: f64,
+    pub mb_per_sec: f64,
+    pub cpu_share: f64,
+    /// The largest memory any instance of the tenant's plugins grew to, in bytes.
+    pub memory_peak_bytes: u64,
 }
 
 /// A call the tenant admitted; hand it back to [`Tenant::finished`].
@@ -124,28 +144,63 @@ impl Tenant {
                 backoff: Backoff::new(STORM_PAUSE, STORM_PAUSE_MAX),
             }),
             usage: Usage::default(),
+            memory_peak: Arc::new(AtomicU64::new(0)),
+            last: Mutex::new(LastSecond {
+                at: Instant::now(),
+                events: 0,
+                bytes: 0,
+                busy_ns: 0,
+                rates: (0.0, 0.0, 0.0),
+            }),
         }
     }
 
-    /// Wait until a call of `events` events and `bytes` body bytes may start: after a storm
-    /// pause, with a free slot, at its turn under the rate limit. Cancel-safe: dropping the
-    /// future gives the slot back (a booked turn stays booked, which only slows the tenant).
+    /// Work out the rates since the last tick (the host calls this once a second).
+    pub fn tick(&self) {
+        let u = &self.usage;
+        let (events, bytes, busy) = (
+            u.events.load(Ordering::Relaxed),
+            u.bytes.load(Ordering::Relaxed),
+            u.busy_ns.load(Ordering::Relaxed),
+        );
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let secs = last.at.elapsed().as_secs_f64().max(1e-3);
+        last.rates = (
+            events.saturating_sub(last.events) as f64 / secs,
+            bytes.saturating_sub(last.bytes) as f64 / 1e6 / secs,
+            busy.saturating_sub(last.busy_ns) as f64 / 1e9 / secs,
+        );
+        last.at = Instant::now();
+        last.events = events;
+        last.bytes = bytes;
+        last.busy_ns = busy;
+    }
+
+    /// Wait until a call of `events` events and `bytes` body bytes may start: with a free
+    /// slot, after any storm pause, at its turn under the rate limit. Cancel-safe: dropping
+    /// the future gives the slot back (a booked turn stays booked, which only slows the
+    /// tenant).
     pub async fn admit(&self, events: usize, bytes: u64) -> Admission {
-        let paused_until = self.storm.lock().unwrap_or_else(|e| e.into_inner()).until;
-        if let Some(until) = paused_until {
-            let now = Instant::now();
-            if until > now {
-                self.usage
-                    .paused_ns
-                    .fetch_add(nanos(until - now), Ordering::Relaxed);
-                tokio::time::sleep_until(until).await;
-            }
-        }
         let slot = match &self.in_flight {
             // The semaphore is never closed, so acquiring only fails if it were.
             Some(sem) => sem.clone().acquire_owned().await.ok(),
             None => None,
         };
+        // Looked at with the slot held: a pause that began while this call waited for the slot
+        // (the call before it failed) holds this one too.
+        loop {
+            let paused_until = self.storm.lock().unwrap_or_else(|e| e.into_inner()).until;
+            let now = Instant::now();
+            match paused_until {
+                Some(until) if until > now => {
+                    self.usage
+                        .paused_ns
+                        .fetch_add(nanos(until - now), Ordering::Relaxed);
+                    tokio::time::sleep_until(until).await;
+                }
+                _ => break,
+            }
+        }
         if let Some(rate) = &self.rate {
             let now = Instant::now();
             let start =
@@ -225,7 +280,13 @@ impl Tenant {
     pub fn usage(&self) -> UsageSnapshot {
         let u = &self.usage;
         let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
+        let (events_per_sec, mb_per_sec, cpu_share) =
+            self.last.lock().unwrap_or_else(|e| e.into_inner()).rates;
         UsageSnapshot {
+            events_per_sec,
+            mb_per_sec,
+            cpu_share,
+            memory_peak_bytes: self.memory_peak.load(Ordering::Relaxed),
             calls: u.calls.load(Ordering::Relaxed),
             events: u.events.load(Ordering::Relaxed),
             bytes: u.bytes.load(Ordering::Relaxed),
