@@ -113,6 +113,13 @@ pub struct StatusArgs {
     /// partitions and counters.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
+    /// With --admin: one tenant's limits, usage against them and event hubs.
+    #[arg(long, requires = "admin")]
+    pub tenant: Option<String>,
+    /// With --admin: the environment variable holding a token to send (the operator's or a
+    /// tenant's); needed once tenants have admin tokens. Sent only if set.
+    #[arg(long, default_value = "HUBWASM_ADMIN_TOKEN")]
+    pub token_env: String,
 }
 
 #[derive(Debug, Args)]
@@ -761,24 +768,37 @@ async fn wait_for_signal() {
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = &args.admin {
+        let token = std::env::var(&args.token_env)
+            .ok()
+            .filter(|t| !t.is_empty());
+        let path = match &args.tenant {
+            Some(name) => format!("/v1/tenants/{name}"),
+            None => "/status".to_string(),
+        };
         let answer = crate::admin::client::request(
             addr,
             "GET",
-            "/status",
+            &path,
             None,
-            None,
+            token.as_deref(),
             Duration::from_secs(10),
         )
         .await?;
         if answer.status != 200 {
             anyhow::bail!(
-                "{addr}/status answered HTTP {}: {}",
+                "{addr}{path} answered HTTP {}: {}",
                 answer.status,
                 answer.body
             );
         }
-        let status: crate::admin::Status = serde_json::from_str(&answer.body)?;
-        for line in crate::admin::status_lines(&status) {
+        let lines = if args.tenant.is_some() {
+            let tenant: crate::admin::TenantStatus = serde_json::from_str(&answer.body)?;
+            crate::admin::tenant_lines(&tenant)
+        } else {
+            let status: crate::admin::Status = serde_json::from_str(&answer.body)?;
+            crate::admin::status_lines(&status)
+        };
+        for line in lines {
             println!("{line}");
         }
         return Ok(ExitCode::SUCCESS);

@@ -640,6 +640,86 @@ tenant = "globex"
     )
     .await;
     assert_eq!(operator.status, 409, "{}", operator.body);
+
+    // Metrics carry the tenant; per-tenant usage is exported once a second.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = call("GET", "/metrics".into(), Some(OPERATOR)).await.body;
+        let handled = metrics.lines().any(|l| {
+            l.starts_with("hubwasm_events_handled_total{tenant=\"acme\",event_hub=\"orders\"")
+        });
+        if handled && metrics.contains("hubwasm_tenant_events_total{tenant=\"acme\"} 20") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The CLI reads a tenant's status with the tenant's token, and only its own.
+    let cli = |tenant: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+            .args(["status", "--admin", &addr, "--tenant", tenant])
+            .args(["--token-env", "HUBWASM_TEST_ACME_ADMIN"])
+            .env("HUBWASM_TEST_ACME_ADMIN", ACME)
+            .output()
+            .unwrap()
+    };
+    let own = cli("acme");
+    let text = String::from_utf8_lossy(&own.stdout);
+    assert!(
+        own.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    assert!(
+        text.contains("tenant acme")
+            && text.contains("limit 5000")
+            && text.contains("event hub orders"),
+        "{text}"
+    );
+    let theirs = cli("globex");
+    assert!(!theirs.status.success());
+    assert!(
+        String::from_utf8_lossy(&theirs.stderr).contains("403"),
+        "{theirs:?}"
+    );
     drop(host);
     endpoint.shutdown().await;
+}
+
+/// `hubwasm run` refuses a config that gives two tenants one consumer group, or grants a secret
+/// that does not exist, with the line, before it starts anything.
+#[test]
+fn bad_tenant_configs_are_refused_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true";
+    let base = format!(
+        "[[tenant]]\nname = \"acme\"\n[tenant.grants]\nsecrets = {{ key = {{ env = \"HUBWASM_TEST_UNSET_SECRET\" }} }}\n\n[[tenant]]\nname = \"globex\"\n\n[[eventhub]]\nname = \"orders\"\nconnection_string = \"{conn}\"\nplugin = \"{noop}\"\ntenant = \"acme\"\n\n[[eventhub]]\nname = \"orders\"\nconnection_string = \"{conn}\"\nplugin = \"{noop}\"\ntenant = \"globex\"\nconsumer_group = \"globex\"\n",
+        noop = hubwasm_plugins::NOOP
+    );
+    for (name, text, says) in [
+        (
+            "secret",
+            base.clone(),
+            "line 3: tenant[0] (acme).grants.secrets.key: grants a secret that does not exist",
+        ),
+        (
+            "group",
+            base.replace("HUBWASM_TEST_UNSET_SECRET", "PATH")
+                .replace("consumer_group = \"globex\"", "consumer_group = \"$Default\""),
+            "line 20: eventhub[1] (orders).consumer_group: consumer group $Default of event hub orders is given to tenants acme (eventhub[0]) and globex",
+        ),
+    ] {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env_remove("HUBWASM_TEST_UNSET_SECRET")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains(says), "{name}: {stderr}");
+    }
 }

@@ -673,6 +673,55 @@ async fn rollback(
     }
 }
 
+/// `hubwasm status --admin --tenant NAME`: a tenant's limits and usage as lines.
+pub fn tenant_lines(t: &TenantStatus) -> Vec<String> {
+    let (l, u) = (&t.limits, &t.usage);
+    let limit = |v: Option<String>| v.map_or("unlimited".to_string(), |v| format!("limit {v}"));
+    let mut lines = vec![
+        format!("tenant {}", t.name),
+        format!(
+            "  now: {:.0} events/s ({}), {:.2} MB/s ({}), {:.2} cores in plugin calls",
+            u.events_per_sec,
+            limit(l.events_per_sec.map(|r| format!("{r}"))),
+            u.mb_per_sec,
+            limit(l.mb_per_sec.map(|r| format!("{r}"))),
+            u.cpu_share
+        ),
+        format!(
+            "  memory: peak {} bytes per instance ({}); calls: {} in flight ({}), timeout {}",
+            u.memory_peak_bytes,
+            limit(l.memory_bytes.map(|m| m.to_string())),
+            u.in_flight,
+            limit(l.max_in_flight.map(|m| m.to_string())),
+            l.timeout_ms
+                .map_or("default".to_string(), |t| format!("{t} ms"))
+        ),
+        format!(
+            "  since start: {} calls, {} events, {} bytes, {} failures, {:.1} s in calls; \
+             throttled {:.1} s over {} calls; {} storm pauses ({:.1} s)",
+            u.calls,
+            u.events,
+            u.bytes,
+            u.failures,
+            u.busy_secs,
+            u.throttled_secs,
+            u.throttled_calls,
+            u.storms,
+            u.storm_paused_secs
+        ),
+    ];
+    for hub in &t.event_hubs {
+        lines.push(format!(
+            "  event hub {} (consumer group {}): plugin {} {}",
+            hub.event_hub,
+            hub.consumer_group,
+            hub.plugin.name,
+            &hub.plugin.digest[..hub.plugin.digest.len().min(12)]
+        ));
+    }
+    lines
+}
+
 /// `hubwasm status --admin`: the status as lines for a terminal.
 pub fn status_lines(status: &Status) -> Vec<String> {
     let mut lines = vec![format!(
