@@ -95,6 +95,9 @@ pub struct Grants {
     pub secrets: BTreeMap<String, SecretSource>,
 }
 
+/// The largest secret file read (a key or a token, not a document).
+pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
 /// Where a granted secret's value comes from (never the config file itself).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
@@ -114,9 +117,21 @@ impl SecretSource {
                 Ok(_) => Err(format!("environment variable {var} is empty")),
                 Err(_) => Err(format!("environment variable {var} is not set")),
             },
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map(|v| v.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+            SecretSource::File(path) => {
+                let size = std::fs::metadata(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                    .len();
+                if size > MAX_SECRET_BYTES {
+                    return Err(format!(
+                        "{} has {size} bytes; a secret file may have at most {MAX_SECRET_BYTES} \
+                         (is it the right file?)",
+                        path.display()
+                    ));
+                }
+                std::fs::read_to_string(path)
+                    .map(|v| v.trim_end_matches(['\r', '\n']).to_string())
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            }
         }
     }
 }
@@ -531,6 +546,22 @@ plugin = "acme-filter"
         .unwrap();
         assert_eq!(plain.event_hubs[0].tenant_name(), DEFAULT_TENANT);
         assert_eq!(plain.tenant_names(), vec![DEFAULT_TENANT]);
+    }
+
+    #[test]
+    fn secret_files_are_read_trimmed_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok.txt");
+        std::fs::write(&ok, "s3cret\r\n").unwrap();
+        assert_eq!(SecretSource::File(ok).read().unwrap(), "s3cret");
+        let big = dir.path().join("big.txt");
+        std::fs::write(&big, vec![b'x'; MAX_SECRET_BYTES as usize + 1]).unwrap();
+        let err = SecretSource::File(big).read().unwrap_err();
+        assert!(err.contains("at most 65536"), "{err}");
+        let missing = SecretSource::File(dir.path().join("none"))
+            .read()
+            .unwrap_err();
+        assert!(missing.contains("cannot read"), "{missing}");
     }
 
     /// Each bad reference, grant or limit is refused naming the line and the setting.

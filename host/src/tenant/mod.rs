@@ -1,8 +1,10 @@
 //! Tenants at run time: what each tenant may use of the shared host, and what it used.
 //!
 //! Every plugin call of a tenant is admitted by its [`Tenant`] first ([`Tenant::admit`]):
-//! - a tenant whose failures storm waits out a pause (so a plugin that traps on every event,
-//!   loops until its timeout or allocates to its limit leaves the cores to the others);
+//! - when the host runs several tenants, a tenant whose failures storm waits out a pause (so a
+//!   plugin that traps on every event, loops until its timeout or allocates to its limit leaves
+//!   the cores to the others; with one tenant there is nobody to leave them to, and the
+//!   partitions' own retry backoff is enough);
 //! - at most `max_in_flight` calls of the tenant run at once (a semaphore);
 //! - the events/s and MB/s limits are kept by delaying the call ([`rate`]): backpressure,
 //!   never loss; the events wait in the partition's buffer and the SDK's prefetch.
@@ -44,6 +46,8 @@ pub struct Tenant {
     in_flight: Option<Arc<Semaphore>>,
     rate: Option<Mutex<RateLimiter>>,
     storm: Mutex<Storm>,
+    /// Whether failure storms pause the tenant (only when it shares the host with others).
+    storm_guard: bool,
     usage: Usage,
     /// The largest memory any instance of the tenant's plugins grew to, in bytes.
     pub memory_peak: Arc<AtomicU64>,
@@ -124,7 +128,13 @@ pub struct Admission {
 }
 
 impl Tenant {
+    /// A tenant that shares the host with others (failure storms pause it).
     pub fn new(name: &str, limits: TenantLimits) -> Self {
+        Self::with_storm_guard(name, limits, true)
+    }
+
+    /// A tenant; `storm_guard` says whether failure storms pause it.
+    pub fn with_storm_guard(name: &str, limits: TenantLimits, storm_guard: bool) -> Self {
         let rate = Rate {
             events_per_sec: limits.events_per_sec,
             bytes_per_sec: limits.mb_per_sec.map(|mb| mb * 1e6),
@@ -143,6 +153,7 @@ impl Tenant {
                 until: None,
                 backoff: Backoff::new(STORM_PAUSE, STORM_PAUSE_MAX),
             }),
+            storm_guard,
             usage: Usage::default(),
             memory_peak: Arc::new(AtomicU64::new(0)),
             last: Mutex::new(LastSecond {
@@ -249,6 +260,9 @@ impl Tenant {
             return;
         }
         u.failures.fetch_add(1, Ordering::Relaxed);
+        if !self.storm_guard {
+            return;
+        }
         storm.streak = storm.streak.saturating_add(1);
         let mut pause = Duration::ZERO;
         if took >= SLOW_FAILURE {
@@ -312,14 +326,16 @@ pub struct Tenants {
 }
 
 impl Tenants {
-    /// The config's tenants, and `default` (unlimited) where event hubs name no tenant.
+    /// The config's tenants, and `default` (unlimited) where event hubs name no tenant. Storm
+    /// pauses apply when there are several.
     pub fn from_config(config: &RunConfig) -> Self {
-        let by_name = config
-            .tenant_names()
+        let names = config.tenant_names();
+        let shared = names.len() > 1;
+        let by_name = names
             .into_iter()
             .map(|name| {
                 let limits = config.tenant(&name).map(|t| t.limits).unwrap_or_default();
-                let tenant = Arc::new(Tenant::new(&name, limits));
+                let tenant = Arc::new(Tenant::with_storm_guard(&name, limits, shared));
                 (name, tenant)
             })
             .collect();
@@ -407,5 +423,24 @@ mod tests {
         let a = tenant.admit(1, 1).await;
         assert_eq!(t1.elapsed(), Duration::ZERO, "a success ended the storm");
         tenant.finished(a, 1, 1, 1, false);
+    }
+
+    /// Alone on its host, a tenant is never paused: its partitions' retry backoff is enough.
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_alone_is_not_paused_by_its_failures() {
+        let tenant = Tenant::with_storm_guard("solo", TenantLimits::default(), false);
+        for _ in 0..STORM_AFTER * 2 {
+            let a = tenant.admit(1, 1).await;
+            tenant.finished(a, 1, 1, 0, true);
+        }
+        let t0 = Instant::now();
+        let a = tenant.admit(1, 1).await;
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        tenant.finished(a, 1, 1, 1, false);
+        let usage = tenant.usage();
+        assert_eq!(
+            (usage.failures, usage.storms),
+            (u64::from(STORM_AFTER) * 2, 0)
+        );
     }
 }
