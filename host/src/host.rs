@@ -935,6 +935,11 @@ impl Host {
         })?;
 
         let tenants = crate::tenant::Tenants::from_config(&config);
+        // One SQLite connection per dedupe file, shared by the event hubs that use it.
+        let mut dedupe_stores: Vec<(
+            std::path::PathBuf,
+            Arc<dyn crate::effects::dedupe::DedupeStore>,
+        )> = Vec::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut targets = Vec::new();
         let mut setups = Vec::new();
@@ -1057,8 +1062,41 @@ impl Host {
             let handle = PluginHandle::new(plugin);
             let (resume, _) = tokio::sync::broadcast::channel(16);
             stats.set_tenant(&hub.name, &hub.consumer_group, hub.tenant_name());
+            let dedupe = match &hub.dedupe {
+                Some(d) => {
+                    let path = d.local_path();
+                    let store = match dedupe_stores.iter().find(|(p, _)| *p == path) {
+                        Some((_, store)) => store.clone(),
+                        None => {
+                            let store: Arc<dyn crate::effects::dedupe::DedupeStore> = Arc::new(
+                                crate::effects::sqlite::SqliteDedupe::open(&path)
+                                    .map_err(|e| RunError::Store(e.to_string()))?,
+                            );
+                            dedupe_stores.push((path, store.clone()));
+                            store
+                        }
+                    };
+                    report(&format!(
+                        "event hub {} ({}): duplicates by `{}` skipped, keys in {} for {} s",
+                        hub.name,
+                        hub.consumer_group,
+                        d.key,
+                        store.describe(),
+                        d.ttl_secs
+                    ));
+                    Some(Arc::new(crate::effects::dedupe::Dedupe {
+                        store,
+                        key: crate::effects::dedupe::KeySource::parse(&d.key)
+                            .map_err(RunError::Store)?,
+                        ttl: d.ttl(),
+                        scope: format!("{}/{}/{}", target.namespace, hub.name, hub.consumer_group),
+                    }))
+                }
+                None => None,
+            };
             let setup = Arc::new(PartitionSetup {
                 tenant,
+                dedupe,
                 resume: resume.clone(),
                 progress: std::sync::atomic::AtomicU64::new(0),
                 seen: std::sync::Mutex::new(std::collections::HashMap::new()),

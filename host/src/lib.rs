@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod effects;
 pub mod errors;
 pub mod event;
 pub mod host;

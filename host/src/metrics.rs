@@ -89,6 +89,8 @@ pub enum MetricEvent<'a> {
         ctx: &'a PartitionContext,
         took: Duration,
     },
+    /// Events skipped because their dedupe key was recorded (`[eventhub.dedupe]`).
+    Duplicates { ctx: &'a PartitionContext, n: u64 },
     /// A new plugin version took over an event hub.
     Swap {
         event_hub: &'a str,
@@ -106,6 +108,7 @@ pub struct Prometheus {
     checkpoints: Family<HubPartition, Counter>,
     store_errors: Counter,
     pauses: Family<HubPartition, Counter>,
+    duplicates: Family<HubPartition, Counter>,
     swaps: Family<HubLabels, Counter>,
     handler_seconds: Family<HubLabels, Histogram>,
     swap_pause_seconds: Family<HubLabels, Histogram>,
@@ -210,6 +213,12 @@ impl Default for Prometheus {
             "Times a partition paused because its plugin could not start",
             pauses.clone(),
         );
+        let duplicates = Family::<HubPartition, Counter>::default();
+        registry.register(
+            "duplicates_skipped",
+            "Events skipped before the plugin because their dedupe key was recorded",
+            duplicates.clone(),
+        );
         let swaps = Family::<HubLabels, Counter>::default();
         registry.register("plugin_swaps", "Plugin versions swapped in", swaps.clone());
         let handler_seconds = Family::<HubLabels, Histogram>::new_with_constructor(|| {
@@ -309,6 +318,7 @@ impl Default for Prometheus {
             checkpoints,
             store_errors,
             pauses,
+            duplicates,
             swaps,
             handler_seconds,
         }
@@ -434,6 +444,9 @@ impl Prometheus {
             }
             MetricEvent::StoreError => {
                 self.store_errors.inc();
+            }
+            MetricEvent::Duplicates { ctx, n } => {
+                self.duplicates.get_or_create(&hub_partition(ctx)).inc_by(n);
             }
             MetricEvent::Paused { ctx } => {
                 self.pauses.get_or_create(&hub_partition(ctx)).inc();

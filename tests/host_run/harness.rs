@@ -290,6 +290,33 @@ pub(crate) async fn send(endpoint: &RunningHub, count: usize, partition: Option<
     hubwasm::send::send(&options, |_| {}).await.unwrap();
 }
 
+/// Send these bodies to `hub`, round-robin over its partitions.
+pub(crate) async fn send_bodies(endpoint: &RunningHub, hub: &str, bodies: &[String], dir: &Path) {
+    send_bodies_in(endpoint, hub, bodies, dir, 100).await;
+}
+
+/// [`send_bodies`] in batches of `batch_size` (1: one event per partition in turn).
+pub(crate) async fn send_bodies_in(
+    endpoint: &RunningHub,
+    hub: &str,
+    bodies: &[String],
+    dir: &Path,
+    batch_size: usize,
+) {
+    let file = dir.join(format!("{hub}-bodies.jsonl"));
+    std::fs::write(&file, bodies.join("\n") + "\n").unwrap();
+    let options = hubwasm::send::SendOptions {
+        connection_string: endpoint.connection_string(hub),
+        count: 0,
+        interval: Duration::ZERO,
+        partition: None,
+        partition_key: None,
+        batch_size,
+        file: Some(file),
+    };
+    hubwasm::send::send(&options, |_| {}).await.unwrap();
+}
+
 /// Wait (bounded) until `done` holds; poll every 100 ms.
 pub(crate) async fn eventually(
     what: &str,

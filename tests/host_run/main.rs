@@ -10,6 +10,7 @@
 mod admin;
 mod balancing;
 mod cli;
+mod dedupe;
 mod failures;
 mod harness;
 mod languages;

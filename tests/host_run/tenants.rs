@@ -12,7 +12,7 @@ use hubwasm::processor::RunOptions;
 use hubwasm_hub::config::{EventHubConfig, HubConfig};
 use hubwasm_hub::RunningHub;
 
-use crate::harness::{local_checkpoints, Host, NS};
+use crate::harness::{local_checkpoints, send_bodies, Host, NS};
 
 /// One host claims every partition at once (the default balancing takes one per interval).
 const BALANCING: &str = "[eventhub.balancing]\nstrategy = \"greedy\"\nupdate_interval_ms = 1000\nownership_expiry_ms = 3000";
@@ -38,22 +38,6 @@ async fn endpoint(data: &Path, hubs: &[(&str, u32)]) -> RunningHub {
     })
     .await
     .unwrap()
-}
-
-/// Send these bodies to `hub`, round-robin over its partitions.
-async fn send_bodies(endpoint: &RunningHub, hub: &str, bodies: &[String], dir: &Path) {
-    let file = dir.join(format!("{hub}-bodies.jsonl"));
-    std::fs::write(&file, bodies.join("\n") + "\n").unwrap();
-    let options = hubwasm::send::SendOptions {
-        connection_string: endpoint.connection_string(hub),
-        count: 0,
-        interval: Duration::ZERO,
-        partition: None,
-        partition_key: None,
-        batch_size: 100,
-        file: Some(file),
-    };
-    hubwasm::send::send(&options, |_| {}).await.unwrap();
 }
 
 /// Two tenants, each with its own event hub, plugin, config and secret: each plugin instance

@@ -324,6 +324,7 @@ fn state_name(state: PartitionState) -> &'static str {
         PartitionState::Retrying => "retrying",
         PartitionState::Halted => "halted",
         PartitionState::Paused => "paused",
+        PartitionState::StoreDown => "store-down",
     }
 }
 

@@ -389,6 +389,52 @@ impl Default for BalancingConfig {
     }
 }
 
+/// `[eventhub.dedupe]`: the "second checkpoint". Events whose key was recorded are skipped
+/// before they reach the plugin; the keys of handled events are recorded before the checkpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeConfig {
+    /// Where the key comes from: `json:<field>` (a top-level field of a JSON body),
+    /// `property:<name>`, or `message-id`. Events without one are not deduplicated.
+    pub key: String,
+    /// How long a key is remembered, in seconds; default 7 days (Event Hubs' longest standard
+    /// retention: a replay from the earliest event finds every key still recorded).
+    #[serde(default = "default_dedupe_ttl")]
+    pub ttl_secs: u64,
+    /// `local` (SQLite in `path`), the only store so far.
+    #[serde(default)]
+    pub store: DedupeStoreKind,
+    /// The SQLite file (relative to the config file); default `.hubwasm/dedupe.sqlite`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+/// Where dedupe keys are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupeStoreKind {
+    /// SQLite in a file, shared by the host processes of one machine.
+    #[default]
+    Local,
+}
+
+fn default_dedupe_ttl() -> u64 {
+    7 * 24 * 3600
+}
+
+impl DedupeConfig {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+
+    /// The SQLite file.
+    pub fn local_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".hubwasm/dedupe.sqlite"))
+    }
+}
+
 /// `[eventhub.swap]`: how new plugin versions arrive and are checked.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -495,6 +541,8 @@ pub struct EventHubConfig {
     pub rollback: RollbackConfig,
     #[serde(default)]
     pub swap: SwapConfig,
+    #[serde(default)]
+    pub dedupe: Option<DedupeConfig>,
 }
 
 fn default_consumer_group() -> String {
@@ -572,6 +620,11 @@ impl RunConfig {
             }
             if let DeadLetterConfig::Directory { path } = &mut hub.dead_letter {
                 fix(path);
+            }
+            if let Some(dedupe) = &mut hub.dedupe {
+                let mut path = dedupe.local_path();
+                fix(&mut path);
+                dedupe.path = Some(path);
             }
         }
     }
@@ -709,6 +762,18 @@ impl RunConfig {
                             "{} is not a file: give a .jsonl of sample events (one body per line)",
                             events.display()
                         ),
+                    ));
+                }
+            }
+            if let Some(dedupe) = &hub.dedupe {
+                crate::effects::dedupe::KeySource::parse(&dedupe.key).map_err(|why| {
+                    self.invalid_at(("eventhub", i, "dedupe"), at("dedupe.key"), why)
+                })?;
+                if dedupe.ttl_secs == 0 {
+                    return Err(self.invalid_at(
+                        ("eventhub", i, "dedupe"),
+                        at("dedupe.ttl_secs"),
+                        "must be at least 1 (keys kept 0 s dedupe nothing)",
                     ));
                 }
             }

@@ -31,6 +31,9 @@ pub struct PartitionSetup {
     pub plugin: PluginHandle,
     /// Whose plugin this is: every call is admitted by the tenant (limits, rate, storms).
     pub tenant: Arc<crate::tenant::Tenant>,
+    /// `[eventhub.dedupe]`: duplicates skipped before the plugin, keys recorded before the
+    /// checkpoint.
+    pub dedupe: Option<Arc<crate::effects::dedupe::Dedupe>>,
     pub store: Arc<dyn Store>,
     pub dead_letter: Arc<dyn DeadLetterSink>,
     pub failure: FailureConfig,
@@ -323,6 +326,35 @@ async fn process(
     stop: &mut watch::Receiver<bool>,
 ) -> Processed {
     let stats = &setup.stats;
+    // Duplicates first: they never reach the plugin. If the batch ends with duplicates, the
+    // checkpoint passes them once everything before them is done.
+    let mut skipped_tail: Option<(i64, String)> = None;
+    if let Some(dedupe) = &setup.dedupe {
+        let split = match until_stored(setup, ctx, stop, "look up dedupe keys", || {
+            dedupe.split(batch)
+        })
+        .await
+        {
+            Some(split) => split,
+            None => return Processed::Stopped,
+        };
+        if let Some(&last) = split.duplicates.last() {
+            if last + 1 == batch.len() {
+                let tail = &batch[last];
+                skipped_tail = Some((tail.sequence_number, tail.offset.clone()));
+            }
+            let n = split.duplicates.len();
+            let mut index = 0;
+            let mut duplicates = split.duplicates.iter().peekable();
+            batch.retain(|_| {
+                let skip = duplicates.next_if_eq(&&index).is_some();
+                index += 1;
+                !skip
+            });
+            stats.record(MetricEvent::Duplicates { ctx, n: n as u64 });
+            tracing::debug!(partition = %ctx.partition_id, duplicates = n, "Skipped events whose dedupe key is recorded");
+        }
+    }
     // After a trap or limit inside a multi-event call it is unknown which event caused it: the
     // rest of the batch then goes one event at a time, so the failure lands on the right one.
     let mut one_by_one = false;
@@ -369,6 +401,19 @@ async fn process(
             }
         }
         if handled > 0 {
+            // The second checkpoint before the first: once the keys are recorded, a redelivery
+            // of these events (a crash before the checkpoint) skips them.
+            if let Some(dedupe) = &setup.dedupe {
+                let done = &batch[..handled];
+                if until_stored(setup, ctx, stop, "record dedupe keys", || {
+                    dedupe.record(done)
+                })
+                .await
+                .is_none()
+                {
+                    return Processed::Stopped;
+                }
+            }
             let last = &batch[handled - 1];
             checkpointer.set(last.sequence_number, &last.offset);
             let plugin = setup.plugin.current();
@@ -534,7 +579,55 @@ async fn process(
             }
         }
     }
+    if let Some((sequence_number, offset)) = skipped_tail {
+        checkpointer.set(sequence_number, &offset);
+    }
     Processed::All
+}
+
+/// Retry a dedupe store call until it answers: the partition pauses before its events (a
+/// store that is down never skips or loses one). `None` if the host stopped meanwhile.
+async fn until_stored<T, F, Fut>(
+    setup: &PartitionSetup,
+    ctx: &PartitionContext,
+    stop: &mut watch::Receiver<bool>,
+    what: &str,
+    mut call: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::effects::dedupe::DedupeError>>,
+{
+    let mut backoff = setup.failure.backoff_curve();
+    let mut paused = false;
+    loop {
+        match call().await {
+            Ok(value) => {
+                if paused {
+                    setup.stats.set_state(ctx, Some(PartitionState::Running));
+                    tracing::info!(partition = %ctx.partition_id, "Dedupe store answers again; the partition resumes");
+                }
+                return Some(value);
+            }
+            Err(err) => {
+                let wait = backoff.next_delay();
+                if !paused {
+                    paused = true;
+                    setup.stats.set_state(ctx, Some(PartitionState::StoreDown));
+                }
+                tracing::error!(
+                    hub = %ctx.event_hub,
+                    partition = %ctx.partition_id,
+                    error = %err,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "Cannot {what}; the partition waits (no event is skipped or lost)"
+                );
+                if stopped_during(wait, stop).await {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// The plugin runs again after a pause: say so, and drop the pause from the stored retry state.

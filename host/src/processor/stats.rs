@@ -19,6 +19,9 @@ pub enum PartitionState {
     /// The plugin cannot run (it cannot be instantiated or its `init` fails): the partition
     /// waits with backoff and tries again; no event counts as failed meanwhile.
     Paused,
+    /// A store the partition needs before its next events (dedupe keys) does not answer: the
+    /// partition waits with backoff; nothing is skipped or lost.
+    StoreDown,
 }
 
 /// One owned partition as the summary shows it.
@@ -43,6 +46,8 @@ pub struct Stats {
     pub store_errors: AtomicU64,
     /// Times a partition paused because the plugin could not start.
     pub pauses: AtomicU64,
+    /// Events skipped as duplicates (`[eventhub.dedupe]`).
+    pub duplicates: AtomicU64,
     last_activity: Mutex<Instant>,
     /// When the first and the latest events were handled (for throughput over the busy span).
     handled_span: Mutex<Option<(Instant, Instant)>>,
@@ -69,6 +74,7 @@ impl Default for Stats {
             checkpoints: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             swaps: AtomicU64::new(0),
             last_activity: Mutex::new(Instant::now()),
             handled_span: Mutex::new(None),
@@ -88,6 +94,7 @@ pub struct Snapshot {
     pub checkpoints: u64,
     pub store_errors: u64,
     pub pauses: u64,
+    pub duplicates: u64,
     pub owned: Vec<OwnedPartition>,
 }
 
@@ -114,6 +121,9 @@ impl Stats {
             }
             MetricEvent::Swap { .. } => {
                 self.swaps.fetch_add(1, Ordering::Relaxed);
+            }
+            MetricEvent::Duplicates { n, .. } => {
+                self.duplicates.fetch_add(*n, Ordering::Relaxed);
             }
             MetricEvent::SwapPause { took, .. } => {
                 let mut pauses = self.swap_pauses.lock().unwrap_or_else(|e| e.into_inner());
@@ -223,6 +233,7 @@ impl Stats {
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
             store_errors: self.store_errors.load(Ordering::Relaxed),
             pauses: self.pauses.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
             owned: self
                 .owned
                 .lock()
@@ -269,6 +280,7 @@ impl Snapshot {
                     PartitionState::Retrying => format!("{name}(retrying)"),
                     PartitionState::Halted => format!("{name}(HALTED)"),
                     PartitionState::Paused => format!("{name}(PAUSED: plugin cannot start)"),
+                    PartitionState::StoreDown => format!("{name}(PAUSED: dedupe store down)"),
                 }
             })
             .collect();
@@ -289,6 +301,9 @@ impl Snapshot {
         }
         if self.store_errors > 0 {
             line.push_str(&format!(", store errors {}", self.store_errors));
+        }
+        if self.duplicates > 0 {
+            line.push_str(&format!(", duplicates skipped {}", self.duplicates));
         }
         line
     }

@@ -1,0 +1,184 @@
+//! The seed's "second checkpoint", with no plugin code: `[eventhub.dedupe]` takes a key from
+//! each event (a JSON field of the body, a property, or the message id). Before a batch reaches
+//! the plugin, events whose key is recorded are skipped (counted as duplicates and checkpointed
+//! past); after the plugin handled events, their keys are recorded *before* the checkpoint moves.
+//! A crash between the two writes then redelivers events whose keys are recorded: they are
+//! skipped, so their effects do not happen twice.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::event::{Event, PropertyValue};
+
+/// Why the dedupe store could not answer (the partition pauses and retries; nothing is lost).
+#[derive(Debug, thiserror::Error)]
+pub enum DedupeError {
+    #[error("dedupe store {store}: {message}")]
+    Store { store: String, message: String },
+}
+
+/// Where duplicates are remembered.
+#[async_trait::async_trait]
+pub trait DedupeStore: Send + Sync {
+    /// For each key, whether it is recorded in `scope` and not expired.
+    async fn seen(&self, scope: &str, keys: &[String]) -> Result<Vec<bool>, DedupeError>;
+    /// Record the keys in `scope` for `ttl` (a key recorded again gets the new expiry).
+    async fn record(&self, scope: &str, keys: &[String], ttl: Duration) -> Result<(), DedupeError>;
+    /// For logs: what and where the store is.
+    fn describe(&self) -> String;
+}
+
+/// Where an event's dedupe key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A top-level field of a JSON object body (a string, or a number as written).
+    Json(String),
+    /// An application property.
+    Property(String),
+    /// The AMQP message id.
+    MessageId,
+}
+
+/// The key syntax, for config errors.
+pub const KEY_SYNTAX: &str = "use `json:<field>` (a top-level field of a JSON body, e.g. \
+                              json:event_id), `property:<name>` or `message-id`";
+
+impl KeySource {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}`: {KEY_SYNTAX}");
+        if text == "message-id" {
+            return Ok(KeySource::MessageId);
+        }
+        let (kind, name) = text.split_once(':').ok_or_else(bad)?;
+        if name.is_empty() || name.len() > 256 {
+            return Err(bad());
+        }
+        match kind {
+            "json" => Ok(KeySource::Json(name.to_string())),
+            "property" => Ok(KeySource::Property(name.to_string())),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The event's key; `None` when the event has none (it is then not deduplicated).
+    pub fn key(&self, event: &Event) -> Option<String> {
+        match self {
+            KeySource::MessageId => event.message_id.clone(),
+            KeySource::Property(name) => {
+                event
+                    .properties
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .and_then(|(_, v)| match v {
+                        PropertyValue::Text(t) | PropertyValue::Uuid(t) => Some(t.clone()),
+                        PropertyValue::Int(i) => Some(i.to_string()),
+                        PropertyValue::Bool(b) => Some(b.to_string()),
+                        PropertyValue::Double(d) => Some(d.to_string()),
+                        PropertyValue::Timestamp(t) => Some(t.to_string()),
+                        PropertyValue::Binary(b) => {
+                            Some(b.iter().map(|x| format!("{x:02x}")).collect())
+                        }
+                        PropertyValue::Null => None,
+                    })
+            }
+            KeySource::Json(field) => {
+                // Only the one field is kept; the rest of the body is skipped, not built.
+                #[derive(serde::Deserialize)]
+                struct Field<'a>(
+                    #[serde(borrow)]
+                    std::collections::HashMap<&'a str, &'a serde_json::value::RawValue>,
+                );
+                let Field(fields) = serde_json::from_slice(&event.body).ok()?;
+                let raw = fields.get(field.as_str())?.get();
+                match serde_json::from_str::<serde_json::Value>(raw).ok()? {
+                    serde_json::Value::String(s) => Some(s),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// One event hub's dedupe: its store, key, time to live and scope (the consumer group).
+pub struct Dedupe {
+    pub store: Arc<dyn DedupeStore>,
+    pub key: KeySource,
+    pub ttl: Duration,
+    /// `<namespace>/<event hub>/<consumer group>`: keys are shared by the hosts of a consumer
+    /// group, and by nobody else.
+    pub scope: String,
+}
+
+/// What [`Dedupe::split`] found in a batch.
+#[derive(Debug, Default)]
+pub struct Split {
+    /// Indexes (in the batch) of events to skip: recorded before, or a repeat within the batch.
+    pub duplicates: Vec<usize>,
+}
+
+impl Dedupe {
+    /// Which events of `batch` are duplicates: their key is recorded, or an earlier event of
+    /// the batch has the same key.
+    pub async fn split(&self, batch: &[Event]) -> Result<Split, DedupeError> {
+        let keys: Vec<Option<String>> = batch.iter().map(|e| self.key.key(e)).collect();
+        let present: Vec<String> = keys.iter().flatten().cloned().collect();
+        if present.is_empty() {
+            return Ok(Split::default());
+        }
+        let seen = self.store.seen(&self.scope, &present).await?;
+        let mut seen = seen.into_iter();
+        let mut in_batch = HashSet::new();
+        let mut split = Split::default();
+        for (i, key) in keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            let recorded = seen.next().unwrap_or(false);
+            if recorded || !in_batch.insert(key.as_str()) {
+                split.duplicates.push(i);
+            }
+        }
+        Ok(split)
+    }
+
+    /// Record the keys of events the plugin handled.
+    pub async fn record(&self, handled: &[Event]) -> Result<(), DedupeError> {
+        let keys: Vec<String> = handled.iter().filter_map(|e| self.key.key(e)).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.store.record(&self.scope, &keys, self.ttl).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_a_json_field_a_property_or_the_message_id() {
+        let mut e = Event::new(
+            br#"{"event_id": "e-1", "value": 7, "nested": {"event_id": "no"}}"#.to_vec(),
+            0,
+            "0",
+        );
+        e.message_id = Some("m-1".into());
+        e.properties = vec![("tenant".into(), PropertyValue::Int(42))];
+        let key = |s: &str| KeySource::parse(s).unwrap().key(&e);
+        assert_eq!(key("json:event_id").as_deref(), Some("e-1"));
+        assert_eq!(key("json:value").as_deref(), Some("7"));
+        assert_eq!(key("json:nested"), None, "objects are not keys");
+        assert_eq!(key("json:missing"), None);
+        assert_eq!(key("property:tenant").as_deref(), Some("42"));
+        assert_eq!(key("message-id").as_deref(), Some("m-1"));
+        let not_json = Event::new(b"not json".to_vec(), 1, "1");
+        assert_eq!(
+            KeySource::parse("json:event_id").unwrap().key(&not_json),
+            None
+        );
+        for bad in ["", "json:", "event_id", "xml:a", "message_id"] {
+            let err = KeySource::parse(bad).unwrap_err();
+            assert!(err.contains("json:<field>"), "{bad}: {err}");
+        }
+    }
+}

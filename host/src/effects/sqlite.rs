@@ -1,0 +1,197 @@
+//! The `local` store: SQLite (the bundled library) in a file, shared safely by the host
+//! processes of one machine (WAL journal, a busy timeout for writers that meet).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::dedupe::{DedupeError, DedupeStore};
+
+/// How long a writer waits for another process's write to finish before it reports an error.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Expired keys are purged after this many recorded (and on opening).
+const PURGE_EVERY: u64 = 10_000;
+
+/// Dedupe keys in a SQLite file.
+pub struct SqliteDedupe {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+    recorded: std::sync::atomic::AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl SqliteDedupe {
+    /// Open (or create) the store at `path`, creating its directory.
+    pub fn open(path: &Path) -> Result<Self, DedupeError> {
+        let fail = |message: String| DedupeError::Store {
+            store: path.display().to_string(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| fail(e.to_string()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| fail(e.to_string()))?;
+        // WAL with NORMAL sync is durable across process crashes (what redelivery needs).
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| fail(e.to_string()))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS dedupe (
+                 scope TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 expires_ms INTEGER NOT NULL,
+                 PRIMARY KEY (scope, key)
+             ) WITHOUT ROWID;",
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        conn.execute(
+            "DELETE FROM dedupe WHERE expires_ms <= ?1",
+            params![now_ms()],
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            conn: Arc::new(Mutex::new(conn)),
+            recorded: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Run `f` on the connection off the async threads.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, DedupeError> {
+        let conn = self.conn.clone();
+        let store = self.path.display().to_string();
+        let fail = |message: String| DedupeError::Store {
+            store: store.clone(),
+            message,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))
+    }
+}
+
+#[async_trait::async_trait]
+impl DedupeStore for SqliteDedupe {
+    async fn seen(&self, scope: &str, keys: &[String]) -> Result<Vec<bool>, DedupeError> {
+        let scope = scope.to_string();
+        let keys = keys.to_vec();
+        self.with(move |conn| {
+            let now = now_ms();
+            let mut query =
+                conn.prepare_cached("SELECT expires_ms FROM dedupe WHERE scope = ?1 AND key = ?2")?;
+            keys.iter()
+                .map(|key| {
+                    let expires: Option<i64> = query
+                        .query_row(params![scope, key], |row| row.get(0))
+                        .optional()?;
+                    Ok(expires.is_some_and(|e| e > now))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn record(&self, scope: &str, keys: &[String], ttl: Duration) -> Result<(), DedupeError> {
+        let scope = scope.to_string();
+        let keys = keys.to_vec();
+        let n = keys.len() as u64;
+        let before = self
+            .recorded
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        let purge = before / PURGE_EVERY != (before + n) / PURGE_EVERY;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            let now = now_ms();
+            let expires = now.saturating_add(ttl_ms);
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO dedupe (scope, key, expires_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (scope, key) DO UPDATE SET expires_ms = excluded.expires_ms",
+                )?;
+                for key in &keys {
+                    insert.execute(params![scope, key, expires])?;
+                }
+                if purge {
+                    tx.execute("DELETE FROM dedupe WHERE expires_ms <= ?1", params![now])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    fn describe(&self) -> String {
+        format!("SQLite {}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_are_seen_once_recorded_per_scope_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dedupe.sqlite");
+        let store = SqliteDedupe::open(&path).unwrap();
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            store.seen("a", &keys(&["x", "y"])).await.unwrap(),
+            [false, false]
+        );
+        store
+            .record("a", &keys(&["x"]), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.seen("a", &keys(&["x", "y"])).await.unwrap(),
+            [true, false]
+        );
+        assert_eq!(
+            store.seen("b", &keys(&["x"])).await.unwrap(),
+            [false],
+            "scopes apart"
+        );
+        // A second connection (another process) sees what the first recorded.
+        let other = SqliteDedupe::open(&path).unwrap();
+        assert_eq!(other.seen("a", &keys(&["x"])).await.unwrap(), [true]);
+        // Expired keys are not seen.
+        store
+            .record("a", &keys(&["gone"]), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(store.seen("a", &keys(&["gone"])).await.unwrap(), [false]);
+    }
+
+    #[test]
+    fn an_unusable_path_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = SqliteDedupe::open(&file.join("dedupe.sqlite"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("file"), "{err}");
+    }
+}

@@ -1,0 +1,139 @@
+//! `[eventhub.dedupe]`, the seed's "second checkpoint" with no plugin code: events whose key was
+//! recorded never reach the plugin and are checkpointed past; a crash between recording the
+//! keys and writing the checkpoint causes no duplicate effect.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::harness::{checkpoints, send_bodies_in, Host, Local, HUB};
+
+/// The body of the seed-like event `id` (compact, so the test plugin's log line keeps it whole).
+fn body(id: usize) -> String {
+    format!(r#"{{"event_id":"e-{id}","value":{id}}}"#)
+}
+
+/// How often each body was handled, from a host's log.
+fn handled_bodies(log: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains(" handled group=")) {
+        if let Some(body) = line
+            .split(" body=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            *counts.entry(body.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn dedupe_section(t: &Local) -> String {
+    format!(
+        "[eventhub.dedupe]\nkey = \"json:event_id\"\npath = \"{}\"\n",
+        t.path().join("dedupe.sqlite").display()
+    )
+}
+
+/// Each event id is handled once though sent twice (and a repeat inside one batch too);
+/// bodies without the key pass through; every partition is checkpointed at its last event,
+/// duplicates included; the summary counts what was skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_are_skipped_before_the_plugin_and_checkpointed_past() {
+    let t = Local::start(2).await;
+    // 30 ids, each twice (the second round after the first), plus 4 bodies without a key.
+    let mut bodies: Vec<String> = (0..30).map(body).collect();
+    bodies.extend((0..30).map(body));
+    bodies.extend((0..4).map(|i| format!("no-key-{i}")));
+    send_bodies_in(&t.endpoint, HUB, &bodies, t.path(), 1).await;
+    let cfg = t.config(&dedupe_section(&t));
+    let host = Host::run_until_idle("dedupe", t.path(), &cfg, Duration::from_secs(120));
+    let log = host.log();
+
+    let handled = handled_bodies(&log);
+    for id in 0..30 {
+        assert_eq!(
+            handled.get(&body(id)),
+            Some(&1),
+            "e-{id} handled once\n{log}"
+        );
+    }
+    for i in 0..4 {
+        assert_eq!(handled.get(&format!("no-key-{i}")), Some(&1), "{log}");
+    }
+    assert!(
+        log.contains("duplicates skipped 30"),
+        "the summary counts them\n{log}"
+    );
+    // Round-robin: each partition holds 32 events (seq 0..=31), checkpointed at the last.
+    let cps = checkpoints(&t.store(), "$Default").await;
+    assert_eq!(cps.get("0"), Some(&Some(31)), "{cps:?}");
+    assert_eq!(cps.get("1"), Some(&Some(31)), "{cps:?}");
+    t.endpoint.shutdown().await;
+}
+
+/// The keys are recorded before the checkpoint: a host that stops after recording them but
+/// before its checkpoint is durable (simulated by removing the checkpoints) makes the next
+/// host receive every event again, and it skips them all: no effect happens twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_the_two_checkpoints_causes_no_duplicate_effect() {
+    let t = Local::start(2).await;
+    let bodies: Vec<String> = (0..40).map(body).collect();
+    send_bodies_in(&t.endpoint, HUB, &bodies, t.path(), 1).await;
+    let cfg = t.config(&dedupe_section(&t));
+    let first = Host::run_until_idle("first", t.path(), &cfg, Duration::from_secs(120));
+    assert_eq!(handled_bodies(&first.log()).len(), 40, "{}", first.log());
+
+    // The checkpoints are lost; the dedupe keys are not.
+    let mut removed = 0;
+    for entry in walk(&t.store_dir) {
+        if entry.ends_with("checkpoint") && entry.is_dir() {
+            std::fs::remove_dir_all(&entry).unwrap();
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 1, "one consumer group's checkpoints");
+    let second = Host::run_until_idle("second", t.path(), &cfg, Duration::from_secs(120));
+    let log = second.log();
+    assert!(
+        handled_bodies(&log).is_empty(),
+        "nothing handled twice\n{log}"
+    );
+    assert!(log.contains("duplicates skipped 40"), "{log}");
+    let cps = checkpoints(&t.store(), "$Default").await;
+    assert_eq!(cps.get("0"), Some(&Some(19)), "{cps:?}");
+    assert_eq!(cps.get("1"), Some(&Some(19)), "{cps:?}");
+    t.endpoint.shutdown().await;
+}
+
+/// A dedupe file that cannot be opened stops the host before it claims anything, naming it.
+#[test]
+fn an_unusable_dedupe_store_stops_the_host_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not-a-dir"), "x").unwrap();
+    let config = format!(
+        "[[eventhub]]\nname = \"orders\"\nconnection_string = \"Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true\"\nplugin = \"{}\"\n[eventhub.dedupe]\nkey = \"json:event_id\"\npath = \"not-a-dir/dedupe.sqlite\"\n",
+        hubwasm_plugins::NOOP
+    );
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("not-a-dir"), "{stderr}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
