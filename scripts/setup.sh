@@ -85,6 +85,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+# The Redis store's tests: Debian's redis-server (the tests start it on a free port).
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "setup: installing redis-server (apt)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
 PLAYWRIGHT_VERSION=1.65.1
 installed="$(node -p "require(process.argv[1]).version" "$TOOLS_NODE_DIR/node_modules/playwright-core/package.json" 2>/dev/null || true)"
 if [ "$installed" != "$PLAYWRIGHT_VERSION" ]; then

@@ -936,10 +936,8 @@ impl Host {
 
         let tenants = crate::tenant::Tenants::from_config(&config);
         // One SQLite connection per dedupe file, shared by the event hubs that use it.
-        let mut dedupe_stores: Vec<(
-            std::path::PathBuf,
-            Arc<dyn crate::effects::dedupe::DedupeStore>,
-        )> = Vec::new();
+        let mut dedupe_stores: Vec<(String, Arc<dyn crate::effects::dedupe::DedupeStore>)> =
+            Vec::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut targets = Vec::new();
         let mut setups = Vec::new();
@@ -1064,15 +1062,28 @@ impl Host {
             stats.set_tenant(&hub.name, &hub.consumer_group, hub.tenant_name());
             let dedupe = match &hub.dedupe {
                 Some(d) => {
-                    let path = d.local_path();
-                    let store = match dedupe_stores.iter().find(|(p, _)| *p == path) {
+                    // One store per file or URL, shared by the event hubs that use it.
+                    let place = match d.store {
+                        crate::config::DedupeStoreKind::Local => {
+                            d.local_path().display().to_string()
+                        }
+                        crate::config::DedupeStoreKind::Redis => d.url.clone().unwrap_or_default(),
+                    };
+                    let store = match dedupe_stores.iter().find(|(p, _)| *p == place) {
                         Some((_, store)) => store.clone(),
                         None => {
-                            let store: Arc<dyn crate::effects::dedupe::DedupeStore> = Arc::new(
-                                crate::effects::sqlite::SqliteDedupe::open(&path)
-                                    .map_err(|e| RunError::Store(e.to_string()))?,
-                            );
-                            dedupe_stores.push((path, store.clone()));
+                            let store: Arc<dyn crate::effects::dedupe::DedupeStore> = match d.store
+                            {
+                                crate::config::DedupeStoreKind::Local => Arc::new(
+                                    crate::effects::sqlite::SqliteDedupe::open(&d.local_path())
+                                        .map_err(|e| RunError::Store(e.to_string()))?,
+                                ),
+                                crate::config::DedupeStoreKind::Redis => Arc::new(
+                                    crate::effects::redis::RedisDedupe::open(&place)
+                                        .map_err(|e| RunError::Store(e.to_string()))?,
+                                ),
+                            };
+                            dedupe_stores.push((place, store.clone()));
                             store
                         }
                     };

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::harness::{checkpoints, send_bodies_in, Host, Local, HUB};
+use crate::harness::{checkpoints, eventually, send_bodies_in, Host, Local, HUB};
+use crate::redis_server::RedisServer;
 
 /// The body of the seed-like event `id` (compact, so the test plugin's log line keeps it whole).
 fn body(id: usize) -> String {
@@ -28,6 +29,7 @@ fn handled_bodies(log: &str) -> BTreeMap<String, usize> {
 }
 
 fn dedupe_section(t: &Local) -> String {
+    // (the local store in the test's directory)
     format!(
         "[eventhub.dedupe]\nkey = \"json:event_id\"\npath = \"{}\"\n",
         t.path().join("dedupe.sqlite").display()
@@ -36,17 +38,18 @@ fn dedupe_section(t: &Local) -> String {
 
 /// Each event id is handled once though sent twice (and a repeat inside one batch too);
 /// bodies without the key pass through; every partition is checkpointed at its last event,
-/// duplicates included; the summary counts what was skipped.
-#[tokio::test(flavor = "multi_thread")]
-async fn duplicates_are_skipped_before_the_plugin_and_checkpointed_past() {
-    let t = Local::start(2).await;
+/// duplicates included; the summary counts what was skipped. `store` is the dedupe table's
+/// store lines.
+async fn duplicates_skipped(name: &str, t: &Local, store: &str) {
     // 30 ids, each twice (the second round after the first), plus 4 bodies without a key.
     let mut bodies: Vec<String> = (0..30).map(body).collect();
     bodies.extend((0..30).map(body));
     bodies.extend((0..4).map(|i| format!("no-key-{i}")));
     send_bodies_in(&t.endpoint, HUB, &bodies, t.path(), 1).await;
-    let cfg = t.config(&dedupe_section(&t));
-    let host = Host::run_until_idle("dedupe", t.path(), &cfg, Duration::from_secs(120));
+    let cfg = t.config(&format!(
+        "[eventhub.dedupe]\nkey = \"json:event_id\"\n{store}\n"
+    ));
+    let host = Host::run_until_idle(name, t.path(), &cfg, Duration::from_secs(120));
     let log = host.log();
 
     let handled = handled_bodies(&log);
@@ -68,6 +71,94 @@ async fn duplicates_are_skipped_before_the_plugin_and_checkpointed_past() {
     let cps = checkpoints(&t.store(), "$Default").await;
     assert_eq!(cps.get("0"), Some(&Some(31)), "{cps:?}");
     assert_eq!(cps.get("1"), Some(&Some(31)), "{cps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_are_skipped_before_the_plugin_and_checkpointed_past() {
+    let t = Local::start(2).await;
+    let store = format!(
+        "store = \"local\"\npath = \"{}\"",
+        t.path().join("dedupe.sqlite").display()
+    );
+    duplicates_skipped("dedupe-local", &t, &store).await;
+    t.endpoint.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_are_skipped_with_the_keys_in_redis() {
+    let redis = RedisServer::start();
+    let t = Local::start(2).await;
+    let store = format!("store = \"redis\"\nurl = \"{}\"", redis.url());
+    duplicates_skipped("dedupe-redis", &t, &store).await;
+    t.endpoint.shutdown().await;
+}
+
+/// Redis goes down while the host runs: the partitions wait before their next events (nothing
+/// skipped, nothing dead-lettered), and once Redis is back every event is handled exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_outage_pauses_the_partitions_and_loses_nothing() {
+    let mut redis = RedisServer::start();
+    let t = Local::start(2).await;
+    let cfg = t.config(&format!(
+        "[eventhub.dedupe]\nkey = \"json:event_id\"\nstore = \"redis\"\nurl = \"{}\"\n[eventhub.failure]\ninitial_backoff_ms = 100\nmax_backoff_ms = 500\n",
+        redis.url()
+    ));
+    let host = Host::start("outage", t.path(), &cfg, &[]);
+    send_bodies_in(
+        &t.endpoint,
+        HUB,
+        &(0..20).map(body).collect::<Vec<_>>(),
+        t.path(),
+        1,
+    )
+    .await;
+    eventually(
+        "the first 20 events",
+        Duration::from_secs(60),
+        || handled_bodies(&host.log()).len() == 20,
+        &[&host],
+    )
+    .await;
+
+    redis.stop();
+    send_bodies_in(
+        &t.endpoint,
+        HUB,
+        &(20..40).map(body).collect::<Vec<_>>(),
+        t.path(),
+        1,
+    )
+    .await;
+    eventually(
+        "the partitions to wait for Redis",
+        Duration::from_secs(60),
+        || host.log().contains("Cannot look up dedupe keys"),
+        &[&host],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        handled_bodies(&host.log()).len(),
+        20,
+        "nothing passes while Redis is down\n{}",
+        host.log()
+    );
+
+    redis.restart();
+    eventually(
+        "every event",
+        Duration::from_secs(60),
+        || handled_bodies(&host.log()).len() == 40,
+        &[&host],
+    )
+    .await;
+    let log = host.log();
+    assert!(handled_bodies(&log).values().all(|n| *n == 1), "{log}");
+    assert!(!log.contains("Event dead-lettered"), "{log}");
+    let cps = checkpoints(&t.store(), "$Default").await;
+    assert_eq!(cps.get("0"), Some(&Some(19)), "{cps:?}");
+    assert_eq!(cps.get("1"), Some(&Some(19)), "{cps:?}");
+    drop(host);
     t.endpoint.shutdown().await;
 }
 

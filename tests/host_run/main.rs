@@ -23,3 +23,5 @@ mod azurite;
 mod lang_plugins;
 #[path = "../support/python.rs"]
 mod python;
+#[path = "../support/redis.rs"]
+mod redis_server;

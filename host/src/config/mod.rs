@@ -401,12 +401,15 @@ pub struct DedupeConfig {
     /// retention: a replay from the earliest event finds every key still recorded).
     #[serde(default = "default_dedupe_ttl")]
     pub ttl_secs: u64,
-    /// `local` (SQLite in `path`), the only store so far.
+    /// `local` (SQLite in `path`) or `redis` (at `url`).
     #[serde(default)]
     pub store: DedupeStoreKind,
     /// The SQLite file (relative to the config file); default `.hubwasm/dedupe.sqlite`.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// The Redis URL (`redis://host:port[/db]`, `rediss://` for TLS), for `store = "redis"`.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// Where dedupe keys are kept.
@@ -416,6 +419,8 @@ pub enum DedupeStoreKind {
     /// SQLite in a file, shared by the host processes of one machine.
     #[default]
     Local,
+    /// Redis (Azure Cache for Redis), shared by hosts on any machine.
+    Redis,
 }
 
 fn default_dedupe_ttl() -> u64 {
@@ -769,6 +774,23 @@ impl RunConfig {
                 crate::effects::dedupe::KeySource::parse(&dedupe.key).map_err(|why| {
                     self.invalid_at(("eventhub", i, "dedupe"), at("dedupe.key"), why)
                 })?;
+                match (dedupe.store, &dedupe.url) {
+                    (DedupeStoreKind::Redis, None) => {
+                        return Err(self.invalid_at(
+                            ("eventhub", i, "dedupe"),
+                            at("dedupe.url"),
+                            "store = \"redis\" needs url = \"redis://host:port\"",
+                        ))
+                    }
+                    (DedupeStoreKind::Local, Some(_)) => {
+                        return Err(self.invalid_at(
+                            ("eventhub", i, "dedupe"),
+                            at("dedupe.url"),
+                            "url is for store = \"redis\"; the local store takes path",
+                        ))
+                    }
+                    _ => {}
+                }
                 if dedupe.ttl_secs == 0 {
                     return Err(self.invalid_at(
                         ("eventhub", i, "dedupe"),
