@@ -11,14 +11,15 @@ use super::dedupe::{DedupeError, DedupeStore};
 
 /// How long a writer waits for another process's write to finish before it reports an error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Expired keys are purged after this many recorded (and on opening).
-const PURGE_EVERY: u64 = 10_000;
+/// Expired keys are purged this often (and on opening): a purge scans the table.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// Dedupe keys in a SQLite file.
 pub struct SqliteDedupe {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
-    recorded: std::sync::atomic::AtomicU64,
+    /// When expired keys were last purged.
+    purged: Mutex<std::time::Instant>,
 }
 
 fn now_ms() -> i64 {
@@ -64,7 +65,7 @@ impl SqliteDedupe {
         Ok(Self {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
-            recorded: std::sync::atomic::AtomicU64::new(0),
+            purged: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -113,11 +114,14 @@ impl DedupeStore for SqliteDedupe {
     async fn record(&self, scope: &str, keys: &[String], ttl: Duration) -> Result<(), DedupeError> {
         let scope = scope.to_string();
         let keys = keys.to_vec();
-        let n = keys.len() as u64;
-        let before = self
-            .recorded
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        let purge = before / PURGE_EVERY != (before + n) / PURGE_EVERY;
+        let purge = {
+            let mut purged = self.purged.lock().unwrap_or_else(|e| e.into_inner());
+            let due = purged.elapsed() >= PURGE_EVERY;
+            if due {
+                *purged = std::time::Instant::now();
+            }
+            due
+        };
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.with(move |conn| {
             let now = now_ms();

@@ -1,0 +1,101 @@
+//! The cost of `[eventhub.dedupe]` per event, beside the plain json-filter plugin call, in one
+//! run: for each batch of 1 000 seed events, the lookup of their keys (`json:event_id`) before
+//! the plugin and the record after it, on the `local` store (SQLite in a temp file) and on the
+//! `redis` store (Debian's redis-server on a free port, as the tests start it).
+//!
+//! Run: `cargo bench -p hubwasm --bench dedupe`
+//! Settings: HUBWASM_BENCH_DEDUPE_EVENTS (default 100 000 events: every key is new).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hubwasm::effects::dedupe::{Dedupe, DedupeStore, KeySource};
+use hubwasm::event::{Event, PartitionContext};
+use hubwasm::plugin::{PluginHandle, PluginSpec, Runtime, RuntimeOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "../../tests/support/redis.rs"]
+mod redis_server;
+
+const BATCH: usize = 1000;
+
+fn events(n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| Event::new(hubwasm::send::seed_event(i), i as i64, i.to_string()))
+        .collect()
+}
+
+/// The plugin call alone: ns per event over all events, batches of 1 000.
+async fn filter_ns(events: &[Event]) -> f64 {
+    let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+    let mut spec = PluginSpec::new(hubwasm_plugins::JSON_FILTER);
+    spec.config = vec![("min_value".into(), "50".into())];
+    let handle = PluginHandle::new(runtime.load(spec).await.unwrap());
+    let mut worker = handle.worker();
+    let ctx = PartitionContext {
+        namespace: "bench.local".into(),
+        event_hub: "bench".into(),
+        consumer_group: "$Default".into(),
+        partition_id: "0".into(),
+    };
+    worker.handle_batch(&ctx, &events[..BATCH]).await.unwrap();
+    let started = Instant::now();
+    for chunk in events.chunks(BATCH) {
+        worker.handle_batch(&ctx, chunk).await.unwrap();
+    }
+    started.elapsed().as_nanos() as f64 / events.len() as f64
+}
+
+/// Lookup then record, per batch: ns per event (lookup, record).
+async fn dedupe_ns(store: Arc<dyn DedupeStore>, events: &[Event]) -> (f64, f64) {
+    let dedupe = Dedupe {
+        store,
+        key: KeySource::parse("json:event_id").unwrap(),
+        ttl: Duration::from_secs(3600),
+        scope: format!("bench/{}", std::process::id()),
+    };
+    let (mut lookup, mut record) = (Duration::ZERO, Duration::ZERO);
+    for chunk in events.chunks(BATCH) {
+        let started = Instant::now();
+        let split = dedupe.split(chunk).await.unwrap();
+        assert!(split.duplicates.is_empty(), "every key is new");
+        lookup += started.elapsed();
+        let started = Instant::now();
+        dedupe.record(chunk).await.unwrap();
+        record += started.elapsed();
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / events.len() as f64;
+    (per(lookup), per(record))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let n = std::env::var("HUBWASM_BENCH_DEDUPE_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000usize);
+    let events = events(n);
+    println!("dedupe: {n} seed events in batches of {BATCH}, key json:event_id");
+    let filter = filter_ns(&events).await;
+    println!("json-filter plugin call alone: {filter:.0} ns/event");
+
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn DedupeStore> = Arc::new(
+        hubwasm::effects::sqlite::SqliteDedupe::open(&dir.path().join("dedupe.sqlite")).unwrap(),
+    );
+    let redis = redis_server::RedisServer::start();
+    let redis_store: Arc<dyn DedupeStore> =
+        Arc::new(hubwasm::effects::redis::RedisDedupe::open(&redis.url()).unwrap());
+    for (name, store) in [("local (SQLite)", sqlite), ("redis", redis_store)] {
+        let (lookup, record) = dedupe_ns(store, &events).await;
+        let total = lookup + record;
+        println!(
+            "dedupe on {name}: lookup {lookup:.0} + record {record:.0} = {total:.0} ns/event \
+             = {:.2}x the plugin call; filter with dedupe {:.2}x the filter alone",
+            total / filter,
+            (filter + total) / filter
+        );
+    }
+}
