@@ -297,25 +297,40 @@ impl super::RunConfig {
         Ok(())
     }
 
+    /// The name of the `index`th `[[section]]`: usable in labels and URLs, and not one of the
+    /// `earlier` tables' names.
+    fn check_name(
+        &self,
+        section: &str,
+        index: usize,
+        name: &str,
+        earlier: &[&str],
+    ) -> Result<(), super::ConfigError> {
+        let setting = format!("{section}[{index}] ({name}).name");
+        if !valid_name(name) {
+            return Err(self.invalid_at(
+                (section, index, "name"),
+                setting,
+                "use 1 to 64 letters, digits, `-` or `_`",
+            ));
+        }
+        if let Some(j) = earlier.iter().position(|e| *e == name) {
+            return Err(self.invalid_at(
+                (section, index, "name"),
+                setting,
+                format!("{section}[{j}] has this name too; {section} names are unique"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Tenants, named plugins and grants: every reference resolves, nothing exceeds the limits
     /// of its tenant, every grant exists.
     pub(super) fn validate_tenants(&self) -> Result<(), super::ConfigError> {
         for (i, tenant) in self.tenants.iter().enumerate() {
             let at = |field: &str| format!("tenant[{i}] ({}).{field}", tenant.name);
-            if !valid_name(&tenant.name) {
-                return Err(self.invalid_at(
-                    ("tenant", i, "name"),
-                    at("name"),
-                    "use 1 to 64 letters, digits, `-` or `_`",
-                ));
-            }
-            if let Some(j) = self.tenants[..i].iter().position(|t| t.name == tenant.name) {
-                return Err(self.invalid_at(
-                    ("tenant", i, "name"),
-                    at("name"),
-                    format!("tenant[{j}] has this name too; tenant names are unique"),
-                ));
-            }
+            let earlier: Vec<&str> = self.tenants[..i].iter().map(|t| t.name.as_str()).collect();
+            self.check_name("tenant", i, &tenant.name, &earlier)?;
             let limits = &tenant.limits;
             let rate_ok = |r: Option<f64>| r.is_none_or(|r| r.is_finite() && r > 0.0);
             if !rate_ok(limits.events_per_sec) {
@@ -368,20 +383,8 @@ impl super::RunConfig {
         let known = |name: &str| name == DEFAULT_TENANT || self.tenant(name).is_some();
         for (i, plugin) in self.plugins.iter().enumerate() {
             let at = |field: &str| format!("plugin[{i}] ({}).{field}", plugin.name);
-            if !valid_name(&plugin.name) {
-                return Err(self.invalid_at(
-                    ("plugin", i, "name"),
-                    at("name"),
-                    "use 1 to 64 letters, digits, `-` or `_`",
-                ));
-            }
-            if let Some(j) = self.plugins[..i].iter().position(|p| p.name == plugin.name) {
-                return Err(self.invalid_at(
-                    ("plugin", i, "name"),
-                    at("name"),
-                    format!("plugin[{j}] has this name too; plugin names are unique"),
-                ));
-            }
+            let earlier: Vec<&str> = self.plugins[..i].iter().map(|p| p.name.as_str()).collect();
+            self.check_name("plugin", i, &plugin.name, &earlier)?;
             if let Some(t) = &plugin.tenant {
                 if !known(t) {
                     return Err(self.invalid_at(
