@@ -936,8 +936,7 @@ impl Host {
 
         let tenants = crate::tenant::Tenants::from_config(&config);
         // One SQLite connection per dedupe file, shared by the event hubs that use it.
-        let mut dedupe_stores: Vec<(String, Arc<dyn crate::effects::dedupe::DedupeStore>)> =
-            Vec::new();
+        let mut dedupe_stores = crate::effects::dedupe::Stores::default();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut targets = Vec::new();
         let mut setups = Vec::new();
@@ -1062,46 +1061,19 @@ impl Host {
             stats.set_tenant(&hub.name, &hub.consumer_group, hub.tenant_name());
             let dedupe = match &hub.dedupe {
                 Some(d) => {
-                    // One store per file or URL, shared by the event hubs that use it.
-                    let place = match d.store {
-                        crate::config::DedupeStoreKind::Local => {
-                            d.local_path().display().to_string()
-                        }
-                        crate::config::DedupeStoreKind::Redis => d.url.clone().unwrap_or_default(),
-                    };
-                    let store = match dedupe_stores.iter().find(|(p, _)| *p == place) {
-                        Some((_, store)) => store.clone(),
-                        None => {
-                            let store: Arc<dyn crate::effects::dedupe::DedupeStore> = match d.store
-                            {
-                                crate::config::DedupeStoreKind::Local => Arc::new(
-                                    crate::effects::sqlite::SqliteDedupe::open(&d.local_path())
-                                        .map_err(|e| RunError::Store(e.to_string()))?,
-                                ),
-                                crate::config::DedupeStoreKind::Redis => Arc::new(
-                                    crate::effects::redis::RedisDedupe::open(&place)
-                                        .map_err(|e| RunError::Store(e.to_string()))?,
-                                ),
-                            };
-                            dedupe_stores.push((place, store.clone()));
-                            store
-                        }
-                    };
+                    let scope = format!("{}/{}/{}", target.namespace, hub.name, hub.consumer_group);
+                    let dedupe = dedupe_stores
+                        .dedupe(d, scope)
+                        .map_err(|e| RunError::Store(e.to_string()))?;
                     report(&format!(
                         "event hub {} ({}): duplicates by `{}` skipped, keys in {} for {} s",
                         hub.name,
                         hub.consumer_group,
                         d.key,
-                        store.describe(),
+                        dedupe.store.describe(),
                         d.ttl_secs
                     ));
-                    Some(Arc::new(crate::effects::dedupe::Dedupe {
-                        store,
-                        key: crate::effects::dedupe::KeySource::parse(&d.key)
-                            .map_err(RunError::Store)?,
-                        ttl: d.ttl(),
-                        scope: format!("{}/{}/{}", target.namespace, hub.name, hub.consumer_group),
-                    }))
+                    Some(Arc::new(dedupe))
                 }
                 None => None,
             };

@@ -111,6 +111,51 @@ pub struct Dedupe {
     pub scope: String,
 }
 
+/// The dedupe stores a host opened, one per SQLite file or Redis URL, shared by the event hubs
+/// that name the same one.
+#[derive(Default)]
+pub struct Stores {
+    open: Vec<(String, Arc<dyn DedupeStore>)>,
+}
+
+impl Stores {
+    /// The dedupe an event hub's `[eventhub.dedupe]` asks for, keys kept in `scope`.
+    pub fn dedupe(
+        &mut self,
+        config: &crate::config::DedupeConfig,
+        scope: String,
+    ) -> Result<Dedupe, DedupeError> {
+        use crate::config::DedupeStoreKind;
+        let place = match config.store {
+            DedupeStoreKind::Local => config.local_path().display().to_string(),
+            DedupeStoreKind::Redis => config.url.clone().unwrap_or_default(),
+        };
+        let store = match self.open.iter().find(|(p, _)| *p == place) {
+            Some((_, store)) => store.clone(),
+            None => {
+                let store: Arc<dyn DedupeStore> = match config.store {
+                    DedupeStoreKind::Local => {
+                        Arc::new(super::sqlite::SqliteDedupe::open(&config.local_path())?)
+                    }
+                    DedupeStoreKind::Redis => Arc::new(super::redis::RedisDedupe::open(&place)?),
+                };
+                self.open.push((place.clone(), store.clone()));
+                store
+            }
+        };
+        let key = KeySource::parse(&config.key).map_err(|message| DedupeError::Store {
+            store: place,
+            message,
+        })?;
+        Ok(Dedupe {
+            store,
+            key,
+            ttl: config.ttl(),
+            scope,
+        })
+    }
+}
+
 /// What [`Dedupe::split`] found in a batch.
 #[derive(Debug, Default)]
 pub struct Split {
@@ -154,6 +199,30 @@ impl Dedupe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_hubs_naming_one_store_share_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |file: &str| crate::config::DedupeConfig {
+            key: "json:event_id".into(),
+            ttl_secs: 60,
+            store: crate::config::DedupeStoreKind::Local,
+            path: Some(dir.path().join(file)),
+            url: None,
+        };
+        let mut stores = Stores::default();
+        let a = stores.dedupe(&config("d.sqlite"), "ns/a/g".into()).unwrap();
+        let b = stores.dedupe(&config("d.sqlite"), "ns/b/g".into()).unwrap();
+        let c = stores
+            .dedupe(&config("other.sqlite"), "ns/c/g".into())
+            .unwrap();
+        assert!(Arc::ptr_eq(&a.store, &b.store));
+        assert!(!Arc::ptr_eq(&a.store, &c.store));
+        assert_eq!(
+            (a.scope.as_str(), b.ttl),
+            ("ns/a/g", Duration::from_secs(60))
+        );
+    }
 
     #[test]
     fn keys_come_from_a_json_field_a_property_or_the_message_id() {
