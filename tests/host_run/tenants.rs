@@ -568,6 +568,18 @@ tenant = "globex"
             .status,
         200
     );
+    let unknown = call("GET", "/v1/tenants/initech".into(), Some(OPERATOR)).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(
+        unknown.body.contains("no tenant named `initech`"),
+        "{}",
+        unknown.body
+    );
+    // A tenant's token asking for a tenant that does not exist learns nothing about it.
+    let probing = call("GET", "/v1/tenants/initech".into(), Some(ACME)).await;
+    assert_eq!(probing.status, 403, "{}", probing.body);
+    let wrong = call("GET", "/v1/tenants".into(), Some("not-a-token")).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
     for path in ["/status", "/metrics"] {
         assert_eq!(
             call("GET", path.into(), Some(ACME)).await.status,

@@ -1007,6 +1007,62 @@ plugin = "filter.wasm"
         ));
     }
 
+    /// `[eventhub.dedupe]`: bad values are refused with the line and the setting.
+    #[test]
+    fn dedupe_settings_are_checked() {
+        let parse = |extra: &str| {
+            RunConfig::parse(
+                &format!("{MINIMAL}[eventhub.dedupe]\n{extra}\n"),
+                Path::new("/etc/hubwasm/x.toml"),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let ok = parse("key = \"json:event_id\"").unwrap();
+        let dedupe = ok.event_hubs[0].dedupe.as_ref().unwrap();
+        assert_eq!(dedupe.ttl(), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(
+            dedupe.local_path(),
+            PathBuf::from("/etc/hubwasm/.hubwasm/dedupe.sqlite")
+        );
+        // Cross-field rules name the [eventhub.dedupe] table's line, syntax and types their own.
+        let k = "key = \"json:id\"\n";
+        for (extra, line, says) in [
+            (
+                "key = \"event_id\"".to_string(),
+                6,
+                "dedupe.key: `event_id`: use `json:<field>`",
+            ),
+            ("key = \"json:\"".to_string(), 6, "dedupe.key"),
+            (
+                format!("{k}ttl_secs = 0"),
+                6,
+                "dedupe.ttl_secs: must be at least 1",
+            ),
+            (
+                format!("{k}store = \"redis\""),
+                6,
+                "dedupe.url: store = \"redis\" needs url",
+            ),
+            (
+                format!("{k}url = \"redis://x\""),
+                6,
+                "dedupe.url: url is for store = \"redis\"",
+            ),
+            (
+                format!("{k}store = \"memcached\""),
+                8,
+                "unknown variant `memcached`",
+            ),
+            (format!("{k}ttl = 5"), 8, "unknown field `ttl`"),
+        ] {
+            let err = parse(&extra).unwrap_err();
+            assert!(
+                err.contains(&format!("line {line}:")) && err.contains(says),
+                "{extra}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn the_tenants_example_parses() {
         std::env::set_var("ACME_API_KEY", "a");
