@@ -116,8 +116,9 @@ pub struct Prometheus {
     checkpoint_age: Family<HubPartition, Gauge<f64, AtomicU64>>,
     /// When each partition's checkpoint was last written here (the age is computed at scrape).
     last_checkpoint: Mutex<HashMap<HubPartition, Instant>>,
-    /// The tenant of each (event hub, consumer group), for the partition labels.
-    tenant_of: std::sync::RwLock<HashMap<(String, String), String>>,
+    /// The tenant of each event hub's consumer groups, for the partition labels (by hub, then
+    /// group, so a lookup borrows the context's names instead of copying them).
+    tenant_of: std::sync::RwLock<HashMap<String, HashMap<String, String>>>,
     tenant_events: Family<TenantLabels, Counter>,
     tenant_bytes: Family<TenantLabels, Counter>,
     tenant_failures: Family<TenantLabels, Counter>,
@@ -331,14 +332,17 @@ impl Prometheus {
         self.tenant_of
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert((event_hub.into(), consumer_group.into()), tenant.into());
+            .entry(event_hub.into())
+            .or_default()
+            .insert(consumer_group.into(), tenant.into());
     }
 
     fn tenant(&self, ctx: &PartitionContext) -> String {
         self.tenant_of
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&(ctx.event_hub.clone(), ctx.consumer_group.clone()))
+            .get(&ctx.event_hub)
+            .and_then(|groups| groups.get(&ctx.consumer_group))
             .cloned()
             .unwrap_or_else(|| crate::config::DEFAULT_TENANT.into())
     }
