@@ -937,6 +937,7 @@ impl Host {
         let tenants = crate::tenant::Tenants::from_config(&config);
         // One SQLite connection per dedupe file, shared by the event hubs that use it.
         let mut dedupe_stores = crate::effects::dedupe::Stores::default();
+        let mut state_stores = crate::effects::state::Stores::default();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut targets = Vec::new();
         let mut setups = Vec::new();
@@ -951,6 +952,11 @@ impl Host {
             });
             let mut spec = PluginSpec::new(&hub.plugin);
             spec.memory_peak = Some(tenant.memory_peak.clone());
+            spec.allowed_outbound_hosts = hub
+                .allowed_outbound_hosts
+                .iter()
+                .filter_map(|o| crate::plugin::http::Origin::parse(o).ok())
+                .collect();
             spec.config = config.plugin_config_of(hub)?;
             if let Some(limits) = hub.limits {
                 spec.limits = limits;
@@ -1065,11 +1071,14 @@ impl Host {
                     let dedupe = dedupe_stores
                         .dedupe(d, scope)
                         .map_err(|e| RunError::Store(e.to_string()))?;
+                    let by = match &d.key {
+                        Some(key) => format!("duplicates by `{key}` skipped"),
+                        None => "the plugin's first-seen keys".to_string(),
+                    };
                     report(&format!(
-                        "event hub {} ({}): duplicates by `{}` skipped, keys in {} for {} s",
+                        "event hub {} ({}): {by}, keys in {} for {} s",
                         hub.name,
                         hub.consumer_group,
-                        d.key,
                         dedupe.store.describe(),
                         d.ttl_secs
                     ));
@@ -1077,9 +1086,39 @@ impl Host {
                 }
                 None => None,
             };
+            let state = match &hub.state {
+                Some(c) => {
+                    let store = state_stores
+                        .store(c)
+                        .map_err(|e| RunError::Store(e.to_string()))?;
+                    report(&format!(
+                        "event hub {} ({}): plugin state in {}",
+                        hub.name,
+                        hub.consumer_group,
+                        store.describe()
+                    ));
+                    Some((store, c.max_value_bytes, c.max_bytes))
+                }
+                None => None,
+            };
+            let outputs = Arc::new(open_outputs(hub, embedded.as_ref()).await?);
+            if !outputs.list.is_empty() {
+                report(&format!(
+                    "event hub {}: outputs {}",
+                    hub.name,
+                    outputs
+                        .list
+                        .iter()
+                        .map(|o| format!("{} (event hub {})", o.name, o.event_hub))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             let setup = Arc::new(PartitionSetup {
                 tenant,
                 dedupe,
+                state,
+                outputs,
                 resume: resume.clone(),
                 progress: std::sync::atomic::AtomicU64::new(0),
                 seen: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -1278,4 +1317,37 @@ impl Host {
             embedded: embedded_strings,
         })
     }
+}
+
+/// The producers of an event hub's `[[eventhub.output]]`s.
+async fn open_outputs(
+    hub: &EventHubConfig,
+    embedded: Option<&hubwasm_hub::RunningHub>,
+) -> Result<crate::effects::outputs::Outputs, RunError> {
+    let mut list = Vec::new();
+    for output in &hub.output {
+        let target = if let Some(cs) = &output.connection_string {
+            let conn = ConnectionString::parse(cs)?;
+            let mut target = conn.target();
+            if let Some(name) = &output.event_hub {
+                target.event_hub = name.clone();
+            } else if conn.entity_path.is_empty() {
+                target.event_hub = output.name.clone();
+            }
+            target
+        } else if let Some(namespace) = &output.namespace {
+            EventHubTarget::entra(namespace, output.event_hub.as_deref().unwrap_or(&output.name))?
+        } else {
+            let running =
+                embedded.ok_or_else(|| RunError::Embedded("no [embedded] endpoint".into()))?;
+            let name = output.event_hub.as_deref().unwrap_or(&output.name);
+            ConnectionString::parse(&running.connection_string(name))?.target()
+        };
+        list.push(crate::effects::outputs::Output {
+            name: output.name.clone(),
+            event_hub: target.event_hub.clone(),
+            producer: target.producer().await?,
+        });
+    }
+    Ok(crate::effects::outputs::Outputs { list })
 }

@@ -91,6 +91,8 @@ pub enum MetricEvent<'a> {
     },
     /// Events skipped because their dedupe key was recorded (`[eventhub.dedupe]`).
     Duplicates { ctx: &'a PartitionContext, n: u64 },
+    /// Events the plugin emitted, acknowledged by their outputs.
+    Emitted { ctx: &'a PartitionContext, n: u64 },
     /// A new plugin version took over an event hub.
     Swap {
         event_hub: &'a str,
@@ -109,6 +111,7 @@ pub struct Prometheus {
     store_errors: Counter,
     pauses: Family<HubPartition, Counter>,
     duplicates: Family<HubPartition, Counter>,
+    emitted: Family<HubPartition, Counter>,
     swaps: Family<HubLabels, Counter>,
     handler_seconds: Family<HubLabels, Histogram>,
     swap_pause_seconds: Family<HubLabels, Histogram>,
@@ -220,6 +223,12 @@ impl Default for Prometheus {
             "Events skipped before the plugin because their dedupe key was recorded",
             duplicates.clone(),
         );
+        let emitted = Family::<HubPartition, Counter>::default();
+        registry.register(
+            "events_emitted",
+            "Events the plugin emitted, acknowledged by their outputs",
+            emitted.clone(),
+        );
         let swaps = Family::<HubLabels, Counter>::default();
         registry.register("plugin_swaps", "Plugin versions swapped in", swaps.clone());
         let handler_seconds = Family::<HubLabels, Histogram>::new_with_constructor(|| {
@@ -320,6 +329,7 @@ impl Default for Prometheus {
             store_errors,
             pauses,
             duplicates,
+            emitted,
             swaps,
             handler_seconds,
         }
@@ -451,6 +461,9 @@ impl Prometheus {
             }
             MetricEvent::Duplicates { ctx, n } => {
                 self.duplicates.get_or_create(&hub_partition(ctx)).inc_by(n);
+            }
+            MetricEvent::Emitted { ctx, n } => {
+                self.emitted.get_or_create(&hub_partition(ctx)).inc_by(n);
             }
             MetricEvent::Paused { ctx } => {
                 self.pauses.get_or_create(&hub_partition(ctx)).inc();

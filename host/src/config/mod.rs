@@ -395,8 +395,10 @@ impl Default for BalancingConfig {
 #[serde(deny_unknown_fields)]
 pub struct DedupeConfig {
     /// Where the key comes from: `json:<field>` (a top-level field of a JSON body),
-    /// `property:<name>`, or `message-id`. Events without one are not deduplicated.
-    pub key: String,
+    /// `property:<name>`, or `message-id`. Events without one are not deduplicated. Left out,
+    /// the host skips nothing itself and the store serves the plugin's `first-seen` only.
+    #[serde(default)]
+    pub key: Option<String>,
     /// How long a key is remembered, in seconds; default 7 days (Event Hubs' longest standard
     /// retention: a replay from the earliest event finds every key still recorded).
     #[serde(default = "default_dedupe_ttl")]
@@ -438,6 +440,67 @@ impl DedupeConfig {
             .clone()
             .unwrap_or_else(|| PathBuf::from(".hubwasm/dedupe.sqlite"))
     }
+}
+
+/// `[eventhub.state]`: keyed state per partition for the plugin (contract 0.2's `state`),
+/// committed with the partition's position before each checkpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `local` (SQLite in `path`) or `redis` (at `url`).
+    #[serde(default)]
+    pub store: DedupeStoreKind,
+    /// The SQLite file (relative to the config file); default `.hubwasm/state.sqlite`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The Redis URL, for `store = "redis"`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The largest value of one key; default 64 KiB.
+    #[serde(default = "default_max_value_bytes")]
+    pub max_value_bytes: usize,
+    /// The most one partition's state may hold (keys and values; it is kept in memory while the
+    /// partition is owned); default 64 MiB.
+    #[serde(default = "default_max_state_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_max_value_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_state_bytes() -> usize {
+    64 * 1024 * 1024
+}
+
+impl StateConfig {
+    /// The SQLite file.
+    pub fn local_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".hubwasm/state.sqlite"))
+    }
+}
+
+/// `[[eventhub.output]]`: an event hub the plugin may emit to, by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// The name the plugin emits to (`emit.send(name, ..)`).
+    pub name: String,
+    /// The event hub; default: the output's name (or the connection string's EntityPath).
+    #[serde(default)]
+    pub event_hub: Option<String>,
+    /// `Endpoint=sb://...;SharedAccessKeyName=..;SharedAccessKey=..[;EntityPath=..]`.
+    #[serde(default)]
+    pub connection_string: Option<String>,
+    /// A namespace reached with a Microsoft Entra identity (`credential = "entra"`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// An event hub of this process's embedded endpoint (`[embedded]`).
+    #[serde(default)]
+    pub embedded: bool,
 }
 
 /// `[eventhub.swap]`: how new plugin versions arrive and are checked.
@@ -548,6 +611,16 @@ pub struct EventHubConfig {
     pub swap: SwapConfig,
     #[serde(default)]
     pub dedupe: Option<DedupeConfig>,
+    /// `[eventhub.state]`: keyed state for the plugin.
+    #[serde(default)]
+    pub state: Option<StateConfig>,
+    /// `[[eventhub.output]]`: where the plugin may emit events.
+    #[serde(default)]
+    pub output: Vec<OutputConfig>,
+    /// Origins the plugin may reach with outbound HTTP (`https://api.example.com`,
+    /// `http://127.0.0.1:8080`); none by default.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 fn default_consumer_group() -> String {
@@ -631,6 +704,11 @@ impl RunConfig {
                 fix(&mut path);
                 dedupe.path = Some(path);
             }
+            if let Some(state) = &mut hub.state {
+                let mut path = state.local_path();
+                fix(&mut path);
+                state.path = Some(path);
+            }
         }
     }
 
@@ -656,6 +734,86 @@ impl RunConfig {
             setting: setting.into(),
             message: message.into(),
         }
+    }
+
+    /// A dedupe or state store: Redis needs a URL, the local store takes a path.
+    fn check_store(
+        &self,
+        here: (&str, usize, &str),
+        setting: &str,
+        store: DedupeStoreKind,
+        url: &Option<String>,
+    ) -> Result<(), ConfigError> {
+        match (store, url) {
+            (DedupeStoreKind::Redis, None) => Err(self.invalid_at(
+                here,
+                setting,
+                "store = \"redis\" needs url = \"redis://host:port\"",
+            )),
+            (DedupeStoreKind::Local, Some(_)) => Err(self.invalid_at(
+                here,
+                setting,
+                "url is for store = \"redis\"; the local store takes path",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `[[eventhub.output]]`: unique names, exactly one way to reach each.
+    fn check_outputs(&self, i: usize, hub: &EventHubConfig) -> Result<(), ConfigError> {
+        let here = ("eventhub", i, "output");
+        let setting = |what: &str| format!("event hub {}: output.{what}", hub.name);
+        for (n, output) in hub.output.iter().enumerate() {
+            if output.name.is_empty() || output.name.len() > 256 {
+                return Err(self.invalid_at(here, setting("name"), "give a name of 1 to 256 characters"));
+            }
+            if hub.output[..n].iter().any(|o| o.name == output.name) {
+                return Err(self.invalid_at(
+                    here,
+                    setting("name"),
+                    format!("`{}` is used by two outputs; give each its own name", output.name),
+                ));
+            }
+            let ways = [
+                output.connection_string.is_some(),
+                output.namespace.is_some(),
+                output.embedded,
+            ]
+            .iter()
+            .filter(|w| **w)
+            .count();
+            if ways != 1 {
+                return Err(self.invalid_at(
+                    here,
+                    setting("connection_string"),
+                    format!(
+                        "output `{}`: give exactly one of connection_string, namespace (with \
+                         credential = \"entra\") or embedded = true",
+                        output.name
+                    ),
+                ));
+            }
+            if let Some(cs) = &output.connection_string {
+                crate::connection::ConnectionString::parse(cs).map_err(|e| {
+                    self.invalid_at(here, setting("connection_string"), e.to_string())
+                })?;
+            }
+            if output.namespace.is_some() && output.credential.as_deref() != Some("entra") {
+                return Err(self.invalid_at(
+                    here,
+                    setting("credential"),
+                    format!("output `{}`: namespace needs credential = \"entra\"", output.name),
+                ));
+            }
+            if output.embedded && self.embedded.is_none() {
+                return Err(self.invalid_at(
+                    here,
+                    setting("embedded"),
+                    format!("output `{}`: embedded = true needs an [embedded] section", output.name),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Cross-field rules serde cannot express.
@@ -771,33 +929,40 @@ impl RunConfig {
                 }
             }
             if let Some(dedupe) = &hub.dedupe {
-                crate::effects::dedupe::KeySource::parse(&dedupe.key).map_err(|why| {
-                    self.invalid_at(("eventhub", i, "dedupe"), at("dedupe.key"), why)
-                })?;
-                match (dedupe.store, &dedupe.url) {
-                    (DedupeStoreKind::Redis, None) => {
-                        return Err(self.invalid_at(
-                            ("eventhub", i, "dedupe"),
-                            at("dedupe.url"),
-                            "store = \"redis\" needs url = \"redis://host:port\"",
-                        ))
-                    }
-                    (DedupeStoreKind::Local, Some(_)) => {
-                        return Err(self.invalid_at(
-                            ("eventhub", i, "dedupe"),
-                            at("dedupe.url"),
-                            "url is for store = \"redis\"; the local store takes path",
-                        ))
-                    }
-                    _ => {}
+                let here = ("eventhub", i, "dedupe");
+                if let Some(key) = &dedupe.key {
+                    crate::effects::dedupe::KeySource::parse(key)
+                        .map_err(|why| self.invalid_at(here, at("dedupe.key"), why))?;
                 }
+                self.check_store(here, &at("dedupe.url"), dedupe.store, &dedupe.url)?;
                 if dedupe.ttl_secs == 0 {
                     return Err(self.invalid_at(
-                        ("eventhub", i, "dedupe"),
+                        here,
                         at("dedupe.ttl_secs"),
                         "must be at least 1 (keys kept 0 s dedupe nothing)",
                     ));
                 }
+            }
+            if let Some(state) = &hub.state {
+                let here = ("eventhub", i, "state");
+                self.check_store(here, &at("state.url"), state.store, &state.url)?;
+                if state.max_value_bytes == 0 || state.max_value_bytes > state.max_bytes {
+                    return Err(self.invalid_at(
+                        here,
+                        at("state.max_value_bytes"),
+                        "must be at least 1 and at most max_bytes",
+                    ));
+                }
+            }
+            self.check_outputs(i, hub)?;
+            for origin in &hub.allowed_outbound_hosts {
+                crate::plugin::http::Origin::parse(origin).map_err(|why| {
+                    self.invalid_at(
+                        ("eventhub", i, "allowed_outbound_hosts"),
+                        at("allowed_outbound_hosts"),
+                        why,
+                    )
+                })?;
             }
             if rollback.min_failures == 0 {
                 return Err(self.invalid(at("rollback.min_failures"), "must be at least 1"));
@@ -1018,6 +1183,8 @@ plugin = "filter.wasm"
             .map_err(|e| e.to_string())
         };
         let ok = parse("key = \"json:event_id\"").unwrap();
+        // Without a key the store serves the plugin's first-seen only.
+        assert!(parse("").unwrap().event_hubs[0].dedupe.as_ref().unwrap().key.is_none());
         let dedupe = ok.event_hubs[0].dedupe.as_ref().unwrap();
         assert_eq!(dedupe.ttl(), Duration::from_secs(7 * 24 * 3600));
         assert_eq!(

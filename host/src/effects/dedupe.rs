@@ -104,7 +104,9 @@ impl KeySource {
 /// One event hub's dedupe: its store, key, time to live and scope (the consumer group).
 pub struct Dedupe {
     pub store: Arc<dyn DedupeStore>,
-    pub key: KeySource,
+    /// The event's key the host deduplicates by; `None` when the store only serves the
+    /// plugin's `first-seen`.
+    pub key: Option<KeySource>,
     pub ttl: Duration,
     /// `<namespace>/<event hub>/<consumer group>`: keys are shared by the hosts of a consumer
     /// group, and by nobody else.
@@ -143,10 +145,15 @@ impl Stores {
                 store
             }
         };
-        let key = KeySource::parse(&config.key).map_err(|message| DedupeError::Store {
-            store: place,
-            message,
-        })?;
+        let key = config
+            .key
+            .as_deref()
+            .map(KeySource::parse)
+            .transpose()
+            .map_err(|message| DedupeError::Store {
+                store: place,
+                message,
+            })?;
         Ok(Dedupe {
             store,
             key,
@@ -167,7 +174,10 @@ impl Dedupe {
     /// Which events of `batch` are duplicates: their key is recorded, or an earlier event of
     /// the batch has the same key.
     pub async fn split(&self, batch: &[Event]) -> Result<Split, DedupeError> {
-        let keys: Vec<Option<String>> = batch.iter().map(|e| self.key.key(e)).collect();
+        let Some(source) = &self.key else {
+            return Ok(Split::default());
+        };
+        let keys: Vec<Option<String>> = batch.iter().map(|e| source.key(e)).collect();
         let present: Vec<String> = keys.iter().flatten().cloned().collect();
         if present.is_empty() {
             return Ok(Split::default());
@@ -188,7 +198,10 @@ impl Dedupe {
 
     /// Record the keys of events the plugin handled.
     pub async fn record(&self, handled: &[Event]) -> Result<(), DedupeError> {
-        let keys: Vec<String> = handled.iter().filter_map(|e| self.key.key(e)).collect();
+        let Some(source) = &self.key else {
+            return Ok(());
+        };
+        let keys: Vec<String> = handled.iter().filter_map(|e| source.key(e)).collect();
         if keys.is_empty() {
             return Ok(());
         }

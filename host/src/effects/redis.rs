@@ -1,24 +1,16 @@
-//! The `redis` store: dedupe keys in Redis (Azure Cache for Redis in production), shared by
-//! host instances on any number of machines. Each key is a Redis key with an expiry:
-//! `hubwasm:dedupe:<scope>:<key>`.
+//! The `redis` stores (Azure Cache for Redis in production), shared by host instances on any
+//! number of machines: dedupe keys, each a Redis key with an expiry
+//! (`hubwasm:dedupe:<scope>:<key>`), and partition state ([`RedisState`]).
 
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
 use super::dedupe::{DedupeError, DedupeStore};
+use super::state::{Committed, StateError, StateStore, Write};
 
 /// How long one Redis call may take before the partition treats the store as down (and waits).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Dedupe keys in Redis.
-pub struct RedisDedupe {
-    /// The URL without its password, for messages.
-    shown: String,
-    client: redis::Client,
-    /// Opened on first use and reopened by the manager after a failure.
-    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
-}
 
 /// `redis://user:password@host:port/db` with the password replaced.
 fn redact(url: &str) -> String {
@@ -32,15 +24,21 @@ fn redact(url: &str) -> String {
     }
 }
 
-impl RedisDedupe {
+/// One Redis server, connected on first use and reconnected after a failure.
+struct Redis {
+    /// The URL without its password, for messages.
+    shown: String,
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+}
+
+impl Redis {
     /// A store at `url` (`redis://host:port[/db]`, `rediss://` for TLS). Nothing is connected
     /// until the first call, so a Redis that is down at start pauses partitions, as later.
-    pub fn open(url: &str) -> Result<Self, DedupeError> {
+    fn open(url: &str) -> Result<Self, String> {
         let shown = redact(url);
-        let client = redis::Client::open(url).map_err(|e| DedupeError::Store {
-            store: shown.clone(),
-            message: format!("not a Redis URL: {e}"),
-        })?;
+        let client =
+            redis::Client::open(url).map_err(|e| format!("{shown}: not a Redis URL: {e}"))?;
         Ok(Self {
             shown,
             client,
@@ -48,39 +46,62 @@ impl RedisDedupe {
         })
     }
 
-    fn fail(&self, message: impl std::fmt::Display) -> DedupeError {
-        DedupeError::Store {
-            store: self.shown.clone(),
-            message: message.to_string(),
-        }
-    }
-
-    /// Run one command pipeline with a timeout, connecting first if needed.
-    async fn call<T: redis::FromRedisValue>(
-        &self,
-        pipe: redis::Pipeline,
-    ) -> Result<T, DedupeError> {
+    /// Run one call with a timeout, connecting first if needed.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, String>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let mut guard = self.conn.lock().await;
-        let conn = match guard.as_mut() {
-            Some(conn) => conn,
+        let conn = match guard.as_ref() {
+            Some(conn) => conn.clone(),
             None => {
                 let manager =
                     tokio::time::timeout(CALL_TIMEOUT, self.client.get_connection_manager())
                         .await
-                        .map_err(|_| self.fail(format!("no connection within {CALL_TIMEOUT:?}")))?
-                        .map_err(|e| self.fail(e))?;
-                guard.insert(manager)
+                        .map_err(|_| format!("no connection within {CALL_TIMEOUT:?}"))?
+                        .map_err(|e| e.to_string())?;
+                guard.insert(manager).clone()
             }
         };
-        match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async::<T>(conn)).await {
+        match tokio::time::timeout(CALL_TIMEOUT, f(conn)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.fail(e)),
+            Ok(Err(e)) => Err(e.to_string()),
             Err(_) => {
                 // A call that hangs may leave the connection mid-reply: start over.
                 *guard = None;
-                Err(self.fail(format!("no answer within {CALL_TIMEOUT:?}")))
+                Err(format!("no answer within {CALL_TIMEOUT:?}"))
             }
         }
+    }
+}
+
+/// Dedupe keys in Redis.
+pub struct RedisDedupe {
+    redis: Redis,
+}
+
+impl RedisDedupe {
+    /// A store at `url`; see [`Redis::open`].
+    pub fn open(url: &str) -> Result<Self, DedupeError> {
+        let redis = Redis::open(url).map_err(|message| DedupeError::Store {
+            store: redact(url),
+            message,
+        })?;
+        Ok(Self { redis })
+    }
+
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        pipe: redis::Pipeline,
+    ) -> Result<T, DedupeError> {
+        self.redis
+            .call(|mut conn| async move { pipe.query_async::<T>(&mut conn).await })
+            .await
+            .map_err(|message| DedupeError::Store {
+                store: self.redis.shown.clone(),
+                message,
+            })
     }
 }
 
@@ -114,7 +135,116 @@ impl DedupeStore for RedisDedupe {
     }
 
     fn describe(&self) -> String {
-        format!("Redis {}", self.shown)
+        format!("Redis {}", self.redis.shown)
+    }
+}
+
+/// Partition state in Redis: a hash of entries and a position key per partition, both under
+/// one hash tag (one cluster slot), committed by one script (atomic on the server).
+pub struct RedisState {
+    redis: Redis,
+}
+
+/// Apply the writes and move the position if it is still the expected one (`ARGV[1]`, `""`
+/// for none). `ARGV[2]`: the new position; `ARGV[3]`: how many key/value pairs follow; then
+/// the keys to delete.
+const COMMIT: &str = r#"
+local current = redis.call('GET', KEYS[2])
+if current == false then current = '' end
+if current ~= ARGV[1] then return 0 end
+local sets = tonumber(ARGV[3])
+local i = 4
+for _ = 1, sets do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  i = i + 1
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"#;
+
+fn state_keys(scope: &str) -> (String, String) {
+    (
+        format!("hubwasm:state:{{{scope}}}"),
+        format!("hubwasm:state-position:{{{scope}}}"),
+    )
+}
+
+impl RedisState {
+    /// A store at `url`; see [`Redis::open`].
+    pub fn open(url: &str) -> Result<Self, StateError> {
+        let redis = Redis::open(url).map_err(|message| StateError::Store {
+            store: redact(url),
+            message,
+        })?;
+        Ok(Self { redis })
+    }
+
+    fn fail(&self, message: String) -> StateError {
+        StateError::Store {
+            store: self.redis.shown.clone(),
+            message,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for RedisState {
+    async fn load(&self, scope: &str) -> Result<(Option<i64>, Vec<(String, Vec<u8>)>), StateError> {
+        let (entries, position) = state_keys(scope);
+        let mut pipe = redis::pipe();
+        pipe.atomic().get(&position).hgetall(&entries);
+        let (position, rows): (Option<i64>, std::collections::HashMap<String, Vec<u8>>) = self
+            .redis
+            .call(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await
+            .map_err(|m| self.fail(m))?;
+        Ok((position, rows.into_iter().collect()))
+    }
+
+    async fn commit(
+        &self,
+        scope: &str,
+        expected: Option<i64>,
+        position: i64,
+        writes: &[Write],
+    ) -> Result<Committed, StateError> {
+        let (entries, position_key) = state_keys(scope);
+        let script = redis::Script::new(COMMIT);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(entries)
+            .key(position_key)
+            .arg(expected.map(|p| p.to_string()).unwrap_or_default())
+            .arg(position.to_string())
+            .arg(writes.iter().filter(|(_, v)| v.is_some()).count());
+        for (key, value) in writes {
+            if let Some(value) = value {
+                invocation.arg(key).arg(value.as_slice());
+            }
+        }
+        for (key, value) in writes {
+            if value.is_none() {
+                invocation.arg(key);
+            }
+        }
+        let done: i64 = self
+            .redis
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await
+            .map_err(|m| self.fail(m))?;
+        Ok(if done == 1 {
+            Committed::Done
+        } else {
+            Committed::Fenced
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("Redis {}", self.redis.shown)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The `local` store: SQLite (the bundled library) in a file, shared safely by the host
-//! processes of one machine (WAL journal, a busy timeout for writers that meet).
+//! The `local` stores: SQLite (the bundled library) in a file, shared safely by the host
+//! processes of one machine (WAL journal, a busy timeout for writers that meet). Dedupe keys
+//! ([`SqliteDedupe`]) and partition state ([`SqliteState`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::dedupe::{DedupeError, DedupeStore};
+use super::state::{Committed, StateError, StateStore, Write};
 
 /// How long a writer waits for another process's write to finish before it reports an error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,6 +22,36 @@ pub struct SqliteDedupe {
     conn: Arc<Mutex<Connection>>,
     /// When expired keys were last purged.
     purged: Mutex<std::time::Instant>,
+}
+
+/// Open (or create) a database at `path`, creating its directory, set up for several processes.
+fn connect(path: &Path) -> Result<Connection, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| e.to_string())?;
+    // WAL with NORMAL sync is durable across process crashes (what redelivery needs).
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+/// Run `f` on `conn` off the async threads.
+async fn blocking<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
 }
 
 fn now_ms() -> i64 {
@@ -36,18 +68,7 @@ impl SqliteDedupe {
             store: path.display().to_string(),
             message,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| fail(e.to_string()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| fail(e.to_string()))?;
-        // WAL with NORMAL sync is durable across process crashes (what redelivery needs).
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| fail(e.to_string()))?;
+        let conn = connect(path).map_err(fail)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS dedupe (
                  scope TEXT NOT NULL,
@@ -74,19 +95,12 @@ impl SqliteDedupe {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, DedupeError> {
-        let conn = self.conn.clone();
-        let store = self.path.display().to_string();
-        let fail = |message: String| DedupeError::Store {
-            store: store.clone(),
-            message,
-        };
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(|e| fail(e.to_string()))
+        blocking(&self.conn, f)
+            .await
+            .map_err(|message| DedupeError::Store {
+                store: self.path.display().to_string(),
+                message,
+            })
     }
 }
 
@@ -149,6 +163,131 @@ impl DedupeStore for SqliteDedupe {
     }
 }
 
+/// Partition state in a SQLite file: one row per entry, one row per partition's position,
+/// committed together in one `IMMEDIATE` transaction (one writer at a time across processes).
+pub struct SqliteState {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteState {
+    /// Open (or create) the store at `path`, creating its directory.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let fail = |message: String| StateError::Store {
+            store: path.display().to_string(),
+            message,
+        };
+        let conn = connect(path).map_err(fail)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS state (
+                 scope TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 value BLOB NOT NULL,
+                 PRIMARY KEY (scope, key)
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS state_position (
+                 scope TEXT PRIMARY KEY NOT NULL,
+                 position INTEGER NOT NULL
+             );",
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StateError> {
+        blocking(&self.conn, f)
+            .await
+            .map_err(|message| StateError::Store {
+                store: self.path.display().to_string(),
+                message,
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for SqliteState {
+    async fn load(&self, scope: &str) -> Result<(Option<i64>, Vec<(String, Vec<u8>)>), StateError> {
+        let scope = scope.to_string();
+        self.with(move |conn| {
+            // One read transaction: the entries and the position belong together.
+            let tx = conn.transaction()?;
+            let position: Option<i64> = tx
+                .query_row(
+                    "SELECT position FROM state_position WHERE scope = ?1",
+                    params![scope],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let rows = {
+                let mut query = tx.prepare("SELECT key, value FROM state WHERE scope = ?1")?;
+                let rows = query
+                    .query_map(params![scope], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<(String, Vec<u8>)>>>()?;
+                rows
+            };
+            tx.commit()?;
+            Ok((position, rows))
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        scope: &str,
+        expected: Option<i64>,
+        position: i64,
+        writes: &[Write],
+    ) -> Result<Committed, StateError> {
+        let scope = scope.to_string();
+        let writes = writes.to_vec();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let stored: Option<i64> = tx
+                .query_row(
+                    "SELECT position FROM state_position WHERE scope = ?1",
+                    params![scope],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if stored != expected {
+                return Ok(Committed::Fenced);
+            }
+            {
+                let mut set = tx.prepare_cached(
+                    "INSERT INTO state (scope, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
+                )?;
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM state WHERE scope = ?1 AND key = ?2")?;
+                for (key, value) in &writes {
+                    match value {
+                        Some(value) => set.execute(params![scope, key, value])?,
+                        None => delete.execute(params![scope, key])?,
+                    };
+                }
+                tx.execute(
+                    "INSERT INTO state_position (scope, position) VALUES (?1, ?2)
+                     ON CONFLICT (scope) DO UPDATE SET position = excluded.position",
+                    params![scope, position],
+                )?;
+            }
+            tx.commit()?;
+            Ok(Committed::Done)
+        })
+        .await
+    }
+
+    fn describe(&self) -> String {
+        format!("SQLite {}", self.path.display())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +324,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.seen("a", &keys(&["gone"])).await.unwrap(), [false]);
+    }
+
+    #[tokio::test]
+    async fn state_commits_only_over_the_expected_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let store = SqliteState::open(&path).unwrap();
+        assert_eq!(store.load("p").await.unwrap(), (None, vec![]));
+        let w = |k: &str, v: Option<&str>| (k.to_string(), v.map(|v| v.as_bytes().to_vec()));
+        let first = [w("a", Some("1")), w("b", Some("2"))];
+        assert_eq!(store.commit("p", None, 10, &first).await.unwrap(), Committed::Done);
+        // A host that still thinks the position is unset (it lost the partition) is fenced.
+        let stale = [w("a", Some("9"))];
+        assert_eq!(store.commit("p", None, 12, &stale).await.unwrap(), Committed::Fenced);
+        let next = [w("a", None), w("c", Some("3"))];
+        assert_eq!(store.commit("p", Some(10), 20, &next).await.unwrap(), Committed::Done);
+        // Another process sees the committed state and position; other scopes are apart.
+        let other = SqliteState::open(&path).unwrap();
+        let (position, mut rows) = other.load("p").await.unwrap();
+        rows.sort();
+        assert_eq!(position, Some(20));
+        assert_eq!(
+            rows,
+            vec![("b".to_string(), b"2".to_vec()), ("c".to_string(), b"3".to_vec())]
+        );
+        assert_eq!(other.load("q").await.unwrap(), (None, vec![]));
     }
 
     #[test]

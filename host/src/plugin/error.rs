@@ -147,6 +147,11 @@ pub enum PluginError {
     /// A fresh instance could not be created (e.g. the instance pool is exhausted).
     #[error("plugin `{plugin}` could not be instantiated: {detail}")]
     Instantiate { plugin: String, detail: String },
+    /// The plugin used an effect the deployment does not provide (an output, state or dedupe
+    /// store not configured) or whose store does not answer: not the event's fault; the
+    /// partition pauses before it.
+    #[error("plugin `{plugin}`: {message}")]
+    EffectUnavailable { plugin: String, message: String },
 }
 
 fn fmt_details(stderr: &str, backtrace: &str) -> String {
@@ -188,7 +193,8 @@ impl PluginError {
             | Self::Rejected { plugin, .. }
             | Self::MalformedVerdict { plugin, .. }
             | Self::InitFailed { plugin, .. }
-            | Self::Instantiate { plugin, .. } => plugin,
+            | Self::Instantiate { plugin, .. }
+            | Self::EffectUnavailable { plugin, .. } => plugin,
         }
     }
 
@@ -202,7 +208,9 @@ impl PluginError {
             | Self::MemoryLimit { .. }
             | Self::OutOfFuel { .. }
             | Self::MalformedVerdict { .. } => FailureKind::Crashed,
-            Self::InitFailed { .. } | Self::Instantiate { .. } => FailureKind::Unavailable,
+            Self::InitFailed { .. }
+            | Self::Instantiate { .. }
+            | Self::EffectUnavailable { .. } => FailureKind::Unavailable,
         }
     }
 
@@ -218,6 +226,7 @@ impl PluginError {
             Self::MalformedVerdict { .. } => "malformed-verdict",
             Self::InitFailed { .. } => "init-failed",
             Self::Instantiate { .. } => "instantiate-failed",
+            Self::EffectUnavailable { .. } => "effect-unavailable",
         }
     }
 }

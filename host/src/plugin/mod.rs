@@ -13,8 +13,10 @@
 mod bindings;
 mod cache;
 mod contract;
+mod effects;
 mod encode;
 mod error;
+pub mod http;
 mod inspect;
 mod limits;
 mod runtime;

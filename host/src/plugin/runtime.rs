@@ -63,6 +63,8 @@ pub struct PluginSpec {
     /// Where the largest memory any instance of the plugin grew to is kept (bytes), if
     /// someone watches it (the tenant's usage).
     pub memory_peak: Option<Arc<AtomicU64>>,
+    /// Origins the plugin may reach with outbound HTTP; none by default.
+    pub allowed_outbound_hosts: Vec<super::http::Origin>,
 }
 
 impl PluginSpec {
@@ -79,6 +81,7 @@ impl PluginSpec {
             limits: Limits::default(),
             config: Vec::new(),
             memory_peak: None,
+            allowed_outbound_hosts: Vec::new(),
         }
     }
 }
@@ -103,6 +106,8 @@ pub struct Plugin {
     pub(crate) limits: Limits,
     pub(crate) config: Vec<(String, String)>,
     pub(crate) memory_peak: Option<Arc<AtomicU64>>,
+    /// What outbound HTTP its instances may do.
+    pub(crate) http: super::http::HttpPolicy,
     pub(crate) engine: Engine,
     /// The runtime's tick counter ([`EPOCH_TICK`] each), for wall-clock call bounds.
     pub(crate) ticks: Arc<AtomicU64>,
@@ -201,6 +206,9 @@ impl Runtime {
         v0_1::PluginHost::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         v0_2::PluginHost::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        // Outbound HTTP: linked for every plugin, refused per request unless allowed.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let ticks = Arc::new(AtomicU64::new(0));
@@ -318,13 +326,19 @@ impl Runtime {
             compile_ms = compile_time.as_millis() as u64,
             "Plugin compiled"
         );
+        let name: Arc<str> = spec.name.into();
         Ok(Plugin {
-            name: spec.name.into(),
+            name: name.clone(),
             path,
             info,
             limits: spec.limits,
             config: spec.config,
             memory_peak: spec.memory_peak,
+            http: super::http::HttpPolicy {
+                plugin: name.clone(),
+                allowed: spec.allowed_outbound_hosts.into(),
+                timeout: spec.limits.timeout,
+            },
             engine: self.engine.clone(),
             ticks: self.ticks.clone(),
             fuel_enabled: self.options.fuel,

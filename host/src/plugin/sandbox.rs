@@ -23,6 +23,10 @@ pub(crate) struct HostState {
     pub(crate) ticks_left: u64,
     plugin: Arc<str>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Contract 0.2's effects: the partition's binding and what calls staged.
+    pub(crate) effects: crate::effects::journal::Effects,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_policy: super::http::HttpPolicy,
 }
 
 impl HostState {
@@ -30,6 +34,7 @@ impl HostState {
         plugin: Arc<str>,
         memory_limit: u64,
         memory_peak: Option<Arc<std::sync::atomic::AtomicU64>>,
+        http_policy: super::http::HttpPolicy,
     ) -> Self {
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let mut wasi = WasiCtx::builder();
@@ -55,6 +60,9 @@ impl HostState {
             limiter: MemoryLimiter::new(memory_limit, memory_peak),
             plugin,
             stderr_tail,
+            effects: Default::default(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_policy,
         }
     }
 
@@ -70,6 +78,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_policy,
         }
     }
 }

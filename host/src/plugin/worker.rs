@@ -16,6 +16,7 @@ use super::encode::BatchEncoder;
 use super::error::{BatchFailure, PluginError};
 use super::runtime::{ticks, Plugin, EPOCH_TICK};
 use super::sandbox::HostState;
+use crate::effects::journal::{Binding, Journal};
 use crate::event::{Event, PartitionContext};
 
 /// `init` and partition hooks get at least this long, even if the call limit is shorter.
@@ -121,6 +122,8 @@ impl PluginHandle {
             instances_created: 0,
             last_call_end: None,
             swap_pause: None,
+            binding: None,
+            carried: Journal::default(),
         }
     }
 }
@@ -137,6 +140,11 @@ pub struct Worker {
     /// version (from the old version's last call to the new one's first).
     last_call_end: Option<std::time::Instant>,
     swap_pause: Option<Duration>,
+    /// What the partition lets effects reach; given to every instance this worker creates.
+    binding: Option<Arc<Binding>>,
+    /// Effects of the batch's successful calls, kept when their instance was dropped (a trap
+    /// on a later event of the batch).
+    carried: Journal,
 }
 
 struct Instance {
@@ -162,6 +170,26 @@ impl Worker {
     /// The plugin the next call will run on.
     pub fn plugin(&self) -> Arc<Plugin> {
         self.handle.current()
+    }
+
+    /// Let this worker's plugin calls reach the partition's outputs, state and dedupe store.
+    pub fn bind(&mut self, binding: Arc<Binding>) {
+        if let Some(inst) = self.instance.as_mut() {
+            inst.store.data_mut().effects.binding = Some(binding.clone());
+        }
+        self.binding = Some(binding);
+    }
+
+    /// The effects of the events the last [`handle_batch`](Self::handle_batch) handled
+    /// (successful calls only), for the partition to commit.
+    pub fn take_effects(&mut self) -> Journal {
+        let mut journal = std::mem::take(&mut self.carried);
+        if let Some(inst) = self.instance.as_mut() {
+            let effects = &mut inst.store.data_mut().effects;
+            effects.call_failed();
+            journal.absorb(std::mem::take(&mut effects.batch));
+        }
+        journal
     }
 
     /// Announce a partition to the plugin (`partition-opened`).
@@ -229,6 +257,8 @@ impl Worker {
         ctx: &PartitionContext,
         events: &[Event],
     ) -> Result<(), BatchFailure> {
+        // Effects left by an earlier batch the caller did not take are not this batch's.
+        drop(self.take_effects());
         if events.is_empty() {
             return Ok(());
         }
@@ -256,7 +286,10 @@ impl Worker {
             self.swap_pause = self.last_call_end.map(|end| end.elapsed());
         }
         let Self {
-            instance, encoder, ..
+            instance,
+            encoder,
+            carried,
+            ..
         } = self;
         let Instance {
             plugin,
@@ -267,40 +300,66 @@ impl Worker {
         let plugin = plugin.clone();
         let timeout = plugin.limits.timeout;
         if exports.is_batch() {
-            let limit = arm(store, &plugin, timeout);
-            match bounded(
-                limit,
-                &plugin.ticks,
-                exports.handle_batch(store, ctx, events, encoder),
-            )
-            .await
-            {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err((index, verdict))) => {
-                    let index = index as usize;
-                    if index >= events.len() {
-                        let detail = format!(
-                            "batch-error.failed-at is {index} but the batch has {} events",
-                            events.len()
-                        );
-                        return Err(fail(
-                            0,
-                            PluginError::MalformedVerdict {
-                                plugin: plugin.name.to_string(),
-                                detail,
-                            },
-                        ));
+            // A batch that fails at `k` after staging effects is called again with its first
+            // `k` events alone: their effects are kept, the failed event's are not (the
+            // effects of one call cannot be split by event).
+            let mut end = events.len();
+            let mut failure: Option<(usize, Verdict)> = None;
+            loop {
+                let call = &events[..end];
+                store.data_mut().effects.range = range_of(call);
+                let limit = arm(store, &plugin, timeout);
+                match bounded(
+                    limit,
+                    &plugin.ticks,
+                    exports.handle_batch(store, ctx, call, encoder),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {
+                        store.data_mut().effects.call_succeeded();
+                        return match failure {
+                            None => Ok(()),
+                            Some((index, verdict)) => Err(fail(index, plugin_verdict(&plugin, verdict))),
+                        };
                     }
-                    Err(fail(index, plugin_verdict(&plugin, verdict)))
-                }
-                Err(err) => {
-                    let error = classify(&plugin, store.data_mut(), err);
-                    *instance = None;
-                    Err(fail(0, error))
+                    Ok(Err((index, verdict))) => {
+                        let index = index as usize;
+                        if index >= call.len() {
+                            store.data_mut().effects.call_failed();
+                            let detail = format!(
+                                "batch-error.failed-at is {index} but the batch has {} events",
+                                call.len()
+                            );
+                            return Err(fail(
+                                0,
+                                PluginError::MalformedVerdict {
+                                    plugin: plugin.name.to_string(),
+                                    detail,
+                                },
+                            ));
+                        }
+                        let staged = !store.data().effects.call.is_empty();
+                        store.data_mut().effects.call_failed();
+                        if index > 0 && staged {
+                            failure = Some((index, verdict));
+                            end = index;
+                            continue;
+                        }
+                        return Err(fail(index, plugin_verdict(&plugin, verdict)));
+                    }
+                    Err(err) => {
+                        let error = classify(&plugin, store.data_mut(), err);
+                        carried
+                            .absorb(std::mem::take(&mut store.data_mut().effects.batch));
+                        *instance = None;
+                        return Err(fail(0, error));
+                    }
                 }
             }
         } else {
             for (index, event) in events.iter().enumerate() {
+                store.data_mut().effects.range = Some((event.sequence_number, event.sequence_number));
                 let limit = arm(store, &plugin, timeout);
                 match bounded(
                     limit,
@@ -309,10 +368,15 @@ impl Worker {
                 )
                 .await
                 {
-                    Ok(Ok(())) => {}
-                    Ok(Err(verdict)) => return Err(fail(index, plugin_verdict(&plugin, verdict))),
+                    Ok(Ok(())) => store.data_mut().effects.call_succeeded(),
+                    Ok(Err(verdict)) => {
+                        store.data_mut().effects.call_failed();
+                        return Err(fail(index, plugin_verdict(&plugin, verdict)));
+                    }
                     Err(err) => {
                         let error = classify(&plugin, store.data_mut(), err);
+                        carried
+                            .absorb(std::mem::take(&mut store.data_mut().effects.batch));
                         *instance = None;
                         return Err(fail(index, error));
                     }
@@ -359,7 +423,8 @@ impl Worker {
             let generation = self.handle.generation();
             let plugin = self.handle.current();
             let open = self.open.as_ref();
-            let instance = Instance::create(plugin, generation, open).await?;
+            let mut instance = Instance::create(plugin, generation, open).await?;
+            instance.store.data_mut().effects.binding = self.binding.clone();
             self.instances_created += 1;
             self.instance = Some(instance);
         }
@@ -483,6 +548,7 @@ pub(crate) fn new_store(plugin: &Plugin) -> Store<HostState> {
             plugin.name.clone(),
             plugin.limits.memory_bytes,
             plugin.memory_peak.clone(),
+            plugin.http.clone(),
         ),
     );
     store.limiter(|s| &mut s.limiter);
@@ -596,6 +662,11 @@ impl<T, F: std::future::Future<Output = wasmtime::Result<T>>> std::future::Futur
     }
 }
 
+/// Sequence numbers of a call's first and last events (the sources it may emit for).
+fn range_of(events: &[Event]) -> Option<(i64, i64)> {
+    Some((events.first()?.sequence_number, events.last()?.sequence_number))
+}
+
 /// Turn a failed call into the error callers branch on.
 pub(crate) fn classify(
     plugin: &Plugin,
@@ -603,6 +674,15 @@ pub(crate) fn classify(
     err: wasmtime::Error,
 ) -> PluginError {
     let name = plugin.name.to_string();
+    if let Some(fault) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<super::effects::EffectFault>())
+    {
+        return PluginError::EffectUnavailable {
+            plugin: name,
+            message: fault.0.clone(),
+        };
+    }
     if let Some(requested) = state.limiter.take_hit() {
         return PluginError::MemoryLimit {
             plugin: name,

@@ -34,6 +34,10 @@ pub struct PartitionSetup {
     /// `[eventhub.dedupe]`: duplicates skipped before the plugin, keys recorded before the
     /// checkpoint.
     pub dedupe: Option<Arc<crate::effects::dedupe::Dedupe>>,
+    /// `[eventhub.state]`: the store, `max_value_bytes` and `max_bytes`.
+    pub state: Option<(Arc<dyn crate::effects::state::StateStore>, usize, usize)>,
+    /// `[[eventhub.output]]`: where the plugin's emitted events go.
+    pub outputs: Arc<crate::effects::outputs::Outputs>,
     pub store: Arc<dyn Store>,
     pub dead_letter: Arc<dyn DeadLetterSink>,
     pub failure: FailureConfig,
@@ -148,6 +152,44 @@ pub async fn serve(
         setup.ownership_check,
     );
     let mut worker = setup.plugin.worker();
+    // The partition's state first: the plugin must not run before it is loaded.
+    let state = match &setup.state {
+        Some((store, max_value_bytes, max_bytes)) => {
+            let scope = format!(
+                "{}/{}/{}/{}",
+                ctx.namespace, ctx.event_hub, ctx.consumer_group, ctx.partition_id
+            );
+            let loaded = until_stored(&setup, &ctx, &mut stop, "load the partition's state", || {
+                crate::effects::state::PartitionState::load(
+                    store.clone(),
+                    scope.clone(),
+                    *max_value_bytes,
+                    *max_bytes,
+                )
+            })
+            .await;
+            match loaded {
+                Some(state) => {
+                    tracing::info!(partition = %ctx.partition_id, position = ?state.position(), bytes = state.bytes(), "Partition state loaded");
+                    Some(Arc::new(state))
+                }
+                None => {
+                    stats.set_state(&ctx, None);
+                    return Ended::Shutdown;
+                }
+            }
+        }
+        None => None,
+    };
+    worker.bind(Arc::new(crate::effects::journal::Binding {
+        outputs: setup.outputs.names(),
+        state: state.clone(),
+        first_seen: setup
+            .dedupe
+            .as_ref()
+            .map(|d| (d.store.clone(), d.scope.clone())),
+        hub: format!("event hub {} ({})", ctx.event_hub, ctx.consumer_group),
+    }));
     if let Err(err) = worker.open(&ctx).await {
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-opened hook failed");
     }
@@ -258,6 +300,7 @@ pub async fn serve(
             &mut worker,
             &ctx,
             &setup,
+            state.as_deref(),
             &checkpointer,
             &mut retry,
             &mut batch,
@@ -268,6 +311,10 @@ pub async fn serve(
             Processed::All => {}
             Processed::Halted => halted = true,
             Processed::Stopped => break Ended::Shutdown,
+            Processed::Fenced => {
+                tracing::warn!(hub = %ctx.event_hub, partition = %ctx.partition_id, "Another host committed this partition's state: it owns the partition now; stopping without committing (its events are redelivered to the owner)");
+                break Ended::Stolen;
+            }
         }
         if *stop.borrow() {
             // Stopping: the in-flight batch is done; what is merely buffered is not started.
@@ -312,14 +359,18 @@ enum Processed {
     Halted,
     /// The host is stopping during a retry backoff; the failing event stays unhandled.
     Stopped,
+    /// The state store holds a position another host committed: this one lost the partition.
+    Fenced,
 }
 
 /// Run `batch` through the plugin until every event is handled or dead-lettered, retrying
 /// failures per policy. Empties `batch` except on `Halted`/`Stopped`.
+#[allow(clippy::too_many_arguments)]
 async fn process(
     worker: &mut crate::plugin::Worker,
     ctx: &PartitionContext,
     setup: &PartitionSetup,
+    state: Option<&crate::effects::state::PartitionState>,
     checkpointer: &Checkpointer,
     retry: &mut Option<RetryState>,
     batch: &mut Vec<Event>,
@@ -329,6 +380,18 @@ async fn process(
     // Duplicates first: they never reach the plugin. If the batch ends with duplicates, the
     // checkpoint passes them once everything before them is done.
     let mut skipped_tail: Option<(i64, String)> = None;
+    // Events the partition's state already holds (a host committed them, then crashed before
+    // the checkpoint): their writes are in, so they are skipped, never applied twice.
+    if let Some(position) = state.and_then(|s| s.position()) {
+        if let Some(last) = batch.last().filter(|e| e.sequence_number <= position) {
+            skipped_tail = Some((last.sequence_number, last.offset.clone()));
+        }
+        let before = batch.len();
+        batch.retain(|e| e.sequence_number > position);
+        if batch.len() < before {
+            tracing::info!(partition = %ctx.partition_id, skipped = before - batch.len(), position, "Skipped events the partition's state already holds");
+        }
+    }
     if let Some(dedupe) = &setup.dedupe {
         let split = match until_stored(setup, ctx, stop, "look up dedupe keys", || {
             dedupe.split(batch)
@@ -400,7 +463,16 @@ async fn process(
                 continue;
             }
         }
+        let effects = worker.take_effects();
         if handled > 0 {
+            // Effects before the checkpoint: outputs acknowledged, then state committed with
+            // the position, then first-seen keys recorded.
+            let last_seq = batch[handled - 1].sequence_number;
+            match commit_effects(setup, ctx, state, stop, last_seq, effects).await {
+                Some(Ok(())) => {}
+                Some(Err(())) => return Processed::Fenced,
+                None => return Processed::Stopped,
+            }
             // The second checkpoint before the first: once the keys are recorded, a redelivery
             // of these events (a crash before the checkpoint) skips them.
             if let Some(dedupe) = &setup.dedupe {
@@ -585,9 +657,55 @@ async fn process(
     Processed::All
 }
 
-/// Retry a dedupe store call until it answers: the partition pauses before its events (a
+/// Commit a batch's effects: emitted events acknowledged by their outputs, state writes
+/// committed with `position`, first-seen keys recorded. `None` if the host stopped meanwhile,
+/// `Some(Err(()))` if another host committed the state since (this one lost the partition).
+async fn commit_effects(
+    setup: &PartitionSetup,
+    ctx: &PartitionContext,
+    state: Option<&crate::effects::state::PartitionState>,
+    stop: &mut watch::Receiver<bool>,
+    position: i64,
+    effects: crate::effects::journal::Journal,
+) -> Option<Result<(), ()>> {
+    if !effects.emitted.is_empty() {
+        until_stored(setup, ctx, stop, "send emitted events", || {
+            setup.outputs.send(ctx, &effects.emitted)
+        })
+        .await?;
+        setup.stats.record(MetricEvent::Emitted {
+            ctx,
+            n: effects.emitted.len() as u64,
+        });
+    }
+    if let (Some(state), false) = (state, effects.writes.is_empty()) {
+        let writes = effects.state_writes();
+        let outcome = until_stored(setup, ctx, stop, "commit the partition's state", || {
+            state.commit(position, &writes)
+        })
+        .await?;
+        if outcome == crate::effects::state::Committed::Fenced {
+            return Some(Err(()));
+        }
+    }
+    if let (Some(dedupe), false) = (&setup.dedupe, effects.seen.is_empty()) {
+        let mut by_ttl: std::collections::BTreeMap<Duration, Vec<String>> = Default::default();
+        for (key, ttl) in &effects.seen {
+            by_ttl.entry(*ttl).or_default().push(key.clone());
+        }
+        for (ttl, keys) in &by_ttl {
+            until_stored(setup, ctx, stop, "record first-seen keys", || {
+                dedupe.store.record(&dedupe.scope, keys, *ttl)
+            })
+            .await?;
+        }
+    }
+    Some(Ok(()))
+}
+
+/// Retry a store or output call until it answers: the partition pauses before its events (a
 /// store that is down never skips or loses one). `None` if the host stopped meanwhile.
-async fn until_stored<T, F, Fut>(
+async fn until_stored<T, E, F, Fut>(
     setup: &PartitionSetup,
     ctx: &PartitionContext,
     stop: &mut watch::Receiver<bool>,
@@ -596,7 +714,8 @@ async fn until_stored<T, F, Fut>(
 ) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, crate::effects::dedupe::DedupeError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
 {
     let mut backoff = setup.failure.backoff_curve();
     let mut paused = false;
@@ -605,7 +724,7 @@ where
             Ok(value) => {
                 if paused {
                     setup.stats.set_state(ctx, Some(PartitionState::Running));
-                    tracing::info!(partition = %ctx.partition_id, "Dedupe store answers again; the partition resumes");
+                    tracing::info!(partition = %ctx.partition_id, "The store answers again ({what}); the partition resumes");
                 }
                 return Some(value);
             }

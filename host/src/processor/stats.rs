@@ -48,6 +48,8 @@ pub struct Stats {
     pub pauses: AtomicU64,
     /// Events skipped as duplicates (`[eventhub.dedupe]`).
     pub duplicates: AtomicU64,
+    /// Events the plugin emitted, acknowledged by their outputs.
+    pub emitted: AtomicU64,
     last_activity: Mutex<Instant>,
     /// When the first and the latest events were handled (for throughput over the busy span).
     handled_span: Mutex<Option<(Instant, Instant)>>,
@@ -75,6 +77,7 @@ impl Default for Stats {
             store_errors: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            emitted: AtomicU64::new(0),
             swaps: AtomicU64::new(0),
             last_activity: Mutex::new(Instant::now()),
             handled_span: Mutex::new(None),
@@ -95,6 +98,7 @@ pub struct Snapshot {
     pub store_errors: u64,
     pub pauses: u64,
     pub duplicates: u64,
+    pub emitted: u64,
     pub owned: Vec<OwnedPartition>,
 }
 
@@ -124,6 +128,9 @@ impl Stats {
             }
             MetricEvent::Duplicates { n, .. } => {
                 self.duplicates.fetch_add(*n, Ordering::Relaxed);
+            }
+            MetricEvent::Emitted { n, .. } => {
+                self.emitted.fetch_add(*n, Ordering::Relaxed);
             }
             MetricEvent::SwapPause { took, .. } => {
                 let mut pauses = self.swap_pauses.lock().unwrap_or_else(|e| e.into_inner());
@@ -234,6 +241,7 @@ impl Stats {
             store_errors: self.store_errors.load(Ordering::Relaxed),
             pauses: self.pauses.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
+            emitted: self.emitted.load(Ordering::Relaxed),
             owned: self
                 .owned
                 .lock()
@@ -304,6 +312,9 @@ impl Snapshot {
         }
         if self.duplicates > 0 {
             line.push_str(&format!(", duplicates skipped {}", self.duplicates));
+        }
+        if self.emitted > 0 {
+            line.push_str(&format!(", emitted {}", self.emitted));
         }
         line
     }

@@ -1,0 +1,193 @@
+//! What plugin calls did besides their verdict, staged until the partition commits them: emitted
+//! events, state writes and `first-seen` keys.
+//!
+//! Each instance keeps two journals: the running call's, and the batch's (calls of the current
+//! batch that succeeded). A call that fails loses its journal; one that succeeds adds it to the
+//! batch's, which the partition takes after the batch and commits (outputs acknowledged, state
+//! committed with the position, keys recorded) before the checkpoint.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::dedupe::DedupeStore;
+use super::state::PartitionState;
+use crate::event::PropertyValue;
+
+/// The most a call may emit, in bytes of bodies (events queued in memory until it succeeds).
+pub const MAX_EMIT_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
+/// The largest body one emitted event may have (Event Hubs' premium/dedicated event size).
+pub const MAX_EMIT_BODY: usize = 1024 * 1024;
+
+/// An event a plugin emitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emitted {
+    /// Index into the partition's outputs.
+    pub output: usize,
+    /// The sequence number of the event it was emitted for, and its number among that event's
+    /// emitted events (together: the message id).
+    pub source: i64,
+    pub index: u32,
+    pub body: Vec<u8>,
+    pub partition_key: Option<String>,
+    pub content_type: Option<String>,
+    pub properties: Vec<(String, PropertyValue)>,
+}
+
+/// Staged effects.
+#[derive(Debug, Default)]
+pub struct Journal {
+    pub emitted: Vec<Emitted>,
+    pub emitted_bytes: usize,
+    /// Emitted events per source event (to number the next one).
+    counts: HashMap<i64, u32>,
+    /// State writes: a value, or `None` for a delete. Later writes of a key replace earlier ones.
+    pub writes: BTreeMap<String, Option<Vec<u8>>>,
+    /// `first-seen` keys answered true, with their time to live.
+    pub seen: Vec<(String, Duration)>,
+    seen_keys: HashSet<String>,
+}
+
+impl Journal {
+    pub fn is_empty(&self) -> bool {
+        self.emitted.is_empty() && self.writes.is_empty() && self.seen.is_empty()
+    }
+
+    /// Add what a successful call staged.
+    pub fn absorb(&mut self, call: Journal) {
+        self.emitted.extend(call.emitted);
+        self.emitted_bytes += call.emitted_bytes;
+        for (source, n) in call.counts {
+            *self.counts.entry(source).or_default() += n;
+        }
+        self.writes.extend(call.writes);
+        for (key, ttl) in call.seen {
+            if self.seen_keys.insert(key.clone()) {
+                self.seen.push((key, ttl));
+            }
+        }
+    }
+
+    /// The writes, in key order.
+    pub fn state_writes(&self) -> Vec<super::state::Write> {
+        self.writes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// What a partition lets its plugin's effects reach.
+pub struct Binding {
+    /// The configured outputs' names, in the order `Emitted::output` indexes.
+    pub outputs: Vec<String>,
+    pub state: Option<Arc<PartitionState>>,
+    /// The consumer group's dedupe store and scope, for `first-seen`.
+    pub first_seen: Option<(Arc<dyn DedupeStore>, String)>,
+    /// For messages: `<event hub>/<consumer group>`.
+    pub hub: String,
+}
+
+/// An instance's effects: the partition's binding and the two journals.
+#[derive(Default)]
+pub struct Effects {
+    pub binding: Option<Arc<Binding>>,
+    /// Sequence numbers of the running call's first and last events.
+    pub range: Option<(i64, i64)>,
+    pub batch: Journal,
+    pub call: Journal,
+}
+
+impl Effects {
+    /// The next number among `source`'s emitted events.
+    pub fn next_index(&mut self, source: i64) -> u32 {
+        let before = self.batch.counts.get(&source).copied().unwrap_or(0);
+        let count = self.call.counts.entry(source).or_default();
+        let index = before + *count;
+        *count += 1;
+        index
+    }
+
+    /// A staged or committed value of `key`.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        for journal in [&self.call, &self.batch] {
+            if let Some(value) = journal.writes.get(key) {
+                return value.clone();
+            }
+        }
+        self.binding.as_ref()?.state.as_ref()?.get(key)
+    }
+
+    /// Whether `key` was answered `first-seen` in this batch already.
+    pub fn seen_in_batch(&self, key: &str) -> bool {
+        self.call.seen_keys.contains(key) || self.batch.seen_keys.contains(key)
+    }
+
+    /// Stage a `first-seen` key.
+    pub fn stage_seen(&mut self, key: String, ttl: Duration) {
+        if self.call.seen_keys.insert(key.clone()) {
+            self.call.seen.push((key, ttl));
+        }
+    }
+
+    /// The call succeeded: keep its effects for the batch.
+    pub fn call_succeeded(&mut self) {
+        let call = std::mem::take(&mut self.call);
+        self.batch.absorb(call);
+    }
+
+    /// The call failed: forget its effects.
+    pub fn call_failed(&mut self) {
+        self.call = Journal::default();
+    }
+
+    /// State bytes after the staged writes, if the partition has state: the committed size,
+    /// adjusted by each staged key's change.
+    pub fn state_bytes_with(&self, key: &str, value_len: usize) -> Option<usize> {
+        let state = self.binding.as_ref()?.state.as_ref()?;
+        let mut bytes = state.bytes() as i64;
+        let mut staged: BTreeMap<&str, &Option<Vec<u8>>> = BTreeMap::new();
+        for journal in [&self.batch, &self.call] {
+            for (k, v) in &journal.writes {
+                staged.insert(k, v);
+            }
+        }
+        let size = |k: &str, v: Option<&Vec<u8>>| v.map(|v| (k.len() + v.len()) as i64).unwrap_or(0);
+        for (k, v) in &staged {
+            bytes += size(k, v.as_ref()) - size(k, state.get(k).as_ref());
+        }
+        let current = match staged.get(key) {
+            Some(v) => size(key, v.as_ref()),
+            None => size(key, state.get(key).as_ref()),
+        };
+        bytes += (key.len() + value_len) as i64 - current;
+        Some(bytes.max(0) as usize)
+    }
+
+    /// Scan staged and committed entries with `prefix` after `after`, at most `limit`.
+    pub fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, Vec<u8>)> {
+        let Some(state) = self.binding.as_ref().and_then(|b| b.state.as_ref()) else {
+            return Vec::new();
+        };
+        // Committed entries (enough of them to fill the page after staged deletes), overlaid
+        // with the staged writes in the range.
+        let staged: usize = self.call.writes.len() + self.batch.writes.len();
+        let mut merged: BTreeMap<String, Option<Vec<u8>>> = state
+            .scan(prefix, after, limit.saturating_add(staged))
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        for journal in [&self.batch, &self.call] {
+            for (k, v) in &journal.writes {
+                if k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a) {
+                    merged.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .take(limit)
+            .collect()
+    }
+}
