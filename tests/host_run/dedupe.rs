@@ -217,7 +217,7 @@ fn an_unusable_dedupe_store_stops_the_host_naming_it() {
     assert!(stderr.contains("not-a-dir"), "{stderr}");
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();

@@ -42,6 +42,12 @@ pub(crate) async fn start_endpoint_at(
                 partitions: 1,
                 consumer_groups: vec![],
             },
+            // Where plugins emit to (tests/host_run/effects.rs).
+            EventHubConfig {
+                name: "kept".into(),
+                partitions: 2,
+                consumer_groups: vec![],
+            },
         ],
         ..HubConfig::default()
     })

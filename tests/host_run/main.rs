@@ -11,6 +11,7 @@ mod admin;
 mod balancing;
 mod cli;
 mod dedupe;
+mod effects;
 mod failures;
 mod harness;
 mod languages;

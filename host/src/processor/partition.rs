@@ -387,6 +387,18 @@ async fn process(
             skipped_tail = Some((last.sequence_number, last.offset.clone()));
         }
         let before = batch.len();
+        let held = batch.iter().take_while(|e| e.sequence_number <= position).count();
+        // Their dedupe keys may not be recorded (a crash between the state commit and the
+        // record): record them again before anything after them is looked up.
+        if let (Some(dedupe), true) = (&setup.dedupe, held > 0) {
+            let done = &batch[..held];
+            if until_stored(setup, ctx, stop, "record dedupe keys", || dedupe.record(done))
+                .await
+                .is_none()
+            {
+                return Processed::Stopped;
+            }
+        }
         batch.retain(|e| e.sequence_number > position);
         if batch.len() < before {
             tracing::info!(partition = %ctx.partition_id, skipped = before - batch.len(), position, "Skipped events the partition's state already holds");

@@ -1,9 +1,70 @@
-//! Zero-copy views of an [`EventBatch`].
+//! Zero-copy views of an [`EventBatch`] of contract 0.2.0, whose columns are little-endian bytes.
+//!
+//! Nothing is decoded until an accessor reads it, and every read is bounds-checked: a column
+//! that is too short or a range outside `data` reads as absent or empty, never as a panic.
 
-use crate::bindings::hubwasm::plugin::types::{EventBatch, PropertySlot, Span, SpanField};
+use crate::bindings::hubwasm::plugin::types::{EventBatch, PropertyKind, SpanField};
 
 /// Spans per event in `EventBatch::spans` (the cases of `SpanField`).
 const FIELDS: usize = 7;
+/// Bytes per span: a little-endian u32 start, then a u32 length.
+const SPAN_BYTES: usize = 8;
+/// Bytes per entry of `EventBatch::properties`: name start, name length, kind, zero (u32 each),
+/// then the 8-byte value word.
+const ENTRY_BYTES: usize = 24;
+/// Start of an absent optional field.
+const ABSENT: u32 = u32::MAX;
+
+// `PropertyKind` discriminants as they appear in an entry's kind word.
+const NULL: u32 = PropertyKind::Null as u32;
+const BOOLEAN: u32 = PropertyKind::Boolean as u32;
+const INTEGER: u32 = PropertyKind::Integer as u32;
+const DOUBLE: u32 = PropertyKind::Double as u32;
+const TEXT: u32 = PropertyKind::Text as u32;
+const BINARY: u32 = PropertyKind::Binary as u32;
+const TIMESTAMP: u32 = PropertyKind::Timestamp as u32;
+const UUID: u32 = PropertyKind::Uuid as u32;
+
+/// The little-endian u32 at byte `at`, if all 4 bytes are there.
+#[inline]
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    bytes
+        .get(at..)?
+        .first_chunk()
+        .map(|w| u32::from_le_bytes(*w))
+}
+
+/// The little-endian u64 at byte `at`, if all 8 bytes are there.
+#[inline]
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes
+        .get(at..)?
+        .first_chunk()
+        .map(|w| u64::from_le_bytes(*w))
+}
+
+/// A (start, len) pair stored as one little-endian u64: start in the low 32 bits. Spans and the
+/// value word of text/binary/uuid properties share this layout, so one read gets both.
+#[inline]
+fn range(word: u64) -> (u32, u32) {
+    (word as u32, (word >> 32) as u32)
+}
+
+/// `len` bytes of `data` from `start`; empty if outside.
+#[inline]
+fn bytes(data: &[u8], (start, len): (u32, u32)) -> &[u8] {
+    let start = start as usize;
+    start
+        .checked_add(len as usize)
+        .and_then(|end| data.get(start..end))
+        .unwrap_or(&[])
+}
+
+/// Like [`bytes`] as UTF-8; `""` if not UTF-8.
+#[inline]
+fn text(data: &[u8], range: (u32, u32)) -> &str {
+    std::str::from_utf8(bytes(data, range)).unwrap_or_default()
+}
 
 /// A batch of consecutive events of one partition.
 #[derive(Clone, Copy)]
@@ -17,14 +78,14 @@ impl<'a> Batch<'a> {
         Self { raw }
     }
 
-    /// Number of events.
+    /// Number of events (8 bytes of `sequence_numbers` each).
     pub fn len(&self) -> usize {
-        self.raw.sequence_numbers.len()
+        self.raw.sequence_numbers.len() / 8
     }
 
     /// True if the batch has no events.
     pub fn is_empty(&self) -> bool {
-        self.raw.sequence_numbers.is_empty()
+        self.len() == 0
     }
 
     /// The event at `index`.
@@ -105,37 +166,33 @@ pub struct Event<'a> {
     index: usize,
 }
 
-fn bytes(data: &[u8], start: u32, len: u32) -> &[u8] {
-    let start = start as usize;
-    start
-        .checked_add(len as usize)
-        .and_then(|end| data.get(start..end))
-        .unwrap_or(&[])
-}
-
-fn text<'a>(data: &'a [u8], span: &Span) -> &'a str {
-    std::str::from_utf8(bytes(data, span.start, span.len)).unwrap_or_default()
-}
-
 impl<'a> Event<'a> {
-    /// (start, len) of `field`, `None` if absent or missing.
+    /// (start, len) of `field`, `None` if absent or outside `spans`.
+    #[inline]
     fn span(&self, field: SpanField) -> Option<(u32, u32)> {
-        let at = (self.index * FIELDS + field as usize) * 2;
-        match self.batch.spans.get(at..at + 2) {
-            Some(&[start, len]) if start != u32::MAX => Some((start, len)),
-            _ => None,
-        }
+        let at = (self
+            .index
+            .checked_mul(FIELDS)?
+            .checked_add(field as usize)?)
+        .checked_mul(SPAN_BYTES)?;
+        let (start, len) = range(u64_at(&self.batch.spans, at)?);
+        (start != ABSENT).then_some((start, len))
     }
 
     fn field_bytes(&self, field: SpanField) -> Option<&'a [u8]> {
-        let batch = self.batch;
-        self.span(field)
-            .map(|(start, len)| bytes(&batch.data, start, len))
+        let data = &self.batch.data;
+        self.span(field).map(|span| bytes(data, span))
     }
 
     fn field_text(&self, field: SpanField) -> Option<&'a str> {
         self.field_bytes(field)
             .map(|b| std::str::from_utf8(b).unwrap_or_default())
+    }
+
+    /// The 8-byte column value of this event (its index is below the batch size, so `at` cannot
+    /// overflow; a short column reads as 0).
+    fn column(&self, column: &[u8]) -> i64 {
+        u64_at(column, self.index * 8).unwrap_or_default() as i64
     }
 
     /// The body, unchanged.
@@ -145,7 +202,7 @@ impl<'a> Event<'a> {
 
     /// Sequence number in the partition.
     pub fn sequence_number(&self) -> i64 {
-        self.batch.sequence_numbers[self.index]
+        self.column(&self.batch.sequence_numbers)
     }
 
     /// Offset in the partition, as Event Hubs reports it.
@@ -155,11 +212,7 @@ impl<'a> Event<'a> {
 
     /// When Event Hubs accepted the event, milliseconds since the Unix epoch (UTC).
     pub fn enqueued_time_ms(&self) -> i64 {
-        self.batch
-            .enqueued_times_ms
-            .get(self.index)
-            .copied()
-            .unwrap_or_default()
+        self.column(&self.batch.enqueued_times_ms)
     }
 
     /// The producer's partition key, if any.
@@ -185,29 +238,18 @@ impl<'a> Event<'a> {
     /// Application properties in the order they were sent.
     pub fn properties(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
         let batch = self.batch;
+        // The span counts entries; a range outside the column reads as no properties.
         let entries = self
             .span(SpanField::Properties)
             .and_then(|(start, len)| {
-                let start = start as usize;
-                batch
-                    .properties
-                    .get(start..start.checked_add(len as usize)?)
+                let from = (start as usize).checked_mul(ENTRY_BYTES)?;
+                let to = from.checked_add((len as usize).checked_mul(ENTRY_BYTES)?)?;
+                batch.properties.get(from..to)
             })
             .unwrap_or(&[]);
-        entries.iter().map(move |entry| {
-            let data = &batch.data;
-            let value = match &entry.value {
-                PropertySlot::Null => Value::Null,
-                PropertySlot::Boolean(b) => Value::Bool(*b),
-                PropertySlot::Integer(i) => Value::Int(*i),
-                PropertySlot::Double(d) => Value::Double(*d),
-                PropertySlot::Text(s) => Value::Text(text(data, s)),
-                PropertySlot::Binary(s) => Value::Binary(bytes(data, s.start, s.len)),
-                PropertySlot::Timestamp(t) => Value::Timestamp(*t),
-                PropertySlot::Uuid(s) => Value::Uuid(text(data, s)),
-            };
-            (text(data, &entry.key), value)
-        })
+        entries
+            .chunks_exact(ENTRY_BYTES)
+            .map(move |entry| property(&batch.data, entry))
     }
 
     /// The first property called `name`.
@@ -216,42 +258,78 @@ impl<'a> Event<'a> {
     }
 }
 
+/// Decode one 24-byte property entry. The reads cannot miss (the chunk is 24 bytes), so the
+/// optimiser drops their checks.
+#[inline]
+fn property<'a>(data: &'a [u8], entry: &[u8]) -> (&'a str, Value<'a>) {
+    let name = range(u64_at(entry, 0).unwrap_or_default());
+    let kind = u32_at(entry, 8).unwrap_or(NULL);
+    let word = u64_at(entry, 16).unwrap_or_default();
+    let value = match kind {
+        BOOLEAN => Value::Bool(word != 0),
+        INTEGER => Value::Int(word as i64),
+        DOUBLE => Value::Double(f64::from_bits(word)),
+        TEXT => Value::Text(text(data, range(word))),
+        BINARY => Value::Binary(bytes(data, range(word))),
+        TIMESTAMP => Value::Timestamp(word as i64),
+        UUID => Value::Uuid(text(data, range(word))),
+        // `NULL`, or a kind this contract version does not define.
+        _ => Value::Null,
+    };
+    (text(data, name), value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::hubwasm::plugin::types::PropertyEntry;
-
-    fn span(start: u32, len: u32) -> Span {
-        Span { start, len }
-    }
 
     const NONE: [u32; 2] = [u32::MAX, 0];
 
+    fn le32(words: &[[u32; 2]]) -> Vec<u8> {
+        words
+            .iter()
+            .flatten()
+            .flat_map(|w| w.to_le_bytes())
+            .collect()
+    }
+
+    fn le64(values: &[i64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    /// One 24-byte property entry.
+    fn entry(name: [u32; 2], kind: PropertyKind, word: u64) -> Vec<u8> {
+        let mut e = le32(&[name, [kind as u32, 0]]);
+        e.extend(word.to_le_bytes());
+        e
+    }
+
     fn sample() -> EventBatch {
-        // data: "hello" "0" "key" "kind" "reading" "world" "5" "\xff"
-        let data = b"hello0keykindreadingworld5\xff".to_vec();
+        // data: "hello" "0" "key" "kind" "reading" "world" "5" "\xff" "flag" "n" "ts" "x"
+        let data = b"hello0keykindreadingworld5\xffflagntsx".to_vec();
         #[rustfmt::skip]
         let spans = [
             // event 0: body, offset, key, content type, correlation id, message id, properties
-            [0, 5], [5, 1], [6, 3], NONE, NONE, [26, 1], [0, 2],
+            [0, 5], [5, 1], [6, 3], NONE, NONE, [26, 1], [0, 7],
             // event 1; its property range is outside the list: must read as none, not panic
             [20, 5], [25, 1], NONE, NONE, NONE, NONE, [7, 3],
         ];
+        let properties = [
+            entry([9, 4], PropertyKind::Text, 13 | (7 << 32)),
+            entry([9, 4], PropertyKind::Integer, -3i64 as u64),
+            entry([27, 4], PropertyKind::Boolean, 1),
+            entry([31, 1], PropertyKind::Double, 2.5f64.to_bits()),
+            entry([32, 2], PropertyKind::Timestamp, 1_700_000_000_000),
+            entry([34, 1], PropertyKind::Binary, 26 | (1 << 32)),
+            entry([34, 1], PropertyKind::Null, 0),
+        ]
+        .concat();
         EventBatch {
-            sequence_numbers: vec![10, 11],
-            enqueued_times_ms: vec![1_700_000_000_000, 1_700_000_000_001],
-            spans: spans.concat(),
+            sequence_numbers: le64(&[10, 11]),
+            enqueued_times_ms: le64(&[1_700_000_000_000, 1_700_000_000_001]),
+            spans: le32(&spans),
             data,
-            properties: vec![
-                PropertyEntry {
-                    key: span(9, 4),
-                    value: PropertySlot::Text(span(13, 7)),
-                },
-                PropertyEntry {
-                    key: span(9, 4),
-                    value: PropertySlot::Integer(3),
-                },
-            ],
+            properties,
         }
     }
 
@@ -272,13 +350,23 @@ mod tests {
         let props: Vec<_> = first.properties().collect();
         assert_eq!(
             props,
-            vec![("kind", Value::Text("reading")), ("kind", Value::Int(3))]
+            vec![
+                ("kind", Value::Text("reading")),
+                ("kind", Value::Int(-3)),
+                ("flag", Value::Bool(true)),
+                ("n", Value::Double(2.5)),
+                ("ts", Value::Timestamp(1_700_000_000_000)),
+                ("x", Value::Binary(b"\xff")),
+                ("x", Value::Null),
+            ]
         );
         assert_eq!(first.property("kind"), Some(Value::Text("reading")));
         assert_eq!(first.property("missing"), None);
 
         let second = batch.get(1).unwrap();
         assert_eq!(second.body(), b"world");
+        assert_eq!(second.sequence_number(), 11);
+        assert_eq!(second.enqueued_time_ms(), 1_700_000_000_001);
         assert_eq!(second.properties().count(), 0);
         assert!(batch.get(2).is_none());
     }
@@ -294,13 +382,31 @@ mod tests {
     }
 
     #[test]
-    fn out_of_range_spans_read_as_empty() {
+    fn out_of_range_spans_and_short_columns_read_as_empty() {
         let mut raw = sample();
-        raw.spans[0] = u32::MAX - 1; // body start far outside `data`
-        raw.spans.truncate(20); // event 1's later spans are missing
+        raw.spans[..4].copy_from_slice(&(u32::MAX - 1).to_le_bytes()); // body start outside `data`
+        raw.spans.truncate(20 * 4 + 2); // event 1's later spans are missing, one is cut mid-word
+        raw.enqueued_times_ms.truncate(12); // event 1's time is cut
+        raw.properties.truncate(24 * 7 - 1); // the last entry is cut: the range reads as none
+        raw.sequence_numbers.push(0); // a trailing partial number is not an event
         let batch = Batch::new(&raw);
-        assert_eq!(batch.get(0).unwrap().body(), b"");
-        assert_eq!(batch.get(1).unwrap().message_id(), None);
-        assert_eq!(batch.get(1).unwrap().properties().count(), 0);
+        assert_eq!(batch.len(), 2);
+        let (first, second) = (batch.get(0).unwrap(), batch.get(1).unwrap());
+        assert_eq!(first.body(), b"");
+        assert_eq!(first.properties().count(), 0);
+        assert_eq!(second.enqueued_time_ms(), 0);
+        assert_eq!(second.message_id(), None);
+        assert_eq!(second.properties().count(), 0);
+    }
+
+    #[test]
+    fn an_unknown_property_kind_reads_as_null() {
+        let mut raw = sample();
+        raw.properties[8..12].copy_from_slice(&99u32.to_le_bytes());
+        let batch = Batch::new(&raw);
+        assert_eq!(
+            batch.get(0).unwrap().properties().next(),
+            Some(("kind", Value::Null))
+        );
     }
 }

@@ -1,9 +1,12 @@
-//! Write hubwasm batch plugins in Rust.
+//! Write hubwasm batch plugins in Rust, against contract `hubwasm:plugin@0.2.0`.
 //!
-//! The host hands a plugin a whole batch of events laid out for a cheap copy (one byte buffer,
-//! fixed-size metadata per event). This crate gives you zero-copy [`Event`] views of it, a
-//! [`Plugin`] trait with sensible defaults, and [`export_plugin!`] to export the
-//! `hubwasm:plugin/batch-plugin` world.
+//! The host hands a plugin a whole batch of events laid out for a cheap copy (one byte buffer
+//! plus little-endian byte columns of fixed-size metadata per event). This crate gives you
+//! zero-copy [`Event`] views of it, a [`Plugin`] trait with sensible defaults, and
+//! [`export_plugin!`] to export the `hubwasm:plugin/batch-plugin` world. The contract's effects
+//! are modules: [`emit`] (send events to outputs), [`state`] (keyed state, exactly once with the
+//! checkpoint), [`dedupe`] (first-seen keys) and [`log`]. Their errors convert into
+//! [`EventError`], so `?` works inside [`Plugin::handle`].
 //!
 //! ```no_run
 //! use hubwasm_guest::{export_plugin, reject, Config, Event, EventError, PartitionContext, Plugin};
@@ -26,10 +29,15 @@
 //! export_plugin!(NonEmpty);
 //! ```
 //!
-//! Build with `cargo build --release --target wasm32-wasip2` and a `cdylib` crate type.
+//! Build with `cargo build --release --target wasm32-wasip2` and a `cdylib` crate type. A
+//! component imports only the effects it calls, so a plugin that uses none of them also loads
+//! where the operator configured none.
 
 mod config;
+pub mod dedupe;
+pub mod emit;
 mod event;
+pub mod state;
 
 /// Bindings generated from `wit/` (world `batch-plugin`). Use the re-exports at the crate root.
 pub mod bindings {
@@ -45,7 +53,9 @@ pub use bindings::hubwasm::plugin::types::{
     BatchError, CloseReason, EventBatch, EventError, PartitionContext, RetryableError,
 };
 pub use config::Config;
+pub use emit::{EmitError, Outgoing};
 pub use event::{Batch, Event, Events, Value};
+pub use state::StateError;
 
 /// A transient failure: the host retries the event later.
 pub fn retry(message: impl Into<String>) -> EventError {

@@ -3,7 +3,7 @@
 //! the import. No config.
 
 wit_bindgen::generate!({
-    path: ["../../wit/v0.1", "wit"],
+    path: ["../../wit/v0.2", "wit"],
     world: "test:unknown-import/plugin",
     generate_all,
 });
