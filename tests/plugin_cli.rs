@@ -127,14 +127,29 @@ fn plugin_inspect_shows_world_contract_imports_and_exports() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
+        stdout.contains("world:    hubwasm:plugin/batch-plugin@0.2.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("hubwasm:plugin/log@0.2.0"), "{stdout}");
+    assert!(
+        stdout.contains("hubwasm:plugin/batch-handler@0.2.0"),
+        "{stdout}"
+    );
+    // A plugin built against 0.1.0 (kept as it was built) is recognised as such, and one that
+    // uses effects lists them among its imports.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/v0.1/json-filter.wasm"
+    );
+    let out = hubwasm(&["plugin", "inspect", fixture]);
+    let stdout = text(&out.stdout);
+    assert!(
         stdout.contains("world:    hubwasm:plugin/batch-plugin@0.1.0"),
         "{stdout}"
     );
-    assert!(stdout.contains("hubwasm:plugin/log@0.1.0"), "{stdout}");
-    assert!(
-        stdout.contains("hubwasm:plugin/batch-handler@0.1.0"),
-        "{stdout}"
-    );
+    let out = hubwasm(&["plugin", "inspect", hubwasm_plugins::FILTER_EMIT]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("hubwasm:plugin/emit@0.2.0"), "{stdout}");
 }
 
 #[test]

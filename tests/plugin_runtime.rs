@@ -93,6 +93,46 @@ async fn json_filter_handles_seed_events_and_rejects_a_malformed_one_in_place() 
     assert_eq!(failure.error.kind(), FailureKind::Rejected);
 }
 
+/// Components built against contract 0.1.0 (kept as they were built, before the Rust guest moved
+/// to 0.2.0) run unchanged beside 0.2.0 ones, with the same verdicts.
+#[tokio::test]
+async fn plugins_built_against_0_1_0_run_unchanged_beside_0_2_0() {
+    let rt = runtime();
+    let fixture = |name: &str| {
+        format!(
+            "{}/../tests/fixtures/v0.1/{name}.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let old = load(&rt, spec(&fixture("json-filter"), &[("min_value", "50")])).await;
+    let new = load(
+        &rt,
+        spec(hubwasm_plugins::JSON_FILTER, &[("min_value", "50")]),
+    )
+    .await;
+    assert_eq!(old.current().info().contract_version, "0.1.0");
+    assert_eq!(new.current().info().contract_version, "0.2.0");
+    let mut batch: Vec<Event> = (1..=8).map(seed_event).collect();
+    batch[5].body = b"{not json".to_vec();
+    for handle in [&old, &new] {
+        let failure = handle
+            .worker()
+            .handle_batch(&ctx(), &batch)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.handled, 5, "{failure}");
+        assert_eq!(failure.error.kind(), FailureKind::Rejected, "{failure}");
+    }
+    // The 0.1.0 fail-nth fails its configured event, retryable, as it always did.
+    let fail = load(&rt, spec(&fixture("fail-nth"), &[("fail_at", "3")])).await;
+    let failure = fail
+        .worker()
+        .handle_batch(&ctx(), &batch[..4])
+        .await
+        .unwrap_err();
+    assert_eq!(failure.handled, 2, "{failure}");
+}
+
 #[tokio::test]
 async fn batch_failure_says_how_far_the_batch_got_and_carries_retry_after() {
     let rt = runtime();
@@ -145,7 +185,7 @@ async fn trapping_plugin_is_replaced_and_the_next_call_succeeds() {
             // the export the host called (the plugin's own function is inlined into it).
             assert!(
                 backtrace.contains("panic/abort frames skipped")
-                    && backtrace.contains("hubwasm:plugin/batch-handler@0.1.0#handle-batch"),
+                    && backtrace.contains("hubwasm:plugin/batch-handler@0.2.0#handle-batch"),
                 "the plugin's frames: {backtrace}"
             );
             assert!(failure.to_string().contains("wasm backtrace:"), "{failure}");
@@ -356,7 +396,7 @@ async fn per_event_world_is_detected_and_called_once_per_event() {
     let rt = runtime();
     let handle = load(&rt, spec(hubwasm_plugins::EVENT_LOGGER, &[])).await;
     assert_eq!(handle.current().kind(), PluginKind::Event);
-    // event-logger is built against contract 0.2.0, the other Rust plugins against 0.1.0.
+    // Every Rust plugin is built against contract 0.2.0 (0.1.0: tests/fixtures/v0.1).
     assert_eq!(handle.current().info().contract_version, "0.2.0");
     let mut worker = handle.worker();
     worker

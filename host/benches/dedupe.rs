@@ -52,7 +52,7 @@ async fn filter_ns(events: &[Event]) -> f64 {
 async fn dedupe_ns(store: Arc<dyn DedupeStore>, events: &[Event]) -> (f64, f64) {
     let dedupe = Dedupe {
         store,
-        key: KeySource::parse("json:event_id").unwrap(),
+        key: Some(KeySource::parse("json:event_id").unwrap()),
         ttl: Duration::from_secs(3600),
         scope: format!("bench/{}", std::process::id()),
     };

@@ -1336,7 +1336,10 @@ async fn open_outputs(
             }
             target
         } else if let Some(namespace) = &output.namespace {
-            EventHubTarget::entra(namespace, output.event_hub.as_deref().unwrap_or(&output.name))?
+            EventHubTarget::entra(
+                namespace,
+                output.event_hub.as_deref().unwrap_or(&output.name),
+            )?
         } else {
             let running =
                 embedded.ok_or_else(|| RunError::Embedded("no [embedded] endpoint".into()))?;

@@ -45,13 +45,16 @@ fn kept_output(t: &Local) -> String {
 
 /// Every event of `hub` as (body, message id), reading each partition until it is quiet.
 async fn read_hub(t: &Local, hub: &str, partitions: u32) -> Vec<(String, Option<String>)> {
-    let conn = hubwasm::connection::ConnectionString::parse(&t.endpoint.connection_string(hub))
-        .unwrap();
+    let conn =
+        hubwasm::connection::ConnectionString::parse(&t.endpoint.connection_string(hub)).unwrap();
     let consumer = conn.target().consumer("$Default").await.unwrap();
     let mut got = Vec::new();
     for p in 0..partitions {
         let receiver = consumer
-            .open_receiver_on_partition(p.to_string(), Some(hubwasm::connection::from_earliest(None)))
+            .open_receiver_on_partition(
+                p.to_string(),
+                Some(hubwasm::connection::from_earliest(None)),
+            )
             .await
             .unwrap();
         let stream = receiver.stream_events();
@@ -98,10 +101,21 @@ async fn kept_events_reach_the_output_once_with_deterministic_message_ids() {
     bodies_got.sort();
     let mut want: Vec<String> = (20..40).map(|i| seed(i, i as i64)).collect();
     want.sort();
-    assert_eq!(bodies_got, want, "each kept event once, nothing else\n{log}");
+    assert_eq!(
+        bodies_got, want,
+        "each kept event once, nothing else\n{log}"
+    );
     // Round-robin over 2 partitions: event i is sequence number i / 2 of partition i % 2.
     for (body, id) in &got {
-        let i: usize = body.split("\"message_id\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        let i: usize = body
+            .split("\"message_id\":")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let want = format!("{HUB}/{}/{}/0", i % 2, i / 2);
         assert!(
             id.as_deref().is_some_and(|id| id.contains(&want)),
@@ -228,7 +242,10 @@ async fn soak(name: &str, t: &Local, store: &dyn StateStore, state: &str, dedupe
         }
         if Instant::now() > deadline {
             let logs: Vec<String> = hosts.iter().map(|h| h.log()).collect();
-            panic!("{name}: checkpoints cover {done} of {sent} events: {cps:?}\n{}", logs.join("\n----\n"));
+            panic!(
+                "{name}: checkpoints cover {done} of {sent} events: {cps:?}\n{}",
+                logs.join("\n----\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -240,7 +257,10 @@ async fn soak(name: &str, t: &Local, store: &dyn StateStore, state: &str, dedupe
         let scope = format!("localhost/{HUB}/$Default/{p}");
         let (_, rows) = store.load(&scope).await.unwrap();
         for (key, value) in rows {
-            let device = key.strip_prefix("count/").expect("count-by-key's keys").to_string();
+            let device = key
+                .strip_prefix("count/")
+                .expect("count-by-key's keys")
+                .to_string();
             let n = u64::from_le_bytes(value.as_slice().try_into().expect("8-byte counts"));
             *counts.entry(device).or_default() += n;
         }
@@ -265,14 +285,21 @@ async fn soak(name: &str, t: &Local, store: &dyn StateStore, state: &str, dedupe
         count("Skipped events the partition's state already holds"),
         count("Another host committed this partition's state")
     );
-    assert!(resumed > 0, "{name}: some host took over a partition with committed state");
-    assert_eq!(counts, truth, "{name}: exactly the true counts after {kills} kills");
+    assert!(
+        resumed > 0,
+        "{name}: some host took over a partition with committed state"
+    );
+    assert_eq!(
+        counts, truth,
+        "{name}: exactly the true counts after {kills} kills"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counts_are_exact_through_a_kill_soak_with_state_in_sqlite() {
     let t = Local::start(8).await;
-    let store = hubwasm::effects::sqlite::SqliteState::open(&t.path().join("state.sqlite")).unwrap();
+    let store =
+        hubwasm::effects::sqlite::SqliteState::open(&t.path().join("state.sqlite")).unwrap();
     soak("soak-sqlite", &t, &store, &local_state(&t), None).await;
     t.endpoint.shutdown().await;
 }
@@ -282,7 +309,10 @@ async fn counts_are_exact_through_a_kill_soak_with_state_in_redis() {
     let redis = RedisServer::start();
     let t = Local::start(8).await;
     let store = hubwasm::effects::redis::RedisState::open(&redis.url()).unwrap();
-    let state = format!("[eventhub.state]\nstore = \"redis\"\nurl = \"{}\"\n", redis.url());
+    let state = format!(
+        "[eventhub.state]\nstore = \"redis\"\nurl = \"{}\"\n",
+        redis.url()
+    );
     soak("soak-redis", &t, &store, &state, None).await;
     t.endpoint.shutdown().await;
 }
@@ -292,7 +322,8 @@ async fn counts_are_exact_through_a_kill_soak_with_state_in_redis() {
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicated_sends_count_once_through_a_kill_soak_with_dedupe() {
     let t = Local::start(8).await;
-    let store = hubwasm::effects::sqlite::SqliteState::open(&t.path().join("state.sqlite")).unwrap();
+    let store =
+        hubwasm::effects::sqlite::SqliteState::open(&t.path().join("state.sqlite")).unwrap();
     let dedupe = format!(
         "[eventhub.dedupe]\nkey = \"json:event_id\"\npath = \"{}\"\n",
         t.path().join("dedupe.sqlite").display()
@@ -365,7 +396,13 @@ fn http_server(delay: Duration) -> (u16, Arc<AtomicUsize>) {
 fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(line_end) = chunked.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&chunked[..line_end]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&chunked[..line_end])
+                .unwrap_or("0")
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -396,7 +433,10 @@ async fn outbound_http_reaches_an_allowed_host_only() {
     let host = Host::run_until_idle("http-allowed", t.path(), &cfg, Duration::from_secs(120));
     let log = host.log();
     assert_eq!(requests.load(Ordering::SeqCst), 4, "{log}");
-    assert!(log.contains("enriched:event-3"), "the response reached the plugin\n{log}");
+    assert!(
+        log.contains("enriched:event-3"),
+        "the response reached the plugin\n{log}"
+    );
     assert!(log.contains("dead-lettered 0"), "{log}");
 
     // Another origin (the same server under another name) is refused, with a clear error,
@@ -416,8 +456,14 @@ async fn outbound_http_reaches_an_allowed_host_only() {
         log.contains("Outbound HTTP refused") && log.contains("allowed_outbound_hosts"),
         "the host says what to allow\n{log}"
     );
-    assert!(log.to_lowercase().contains("denied"), "the plugin's error names the denial\n{log}");
-    assert!(log.contains("dead-lettered 4"), "refused events are not lost\n{log}");
+    assert!(
+        log.to_lowercase().contains("denied"),
+        "the plugin's error names the denial\n{log}"
+    );
+    assert!(
+        log.contains("dead-lettered 4"),
+        "refused events are not lost\n{log}"
+    );
     t.endpoint.shutdown().await;
     t2.endpoint.shutdown().await;
 }
@@ -454,7 +500,10 @@ async fn an_unknown_output_pauses_the_partition_and_loses_nothing() {
     let cfg = with_plugin(
         &t,
         hubwasm_plugins::FILTER_EMIT,
-        &format!("plugin_config = {{ output = \"nope\" }}\n{}", kept_output(&t)),
+        &format!(
+            "plugin_config = {{ output = \"nope\" }}\n{}",
+            kept_output(&t)
+        ),
     );
     let mut host = Host::start("unknown-output", t.path(), &cfg, &[]);
     eventually(
@@ -469,7 +518,10 @@ async fn an_unknown_output_pauses_the_partition_and_loses_nothing() {
     .await;
     host.terminate();
     let cps = checkpoints(&t.store(), "$Default").await;
-    assert!(cps.values().all(|c| c.is_none()), "no checkpoint moved: {cps:?}");
+    assert!(
+        cps.values().all(|c| c.is_none()),
+        "no checkpoint moved: {cps:?}"
+    );
     assert!(
         std::fs::read_dir(&t.dead).map(|d| d.count()).unwrap_or(0) == 0,
         "nothing dead-lettered"
@@ -480,9 +532,20 @@ async fn an_unknown_output_pauses_the_partition_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_state_store_that_refuses_connections_pauses_and_loses_nothing() {
     let t = Local::start(1).await;
-    send_bodies_in(&t.endpoint, HUB, &[r#"{"device":"a"}"#.to_string()], t.path(), 1).await;
+    send_bodies_in(
+        &t.endpoint,
+        HUB,
+        &[r#"{"device":"a"}"#.to_string()],
+        t.path(),
+        1,
+    )
+    .await;
     // A port nothing listens on.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = with_plugin(
         &t,
         hubwasm_plugins::COUNT_BY_KEY,
@@ -500,7 +563,10 @@ async fn a_state_store_that_refuses_connections_pauses_and_loses_nothing() {
     .await;
     host.terminate();
     let log = host.log();
-    assert!(log.contains(&format!("127.0.0.1:{port}")), "the error names the store\n{log}");
+    assert!(
+        log.contains(&format!("127.0.0.1:{port}")),
+        "the error names the store\n{log}"
+    );
     let cps = checkpoints(&t.store(), "$Default").await;
     assert!(cps.values().all(|c| c.is_none()), "{cps:?}");
     t.endpoint.shutdown().await;
@@ -509,7 +575,14 @@ async fn a_state_store_that_refuses_connections_pauses_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_state_value_over_the_limit_is_refused_to_the_plugin() {
     let t = Local::start(1).await;
-    send_bodies_in(&t.endpoint, HUB, &[r#"{"device":"a"}"#.to_string()], t.path(), 1).await;
+    send_bodies_in(
+        &t.endpoint,
+        HUB,
+        &[r#"{"device":"a"}"#.to_string()],
+        t.path(),
+        1,
+    )
+    .await;
     // count-by-key stores 8-byte counts: a 4-byte limit refuses the write.
     let cfg = with_plugin(
         &t,
@@ -521,10 +594,20 @@ async fn a_state_value_over_the_limit_is_refused_to_the_plugin() {
     );
     let host = Host::run_until_idle("state-too-large", t.path(), &cfg, Duration::from_secs(120));
     let log = host.log();
-    assert!(log.contains("dead-lettered 1"), "kept in the dead letters, not lost\n{log}");
-    assert!(log.contains('4') && log.to_lowercase().contains("too large"), "{log}");
-    let store = hubwasm::effects::sqlite::SqliteState::open(&t.path().join("state.sqlite")).unwrap();
-    let (_, rows) = store.load(&format!("localhost/{HUB}/$Default/0")).await.unwrap();
+    assert!(
+        log.contains("dead-lettered 1"),
+        "kept in the dead letters, not lost\n{log}"
+    );
+    assert!(
+        log.contains('4') && log.to_lowercase().contains("too large"),
+        "{log}"
+    );
+    let store =
+        hubwasm::effects::sqlite::SqliteState::open(&t.path().join("state.sqlite")).unwrap();
+    let (_, rows) = store
+        .load(&format!("localhost/{HUB}/$Default/0"))
+        .await
+        .unwrap();
     assert!(rows.is_empty(), "nothing written: {rows:?}");
     t.endpoint.shutdown().await;
 }
@@ -542,7 +625,10 @@ async fn state_ahead_of_the_checkpoint_skips_what_it_holds() {
     let cfg = with_plugin(
         &t,
         hubwasm_plugins::COUNT_BY_KEY,
-        &format!("plugin_config = {{ field = \"device\" }}\n{}", local_state(&t)),
+        &format!(
+            "plugin_config = {{ field = \"device\" }}\n{}",
+            local_state(&t)
+        ),
     );
     Host::run_until_idle("state-first", t.path(), &cfg, Duration::from_secs(120));
     let mut removed = 0;
@@ -556,14 +642,19 @@ async fn state_ahead_of_the_checkpoint_skips_what_it_holds() {
     let second = Host::run_until_idle("state-second", t.path(), &cfg, Duration::from_secs(120));
     let log = second.log();
     assert_eq!(
-        log.matches("Skipped events the partition's state already holds").count(),
+        log.matches("Skipped events the partition's state already holds")
+            .count(),
         2,
         "each partition skips its 20 events\n{log}"
     );
-    let store = hubwasm::effects::sqlite::SqliteState::open(&t.path().join("state.sqlite")).unwrap();
+    let store =
+        hubwasm::effects::sqlite::SqliteState::open(&t.path().join("state.sqlite")).unwrap();
     let mut counts = BTreeMap::new();
     for p in 0..2 {
-        let (position, rows) = store.load(&format!("localhost/{HUB}/$Default/{p}")).await.unwrap();
+        let (position, rows) = store
+            .load(&format!("localhost/{HUB}/$Default/{p}"))
+            .await
+            .unwrap();
         assert_eq!(position, Some(19));
         for (k, v) in rows {
             *counts.entry(k).or_insert(0) += u64::from_le_bytes(v.try_into().unwrap());
@@ -575,6 +666,10 @@ async fn state_ahead_of_the_checkpoint_skips_what_it_holds() {
         .collect();
     assert_eq!(counts, want, "{log}");
     let cps = checkpoints(&t.store(), "$Default").await;
-    assert_eq!(cps.get("0"), Some(&Some(19)), "checkpointed past the skipped events: {cps:?}");
+    assert_eq!(
+        cps.get("0"),
+        Some(&Some(19)),
+        "checkpointed past the skipped events: {cps:?}"
+    );
     t.endpoint.shutdown().await;
 }

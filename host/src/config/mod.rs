@@ -765,13 +765,20 @@ impl RunConfig {
         let setting = |what: &str| format!("event hub {}: output.{what}", hub.name);
         for (n, output) in hub.output.iter().enumerate() {
             if output.name.is_empty() || output.name.len() > 256 {
-                return Err(self.invalid_at(here, setting("name"), "give a name of 1 to 256 characters"));
+                return Err(self.invalid_at(
+                    here,
+                    setting("name"),
+                    "give a name of 1 to 256 characters",
+                ));
             }
             if hub.output[..n].iter().any(|o| o.name == output.name) {
                 return Err(self.invalid_at(
                     here,
                     setting("name"),
-                    format!("`{}` is used by two outputs; give each its own name", output.name),
+                    format!(
+                        "`{}` is used by two outputs; give each its own name",
+                        output.name
+                    ),
                 ));
             }
             let ways = [
@@ -802,14 +809,20 @@ impl RunConfig {
                 return Err(self.invalid_at(
                     here,
                     setting("credential"),
-                    format!("output `{}`: namespace needs credential = \"entra\"", output.name),
+                    format!(
+                        "output `{}`: namespace needs credential = \"entra\"",
+                        output.name
+                    ),
                 ));
             }
             if output.embedded && self.embedded.is_none() {
                 return Err(self.invalid_at(
                     here,
                     setting("embedded"),
-                    format!("output `{}`: embedded = true needs an [embedded] section", output.name),
+                    format!(
+                        "output `{}`: embedded = true needs an [embedded] section",
+                        output.name
+                    ),
                 ));
             }
         }
@@ -1184,7 +1197,12 @@ plugin = "filter.wasm"
         };
         let ok = parse("key = \"json:event_id\"").unwrap();
         // Without a key the store serves the plugin's first-seen only.
-        assert!(parse("").unwrap().event_hubs[0].dedupe.as_ref().unwrap().key.is_none());
+        assert!(parse("").unwrap().event_hubs[0]
+            .dedupe
+            .as_ref()
+            .unwrap()
+            .key
+            .is_none());
         let dedupe = ok.event_hubs[0].dedupe.as_ref().unwrap();
         assert_eq!(dedupe.ttl(), Duration::from_secs(7 * 24 * 3600));
         assert_eq!(

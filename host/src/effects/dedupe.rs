@@ -217,7 +217,7 @@ mod tests {
     fn event_hubs_naming_one_store_share_it() {
         let dir = tempfile::tempdir().unwrap();
         let config = |file: &str| crate::config::DedupeConfig {
-            key: "json:event_id".into(),
+            key: Some("json:event_id".into()),
             ttl_secs: 60,
             store: crate::config::DedupeStoreKind::Local,
             path: Some(dir.path().join(file)),

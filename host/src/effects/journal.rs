@@ -152,7 +152,8 @@ impl Effects {
                 staged.insert(k, v);
             }
         }
-        let size = |k: &str, v: Option<&Vec<u8>>| v.map(|v| (k.len() + v.len()) as i64).unwrap_or(0);
+        let size =
+            |k: &str, v: Option<&Vec<u8>>| v.map(|v| (k.len() + v.len()) as i64).unwrap_or(0);
         for (k, v) in &staged {
             bytes += size(k, v.as_ref()) - size(k, state.get(k).as_ref());
         }

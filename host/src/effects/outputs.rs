@@ -71,7 +71,11 @@ impl Outputs {
     /// Send `emitted` (events of `ctx`'s partition, in order) and wait for every
     /// acknowledgement. On an error some may have been sent: sending again repeats them with
     /// the same message ids.
-    pub async fn send(&self, ctx: &PartitionContext, emitted: &[Emitted]) -> Result<(), OutputError> {
+    pub async fn send(
+        &self,
+        ctx: &PartitionContext,
+        emitted: &[Emitted],
+    ) -> Result<(), OutputError> {
         let mut rest = emitted;
         while let Some(first) = rest.first() {
             // A run of events for one output and partition key goes into one producer batch

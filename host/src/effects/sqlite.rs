@@ -27,7 +27,8 @@ pub struct SqliteDedupe {
 /// Open (or create) a database at `path`, creating its directory, set up for several processes.
 fn connect(path: &Path) -> Result<Connection, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let conn = Connection::open(path).map_err(|e| e.to_string())?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
@@ -334,12 +335,21 @@ mod tests {
         assert_eq!(store.load("p").await.unwrap(), (None, vec![]));
         let w = |k: &str, v: Option<&str>| (k.to_string(), v.map(|v| v.as_bytes().to_vec()));
         let first = [w("a", Some("1")), w("b", Some("2"))];
-        assert_eq!(store.commit("p", None, 10, &first).await.unwrap(), Committed::Done);
+        assert_eq!(
+            store.commit("p", None, 10, &first).await.unwrap(),
+            Committed::Done
+        );
         // A host that still thinks the position is unset (it lost the partition) is fenced.
         let stale = [w("a", Some("9"))];
-        assert_eq!(store.commit("p", None, 12, &stale).await.unwrap(), Committed::Fenced);
+        assert_eq!(
+            store.commit("p", None, 12, &stale).await.unwrap(),
+            Committed::Fenced
+        );
         let next = [w("a", None), w("c", Some("3"))];
-        assert_eq!(store.commit("p", Some(10), 20, &next).await.unwrap(), Committed::Done);
+        assert_eq!(
+            store.commit("p", Some(10), 20, &next).await.unwrap(),
+            Committed::Done
+        );
         // Another process sees the committed state and position; other scopes are apart.
         let other = SqliteState::open(&path).unwrap();
         let (position, mut rows) = other.load("p").await.unwrap();
@@ -347,7 +357,10 @@ mod tests {
         assert_eq!(position, Some(20));
         assert_eq!(
             rows,
-            vec![("b".to_string(), b"2".to_vec()), ("c".to_string(), b"3".to_vec())]
+            vec![
+                ("b".to_string(), b"2".to_vec()),
+                ("c".to_string(), b"3".to_vec())
+            ]
         );
         assert_eq!(other.load("q").await.unwrap(), (None, vec![]));
     }

@@ -192,7 +192,9 @@ impl Stores {
             return Ok(store.clone());
         }
         let store: Arc<dyn StateStore> = match config.store {
-            DedupeStoreKind::Local => Arc::new(super::sqlite::SqliteState::open(&config.local_path())?),
+            DedupeStoreKind::Local => {
+                Arc::new(super::sqlite::SqliteState::open(&config.local_path())?)
+            }
             DedupeStoreKind::Redis => Arc::new(super::redis::RedisState::open(&place)?),
         };
         self.open.push((place, store.clone()));

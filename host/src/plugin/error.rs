@@ -208,9 +208,9 @@ impl PluginError {
             | Self::MemoryLimit { .. }
             | Self::OutOfFuel { .. }
             | Self::MalformedVerdict { .. } => FailureKind::Crashed,
-            Self::InitFailed { .. }
-            | Self::Instantiate { .. }
-            | Self::EffectUnavailable { .. } => FailureKind::Unavailable,
+            Self::InitFailed { .. } | Self::Instantiate { .. } | Self::EffectUnavailable { .. } => {
+                FailureKind::Unavailable
+            }
         }
     }
 

@@ -30,7 +30,9 @@ impl Origin {
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() || rest.contains(['/', '?', '#', '@', '*', ' ']) {
-            return Err(bad("only scheme, host and port are allowed (no path, user or wildcard)"));
+            return Err(bad(
+                "only scheme, host and port are allowed (no path, user or wildcard)",
+            ));
         }
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (
@@ -116,7 +118,8 @@ impl WasiHttpHooks for HttpPolicy {
         };
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
@@ -139,7 +142,14 @@ mod tests {
         assert_eq!(o.port, 443);
         assert!(o.matches(&"https://api.example.com/v1".parse().unwrap()));
         assert!(!o.matches(&"https://evil.example.com/".parse().unwrap()));
-        for bad in ["ftp://x", "example.com", "https://", "https://a/b", "https://*.x", "http://a:99999"] {
+        for bad in [
+            "ftp://x",
+            "example.com",
+            "https://",
+            "https://a/b",
+            "https://*.x",
+            "http://a:99999",
+        ] {
             let err = Origin::parse(bad).unwrap_err();
             assert!(err.contains(bad) && err.contains("origin such as"), "{err}");
         }

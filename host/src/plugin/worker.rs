@@ -320,7 +320,9 @@ impl Worker {
                         store.data_mut().effects.call_succeeded();
                         return match failure {
                             None => Ok(()),
-                            Some((index, verdict)) => Err(fail(index, plugin_verdict(&plugin, verdict))),
+                            Some((index, verdict)) => {
+                                Err(fail(index, plugin_verdict(&plugin, verdict)))
+                            }
                         };
                     }
                     Ok(Err((index, verdict))) => {
@@ -350,8 +352,7 @@ impl Worker {
                     }
                     Err(err) => {
                         let error = classify(&plugin, store.data_mut(), err);
-                        carried
-                            .absorb(std::mem::take(&mut store.data_mut().effects.batch));
+                        carried.absorb(std::mem::take(&mut store.data_mut().effects.batch));
                         *instance = None;
                         return Err(fail(0, error));
                     }
@@ -359,7 +360,8 @@ impl Worker {
             }
         } else {
             for (index, event) in events.iter().enumerate() {
-                store.data_mut().effects.range = Some((event.sequence_number, event.sequence_number));
+                store.data_mut().effects.range =
+                    Some((event.sequence_number, event.sequence_number));
                 let limit = arm(store, &plugin, timeout);
                 match bounded(
                     limit,
@@ -375,8 +377,7 @@ impl Worker {
                     }
                     Err(err) => {
                         let error = classify(&plugin, store.data_mut(), err);
-                        carried
-                            .absorb(std::mem::take(&mut store.data_mut().effects.batch));
+                        carried.absorb(std::mem::take(&mut store.data_mut().effects.batch));
                         *instance = None;
                         return Err(fail(index, error));
                     }
@@ -664,7 +665,10 @@ impl<T, F: std::future::Future<Output = wasmtime::Result<T>>> std::future::Futur
 
 /// Sequence numbers of a call's first and last events (the sources it may emit for).
 fn range_of(events: &[Event]) -> Option<(i64, i64)> {
-    Some((events.first()?.sequence_number, events.last()?.sequence_number))
+    Some((
+        events.first()?.sequence_number,
+        events.last()?.sequence_number,
+    ))
 }
 
 /// Turn a failed call into the error callers branch on.

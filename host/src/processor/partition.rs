@@ -159,14 +159,20 @@ pub async fn serve(
                 "{}/{}/{}/{}",
                 ctx.namespace, ctx.event_hub, ctx.consumer_group, ctx.partition_id
             );
-            let loaded = until_stored(&setup, &ctx, &mut stop, "load the partition's state", || {
-                crate::effects::state::PartitionState::load(
-                    store.clone(),
-                    scope.clone(),
-                    *max_value_bytes,
-                    *max_bytes,
-                )
-            })
+            let loaded = until_stored(
+                &setup,
+                &ctx,
+                &mut stop,
+                "load the partition's state",
+                || {
+                    crate::effects::state::PartitionState::load(
+                        store.clone(),
+                        scope.clone(),
+                        *max_value_bytes,
+                        *max_bytes,
+                    )
+                },
+            )
             .await;
             match loaded {
                 Some(state) => {
@@ -387,14 +393,19 @@ async fn process(
             skipped_tail = Some((last.sequence_number, last.offset.clone()));
         }
         let before = batch.len();
-        let held = batch.iter().take_while(|e| e.sequence_number <= position).count();
+        let held = batch
+            .iter()
+            .take_while(|e| e.sequence_number <= position)
+            .count();
         // Their dedupe keys may not be recorded (a crash between the state commit and the
         // record): record them again before anything after them is looked up.
         if let (Some(dedupe), true) = (&setup.dedupe, held > 0) {
             let done = &batch[..held];
-            if until_stored(setup, ctx, stop, "record dedupe keys", || dedupe.record(done))
-                .await
-                .is_none()
+            if until_stored(setup, ctx, stop, "record dedupe keys", || {
+                dedupe.record(done)
+            })
+            .await
+            .is_none()
             {
                 return Processed::Stopped;
             }

@@ -14,6 +14,6 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use self::hubwasm::plugin::{dedupe, emit, log, state};
 pub use self::hubwasm::plugin::types;
+pub use self::hubwasm::plugin::{dedupe, emit, log, state};
 pub use exports::hubwasm::plugin::{batch_handler, event_handler, lifecycle};
