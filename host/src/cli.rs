@@ -331,6 +331,10 @@ pub struct TestArgs {
     /// Print only failed events and the summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// An output the plugin may emit to (repeatable); emitted events are printed, not sent.
+    /// State and first-seen keys live in memory for the replay.
+    #[arg(long = "output", value_name = "NAME")]
+    pub outputs: Vec<String>,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -915,6 +919,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         events: args.events,
         batch_size: args.batch as usize,
         quiet: args.quiet,
+        outputs: args.outputs,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout);

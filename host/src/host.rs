@@ -57,6 +57,8 @@ struct Shared {
 
 /// One consumed event hub (and consumer group) and the plugin serving it.
 pub struct HubHandle {
+    /// The names of its `[[eventhub.output]]`s (a replay check lets a new version emit there).
+    pub outputs: Vec<String>,
     pub event_hub: String,
     pub consumer_group: String,
     /// The tenant the event hub's processing belongs to.
@@ -520,6 +522,7 @@ impl HostHandle {
             events: events.to_path_buf(),
             batch_size: 100,
             quiet: true,
+            outputs: hub.outputs.clone(),
         };
         let mut out = Vec::new();
         let summary = crate::replay::replay(&self.inner.runtime, &options, &mut out)
@@ -1134,6 +1137,7 @@ impl Host {
                 ownership_check: Duration::from_millis(hub.balancing.ownership_check_ms),
             });
             hub_handles.push(HubHandle {
+                outputs: hub.output.iter().map(|o| o.name.clone()).collect(),
                 tenant: hub.tenant_name().to_string(),
                 event_hub: hub.name.clone(),
                 consumer_group: hub.consumer_group.clone(),

@@ -7,6 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
+use crate::effects::dedupe::{DedupeStore, MemoryDedupe};
+use crate::effects::journal::Binding;
+use crate::effects::state::{MemoryState, PartitionState};
 use crate::event::{Event, PartitionContext};
 use crate::plugin::{FailureKind, LoadError, PluginError, PluginHandle, PluginSpec, Runtime};
 
@@ -27,6 +32,8 @@ pub enum ReplayError {
     Plugin(PluginError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("the replay's in-memory effects failed: {0}")]
+    Effects(String),
 }
 
 /// Read events: a `.jsonl` file (one body per non-empty line) or every `.jsonl` file of a
@@ -88,6 +95,8 @@ pub struct ReplayOptions {
     pub batch_size: usize,
     /// Print only failures and the summary.
     pub quiet: bool,
+    /// Output names the plugin may emit to (its emitted events are printed, not sent).
+    pub outputs: Vec<String>,
 }
 
 /// Counts and timings of a replay.
@@ -103,6 +112,9 @@ pub struct ReplaySummary {
     pub wall: Duration,
     pub compile_time: Duration,
     pub from_cache: bool,
+    /// Events the plugin emitted, and state keys it left.
+    pub emitted: usize,
+    pub state_keys: usize,
 }
 
 impl ReplaySummary {
@@ -133,6 +145,12 @@ impl std::fmt::Display for ReplaySummary {
                 .collect();
             write!(f, " ({})", parts.join(", "))?;
         }
+        if self.emitted > 0 {
+            write!(f, ", {} emitted", self.emitted)?;
+        }
+        if self.state_keys > 0 {
+            write!(f, ", {} state keys", self.state_keys)?;
+        }
         writeln!(f)?;
         write!(
             f,
@@ -147,6 +165,21 @@ impl std::fmt::Display for ReplaySummary {
 }
 
 /// The partition context replayed events claim to come from.
+/// How many state entries the end of a replay shows.
+const STATE_SHOWN: usize = 20;
+
+/// A state value for people: text if it is printable UTF-8, a number if it is 8 bytes (the
+/// guest libraries' counters), else hex.
+fn show_value(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
+        _ => match <[u8; 8]>::try_from(value) {
+            Ok(n) => format!("{} (u64)", u64::from_le_bytes(n)),
+            Err(_) => value.iter().map(|b| format!("{b:02x}")).collect(),
+        },
+    }
+}
+
 fn replay_context() -> PartitionContext {
     PartitionContext {
         namespace: "replay.local".into(),
@@ -182,6 +215,24 @@ pub async fn replay(
     let handle = PluginHandle::new(plugin);
     let mut worker = handle.worker();
     let ctx = replay_context();
+    // Effects stay in this process: emitted events are printed, state and keys kept in memory.
+    let state = Arc::new(
+        PartitionState::load(
+            Arc::new(MemoryState::default()),
+            "replay".into(),
+            1 << 20,
+            1 << 30,
+        )
+        .await
+        .map_err(|e| ReplayError::Effects(e.to_string()))?,
+    );
+    let seen: Arc<dyn DedupeStore> = Arc::new(MemoryDedupe::default());
+    worker.bind(Arc::new(Binding {
+        outputs: options.outputs.clone(),
+        state: Some(state.clone()),
+        first_seen: Some((seen.clone(), "replay".into())),
+        hub: "the replay (add the name with --output)".into(),
+    }));
     worker.open(&ctx).await.map_err(ReplayError::Plugin)?;
 
     let batch_size = options.batch_size.max(1);
@@ -200,6 +251,32 @@ pub async fn replay(
             Ok(()) => batch.len(),
             Err(failure) => failure.handled,
         };
+        let effects = worker.take_effects();
+        if handled > 0 {
+            for e in &effects.emitted {
+                summary.emitted += 1;
+                if !options.quiet {
+                    let body = String::from_utf8_lossy(&e.body);
+                    let body: String = body.chars().take(200).collect();
+                    writeln!(
+                        out,
+                        "  emit output={} source={} id={} body={body}",
+                        options.outputs[e.output],
+                        e.source,
+                        crate::effects::outputs::message_id(&ctx, e.source, e.index)
+                    )?;
+                }
+            }
+            state
+                .commit(batch[handled - 1].sequence_number, &effects.state_writes())
+                .await
+                .map_err(|e| ReplayError::Effects(e.to_string()))?;
+            for (key, ttl) in &effects.seen {
+                seen.record("replay", std::slice::from_ref(key), *ttl)
+                    .await
+                    .map_err(|e| ReplayError::Effects(e.to_string()))?;
+            }
+        }
         if let Err(failure) = &result {
             if failure.error.kind() == FailureKind::Unavailable {
                 return Err(ReplayError::Plugin(failure.error.clone()));
@@ -247,6 +324,17 @@ pub async fn replay(
         .close(crate::plugin::CloseReason::Shutdown)
         .await
         .map_err(ReplayError::Plugin)?;
+    let entries = state.scan("", None, usize::MAX);
+    summary.state_keys = entries.len();
+    if !entries.is_empty() && !options.quiet {
+        writeln!(out, "state after the replay ({} keys):", entries.len())?;
+        for (key, value) in entries.iter().take(STATE_SHOWN) {
+            writeln!(out, "  {key} = {}", show_value(value))?;
+        }
+        if entries.len() > STATE_SHOWN {
+            writeln!(out, "  ... {} more", entries.len() - STATE_SHOWN)?;
+        }
+    }
     summary.wall = started.elapsed();
     progress.finish();
     Ok(summary)

@@ -673,3 +673,74 @@ async fn state_ahead_of_the_checkpoint_skips_what_it_holds() {
     );
     t.endpoint.shutdown().await;
 }
+
+/// The Python and JavaScript count-by-key (their guest libraries' `state.add_u64`) count the
+/// same events as the Rust one, each into its own consumer group's state.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_and_javascript_plugins_keep_state_like_rust() {
+    let t = Local::start(2).await;
+    let bodies: Vec<String> = (0..30)
+        .map(|i| match i % 4 {
+            3 => "not json".to_string(),
+            _ => format!(r#"{{"device":"d-{}","n":{i}}}"#, i % 5),
+        })
+        .collect();
+    send_bodies_in(&t.endpoint, HUB, &bodies, t.path(), 1).await;
+    let mut results = Vec::new();
+    for (name, plugin) in [
+        ("rust", hubwasm_plugins::COUNT_BY_KEY.to_string()),
+        (
+            "python",
+            crate::lang_plugins::built("python/count-by-key")
+                .display()
+                .to_string(),
+        ),
+        (
+            "js",
+            crate::lang_plugins::built("js/count-by-key")
+                .display()
+                .to_string(),
+        ),
+    ] {
+        let cfg = with_plugin(
+            &t,
+            &plugin,
+            &format!(
+                "consumer_group = \"{name}\"\nplugin_config = {{ field = \"device\" }}\n[eventhub.state]\npath = \"{}\"\n",
+                t.path().join(format!("state-{name}.sqlite")).display()
+            ),
+        );
+        let cfg = cfg.replace(
+            "[eventhub.balancing]",
+            "limits = { timeout = 30000 }\n[eventhub.balancing]",
+        );
+        let host = Host::run_until_idle(
+            &format!("lang-{name}"),
+            t.path(),
+            &cfg,
+            Duration::from_secs(300),
+        );
+        assert!(host.log().contains("dead-lettered 0"), "{}", host.log());
+        let store = hubwasm::effects::sqlite::SqliteState::open(
+            &t.path().join(format!("state-{name}.sqlite")),
+        )
+        .unwrap();
+        let mut counts = BTreeMap::new();
+        for p in 0..2 {
+            let (_, rows) = store
+                .load(&format!("localhost/{HUB}/{name}/{p}"))
+                .await
+                .unwrap();
+            for (k, v) in rows {
+                *counts.entry(k).or_insert(0u64) += u64::from_le_bytes(v.try_into().unwrap());
+            }
+        }
+        results.push((name, counts));
+    }
+    let want: u64 = bodies.iter().filter(|b| b.starts_with('{')).count() as u64;
+    assert_eq!(results[0].1.values().sum::<u64>(), want, "{results:?}");
+    assert_eq!(results[0].1.len(), 5, "{results:?}");
+    assert_eq!(results[1].1, results[0].1, "Python as Rust");
+    assert_eq!(results[2].1, results[0].1, "JavaScript as Rust");
+    t.endpoint.shutdown().await;
+}

@@ -35,7 +35,7 @@ pub(crate) async fn start_endpoint_at(
             EventHubConfig {
                 name: HUB.into(),
                 partitions,
-                consumer_groups: vec!["second".into()],
+                consumer_groups: vec!["second".into(), "rust".into(), "python".into(), "js".into()],
             },
             EventHubConfig {
                 name: "dead-letters".into(),

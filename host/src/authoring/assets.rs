@@ -3,8 +3,9 @@
 
 /// The contract Python and JavaScript plugins are built against (`wit/v0.2/plugin.wit`).
 pub const WIT: &str = include_str!("../../../wit/v0.2/plugin.wit");
-/// The contract the Rust guest crate `hubwasm-guest` binds (`wit/v0.1/plugin.wit`).
-pub const WIT_RUST: &str = include_str!("../../../wit/v0.1/plugin.wit");
+/// The contract the Rust guest crate `hubwasm-guest` binds (`wit/v0.2/plugin.wit`, as every
+/// guest library does).
+pub const WIT_RUST: &str = WIT;
 /// The world every Python and JavaScript plugin is built for.
 pub const WORLD: &str = "batch-plugin";
 
@@ -42,8 +43,20 @@ pub const PYTHON_TYPES: &[(&str, &str)] = &[
         include_str!("../../../plugins/python/typings/wit_world/imports/__init__.pyi"),
     ),
     (
+        "wit_world/imports/dedupe.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/dedupe.pyi"),
+    ),
+    (
+        "wit_world/imports/emit.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/emit.pyi"),
+    ),
+    (
         "wit_world/imports/log.pyi",
         include_str!("../../../plugins/python/typings/wit_world/imports/log.pyi"),
+    ),
+    (
+        "wit_world/imports/state.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/state.pyi"),
     ),
     (
         "wit_world/imports/types.pyi",
@@ -68,8 +81,20 @@ pub const JS_TYPES: &[(&str, &str)] = &[
         include_str!("../../../plugins/js/hubwasm/types/interfaces/hubwasm-plugin-lifecycle.d.ts"),
     ),
     (
+        "interfaces/hubwasm-plugin-dedupe.d.ts",
+        include_str!("../../../plugins/js/hubwasm/types/interfaces/hubwasm-plugin-dedupe.d.ts"),
+    ),
+    (
+        "interfaces/hubwasm-plugin-emit.d.ts",
+        include_str!("../../../plugins/js/hubwasm/types/interfaces/hubwasm-plugin-emit.d.ts"),
+    ),
+    (
         "interfaces/hubwasm-plugin-log.d.ts",
         include_str!("../../../plugins/js/hubwasm/types/interfaces/hubwasm-plugin-log.d.ts"),
+    ),
+    (
+        "interfaces/hubwasm-plugin-state.d.ts",
+        include_str!("../../../plugins/js/hubwasm/types/interfaces/hubwasm-plugin-state.d.ts"),
     ),
     (
         "interfaces/hubwasm-plugin-types.d.ts",
@@ -90,6 +115,18 @@ pub const RUST_GUEST: &[(&str, &str)] = &[
     (
         "src/event.rs",
         include_str!("../../../plugins/hubwasm-guest/src/event.rs"),
+    ),
+    (
+        "src/emit.rs",
+        include_str!("../../../plugins/hubwasm-guest/src/emit.rs"),
+    ),
+    (
+        "src/state.rs",
+        include_str!("../../../plugins/hubwasm-guest/src/state.rs"),
+    ),
+    (
+        "src/dedupe.rs",
+        include_str!("../../../plugins/hubwasm-guest/src/dedupe.rs"),
     ),
 ];
 /// The wit-bindgen the guest crate is built with (plugins/Cargo.toml).

@@ -1185,6 +1185,56 @@ plugin = "filter.wasm"
         ));
     }
 
+    /// `[eventhub.state]`, `[[eventhub.output]]` and `allowed_outbound_hosts`: bad values are
+    /// refused with the line and the setting.
+    #[test]
+    fn effect_settings_are_checked() {
+        let parse = |extra: &str| {
+            RunConfig::parse(
+                &format!("{MINIMAL}{extra}\n"),
+                Path::new("/etc/hubwasm/x.toml"),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let ok = parse("[eventhub.state]\n[[eventhub.output]]\nname = \"kept\"\nconnection_string = \"Endpoint=sb://h;SharedAccessKeyName=a;SharedAccessKey=b;EntityPath=kept\"").unwrap();
+        let state = ok.event_hubs[0].state.as_ref().unwrap();
+        assert_eq!(
+            state.local_path(),
+            PathBuf::from("/etc/hubwasm/.hubwasm/state.sqlite")
+        );
+        assert_eq!(
+            (state.max_value_bytes, state.max_bytes),
+            (64 << 10, 64 << 20)
+        );
+        let cs = "connection_string = \"Endpoint=sb://h;SharedAccessKeyName=a;SharedAccessKey=b\"";
+        for (extra, says) in [
+            ("[eventhub.state]\nstore = \"redis\"", "state.url: store = \"redis\" needs url"),
+            ("[eventhub.state]\nmax_value_bytes = 0", "state.max_value_bytes: must be at least 1"),
+            ("[eventhub.state]\nmax_bytes = 10", "must be at least 1 and at most max_bytes"),
+            ("[eventhub.state]\nsize = 1", "unknown field `size`"),
+            ("[[eventhub.output]]\nname = \"a\"", "give exactly one of connection_string"),
+            (&format!("[[eventhub.output]]\nname = \"a\"\n{cs}\n[[eventhub.output]]\nname = \"a\"\n{cs}"), "`a` is used by two outputs"),
+            ("[[eventhub.output]]\nname = \"a\"\nembedded = true", "embedded = true needs an [embedded] section"),
+            ("[[eventhub.output]]\nname = \"a\"\nnamespace = \"ns\"", "namespace needs credential = \"entra\""),
+            ("[[eventhub.output]]\nname = \"a\"\nconnection_string = \"nope\"", "invalid connection string"),
+            ("allowed_outbound_hosts = [\"example.com\"]", "origin such as"),
+            ("allowed_outbound_hosts = [\"https://*.example.com\"]", "no path, user or wildcard"),
+        ] {
+            let extra = if extra.starts_with("allowed") {
+                // A key of the [[eventhub]] table itself.
+                MINIMAL.to_string() + extra
+            } else {
+                format!("{MINIMAL}{extra}")
+            };
+            let err = RunConfig::parse(&extra, Path::new("/etc/hubwasm/x.toml"))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{extra}: {err}");
+            assert!(err.contains("line "), "{extra}: {err}");
+        }
+    }
+
     /// `[eventhub.dedupe]`: bad values are refused with the line and the setting.
     #[test]
     fn dedupe_settings_are_checked() {

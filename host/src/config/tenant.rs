@@ -84,8 +84,9 @@ impl TenantLimits {
     }
 }
 
-/// `[tenant.grants]`: what the tenant's plugins may receive. Nothing is granted by default;
-/// the plugin effects extend this table (outputs, HTTP hosts, state namespace).
+/// `[tenant.grants]`: what the tenant's plugins may receive and do. Nothing is granted by
+/// default: secrets, the event hubs its plugins may emit to, the origins they may reach over
+/// HTTP, keyed state and dedupe stores.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
@@ -93,6 +94,20 @@ pub struct Grants {
     /// one as `{ secret = "name" }`.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Event hubs the tenant's `[[eventhub.output]]`s may send to (by event hub name).
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Origins the tenant's plugins may be allowed to reach (`allowed_outbound_hosts`).
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Whether the tenant's event hubs may have `[eventhub.state]` (each partition's state is
+    /// its own: the tenant's consumer group is in its scope).
+    #[serde(default)]
+    pub state: bool,
+    /// Whether the tenant's event hubs may have `[eventhub.dedupe]` (keys scoped to its
+    /// consumer group).
+    #[serde(default)]
+    pub dedupe: bool,
 }
 
 /// The largest secret file read (a key or a token, not a document).
@@ -167,6 +182,9 @@ pub struct NamedPlugin {
     /// Within the tenant's limits; default: the tenant's.
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// Origins the plugin may reach with outbound HTTP (within the tenant's grants).
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 mod opt_millis {
@@ -179,6 +197,68 @@ mod opt_millis {
 }
 
 impl super::RunConfig {
+    /// A declared tenant's event hub uses only the effects granted to the tenant.
+    fn check_effect_grants(
+        &self,
+        i: usize,
+        hub: &super::EventHubConfig,
+        tenant: &TenantConfig,
+        origin: &dyn Fn(&'static str) -> (&'static str, usize, &'static str),
+    ) -> Result<(), super::ConfigError> {
+        let name = &tenant.name;
+        let at = |field: &str| format!("eventhub[{i}] ({}).{field}", hub.name);
+        for output in &hub.output {
+            let target = output.event_hub.as_deref().unwrap_or(&output.name);
+            if !tenant.grants.outputs.iter().any(|g| g == target) {
+                return Err(self.invalid_at(
+                    ("eventhub", i, "output"),
+                    at(&format!("output.{}", output.name)),
+                    format!(
+                        "tenant {name} is not granted event hub `{target}` as an output: add it \
+                         to [tenant.grants] outputs"
+                    ),
+                ));
+            }
+        }
+        let granted: Vec<crate::plugin::http::Origin> = tenant
+            .grants
+            .allowed_outbound_hosts
+            .iter()
+            .filter_map(|o| crate::plugin::http::Origin::parse(o).ok())
+            .collect();
+        for host in &hub.allowed_outbound_hosts {
+            let allowed =
+                crate::plugin::http::Origin::parse(host).is_ok_and(|o| granted.contains(&o));
+            if !allowed {
+                return Err(self.invalid_at(
+                    origin("allowed_outbound_hosts"),
+                    at("allowed_outbound_hosts"),
+                    format!(
+                        "`{host}` is not granted to tenant {name}: add it to [tenant.grants] \
+                         allowed_outbound_hosts"
+                    ),
+                ));
+            }
+        }
+        let denied = |table: &str, grant: &str| {
+            self.invalid_at(
+                ("eventhub", i, table),
+                at(table),
+                format!(
+                    "tenant {name} is not granted [eventhub.{table}]: set {grant} = true in \
+                     [tenant.grants]"
+                ),
+            )
+        };
+        if hub.state.is_some() && !tenant.grants.state {
+            return Err(denied("state", "state"));
+        }
+        if hub.dedupe.is_some() && !tenant.grants.dedupe {
+            return Err(denied("dedupe", "dedupe"));
+        }
+        Ok(())
+    }
+
     /// The tenant called `name`, if the config has a `[[tenant]]` of that name.
     pub fn tenant(&self, name: &str) -> Option<&TenantConfig> {
         self.tenants.iter().find(|t| t.name == name)
@@ -257,9 +337,14 @@ impl super::RunConfig {
                 continue;
             };
             let at = |field: &str| format!("eventhub[{i}] ({}).{field}", hub.name);
-            if !hub.plugin_config.is_empty() || hub.limits.is_some() {
+            if !hub.plugin_config.is_empty()
+                || hub.limits.is_some()
+                || !hub.allowed_outbound_hosts.is_empty()
+            {
                 let key = if hub.limits.is_some() {
                     "limits"
+                } else if !hub.allowed_outbound_hosts.is_empty() {
+                    "allowed_outbound_hosts"
                 } else {
                     "plugin_config"
                 };
@@ -293,6 +378,7 @@ impl super::RunConfig {
             hub.plugin_name = Some(named.name);
             hub.plugin_config = named.config;
             hub.limits = named.limits;
+            hub.allowed_outbound_hosts = named.allowed_outbound_hosts;
         }
         Ok(())
     }
@@ -444,6 +530,9 @@ impl super::RunConfig {
                     }
                 }
             }
+            if let Some(tenant) = tenant {
+                self.check_effect_grants(i, hub, tenant, &origin)?;
+            }
             if let (Some(tenant), Some(own)) = (tenant, hub.limits) {
                 let ceiling = &tenant.limits;
                 if ceiling.memory_bytes.is_some_and(|m| own.memory_bytes > m) {
@@ -549,6 +638,48 @@ plugin = "acme-filter"
         .unwrap();
         assert_eq!(plain.event_hubs[0].tenant_name(), DEFAULT_TENANT);
         assert_eq!(plain.tenant_names(), vec![DEFAULT_TENANT]);
+    }
+
+    /// A declared tenant's event hub may use only the effects its grants list.
+    #[test]
+    fn effects_need_the_tenants_grants() {
+        std::env::set_var("HUBWASM_TEST_TENANT_SECRET", "s3cret");
+        let hub = format!(
+            "[[eventhub]]\nname = \"audit\"\nconnection_string = \"{CONN}\"\nplugin = \"g.wasm\"\ntenant = \"globex\"\n"
+        );
+        let refused = |extra: &str, says: &str| {
+            let err = parse(&format!("{}{hub}{extra}", two_tenants(""))).unwrap_err();
+            assert!(err.contains(says), "{extra}: {err}");
+            assert!(err.contains("line "), "{err}");
+        };
+        refused(
+            &format!("[[eventhub.output]]\nname = \"kept\"\nconnection_string = \"{CONN}\"\n"),
+            "tenant globex is not granted event hub `kept` as an output",
+        );
+        refused(
+            "allowed_outbound_hosts = [\"https://api.example.com\"]\n",
+            "`https://api.example.com` is not granted to tenant globex",
+        );
+        refused(
+            "[eventhub.state]\n",
+            "tenant globex is not granted [eventhub.state]",
+        );
+        refused(
+            "[eventhub.dedupe]\n",
+            "tenant globex is not granted [eventhub.dedupe]",
+        );
+        // Granted, the same settings load.
+        let granted = two_tenants("").replace(
+            "[[tenant]]\nname = \"globex\"\n",
+            "[[tenant]]\nname = \"globex\"\n[tenant.grants]\noutputs = [\"kept\"]\nallowed_outbound_hosts = [\"https://api.example.com:443\"]\nstate = true\ndedupe = true\n",
+        );
+        let c = parse(&format!(
+            "{granted}{hub}allowed_outbound_hosts = [\"https://api.example.com\"]\n[eventhub.state]\n[eventhub.dedupe]\n[[eventhub.output]]\nname = \"kept\"\nconnection_string = \"{CONN}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.event_hubs[1].output[0].name, "kept");
+        // Without [[tenant]] sections the operator's own event hubs use what they configure.
+        parse(&format!("{hub}[eventhub.state]\n").replace("tenant = \"globex\"\n", "")).unwrap();
     }
 
     #[test]

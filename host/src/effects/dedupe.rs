@@ -29,6 +29,40 @@ pub trait DedupeStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// Keys kept in this process only: for `hubwasm plugin test`.
+#[derive(Default)]
+pub struct MemoryDedupe {
+    keys: std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+}
+
+#[async_trait::async_trait]
+impl DedupeStore for MemoryDedupe {
+    async fn seen(&self, scope: &str, keys: &[String]) -> Result<Vec<bool>, DedupeError> {
+        let now = std::time::Instant::now();
+        let map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(keys
+            .iter()
+            .map(|k| {
+                map.get(&(scope.to_string(), k.clone()))
+                    .is_some_and(|until| *until > now)
+            })
+            .collect())
+    }
+
+    async fn record(&self, scope: &str, keys: &[String], ttl: Duration) -> Result<(), DedupeError> {
+        let until = std::time::Instant::now() + ttl;
+        let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            map.insert((scope.to_string(), k.clone()), until);
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
 /// Where an event's dedupe key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {

@@ -201,3 +201,50 @@ impl Stores {
         Ok(store)
     }
 }
+
+/// State kept in this process only: for `hubwasm plugin test`, where nothing must outlive the
+/// replay.
+#[derive(Default)]
+pub struct MemoryState {
+    scopes: std::sync::Mutex<std::collections::HashMap<String, Loaded>>,
+}
+
+/// A partition's position and entries.
+type Loaded = (Option<i64>, BTreeMap<String, Vec<u8>>);
+
+#[async_trait::async_trait]
+impl StateStore for MemoryState {
+    async fn load(&self, scope: &str) -> Result<(Option<i64>, Vec<(String, Vec<u8>)>), StateError> {
+        let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(scopes
+            .get(scope)
+            .map(|(p, rows)| (*p, rows.clone().into_iter().collect()))
+            .unwrap_or_default())
+    }
+
+    async fn commit(
+        &self,
+        scope: &str,
+        expected: Option<i64>,
+        position: i64,
+        writes: &[Write],
+    ) -> Result<Committed, StateError> {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        let (stored, rows) = scopes.entry(scope.to_string()).or_default();
+        if *stored != expected {
+            return Ok(Committed::Fenced);
+        }
+        for (k, v) in writes {
+            match v {
+                Some(v) => rows.insert(k.clone(), v.clone()),
+                None => rows.remove(k),
+            };
+        }
+        *stored = Some(position);
+        Ok(Committed::Done)
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}

@@ -22,8 +22,21 @@
 // Events are views over the batch the host copied in as a few typed arrays: a field is decoded
 // only when read, and `body` is a view, not a copy. Build with `hubwasm plugin build`
 // (componentize-js, world batch-plugin, without wasi:http).
+//
+// Effects (contract 0.2; each works only where the operator configured it for the event hub):
+//
+//   emit("alerts", event, event.body, { partitionKey: event.partitionKey }); // at least once
+//   state.addU64("count/all");                           // exactly once with the checkpoint
+//   if (firstSeen(`order/${orderId}`, 86_400)) { ... }   // the consumer group's dedupe store
+//
+// Their errors are verdicts, so a handler just calls them: an emitted event or a state key or
+// value too large throws `EmitError` / `StateTooLarge` (both `Reject`), a full state `StateFull`
+// (a `Retry`). Outbound HTTP is plain wasi:http, not part of this library.
 
 import { log as hostLog } from "hubwasm:plugin/log@0.2.0";
+import { send as hostSend } from "hubwasm:plugin/emit@0.2.0";
+import * as hostState from "hubwasm:plugin/state@0.2.0";
+import { firstSeen as hostFirstSeen } from "hubwasm:plugin/dedupe@0.2.0";
 
 const ABSENT = 0xffffffff;
 const FIELDS = 7; // spans per event: body, offset, key, content type, correlation id, message id, props
@@ -254,6 +267,242 @@ export const log = {
   warn: (message, fields) => write("warn", message, fields),
   error: (message, fields) => write("error", message, fields),
 };
+
+// Effects (contract 0.2): emit, state, dedupe. Using one the operator did not configure for the
+// event hub stops the call and pauses the partition (a fault of the deployment, not of the
+// event), so the helpers below never see that case.
+
+/** `emit` queued nothing: the source is not an event of the current call (`kind`
+ * "invalid-source") or a size limit was hit ("too-large"). A `Reject`: retrying cannot help. */
+export class EmitError extends Reject {
+  constructor(reason, kind, index) {
+    super(reason);
+    this.name = "EmitError";
+    this.kind = kind;
+    // The source event's index in its batch: a `handleBatch` that lets this through fails the
+    // batch at that event.
+    if (index !== undefined) this.index = index;
+  }
+}
+
+/** A state key ("key-too-large") or value ("value-too-large") longer than its limit of `limit`
+ * bytes; nothing was written. A `Reject`: it comes from the event. */
+export class StateTooLarge extends Reject {
+  constructor(reason, kind, limit) {
+    super(reason);
+    this.name = "StateTooLarge";
+    this.kind = kind;
+    this.limit = limit;
+  }
+}
+
+/** The partition's state would exceed its `max_bytes`; nothing was written. A `Retry`: the
+ * partition's condition, not the event's, so events wait while the operator raises it. */
+export class StateFull extends Retry {
+  constructor(message) {
+    super(message);
+    this.name = "StateFull";
+  }
+}
+
+const utf8Encoder = new TextEncoder();
+const PAGE = 1000; // entries per scan-prefix call: the most the host returns at once
+const U64_MAX = 2n ** 64n - 1n;
+const U32_MAX = 0xffffffff;
+
+/** `value` as a Uint8Array: bytes as they are, a string as UTF-8. */
+function toBytes(value, what) {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === "string") return utf8Encoder.encode(value);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  throw new TypeError(`${what} must be a Uint8Array, an ArrayBuffer or a string, not ${describe(value)}`);
+}
+
+function describe(value) {
+  return value === null ? "null" : typeof value === "object" ? value.constructor?.name ?? "object" : typeof value;
+}
+
+// What an import threw: jco-style bindings wrap a `result`'s error in an Error with `payload`.
+function importError(e) {
+  const err = e !== null && typeof e === "object" && "payload" in e ? e.payload : e;
+  return err !== null && typeof err === "object" && typeof err.tag === "string" ? err : undefined;
+}
+
+const WIT_TAGS = new Set(["null", "boolean", "integer", "double", "text", "binary", "timestamp", "uuid"]);
+
+function toPropertyValue(name, value) {
+  switch (typeof value) {
+    case "boolean":
+      return { tag: "boolean", val: value };
+    case "number":
+      return Number.isSafeInteger(value) ? { tag: "integer", val: BigInt(value) } : { tag: "double", val: value };
+    case "bigint":
+      if (value < I64_MIN || value > I64_MAX) throw new RangeError(`property \`${name}\` = ${value} does not fit a signed 64-bit integer`);
+      return { tag: "integer", val: value };
+    case "string":
+      return { tag: "text", val: value };
+  }
+  if (value === null || value === undefined) return { tag: "null" };
+  if (value instanceof Date) {
+    const ms = value.getTime();
+    if (Number.isNaN(ms)) throw new RangeError(`property \`${name}\` is an invalid Date`);
+    return { tag: "timestamp", val: BigInt(ms) };
+  }
+  if (value instanceof Uint8Array || value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+    return { tag: "binary", val: toBytes(value, `property \`${name}\``) };
+  }
+  if (typeof value === "object" && WIT_TAGS.has(value.tag)) return value; // already the contract's form
+  throw new TypeError(`property \`${name}\`: cannot send ${describe(value)} (use null, a boolean, number, bigint, string, Uint8Array or Date)`);
+}
+
+/**
+ * Queue an event with `body` for the output named `output` (`[[eventhub.output]]`), on behalf of
+ * `source`: an `Event` of the current call or its sequence number. It is sent after the call
+ * succeeds, and the source's checkpoint waits until the output acknowledged it (at least once;
+ * its message id `<hub>/<partition>/<source seq>/<n>` is the same on a replay). Throws
+ * `EmitError` (a `Reject`) if nothing was queued.
+ */
+export function emit(output, source, body, { partitionKey, contentType, properties } = {}) {
+  let seq, index;
+  if (source instanceof Event) {
+    seq = source.batch.seqs[source.index]; // exact, even beyond 2^53
+    index = source.index;
+  } else if (typeof source === "bigint") {
+    seq = source;
+  } else if (Number.isSafeInteger(source)) {
+    seq = BigInt(source);
+  } else {
+    throw new TypeError(`emit: source must be an Event or a sequence number, not ${describe(source)}`);
+  }
+  let entries = [];
+  if (properties instanceof Map || Array.isArray(properties)) entries = [...properties];
+  else if (properties !== null && properties !== undefined) entries = Object.entries(properties);
+  const event = {
+    body: toBytes(body, "emit: the body"),
+    partitionKey: partitionKey ?? undefined,
+    contentType: contentType ?? undefined,
+    properties: entries.map(([key, value]) => ({ key: String(key), value: toPropertyValue(key, value) })),
+  };
+  // No event has a negative sequence number, so the host would answer `invalid-source`; say it
+  // here, since componentize-js 0.23 cannot pass a negative s64 argument (it aborts the
+  // instance, ComponentizeJS#343).
+  if (seq < 0n || seq > I64_MAX) {
+    throw new EmitError(`emit: source ${seq} is not an event of the current call`, "invalid-source", index);
+  }
+  try {
+    hostSend(String(output), seq, event);
+  } catch (e) {
+    const err = importError(e);
+    if (err?.tag === "invalid-source") {
+      // componentize-js lifts an s64 as unsigned: the same 64 bits, read signed.
+      const bad = BigInt.asIntN(64, BigInt(err.val));
+      throw new EmitError(`emit: source ${bad} is not an event of the current call`, "invalid-source", index);
+    }
+    if (err?.tag === "too-large") throw new EmitError(`emit: too large: ${err.val}`, "too-large", index);
+    throw e;
+  }
+}
+
+function stateError(e) {
+  const err = importError(e);
+  switch (err?.tag) {
+    case "key-too-large":
+      return new StateTooLarge(`state: key too large: longer than the limit of ${err.val} bytes`, "key-too-large", err.val);
+    case "value-too-large":
+      return new StateTooLarge(
+        `state: value too large: longer than the partition's max_value_bytes = ${err.val}`,
+        "value-too-large",
+        err.val,
+      );
+    case "full":
+      return new StateFull(`state: full: ${err.val}`);
+    default:
+      return e;
+  }
+}
+
+/** A u64 as a Number when exact (up to 2^53), else a BigInt. */
+function u64Result(n) {
+  return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+}
+
+/**
+ * The partition's keyed state (`[eventhub.state]`), exactly once with the checkpoint: a call's
+ * writes are committed with the position of the batch's last event before the checkpoint moves,
+ * and discarded if the call fails. Reads see the committed state plus the call's own writes.
+ * Writes throw `StateTooLarge` (a `Reject`) or `StateFull` (a `Retry`); nothing is written then.
+ */
+export const state = {
+  /** The value of `key`, or undefined if it is not set. */
+  get(key) {
+    return hostState.get(String(key)) ?? undefined;
+  },
+  /** Set `key` to `value` (bytes, or a string stored as UTF-8). */
+  set(key, value) {
+    const bytes = toBytes(value, "a state value");
+    try {
+      hostState.set(String(key), bytes);
+    } catch (e) {
+      throw stateError(e);
+    }
+  },
+  /** Remove `key` (nothing happens if it is not set). */
+  delete(key) {
+    hostState.delete(String(key));
+  },
+  /** Every `[key, value]` whose key starts with `prefix`, in key order, read in pages of 1000. */
+  *scanPrefix(prefix) {
+    prefix = String(prefix);
+    let after;
+    for (;;) {
+      const page = hostState.scanPrefix(prefix, after, PAGE);
+      yield* page;
+      if (page.length < PAGE) return; // a short page is the last one
+      after = page[page.length - 1][0];
+    }
+  },
+  /** The number stored at `key` by `addU64` (8 little-endian bytes): a Number up to 2^53, a
+   * BigInt beyond; undefined if not set or not 8 bytes long. */
+  getU64(key) {
+    const n = readU64(key);
+    return n === undefined ? undefined : u64Result(n);
+  },
+  /** Add `delta` (default 1; a non-negative Number or BigInt) to the number at `key` (0 if unset
+   * or not a number), saturating at 2^64-1; store it as 8 little-endian bytes and return it. */
+  addU64(key, delta = 1) {
+    let d;
+    if (typeof delta === "bigint") d = delta;
+    else if (Number.isSafeInteger(delta)) d = BigInt(delta);
+    if (d === undefined || d < 0n || d > U64_MAX) {
+      throw new RangeError(`addU64: delta must be an integer from 0 to 2^64-1, not ${typeof delta === "string" ? JSON.stringify(delta) : String(delta)}`);
+    }
+    let n = (readU64(key) ?? 0n) + d;
+    if (n > U64_MAX) n = U64_MAX;
+    const bytes = new Uint8Array(8);
+    new DataView(bytes.buffer).setBigUint64(0, n, true);
+    state.set(key, bytes);
+    return u64Result(n);
+  },
+};
+
+function readU64(key) {
+  const raw = state.get(key);
+  if (raw === undefined || raw.length !== 8) return undefined;
+  return new DataView(raw.buffer, raw.byteOffset, 8).getBigUint64(0, true);
+}
+
+/**
+ * Whether `key` is new in the consumer group (not recorded in the last `ttlSeconds`), from
+ * `[eventhub.dedupe]`'s store. The key is recorded when the call's batch commits, so a call that
+ * fails and is made again sees its keys as new again; within one call a second `firstSeen` of a
+ * key is false. A fraction of a second counts as a whole one; the ttl is capped at 2^32-1.
+ */
+export function firstSeen(key, ttlSeconds) {
+  const ttl = Number(ttlSeconds);
+  if (!(ttl >= 0)) throw new RangeError(`firstSeen: ttlSeconds must be 0 or more, not ${String(ttlSeconds)}`);
+  return hostFirstSeen(String(key), ttl >= U32_MAX ? U32_MAX : Math.ceil(ttl));
+}
 
 function verdict(index, error) {
   if (error instanceof Retry) {

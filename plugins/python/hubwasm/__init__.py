@@ -23,18 +23,63 @@ then the failure policy).
 
 Events are views over the batch the host copied in as a few columns: a field is decoded only
 when you read it. Build with ``hubwasm plugin build`` (componentize-py, world batch-plugin).
+
+Effects (contract 0.2; each works only where the operator configured it for the event hub)::
+
+    hubwasm.emit("alerts", event, event.body, partition_key=event.partition_key)
+    hubwasm.state.add_u64("count/all")          # exactly once with the checkpoint
+    if hubwasm.first_seen(f"order/{order_id}", ttl_seconds=86_400):
+        ...
+
+``emit`` sends an event to an output (``[[eventhub.output]]``) on behalf of an event of the
+call, at least once: the checkpoint waits for the output. ``state`` is the partition's keyed
+state (``[eventhub.state]``), committed with the checkpoint. ``first_seen`` asks the consumer
+group's dedupe store (``[eventhub.dedupe]``). Their errors are verdicts, so a handler just calls
+them: an emitted event or a state key/value too large raises :class:`EmitError` /
+:class:`StateTooLarge` (both :class:`Reject`), a full state :class:`StateFull` (a
+:class:`Retry`). Outbound HTTP is plain ``wasi:http``, not part of this library.
 """
 
 from __future__ import annotations
 
 import builtins
 import json as _json
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, TypeVar, overload
+import math as _math
+import sys as _sys
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    NoReturn,
+    Optional,
+    Protocol,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from componentize_py_types import Err
 from wit_world import exports as _exports
 from wit_world.imports import log as _log
 from wit_world.imports import types as _types
+
+# The effect imports of contract 0.2. Imported here (at build time, where componentize-py
+# snapshots the module) rather than on first use; bindings generated from a contract without
+# them leave the rest of the library working, and only the effect helpers say what is missing.
+try:
+    from wit_world.imports import dedupe as _wit_dedupe
+    from wit_world.imports import emit as _wit_emit
+    from wit_world.imports import state as _wit_state
+
+    _EFFECTS = True
+except ImportError:  # pragma: no cover - a contract from before the effects
+    _EFFECTS = False
 
 __all__ = [
     "plugin",
@@ -47,6 +92,12 @@ __all__ = [
     "Reject",
     "CloseReason",
     "log",
+    "emit",
+    "state",
+    "first_seen",
+    "EmitError",
+    "StateTooLarge",
+    "StateFull",
 ]
 
 #: The partition the events come from: ``namespace``, ``event_hub``, ``consumer_group``,
@@ -345,6 +396,279 @@ class log:
     @staticmethod
     def error(message: str, **fields: Any) -> None:
         log.write(_log.Level.ERROR, message, **fields)
+
+
+# Effects (contract 0.2): emit, state, dedupe. Each works only where the operator configured it
+# for the event hub; otherwise the host stops the call and pauses the partition (a fault of the
+# deployment, not of the event), so the helpers below never see that case.
+
+
+class EmitError(Reject):
+    """:func:`emit` queued nothing: the source is not an event of the current call
+    (``kind == "invalid-source"``) or the event, or all the events emitted by the call, exceed a
+    size limit (``kind == "too-large"``). A :class:`Reject`: retrying cannot help."""
+
+    def __init__(self, reason: str, kind: str, index: Optional[int] = None):
+        super().__init__(reason)
+        self.kind = kind
+        if index is not None:
+            # The source event's index in its batch: a `handle_batch` that lets this through
+            # fails the batch at that event.
+            self.index = index
+
+
+class StateTooLarge(Reject):
+    """A state key (``kind == "key-too-large"``) or value (``kind == "value-too-large"``) is
+    longer than its limit of ``limit`` bytes; nothing was written. A :class:`Reject`: it comes
+    from the event."""
+
+    def __init__(self, reason: str, kind: str, limit: int):
+        super().__init__(reason)
+        self.kind = kind
+        self.limit = limit
+
+
+class StateFull(Retry):
+    """The partition's state would exceed its ``max_bytes``; nothing was written. A
+    :class:`Retry`: it is the partition's condition, not the event's, so events wait instead of
+    being dead-lettered while the operator raises ``max_bytes`` (or the plugin deletes keys)."""
+
+
+#: What the effects take as bytes: ``bytes``, ``bytearray``, ``memoryview`` or ``str`` (UTF-8).
+_Bytes = Union[bytes, bytearray, memoryview, builtins.str]
+
+#: Entries per ``scan-prefix`` call: the most the host returns at once.
+_PAGE = 1000
+_U64_MAX = 2**64 - 1
+_U32_MAX = 2**32 - 1
+
+
+def _no_effects(what: str) -> NoReturn:
+    raise RuntimeError(
+        f"{what} needs the effect imports of hubwasm:plugin@0.2.0 (emit, state, dedupe), which "
+        "the bindings of this build lack: build the plugin with a current `hubwasm plugin build`"
+    )
+
+
+def _to_bytes(value: _Bytes, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, builtins.str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}")
+
+
+_WIT_PROPERTY_VALUES = (
+    _types.PropertyValue_Null,
+    _types.PropertyValue_Boolean,
+    _types.PropertyValue_Integer,
+    _types.PropertyValue_Double,
+    _types.PropertyValue_Text,
+    _types.PropertyValue_Binary,
+    _types.PropertyValue_Timestamp,
+    _types.PropertyValue_Uuid,
+)
+
+
+def _to_property_value(name: str, value: Any) -> _types.PropertyValue:
+    if value is None:
+        return _types.PropertyValue_Null()
+    if isinstance(value, bool):
+        return _types.PropertyValue_Boolean(value)
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"property `{name}` = {value} does not fit a signed 64-bit integer")
+        return _types.PropertyValue_Integer(value)
+    if isinstance(value, float):
+        return _types.PropertyValue_Double(value)
+    if isinstance(value, builtins.str):
+        return _types.PropertyValue_Text(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _types.PropertyValue_Binary(bytes(value))
+    if isinstance(value, _WIT_PROPERTY_VALUES):
+        return value
+    # Timestamps and UUIDs: looked up only if the plugin imported those modules itself.
+    dt = _sys.modules.get("datetime")
+    if dt is not None and isinstance(value, dt.datetime):
+        if value.tzinfo is not None:  # naive datetimes are taken as UTC
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        ms: int = (value - dt.datetime(1970, 1, 1)) // dt.timedelta(milliseconds=1)
+        return _types.PropertyValue_Timestamp(ms)
+    uuid = _sys.modules.get("uuid")
+    if uuid is not None and isinstance(value, uuid.UUID):
+        return _types.PropertyValue_Uuid(builtins.str(value))
+    raise TypeError(
+        f"property `{name}`: cannot send a {type(value).__name__} (use None, bool, int, float, "
+        "str, bytes, datetime.datetime or uuid.UUID)"
+    )
+
+
+def emit(
+    output: str,
+    source: Union[Event, int],
+    body: _Bytes,
+    *,
+    partition_key: Optional[str] = None,
+    content_type: Optional[str] = None,
+    properties: Union[Mapping[str, Any], Iterable[Tuple[str, Any]], None] = None,
+) -> None:
+    """Queue an event with ``body`` for the output named ``output`` (``[[eventhub.output]]``), on
+    behalf of ``source``: an :class:`Event` of the current call or its sequence number. It is
+    sent after the call succeeds, and the source's checkpoint waits until the output
+    acknowledged it (at least once; its message id ``<hub>/<partition>/<source seq>/<n>`` is the
+    same on a replay). Events with one ``partition_key`` land in one partition of the output, in
+    order. ``properties`` (a dict or ``(name, value)`` pairs, sent in that order) take ``None``,
+    ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``, ``datetime.datetime`` (a
+    timestamp; naive is UTC) or ``uuid.UUID``.
+
+    Raises :class:`EmitError` (a :class:`Reject`) if nothing was queued: the source is not an
+    event of this call, or a size limit was hit. An output the operator did not configure is
+    not an error here: the host stops the call and pauses the partition until it is fixed.
+    """
+    if not _EFFECTS:
+        _no_effects("hubwasm.emit")
+    index: Optional[int] = None
+    if isinstance(source, Event):
+        index = source._index
+        seq = source.sequence_number
+    elif isinstance(source, int) and not isinstance(source, bool):
+        seq = source
+    else:
+        raise TypeError(
+            f"emit: source must be an Event or a sequence number, not {type(source).__name__}"
+        )
+    pairs: Iterable[Tuple[str, Any]]
+    if properties is None:
+        pairs = ()
+    elif isinstance(properties, Mapping):
+        pairs = properties.items()
+    else:
+        pairs = properties
+    event = _wit_emit.OutgoingEvent(
+        _to_bytes(body, "emit: the body"),
+        partition_key,
+        content_type,
+        [_types.Property(name, _to_property_value(name, value)) for name, value in pairs],
+    )
+    try:
+        _wit_emit.send(output, seq, event)
+    except Err as e:
+        error = e.value
+        if isinstance(error, _wit_emit.EmitError_InvalidSource):
+            raise EmitError(
+                f"emit: source {error.value} is not an event of the current call",
+                "invalid-source",
+                index,
+            ) from None
+        raise EmitError(f"emit: too large: {error.value}", "too-large", index) from None
+
+
+def _state_error(error: Any) -> Exception:
+    if isinstance(error, _wit_state.StateError_KeyTooLarge):
+        return StateTooLarge(
+            f"state: key too large: longer than the limit of {error.value} bytes",
+            "key-too-large",
+            error.value,
+        )
+    if isinstance(error, _wit_state.StateError_ValueTooLarge):
+        return StateTooLarge(
+            "state: value too large: longer than the partition's max_value_bytes = "
+            f"{error.value}",
+            "value-too-large",
+            error.value,
+        )
+    return StateFull(f"state: full: {error.value}")
+
+
+class state:
+    """The partition's keyed state (``[eventhub.state]``), exactly once with the checkpoint:
+    a call's writes are committed together with the position of the batch's last event before
+    the checkpoint moves, and discarded if the call fails. Reads see the committed state plus
+    the call's own writes. Keys are strings, values bytes (``str`` values are stored as UTF-8).
+
+    Writes raise :class:`StateTooLarge` (a :class:`Reject`) for a key or value over its limit and
+    :class:`StateFull` (a :class:`Retry`) when the partition's state is full; nothing is
+    written then.
+    """
+
+    @staticmethod
+    def get(key: str) -> Optional[bytes]:
+        """The value of ``key``, or ``None`` if it is not set."""
+        if not _EFFECTS:
+            _no_effects("hubwasm.state")
+        return _wit_state.get(key)
+
+    @staticmethod
+    def set(key: str, value: _Bytes) -> None:
+        """Set ``key`` to ``value``."""
+        if not _EFFECTS:
+            _no_effects("hubwasm.state")
+        try:
+            _wit_state.set(key, _to_bytes(value, "a state value"))
+        except Err as e:
+            raise _state_error(e.value) from None
+
+    @staticmethod
+    def delete(key: str) -> None:
+        """Remove ``key`` (nothing happens if it is not set)."""
+        if not _EFFECTS:
+            _no_effects("hubwasm.state")
+        _wit_state.delete(key)
+
+    @staticmethod
+    def scan_prefix(prefix: str) -> Iterator[Tuple[str, bytes]]:
+        """Every ``(key, value)`` whose key starts with ``prefix``, in key order, read in pages
+        of 1000 as the iteration goes."""
+        if not _EFFECTS:
+            _no_effects("hubwasm.state")
+        after: Optional[str] = None
+        while True:
+            page = _wit_state.scan_prefix(prefix, after, _PAGE)
+            yield from page
+            if len(page) < _PAGE:  # a short page is the last one
+                return
+            after = page[-1][0]
+
+    @staticmethod
+    def get_u64(key: str) -> Optional[int]:
+        """The number stored at ``key`` by :meth:`add_u64` (8 little-endian bytes); ``None`` if
+        it is not set or not 8 bytes long."""
+        raw = state.get(key)
+        if raw is None or len(raw) != 8:
+            return None
+        return int.from_bytes(raw, "little")
+
+    @staticmethod
+    def add_u64(key: str, delta: int = 1) -> int:
+        """Add ``delta`` (0 to 2**64-1) to the number at ``key`` (0 if unset or not a number),
+        saturating at 2**64-1; store it as 8 little-endian bytes and return it."""
+        if isinstance(delta, bool) or not isinstance(delta, int) or not 0 <= delta <= _U64_MAX:
+            raise ValueError(f"add_u64: delta must be an integer from 0 to 2**64-1, not {delta!r}")
+        value = min((state.get_u64(key) or 0) + delta, _U64_MAX)
+        state.set(key, value.to_bytes(8, "little"))
+        return value
+
+
+class _TotalSeconds(Protocol):
+    def total_seconds(self) -> float: ...
+
+
+def first_seen(key: str, ttl_seconds: Union[int, float, _TotalSeconds]) -> bool:
+    """Whether ``key`` is new in the consumer group (not recorded in the last ``ttl_seconds``),
+    from ``[eventhub.dedupe]``'s store. The key is recorded when the call's batch commits, so a
+    call that fails and is made again sees its keys as new again; within one call a second
+    ``first_seen`` of a key is ``False``. ``ttl_seconds`` is a number or a
+    ``datetime.timedelta``; a fraction counts as a whole second, and it is capped at 2**32-1.
+    """
+    if not _EFFECTS:
+        _no_effects("hubwasm.first_seen")
+    ttl = ttl_seconds if isinstance(ttl_seconds, (int, float)) else ttl_seconds.total_seconds()
+    if not ttl >= 0:  # also NaN
+        raise ValueError(f"first_seen: ttl_seconds must be 0 or more, not {ttl_seconds!r}")
+    secs = _U32_MAX if ttl >= _U32_MAX else _math.ceil(ttl)
+    return _wit_dedupe.first_seen(key, secs)
 
 
 # The instance of the user's plugin class (one per component instance), made by `init`.
