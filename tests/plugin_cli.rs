@@ -215,3 +215,67 @@ fn plugin_test_stops_a_sleeping_plugin_at_the_call_limit() {
         "took {took:?}: the calls were not stopped at their limit\n{stdout}"
     );
 }
+
+/// `plugin test` keeps a plugin's effects in memory: state is shown at the end, emitted events
+/// are printed with their message ids, and an output not named with `--output` stops the replay
+/// saying so.
+#[test]
+fn plugin_test_shows_state_and_emitted_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"device\":\"a\"}\n{\"device\":\"b\"}\n{\"device\":\"a\"}\nnot json\n",
+    )
+    .unwrap();
+    let events = events.to_str().unwrap();
+    let out = hubwasm(&[
+        "plugin",
+        "test",
+        hubwasm_plugins::COUNT_BY_KEY,
+        "--events",
+        events,
+        "--config",
+        "field=device",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("state after the replay (2 keys):"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("count/a = 2 (u64)"), "{stdout}");
+    assert!(stdout.contains("count/b = 1 (u64)"), "{stdout}");
+    assert!(stdout.contains("2 state keys"), "{stdout}");
+
+    let seed = dir.path().join("seed.jsonl");
+    std::fs::write(
+        &seed,
+        "{\"event_id\":\"e\",\"timestamp\":\"t\",\"data\":\"d\",\"message_id\":1,\"value\":70}\n",
+    )
+    .unwrap();
+    let seed = seed.to_str().unwrap();
+    let args = [
+        "plugin",
+        "test",
+        hubwasm_plugins::FILTER_EMIT,
+        "--events",
+        seed,
+        "--config",
+        "output=kept",
+    ];
+    let out = hubwasm(&[&args[..], &["--output", "kept"]].concat());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("emit output=kept source=0 id=replay/0/0/0 body={\"event_id\""),
+        "{stdout}"
+    );
+    let out = hubwasm(&args);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("output `kept`") && all.contains("--output"),
+        "{all}"
+    );
+}

@@ -706,13 +706,9 @@ async fn python_and_javascript_plugins_keep_state_like_rust() {
             &t,
             &plugin,
             &format!(
-                "consumer_group = \"{name}\"\nplugin_config = {{ field = \"device\" }}\n[eventhub.state]\npath = \"{}\"\n",
+                "consumer_group = \"{name}\"\nplugin_config = {{ field = \"device\" }}\nlimits = {{ timeout = 30000 }}\n[eventhub.state]\npath = \"{}\"\n",
                 t.path().join(format!("state-{name}.sqlite")).display()
             ),
-        );
-        let cfg = cfg.replace(
-            "[eventhub.balancing]",
-            "limits = { timeout = 30000 }\n[eventhub.balancing]",
         );
         let host = Host::run_until_idle(
             &format!("lang-{name}"),
