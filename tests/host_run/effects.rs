@@ -740,3 +740,57 @@ async fn python_and_javascript_plugins_keep_state_like_rust() {
     assert_eq!(results[2].1, results[0].1, "JavaScript as Rust");
     t.endpoint.shutdown().await;
 }
+
+/// `first-seen` answers true once per key: repeats within a batch and in later runs answer
+/// false, and the keys of a call that failed are not recorded (its retry sees them as new).
+#[tokio::test(flavor = "multi_thread")]
+async fn first_seen_is_true_once_and_records_only_committed_calls() {
+    let t = Local::start(1).await;
+    let dedupe = format!(
+        "[eventhub.dedupe]\npath = \"{}\"\n",
+        t.path().join("keys.sqlite").display()
+    );
+    let cfg = with_plugin(
+        &t,
+        hubwasm_plugins::TEST_FIRST_SEEN,
+        &format!("plugin_config = {{ fail_once = \"f\" }}\n{dedupe}"),
+    );
+    let bodies = |b: &[&str]| b.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    send_bodies_in(
+        &t.endpoint,
+        HUB,
+        &bodies(&["a", "b", "a", "f"]),
+        t.path(),
+        4,
+    )
+    .await;
+    let first = Host::run_until_idle("first-seen-1", t.path(), &cfg, Duration::from_secs(120));
+    let log = first.log();
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle}\n{log}"))
+    };
+    assert!(
+        at("failing body=f first=true") < at("first body=f"),
+        "a failed call records nothing\n{log}"
+    );
+    assert!(log.contains("again body=a"), "a repeat in the batch\n{log}");
+    assert!(
+        !log.contains("again body=b") && !log.contains("again body=f"),
+        "{log}"
+    );
+
+    // A later run (another host) sees every committed key, and only those.
+    let cfg = cfg.replace("fail_once = \"f\"", "fail_once = \"none\"");
+    send_bodies_in(&t.endpoint, HUB, &bodies(&["a", "f", "z"]), t.path(), 3).await;
+    let second = Host::run_until_idle("first-seen-2", t.path(), &cfg, Duration::from_secs(120));
+    let log = second.log();
+    for line in ["again body=a", "again body=f", "first body=z"] {
+        assert!(log.contains(line), "{line}\n{log}");
+    }
+    assert!(
+        !log.contains("first body=a") && !log.contains("first body=f"),
+        "{log}"
+    );
+    t.endpoint.shutdown().await;
+}
