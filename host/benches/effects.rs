@@ -59,7 +59,13 @@ async fn run_hub(
         "store = \"local\"\npath = \"{}\"",
         dir.join(format!("checkpoints-{group}")).display()
     );
-    let config = common::run_config(conn, &checkpoints, group, plugin, BATCH, extra);
+    let mut config = common::run_config(conn, &checkpoints, group, plugin, BATCH, extra);
+    if !config.event_hubs[0].output.is_empty() {
+        // filter-emit forwards what passes its filter to this output.
+        config.event_hubs[0]
+            .plugin_config
+            .insert("output".into(), "kept".into());
+    }
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let options = RunOptions {
         exit_when_idle: Some(Duration::from_millis(500)),

@@ -43,6 +43,8 @@ pub struct Journal {
     counts: HashMap<i64, u32>,
     /// State writes: a value, or `None` for a delete. Later writes of a key replace earlier ones.
     pub writes: BTreeMap<String, Option<Vec<u8>>>,
+    /// How much the writes change the partition's state size, in bytes.
+    pub bytes_delta: i64,
     /// `first-seen` keys answered true, with their time to live.
     pub seen: Vec<(String, Duration)>,
     seen_keys: HashSet<String>,
@@ -61,6 +63,7 @@ impl Journal {
             *self.counts.entry(source).or_default() += n;
         }
         self.writes.extend(call.writes);
+        self.bytes_delta += call.bytes_delta;
         for (key, ttl) in call.seen {
             if self.seen_keys.insert(key.clone()) {
                 self.seen.push((key, ttl));
@@ -141,28 +144,46 @@ impl Effects {
         self.call = Journal::default();
     }
 
-    /// State bytes after the staged writes, if the partition has state: the committed size,
-    /// adjusted by each staged key's change.
-    pub fn state_bytes_with(&self, key: &str, value_len: usize) -> Option<usize> {
-        let state = self.binding.as_ref()?.state.as_ref()?;
-        let mut bytes = state.bytes() as i64;
-        let mut staged: BTreeMap<&str, &Option<Vec<u8>>> = BTreeMap::new();
-        for journal in [&self.batch, &self.call] {
-            for (k, v) in &journal.writes {
-                staged.insert(k, v);
+    /// The size of `key`'s entry as the plugin sees it now (staged or committed), in bytes.
+    fn entry_size(&self, key: &str) -> i64 {
+        let size = |v: Option<&Vec<u8>>| v.map_or(0, |v| (key.len() + v.len()) as i64);
+        for journal in [&self.call, &self.batch] {
+            if let Some(value) = journal.writes.get(key) {
+                return size(value.as_ref());
             }
         }
-        let size =
-            |k: &str, v: Option<&Vec<u8>>| v.map(|v| (k.len() + v.len()) as i64).unwrap_or(0);
-        for (k, v) in &staged {
-            bytes += size(k, v.as_ref()) - size(k, state.get(k).as_ref());
-        }
-        let current = match staged.get(key) {
-            Some(v) => size(key, v.as_ref()),
-            None => size(key, state.get(key).as_ref()),
-        };
-        bytes += (key.len() + value_len) as i64 - current;
-        Some(bytes.max(0) as usize)
+        let committed = self
+            .binding
+            .as_ref()
+            .and_then(|b| b.state.as_ref())
+            .and_then(|s| s.get(key));
+        size(committed.as_ref())
+    }
+
+    /// Stage a write of `key` (a value, or `None` to delete it); returns the partition's state
+    /// size after it, in bytes (the committed size plus every staged change).
+    pub fn stage_write(&mut self, key: String, value: Option<Vec<u8>>) -> usize {
+        let before = self.entry_size(&key);
+        let after = value.as_ref().map_or(0, |v| (key.len() + v.len()) as i64);
+        self.call.bytes_delta += after - before;
+        self.call.writes.insert(key, value);
+        self.state_bytes()
+    }
+
+    /// The partition's state size with the staged writes, in bytes.
+    pub fn state_bytes(&self) -> usize {
+        let committed = self
+            .binding
+            .as_ref()
+            .and_then(|b| b.state.as_ref())
+            .map_or(0, |s| s.bytes() as i64);
+        (committed + self.batch.bytes_delta + self.call.bytes_delta).max(0) as usize
+    }
+
+    /// What the state size would be if `key` were set to a value of `len` bytes.
+    pub fn state_bytes_with(&self, key: &str, len: usize) -> usize {
+        let change = (key.len() + len) as i64 - self.entry_size(key);
+        (self.state_bytes() as i64 + change).max(0) as usize
     }
 
     /// Scan staged and committed entries with `prefix` after `after`, at most `limit`.

@@ -157,24 +157,21 @@ impl state::Host for HostState {
                 u32::try_from(state.max_value_bytes).unwrap_or(u32::MAX),
             )));
         }
-        let after = self
-            .effects
-            .state_bytes_with(&key, value.len())
-            .unwrap_or(0);
+        let after = self.effects.state_bytes_with(&key, value.len());
         if after > state.max_bytes {
             return Ok(Err(state::StateError::Full(format!(
                 "the partition's state would be {after} bytes; max_bytes is {}",
                 state.max_bytes
             ))));
         }
-        self.effects.call.writes.insert(key, Some(value));
+        self.effects.stage_write(key, Some(value));
         Ok(Ok(()))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         self.require_state()?;
         if key.len() <= MAX_KEY_BYTES {
-            self.effects.call.writes.insert(key, None);
+            self.effects.stage_write(key, None);
         }
         Ok(())
     }
