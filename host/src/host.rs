@@ -1331,24 +1331,13 @@ async fn open_outputs(
     let mut list = Vec::new();
     for output in &hub.output {
         let target = if let Some(cs) = &output.connection_string {
-            let conn = ConnectionString::parse(cs)?;
-            let mut target = conn.target();
-            if let Some(name) = &output.event_hub {
-                target.event_hub = name.clone();
-            } else if conn.entity_path.is_empty() {
-                target.event_hub = output.name.clone();
-            }
-            target
+            ConnectionString::parse(&crate::config::with_entity(cs, output.target()))?.target()
         } else if let Some(namespace) = &output.namespace {
-            EventHubTarget::entra(
-                namespace,
-                output.event_hub.as_deref().unwrap_or(&output.name),
-            )?
+            EventHubTarget::entra(namespace, output.target())?
         } else {
             let running =
                 embedded.ok_or_else(|| RunError::Embedded("no [embedded] endpoint".into()))?;
-            let name = output.event_hub.as_deref().unwrap_or(&output.name);
-            ConnectionString::parse(&running.connection_string(name))?.target()
+            ConnectionString::parse(&running.connection_string(output.target()))?.target()
         };
         list.push(crate::effects::outputs::Output {
             name: output.name.clone(),

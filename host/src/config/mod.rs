@@ -503,6 +503,25 @@ pub struct OutputConfig {
     pub embedded: bool,
 }
 
+impl OutputConfig {
+    /// The event hub named by `event_hub`, else by the output's name; a connection string's
+    /// EntityPath wins over both (see [`OutputConfig::event_hub_name`]).
+    pub fn target(&self) -> &str {
+        self.event_hub.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The event hub it really sends to (what a tenant must be granted).
+    pub fn event_hub_name(&self) -> String {
+        self.connection_string
+            .as_deref()
+            .and_then(|cs| {
+                crate::connection::ConnectionString::parse(&with_entity(cs, self.target())).ok()
+            })
+            .map(|c| c.entity_path)
+            .unwrap_or_else(|| self.target().to_string())
+    }
+}
+
 /// `[eventhub.swap]`: how new plugin versions arrive and are checked.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -801,7 +820,8 @@ impl RunConfig {
                 ));
             }
             if let Some(cs) = &output.connection_string {
-                crate::connection::ConnectionString::parse(cs).map_err(|e| {
+                let cs = with_entity(cs, output.target());
+                crate::connection::ConnectionString::parse(&cs).map_err(|e| {
                     self.invalid_at(here, setting("connection_string"), e.to_string())
                 })?;
             }

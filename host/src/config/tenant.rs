@@ -208,8 +208,8 @@ impl super::RunConfig {
         let name = &tenant.name;
         let at = |field: &str| format!("eventhub[{i}] ({}).{field}", hub.name);
         for output in &hub.output {
-            let target = output.event_hub.as_deref().unwrap_or(&output.name);
-            if !tenant.grants.outputs.iter().any(|g| g == target) {
+            let target = output.event_hub_name();
+            if !tenant.grants.outputs.contains(&target) {
                 return Err(self.invalid_at(
                     ("eventhub", i, "output"),
                     at(&format!("output.{}", output.name)),
@@ -656,6 +656,16 @@ plugin = "acme-filter"
             &format!("[[eventhub.output]]\nname = \"kept\"\nconnection_string = \"{CONN}\"\n"),
             "tenant globex is not granted event hub `kept` as an output",
         );
+        // The event hub a connection string names is what counts, whatever the output is called.
+        let granted_kept = two_tenants("").replace(
+            "[[tenant]]\nname = \"globex\"\n",
+            "[[tenant]]\nname = \"globex\"\n[tenant.grants]\noutputs = [\"kept\"]\n",
+        );
+        let err = parse(&format!(
+            "{granted_kept}{hub}[[eventhub.output]]\nname = \"kept\"\nconnection_string = \"{CONN};EntityPath=secret\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("event hub `secret`"), "{err}");
         refused(
             "allowed_outbound_hosts = [\"https://api.example.com\"]\n",
             "`https://api.example.com` is not granted to tenant globex",
@@ -759,9 +769,9 @@ plugin = "acme-filter"
                 "max_in_flight",
             ),
             (
-                two_tenants("").replace("[tenant.grants]", "[tenant.grants]\noutputs = [\"x\"]"),
+                two_tenants("").replace("[tenant.grants]", "[tenant.grants]\nqueues = [\"x\"]"),
                 "line 9",
-                "unknown field `outputs`",
+                "unknown field `queues`",
             ),
         ];
         let mut wrong = Vec::new();

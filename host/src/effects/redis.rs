@@ -1,6 +1,6 @@
 //! The `redis` stores (Azure Cache for Redis in production), shared by host instances on any
 //! number of machines: dedupe keys, each a Redis key with an expiry
-//! (`hubwasm:dedupe:<scope>:<key>`), and partition state ([`RedisState`]).
+//! (`hubwasm:dedupe:{<scope>}:<key>`), and partition state ([`RedisState`]).
 
 use std::time::Duration;
 
@@ -105,33 +105,52 @@ impl RedisDedupe {
     }
 }
 
+/// Set every key in `KEYS` to 1 for `ARGV[1]` milliseconds.
+const RECORD: &str = r#"
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, 1, 'PX', ARGV[1])
+end
+"#;
+
+/// A scope's keys share one hash tag, so a batch's MGET and script stay in one slot of a
+/// Redis cluster.
 fn redis_key(scope: &str, key: &str) -> String {
-    format!("hubwasm:dedupe:{scope}:{key}")
+    format!("hubwasm:dedupe:{{{scope}}}:{key}")
 }
 
 #[async_trait::async_trait]
 impl DedupeStore for RedisDedupe {
     async fn seen(&self, scope: &str, keys: &[String]) -> Result<Vec<bool>, DedupeError> {
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.exists(redis_key(scope, key));
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        self.call::<Vec<bool>>(pipe).await
+        // One MGET per batch: a recorded key holds "1", an unknown or expired one nil.
+        let mut pipe = redis::pipe();
+        pipe.cmd("MGET")
+            .arg(keys.iter().map(|k| redis_key(scope, k)).collect::<Vec<_>>());
+        let (values,): (Vec<Option<String>>,) = self.call(pipe).await?;
+        Ok(values.into_iter().map(|v| v.is_some()).collect())
     }
 
     async fn record(&self, scope: &str, keys: &[String], ttl: Duration) -> Result<(), DedupeError> {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for key in keys {
-            pipe.cmd("SET")
-                .arg(redis_key(scope, key))
-                .arg(1)
-                .arg("PX")
-                .arg(ms)
-                .ignore();
+        if keys.is_empty() {
+            return Ok(());
         }
-        self.call::<()>(pipe).await
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        // One script per batch: the server sets every key with its expiry in one round trip.
+        let script = redis::Script::new(RECORD);
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(ms);
+        for key in keys {
+            invocation.key(redis_key(scope, key));
+        }
+        self.redis
+            .call(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
+            .await
+            .map_err(|message| DedupeError::Store {
+                store: self.redis.shown.clone(),
+                message,
+            })
     }
 
     fn describe(&self) -> String {

@@ -13,6 +13,8 @@ use super::state::{Committed, StateError, StateStore, Write};
 
 /// How long a writer waits for another process's write to finish before it reports an error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keys per lookup statement (SQLite allows 32 766 parameters).
+const KEYS_PER_STATEMENT: usize = 500;
 /// Expired keys are purged this often (and on opening): a purge scans the table.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
@@ -112,16 +114,23 @@ impl DedupeStore for SqliteDedupe {
         let keys = keys.to_vec();
         self.with(move |conn| {
             let now = now_ms();
-            let mut query =
-                conn.prepare_cached("SELECT expires_ms FROM dedupe WHERE scope = ?1 AND key = ?2")?;
-            keys.iter()
-                .map(|key| {
-                    let expires: Option<i64> = query
-                        .query_row(params![scope, key], |row| row.get(0))
-                        .optional()?;
-                    Ok(expires.is_some_and(|e| e > now))
-                })
-                .collect()
+            // One read transaction, one statement per chunk of keys (`key IN (...)`).
+            let tx = conn.transaction()?;
+            let mut found = std::collections::HashSet::new();
+            for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let mut query = tx.prepare_cached(&format!(
+                    "SELECT key FROM dedupe WHERE scope = ? AND expires_ms > ? AND key IN ({marks})"
+                ))?;
+                let mut args: Vec<&dyn rusqlite::ToSql> = vec![&scope, &now];
+                args.extend(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
+                let mut rows = query.query(args.as_slice())?;
+                while let Some(row) = rows.next()? {
+                    found.insert(row.get::<_, String>(0)?);
+                }
+            }
+            tx.commit()?;
+            Ok(keys.iter().map(|k| found.contains(k)).collect())
         })
         .await
     }
@@ -142,17 +151,22 @@ impl DedupeStore for SqliteDedupe {
             let now = now_ms();
             let expires = now.saturating_add(ttl_ms);
             let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO dedupe (scope, key, expires_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (scope, key) DO UPDATE SET expires_ms = excluded.expires_ms",
-                )?;
-                for key in &keys {
-                    insert.execute(params![scope, key, expires])?;
-                }
-                if purge {
-                    tx.execute("DELETE FROM dedupe WHERE expires_ms <= ?1", params![now])?;
-                }
+            // Multi-row upserts: one statement per chunk of keys.
+            for chunk in keys.chunks(KEYS_PER_STATEMENT / 2) {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("(?1, ?2, ?{})", i + 3))
+                    .collect();
+                let rows = rows.join(",");
+                let mut insert = tx.prepare_cached(&format!(
+                    "INSERT INTO dedupe (scope, expires_ms, key) VALUES {rows}
+                     ON CONFLICT (scope, key) DO UPDATE SET expires_ms = excluded.expires_ms"
+                ))?;
+                let mut args: Vec<&dyn rusqlite::ToSql> = vec![&scope, &expires];
+                args.extend(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
+                insert.execute(args.as_slice())?;
+            }
+            if purge {
+                tx.execute("DELETE FROM dedupe WHERE expires_ms <= ?1", params![now])?;
             }
             tx.commit()
         })
