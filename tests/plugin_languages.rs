@@ -482,7 +482,7 @@ async fn every_event_field_reads_the_same_in_rust_python_and_javascript() {
     let python = built("python/test-describe");
     let js = built("js/test-describe");
     for (path, contract) in [
-        (PathBuf::from(hubwasm_plugins::TEST_DESCRIBE), "0.1.0"),
+        (PathBuf::from(hubwasm_plugins::TEST_DESCRIBE), "0.2.0"),
         (python, "0.2.0"),
         (js, "0.2.0"),
     ] {

@@ -8,6 +8,8 @@ Guarantee: `first-seen` answers true the first time a key is seen in the consume
 within `ttl-secs`. The key is recorded when the call's batch commits (before the checkpoint),
 so a call that fails and is made again sees its keys as new again; within one call a second
 `first-seen` of a key answers false. A store that does not answer pauses the partition.
+Two partitions that ask about the same new key before either's batch commits may both be
+answered true: give events that share a key one partition key when that matters.
 """
 from typing import TypeVar, Generic, Union, Optional, Protocol, Tuple, List, Any, Self, Callable
 from types import TracebackType
