@@ -15,13 +15,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hubwasm::effects::journal::Binding;
 use hubwasm::effects::state::{PartitionState, StateStore};
 use hubwasm::event::{Event, PartitionContext};
 use hubwasm::plugin::{PluginHandle, PluginSpec, Runtime, RuntimeOptions, Worker};
-use hubwasm::processor::{run, RunOptions};
 use hubwasm_hub::config::{EventHubConfig, HubConfig};
 
 #[global_allocator]
@@ -66,17 +65,8 @@ async fn run_hub(
             .plugin_config
             .insert("output".into(), "kept".into());
     }
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let options = RunOptions {
-        exit_when_idle: Some(Duration::from_millis(500)),
-        ..RunOptions::default()
-    };
-    let report = run(config, options, stop_rx, |_| {}).await.unwrap();
-    assert_eq!(
-        report.snapshot.handled as usize, events,
-        "every event handled"
-    );
-    report.snapshot.handled as f64 / report.busy.as_secs_f64()
+    let (handled, busy) = common::run_until_idle(config, events).await;
+    handled as f64 / busy.as_secs_f64()
 }
 
 fn ctx() -> PartitionContext {

@@ -116,7 +116,16 @@ pub async fn hubwasm_run(
     events: usize,
     plugin: &str,
 ) -> (u64, Duration) {
-    let config = run_config(conn, checkpoints, group, plugin, 1000, "");
+    run_until_idle(
+        run_config(conn, checkpoints, group, plugin, 1000, ""),
+        events,
+    )
+    .await
+}
+
+/// `processor::run` with `config` until every one of `events` is handled: (events handled,
+/// time from the first to the last).
+pub async fn run_until_idle(config: RunConfig, events: usize) -> (u64, Duration) {
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let options = RunOptions {
         exit_when_idle: Some(Duration::from_millis(500)),
