@@ -146,28 +146,33 @@ impl Effects {
 
     /// The size of `key`'s entry as the plugin sees it now (staged or committed), in bytes.
     fn entry_size(&self, key: &str) -> i64 {
-        let size = |v: Option<&Vec<u8>>| v.map_or(0, |v| (key.len() + v.len()) as i64);
+        let size = |len: Option<usize>| len.map_or(0, |len| (key.len() + len) as i64);
         for journal in [&self.call, &self.batch] {
             if let Some(value) = journal.writes.get(key) {
-                return size(value.as_ref());
+                return size(value.as_ref().map(Vec::len));
             }
         }
         let committed = self
             .binding
             .as_ref()
             .and_then(|b| b.state.as_ref())
-            .and_then(|s| s.get(key));
-        size(committed.as_ref())
+            .and_then(|s| s.value_len(key));
+        size(committed)
     }
 
-    /// Stage a write of `key` (a value, or `None` to delete it); returns the partition's state
-    /// size after it, in bytes (the committed size plus every staged change).
-    pub fn stage_write(&mut self, key: String, value: Option<Vec<u8>>) -> usize {
-        let before = self.entry_size(&key);
-        let after = value.as_ref().map_or(0, |v| (key.len() + v.len()) as i64);
-        self.call.bytes_delta += after - before;
+    /// How the partition's state size changes if `key` takes a value of `len` bytes (`None`:
+    /// if it is deleted).
+    pub fn size_change(&self, key: &str, len: Option<usize>) -> i64 {
+        len.map_or(0, |len| (key.len() + len) as i64) - self.entry_size(key)
+    }
+
+    /// Stage a write of `key` (a value, or `None` to delete it) whose [`size_change`] is
+    /// `change`.
+    ///
+    /// [`size_change`]: Self::size_change
+    pub fn stage_write(&mut self, key: String, value: Option<Vec<u8>>, change: i64) {
+        self.call.bytes_delta += change;
         self.call.writes.insert(key, value);
-        self.state_bytes()
     }
 
     /// The partition's state size with the staged writes, in bytes.
@@ -178,12 +183,6 @@ impl Effects {
             .and_then(|b| b.state.as_ref())
             .map_or(0, |s| s.bytes() as i64);
         (committed + self.batch.bytes_delta + self.call.bytes_delta).max(0) as usize
-    }
-
-    /// What the state size would be if `key` were set to a value of `len` bytes.
-    pub fn state_bytes_with(&self, key: &str, len: usize) -> usize {
-        let change = (key.len() + len) as i64 - self.entry_size(key);
-        (self.state_bytes() as i64 + change).max(0) as usize
     }
 
     /// Scan staged and committed entries with `prefix` after `after`, at most `limit`.

@@ -126,6 +126,11 @@ impl PartitionState {
         self.lock().entries.get(key).cloned()
     }
 
+    /// The length of `key`'s committed value, without copying it.
+    pub fn value_len(&self, key: &str) -> Option<usize> {
+        self.lock().entries.get(key).map(Vec::len)
+    }
+
     /// Committed size in bytes.
     pub fn bytes(&self) -> usize {
         self.lock().bytes

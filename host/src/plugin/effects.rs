@@ -55,22 +55,16 @@ impl emit::Host for HostState {
         source: i64,
         event: emit::OutgoingEvent,
     ) -> wasmtime::Result<Result<(), emit::EmitError>> {
-        let hub = self.hub();
-        let outputs = self
-            .effects
-            .binding
-            .as_ref()
-            .map(|b| b.outputs.clone())
-            .unwrap_or_default();
-        let Some(index) = outputs.iter().position(|o| *o == output) else {
-            let configured = if outputs.is_empty() {
-                "none is configured".to_string()
-            } else {
-                format!("configured: {}", outputs.join(", "))
+        let outputs = self.effects.binding.as_ref().map(|b| &b.outputs[..]);
+        let Some(index) = outputs.and_then(|o| o.iter().position(|o| *o == output)) else {
+            let configured = match outputs {
+                Some(names) if !names.is_empty() => format!("configured: {}", names.join(", ")),
+                _ => "none is configured".to_string(),
             };
             return Err(fault(format!(
-                "the plugin emitted to output `{output}`, which {hub} does not have ({configured}); \
-                 add an [[eventhub.output]] named `{output}` or fix the plugin's output name"
+                "the plugin emitted to output `{output}`, which {} does not have ({configured}); \
+                 add an [[eventhub.output]] named `{output}` or fix the plugin's output name",
+                self.hub()
             )));
         };
         match self.effects.range {
@@ -157,21 +151,23 @@ impl state::Host for HostState {
                 u32::try_from(state.max_value_bytes).unwrap_or(u32::MAX),
             )));
         }
-        let after = self.effects.state_bytes_with(&key, value.len());
+        let change = self.effects.size_change(&key, Some(value.len()));
+        let after = (self.effects.state_bytes() as i64 + change).max(0) as usize;
         if after > state.max_bytes {
             return Ok(Err(state::StateError::Full(format!(
                 "the partition's state would be {after} bytes; max_bytes is {}",
                 state.max_bytes
             ))));
         }
-        self.effects.stage_write(key, Some(value));
+        self.effects.stage_write(key, Some(value), change);
         Ok(Ok(()))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         self.require_state()?;
         if key.len() <= MAX_KEY_BYTES {
-            self.effects.stage_write(key, None);
+            let change = self.effects.size_change(&key, None);
+            self.effects.stage_write(key, None, change);
         }
         Ok(())
     }
