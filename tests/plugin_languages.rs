@@ -189,6 +189,60 @@ fn an_uncaught_exception_shows_the_languages_traceback() {
     }
 }
 
+/// A JavaScript handler may be async (to await `fetch`): its verdicts, in batches too, are
+/// those of the same handler run synchronously, and an uncaught exception is still a crash.
+#[test]
+fn an_async_javascript_handler_gives_the_same_verdicts() {
+    let sample = repo("examples/events/seed-sample.jsonl");
+    let wasm = built("js/fail-nth");
+    for kind in ["retryable", "rejected"] {
+        for batch in ["1", "4"] {
+            let run = |asynchronous: &str| {
+                verdicts(
+                    &wasm,
+                    &sample,
+                    &[
+                        "--batch",
+                        batch,
+                        "--config",
+                        "fail_at=2",
+                        "--config",
+                        &format!("kind={kind}"),
+                        "--config",
+                        &format!("async={asynchronous}"),
+                    ],
+                )
+            };
+            let sync = run("false");
+            assert!(
+                sync.iter().any(|(seq, v)| *seq == 2 && v != "ok"),
+                "{kind}: {sync:?}"
+            );
+            assert_eq!(run("true"), sync, "{kind}, batch {batch}");
+        }
+    }
+    let out = hubwasm(&[
+        "plugin",
+        "test",
+        &wasm.display().to_string(),
+        "--events",
+        &sample,
+        "--batch",
+        "4",
+        "--config",
+        "fail_at=2",
+        "--config",
+        "kind=throw",
+        "--config",
+        "async=true",
+    ]);
+    let log = text(&out);
+    assert!(
+        log.contains("RangeError: unexpected event 2") && log.contains("trapped"),
+        "{log}"
+    );
+}
+
 /// What a new user does first, in each language: scaffold, build, test the sample events.
 #[test]
 fn plugin_new_scaffolds_projects_that_build_and_pass_their_sample_events() {

@@ -413,83 +413,136 @@ fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
     out
 }
 
-fn enrich_config(t: &Local, port: u16, allowed: &str, extra: &str) -> String {
+fn enrich_config(t: &Local, plugin: &str, port: u16, allowed: &str, extra: &str) -> String {
     with_plugin(
         t,
-        hubwasm_plugins::ENRICH_HTTP,
+        plugin,
         &format!(
             "plugin_config = {{ url = \"http://127.0.0.1:{port}/enrich\" }}\nallowed_outbound_hosts = [{allowed}]\n{extra}"
         ),
     )
 }
 
+/// enrich-http in each language: Rust (the `wasip2` crate), Python (`hubwasm.http`), JavaScript
+/// (`fetch` in an async handler).
+fn enrich_plugins() -> Vec<(&'static str, String)> {
+    vec![
+        ("rust", hubwasm_plugins::ENRICH_HTTP.to_string()),
+        (
+            "python",
+            crate::lang_plugins::built("python/enrich-http")
+                .display()
+                .to_string(),
+        ),
+        (
+            "js",
+            crate::lang_plugins::built("js/enrich-http")
+                .display()
+                .to_string(),
+        ),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn outbound_http_reaches_an_allowed_host_only() {
-    let t = Local::start(1).await;
     let (port, requests) = http_server(Duration::ZERO);
     let bodies: Vec<String> = (0..4).map(|i| format!("event-{i}")).collect();
-    send_bodies_in(&t.endpoint, HUB, &bodies, t.path(), 1).await;
-    let cfg = enrich_config(&t, port, &format!("\"http://127.0.0.1:{port}\""), "");
-    let host = Host::run_until_idle("http-allowed", t.path(), &cfg, Duration::from_secs(120));
-    let log = host.log();
-    assert_eq!(requests.load(Ordering::SeqCst), 4, "{log}");
-    assert!(
-        log.contains("enriched:event-3"),
-        "the response reached the plugin\n{log}"
-    );
-    assert!(log.contains("dead-lettered 0"), "{log}");
+    let mut seen = 0;
+    for (lang, plugin) in enrich_plugins() {
+        let t = Local::start(1).await;
+        send_bodies_in(&t.endpoint, HUB, &bodies, t.path(), 1).await;
+        let cfg = enrich_config(&t, &plugin, port, &format!("\"http://127.0.0.1:{port}\""), "");
+        let host = Host::run_until_idle(
+            &format!("http-allowed-{lang}"),
+            t.path(),
+            &cfg,
+            Duration::from_secs(120),
+        );
+        let log = host.log();
+        seen += 4;
+        assert_eq!(requests.load(Ordering::SeqCst), seen, "{lang}\n{log}");
+        assert!(
+            log.contains("enriched:event-3"),
+            "{lang}: the response reached the plugin\n{log}"
+        );
+        assert!(log.contains("dead-lettered 0"), "{lang}\n{log}");
 
-    // Another origin (the same server under another name) is refused, with a clear error,
-    // and the server sees nothing.
-    let t2 = Local::start(1).await;
-    send_bodies_in(&t2.endpoint, HUB, &bodies, t2.path(), 1).await;
-    let cfg = enrich_config(
-        &t2,
-        port,
-        "\"http://localhost:1\"",
-        "[eventhub.failure]\nmax_attempts = 1\n",
-    );
-    let host = Host::run_until_idle("http-refused", t2.path(), &cfg, Duration::from_secs(120));
-    let log = host.log();
-    assert_eq!(requests.load(Ordering::SeqCst), 4, "no new request\n{log}");
-    assert!(
-        log.contains("Outbound HTTP refused") && log.contains("allowed_outbound_hosts"),
-        "the host says what to allow\n{log}"
-    );
-    assert!(
-        log.to_lowercase().contains("denied"),
-        "the plugin's error names the denial\n{log}"
-    );
-    assert!(
-        log.contains("dead-lettered 4"),
-        "refused events are not lost\n{log}"
-    );
-    t.endpoint.shutdown().await;
-    t2.endpoint.shutdown().await;
+        // Another origin (the same server under another name) is refused, with a clear error,
+        // and the server sees nothing.
+        let t2 = Local::start(1).await;
+        send_bodies_in(&t2.endpoint, HUB, &bodies, t2.path(), 1).await;
+        let cfg = enrich_config(
+            &t2,
+            &plugin,
+            port,
+            "\"http://localhost:1\"",
+            "[eventhub.failure]\nmax_attempts = 1\n",
+        );
+        let host = Host::run_until_idle(
+            &format!("http-refused-{lang}"),
+            t2.path(),
+            &cfg,
+            Duration::from_secs(120),
+        );
+        let log = host.log();
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            seen,
+            "{lang}: no new request\n{log}"
+        );
+        assert!(
+            log.contains("Outbound HTTP refused") && log.contains("allowed_outbound_hosts"),
+            "{lang}: the host says what to allow\n{log}"
+        );
+        // The plugin's own error: Rust and Python get the WASI error code; JavaScript's `fetch`
+        // rejects with a TypeError that carries no code.
+        let plugin_error = match lang {
+            "js" => "failed: NetworkError",
+            _ => "failed: HTTP-request-denied",
+        };
+        assert!(
+            log.contains(plugin_error),
+            "{lang}: the plugin's error says the request failed\n{log}"
+        );
+        assert!(
+            log.contains("dead-lettered 4"),
+            "{lang}: refused events are not lost\n{log}"
+        );
+        t.endpoint.shutdown().await;
+        t2.endpoint.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_http_server_is_cut_at_the_call_timeout() {
-    let t = Local::start(1).await;
     let (port, requests) = http_server(Duration::from_secs(30));
-    send_bodies_in(&t.endpoint, HUB, &["slow".to_string()], t.path(), 1).await;
-    let cfg = enrich_config(
-        &t,
-        port,
-        &format!("\"http://127.0.0.1:{port}\""),
-        "limits = { timeout = 1000 }\n[eventhub.failure]\nmax_attempts = 1\n",
-    );
-    let started = Instant::now();
-    let host = Host::run_until_idle("http-slow", t.path(), &cfg, Duration::from_secs(120));
-    let log = host.log();
-    assert!(requests.load(Ordering::SeqCst) >= 1, "{log}");
-    assert!(
-        started.elapsed() < Duration::from_secs(25),
-        "cut long before the server answers ({:?})\n{log}",
-        started.elapsed()
-    );
-    assert!(log.contains("dead-lettered 1"), "{log}");
-    t.endpoint.shutdown().await;
+    for (at, (lang, plugin)) in enrich_plugins().into_iter().enumerate() {
+        let t = Local::start(1).await;
+        send_bodies_in(&t.endpoint, HUB, &["slow".to_string()], t.path(), 1).await;
+        let cfg = enrich_config(
+            &t,
+            &plugin,
+            port,
+            &format!("\"http://127.0.0.1:{port}\""),
+            "limits = { timeout = 1000 }\n[eventhub.failure]\nmax_attempts = 1\n",
+        );
+        let started = Instant::now();
+        let host = Host::run_until_idle(
+            &format!("http-slow-{lang}"),
+            t.path(),
+            &cfg,
+            Duration::from_secs(120),
+        );
+        let log = host.log();
+        assert!(requests.load(Ordering::SeqCst) > at, "{lang}\n{log}");
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "{lang}: cut long before the server answers ({:?})\n{log}",
+            started.elapsed()
+        );
+        assert!(log.contains("dead-lettered 1"), "{lang}\n{log}");
+        t.endpoint.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,8 +6,28 @@ pub const WIT: &str = include_str!("../../../wit/v0.2/plugin.wit");
 /// The contract the Rust guest crate `hubwasm-guest` binds (`wit/v0.2/plugin.wit`, as every
 /// guest library does).
 pub const WIT_RUST: &str = WIT;
-/// The world every Python and JavaScript plugin is built for.
+/// The world JavaScript plugins are built for (componentize-js adds `wasi:http` itself, for
+/// `fetch`).
 pub const WORLD: &str = "batch-plugin";
+/// The world Python plugins are built for: `batch-plugin` plus `wasi:http/outgoing-handler`
+/// (`wit/v0.2/http.wit`), so the guest library's `http` has bindings to call.
+pub const WORLD_HTTP: &str = "batch-plugin-http";
+/// `wit/v0.2/http.wit`, staged beside the contract for Python builds.
+pub const WIT_HTTP: &str = include_str!("../../../wit/v0.2/http.wit");
+/// The WASI 0.2 packages `wit/v0.2/http.wit` needs (`wit/v0.2/deps`, as wasmtime-wasi-http ships
+/// them).
+pub const WASI_DEPS: &[(&str, &str)] = &[
+    ("cli.wit", include_str!("../../../wit/v0.2/deps/cli.wit")),
+    ("clocks.wit", include_str!("../../../wit/v0.2/deps/clocks.wit")),
+    (
+        "filesystem.wit",
+        include_str!("../../../wit/v0.2/deps/filesystem.wit"),
+    ),
+    ("http.wit", include_str!("../../../wit/v0.2/deps/http.wit")),
+    ("io.wit", include_str!("../../../wit/v0.2/deps/io.wit")),
+    ("random.wit", include_str!("../../../wit/v0.2/deps/random.wit")),
+    ("sockets.wit", include_str!("../../../wit/v0.2/deps/sockets.wit")),
+];
 
 /// The Python guest library (`plugins/python/hubwasm`).
 pub const PYTHON_LIB: &str = include_str!("../../../plugins/python/hubwasm/__init__.py");

@@ -141,10 +141,18 @@ pub fn build(options: &BuildOptions, mut progress: impl FnMut(&str)) -> Result<B
     match lang {
         Lang::Python => {
             write(&stage.join("lib/hubwasm/__init__.py"), assets::PYTHON_LIB)?;
-            // The project's own copy of the library (a scaffold's pinned one) comes first.
+            write(&stage.join("wit/http.wit"), assets::WIT_HTTP)?;
+            for (name, text) in assets::WASI_DEPS {
+                write(&stage.join("wit/deps").join(name), text)?;
+            }
+            // The project's own copy of the library (a scaffold's pinned one) comes first. Two
+            // interfaces are called `types` (the contract's and wasi:http's): name the modules.
             cmd.arg("-d")
                 .arg(stage.join("wit"))
-                .args(["-w", assets::WORLD, "componentize", "app", "-p"])
+                .args(["-w", assets::WORLD_HTTP])
+                .args(["--import-interface-name", "hubwasm:plugin/types@0.2.0=types"])
+                .args(["--import-interface-name", "wasi:http/types@0.2.12=http_types"])
+                .args(["componentize", "app", "-p"])
                 .arg(dir)
                 .arg("-p")
                 .arg(stage.join("lib"))
@@ -164,7 +172,8 @@ pub fn build(options: &BuildOptions, mut progress: impl FnMut(&str)) -> Result<B
             }
             cmd.current_dir(stage)
                 .args(["app/app.js", "--wit", "wit", "--world-name", assets::WORLD])
-                .args(["-o", "out.wasm", "-d", "http", "fetch-event"]);
+                // `http` stays: it is `fetch` (wasi:http); the fetch-event export is for servers.
+                .args(["-o", "out.wasm", "-d", "fetch-event"]);
         }
         Lang::Rust => unreachable!("handled above"),
     }
@@ -300,10 +309,11 @@ fn cache_key(
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(bytes);
     };
-    field(b"hubwasm plugin build 1");
+    field(b"hubwasm plugin build 2"); // 2: Python with wasi:http, JS with fetch
     field(lang.to_string().as_bytes());
     field(tool_version.as_bytes());
     field(assets::WIT.as_bytes());
+    field(assets::WIT_HTTP.as_bytes());
     field(match lang {
         Lang::Python => assets::PYTHON_LIB.as_bytes(),
         _ => assets::JS_LIB.as_bytes(),

@@ -105,10 +105,22 @@ impl WasiHttpHooks for HttpPolicy {
                 plugin = &*self.plugin,
                 %origin,
                 allowed = ?self.allowed.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
-                "Outbound HTTP refused: the origin is not in the plugin's allowed_outbound_hosts \
-                 (add it there, and to the tenant's grants, to allow it)"
+                "Outbound HTTP refused (HTTP-request-denied): the origin is not in the plugin's \
+                 allowed_outbound_hosts (add it there, and to the tenant's grants, to allow it)"
             );
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            // Answer only after the guest has sent the body (read and dropped, bounded by the
+            // call timeout): a guest still streaming it would otherwise see its body stream
+            // break before it sees the denial, which componentize-js's `fetch` cannot report.
+            let timeout = self.timeout;
+            return Box::new(async move {
+                use http_body_util::BodyExt;
+                let mut body = request.into_body();
+                let _ = tokio::time::timeout(timeout, async {
+                    while let Some(Ok(_)) = body.frame().await {}
+                })
+                .await;
+                Err(HttpError::HttpRequestDenied)
+            });
         }
         let cap = |d: Option<Duration>| Some(d.map_or(self.timeout, |d| d.min(self.timeout)));
         let options = RequestOptions {

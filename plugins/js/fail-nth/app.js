@@ -3,7 +3,8 @@
 // Config: `fail_at` (required, sequence number), `kind` = `retryable` (default) | `rejected` |
 // `throw` (an unexpected exception: a stack in the host's log and a crash), `retry_after_ms`
 // (optional), `times` (optional: fail only the first N attempts of that event within this
-// instance, then succeed; default: always fail).
+// instance, then succeed; default: always fail), `async` = `true` to decide in an async
+// handler, after an `await` (the same verdicts, through the library's asynchronous path).
 import { plugin, ConfigError, Reject, Retry } from "../hubwasm/index.js";
 
 class FailNth {
@@ -17,9 +18,20 @@ class FailNth {
     this.retryAfterMs = config.int("retry_after_ms");
     this.times = config.int("times");
     this.attempts = 0;
+    if (config.bool("async", false)) {
+      const decide = this.decide.bind(this);
+      this.handle = async (ctx, event) => {
+        await Promise.resolve();
+        decide(ctx, event);
+      };
+    }
   }
 
   handle(ctx, event) {
+    this.decide(ctx, event);
+  }
+
+  decide(ctx, event) {
     if (event.sequenceNumber !== this.failAt) return;
     this.attempts++;
     if (this.times !== undefined && this.attempts > this.times) return;

@@ -75,9 +75,10 @@ export class Batch implements Iterable<Event> {
 
 /** What a plugin class may define; `handle` or `handleBatch` is required. */
 export interface Plugin {
-  handle?(ctx: Context, event: Event): void;
+  /** May be async (e.g. to await `fetch`): the host waits for the Promise before it checkpoints. */
+  handle?(ctx: Context, event: Event): void | Promise<void>;
   /** Takes the whole batch; a thrown Retry/Reject may carry `index` (the failing event). */
-  handleBatch?(ctx: Context, batch: Batch): void;
+  handleBatch?(ctx: Context, batch: Batch): void | Promise<void>;
   opened?(ctx: Context): void;
   closed?(ctx: Context, reason: CloseReason): void;
   error?(ctx: Context, message: string): void;

@@ -21,7 +21,7 @@
 //
 // Events are views over the batch the host copied in as a few typed arrays: a field is decoded
 // only when read, and `body` is a view, not a copy. Build with `hubwasm plugin build`
-// (componentize-js, world batch-plugin, without wasi:http).
+// (componentize-js, world batch-plugin, with wasi:http for `fetch`).
 //
 // Effects (contract 0.2; each works only where the operator configured it for the event hub):
 //
@@ -31,7 +31,17 @@
 //
 // Their errors are verdicts, so a handler just calls them: an emitted event or a state key or
 // value too large throws `EmitError` / `StateTooLarge` (both `Reject`), a full state `StateFull`
-// (a `Retry`). Outbound HTTP is plain wasi:http, not part of this library.
+// (a `Retry`).
+//
+// Outbound HTTP is the standard `fetch` (wasi:http), to the origins the operator allows
+// (`allowed_outbound_hosts`). Make the handler `async` and await it: the host waits for the
+// returned Promise before it checkpoints; a refused origin, a failed connection or the call
+// timeout reject the fetch with a TypeError.
+//
+//   async handle(ctx, event) {
+//     const res = await fetch("https://enrich.example.com/v1", { method: "POST", body: event.body });
+//     if (!res.ok) throw new Retry(`enrich answered ${res.status}`);
+//   }
 
 import { log as hostLog } from "hubwasm:plugin/log@0.2.0";
 import { send as hostSend } from "hubwasm:plugin/emit@0.2.0";
@@ -514,6 +524,16 @@ function verdict(index, error) {
   return { failedAt: index, error: { tag: "rejected", val: String(error.message) } };
 }
 
+function isThenable(value) {
+  return value !== null && typeof value === "object" && typeof value.then === "function";
+}
+
+// Event `index` failed with `error`: a verdict for `Retry` / `Reject`, anything else a crash.
+function fail(error, index) {
+  if (error instanceof Retry || error instanceof Reject) throw verdict(index, error);
+  crash(error);
+}
+
 // A bug in the plugin: print the stack to stderr (the host's log), then trap.
 function crash(error) {
   const text = error instanceof Error ? (error.stack ? `${error}\n${error.stack}` : String(error)) : `Uncaught ${String(error)}`;
@@ -550,27 +570,47 @@ export function plugin(PluginClass) {
       instance?.error?.(ctx, message);
     },
   };
+  // A handler may be async (return a Promise, e.g. to await `fetch`): the batch then goes on
+  // asynchronously from that event, and componentize-js runs the event loop until the returned
+  // Promise settles. Synchronous handlers never create one.
   const batchHandler = {
     handleBatch(ctx, raw) {
       const batch = new Batch(raw);
       if (typeof instance.handleBatch === "function") {
+        let pending;
         try {
-          instance.handleBatch(ctx, batch);
+          pending = instance.handleBatch(ctx, batch);
         } catch (e) {
-          if (e instanceof Retry || e instanceof Reject) throw verdict(e.index ?? 0, e);
-          crash(e);
+          fail(e, e?.index ?? 0);
         }
+        if (isThenable(pending)) return Promise.resolve(pending).then(() => undefined, (e) => fail(e, e?.index ?? 0));
         return;
       }
       for (let i = 0; i < batch.length; i++) {
+        let pending;
         try {
-          instance.handle(ctx, new Event(batch, i));
+          pending = instance.handle(ctx, new Event(batch, i));
         } catch (e) {
-          if (e instanceof Retry || e instanceof Reject) throw verdict(i, e);
-          crash(e);
+          fail(e, i);
         }
+        if (isThenable(pending)) return handleRest(ctx, batch, i, pending);
       }
     },
   };
+  // Await event `i`'s handler, then handle the rest of the batch one event at a time.
+  async function handleRest(ctx, batch, i, pending) {
+    try {
+      await pending;
+    } catch (e) {
+      fail(e, i);
+    }
+    for (let j = i + 1; j < batch.length; j++) {
+      try {
+        await instance.handle(ctx, new Event(batch, j));
+      } catch (e) {
+        fail(e, j);
+      }
+    }
+  }
   return { lifecycle, batchHandler };
 }

@@ -37,7 +37,16 @@ state (``[eventhub.state]``), committed with the checkpoint. ``first_seen`` asks
 group's dedupe store (``[eventhub.dedupe]``). Their errors are verdicts, so a handler just calls
 them: an emitted event or a state key/value too large raises :class:`EmitError` /
 :class:`StateTooLarge` (both :class:`Reject`), a full state :class:`StateFull` (a
-:class:`Retry`). Outbound HTTP is plain ``wasi:http``, not part of this library.
+:class:`Retry`). 
+Outbound HTTP goes through ``wasi:http``, to the origins the operator allows
+(``allowed_outbound_hosts``)::
+
+    response = hubwasm.http.post("https://enrich.example.com/v1", event.body)
+    if response.status != 200:
+        raise hubwasm.Retry(f"enrich answered {response.status}")
+
+A request blocks the handler until the answer (the host waits, not a busy loop); a refused
+origin, a connection failure or the call timeout raise :class:`HttpError` (a :class:`Retry`).
 """
 
 from __future__ import annotations
@@ -81,6 +90,16 @@ try:
 except ImportError:  # pragma: no cover - a contract from before the effects
     _EFFECTS = False
 
+# Outbound HTTP: wasi:http, in the world `plugin build` uses for Python (batch-plugin-http).
+try:
+    from wit_world.imports import http_types as _http_types
+    from wit_world.imports import outgoing_handler as _wit_http
+    from wit_world.imports.streams import StreamError_Closed as _StreamClosed
+
+    _HTTP = True
+except ImportError:  # pragma: no cover - built for the world without wasi:http
+    _HTTP = False
+
 __all__ = [
     "plugin",
     "Config",
@@ -98,6 +117,9 @@ __all__ = [
     "EmitError",
     "StateTooLarge",
     "StateFull",
+    "http",
+    "HttpError",
+    "Response",
 ]
 
 #: The partition the events come from: ``namespace``, ``event_hub``, ``consumer_group``,
@@ -669,6 +691,214 @@ def first_seen(key: str, ttl_seconds: Union[int, float, _TotalSeconds]) -> bool:
         raise ValueError(f"first_seen: ttl_seconds must be 0 or more, not {ttl_seconds!r}")
     secs = _U32_MAX if ttl >= _U32_MAX else _math.ceil(ttl)
     return _wit_dedupe.first_seen(key, secs)
+
+
+class HttpError(Retry):
+    """An HTTP request got no answer: the host refused the origin (``code ==
+    "HTTP-request-denied"``: it is not in ``allowed_outbound_hosts``), the connection failed, or
+    the call timeout cut it. ``code`` is the ``wasi:http`` error code as its WIT spells it. A
+    :class:`Retry`: raised from a handler, the host retries the event."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+class Response:
+    """An HTTP answer, read whole: ``status``, ``headers`` (name, value pairs; names in lower
+    case) and ``body``."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: List[Tuple[str, bytes]], body: bytes):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+    def header(self, name: str) -> Optional[str]:
+        """The first value of header ``name`` (any case) as text, or ``None``."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value.decode("latin-1")
+        return None
+
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        return _json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"Response(status={self.status}, body={len(self.body)} bytes)"
+
+
+#: Most bytes one ``blocking-write-and-flush`` takes (wasi:io's limit).
+_WRITE_CHUNK = 4096
+#: Most bytes of a response body :func:`http.request` reads (a larger one raises HttpError).
+_MAX_RESPONSE = 64 * 1024 * 1024
+
+
+def _error_code_name(code: Any) -> str:
+    """`ErrorCode_HttpRequestDenied(...)` as the WIT spells it: `HTTP-request-denied`."""
+    name = type(code).__name__.removeprefix("ErrorCode_")
+    words, start = [], 0
+    for at in range(1, len(name) + 1):
+        if at == len(name) or name[at].isupper():
+            word = name[start:at]
+            upper = word in ("Dns", "Ip", "Tls", "Http", "Uri")
+            words.append(word.upper() if upper else word.lower())
+            start = at
+    text = "-".join(words)
+    value = getattr(code, "value", None)
+    return f"{text}({value!r})" if value is not None else text
+
+
+class http:
+    """Outbound HTTP through ``wasi:http``: ``http.get(url)``, ``http.post(url, body)``,
+    ``http.request(method, url, ...)``. Each blocks until the whole answer is read and returns a
+    :class:`Response` whatever its status; no answer raises :class:`HttpError`."""
+
+    @staticmethod
+    def get(
+        url: str,
+        headers: Optional[Mapping[str, _Bytes]] = None,
+        timeout_ms: Optional[int] = None,
+    ) -> Response:
+        return http.request("GET", url, headers=headers, timeout_ms=timeout_ms)
+
+    @staticmethod
+    def post(
+        url: str,
+        body: _Bytes,
+        headers: Optional[Mapping[str, _Bytes]] = None,
+        content_type: Optional[str] = None,
+        timeout_ms: Optional[int] = None,
+    ) -> Response:
+        return http.request(
+            "POST", url, body, headers=headers, content_type=content_type, timeout_ms=timeout_ms
+        )
+
+    @staticmethod
+    def request(
+        method: str,
+        url: str,
+        body: Optional[_Bytes] = None,
+        headers: Optional[Mapping[str, _Bytes]] = None,
+        content_type: Optional[str] = None,
+        timeout_ms: Optional[int] = None,
+    ) -> Response:
+        """Send ``method url`` with ``body`` and ``headers``; ``timeout_ms`` bounds connecting,
+        the first byte and each later one (the host also cuts at the plugin's call timeout)."""
+        if not _HTTP:
+            raise RuntimeError(
+                "hubwasm.http needs wasi:http, which this build lacks: build the plugin with a "
+                "current `hubwasm plugin build` (world batch-plugin-http)"
+            )
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest:
+            raise ValueError(f"http: `{url}` is not an http:// or https:// URL")
+        rest = rest.split("#", 1)[0]
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        authority, path = rest[:cut], rest[cut:]
+        if not authority or "@" in authority:
+            raise ValueError(f"http: `{url}` has no host, or has credentials in it")
+        path = "/" + path if not path.startswith("/") else path
+        fields = [(k, _to_bytes(v, f"header `{k}`")) for k, v in (headers or {}).items()]
+        if content_type is not None:
+            fields.append(("content-type", content_type.encode("utf-8")))
+        ht = _http_types
+        try:
+            request = ht.OutgoingRequest(ht.Fields.from_list(fields))
+        except Err as e:
+            raise ValueError(f"http: a header is invalid ({e.value!r})") from None
+        upper = method.upper()
+        known = {
+            "GET": ht.Method_Get, "HEAD": ht.Method_Head, "POST": ht.Method_Post,
+            "PUT": ht.Method_Put, "DELETE": ht.Method_Delete, "PATCH": ht.Method_Patch,
+            "OPTIONS": ht.Method_Options,
+        }
+        request.set_method(known[upper]() if upper in known else ht.Method_Other(method))
+        request.set_scheme(ht.Scheme_Https() if scheme.lower() == "https" else ht.Scheme_Http())
+        try:
+            request.set_authority(authority)
+            request.set_path_with_query(path)
+        except Err:
+            raise ValueError(f"http: `{url}` is not a valid URL") from None
+        options = None
+        if timeout_ms is not None:
+            options = ht.RequestOptions()
+            ns = max(0, int(timeout_ms)) * 1_000_000
+            for setter in (
+                options.set_connect_timeout,
+                options.set_first_byte_timeout,
+                options.set_between_bytes_timeout,
+            ):
+                try:
+                    setter(ns)
+                except Err:
+                    pass  # the host does not support this one: its call timeout still holds
+        outgoing = request.body()
+        try:
+            future = _wit_http.handle(request, options)
+        except Err as e:
+            code = _error_code_name(e.value)
+            raise HttpError(f"{method} {url}: {code}", code) from None
+        # Send, then stream the body: the host reads it while connecting.
+        data = _to_bytes(body, "the request body") if body is not None else b""
+        try:
+            with outgoing.write() as stream:
+                for at in range(0, len(data), _WRITE_CHUNK):
+                    stream.blocking_write_and_flush(data[at : at + _WRITE_CHUNK])
+            ht.OutgoingBody.finish(outgoing, None)
+        except Err:
+            pass  # the connection failed while sending: the answer below says why
+        with future:
+            with future.subscribe() as ready:
+                ready.block()  # the instance waits; the host does the I/O
+            answer = future.get()
+        if answer is None or isinstance(answer, Err):
+            raise HttpError(f"{method} {url}: no response", "internal-error")
+        if isinstance(answer.value, Err):
+            code = _error_code_name(answer.value.value)
+            raise HttpError(f"{method} {url}: {code}", code)
+        with answer.value.value as response:
+            status = response.status()
+            with response.headers() as fields_in:
+                entries = fields_in.entries()
+            incoming = response.consume()
+            chunks: List[bytes] = []
+            size = 0
+            try:
+                with incoming.stream() as stream_in:
+                    while True:
+                        try:
+                            chunk = stream_in.blocking_read(64 * 1024)
+                        except Err as e:
+                            if isinstance(e.value, _StreamClosed):
+                                break
+                            raise HttpError(
+                                f"{method} {url}: reading the response body failed",
+                                "internal-error",
+                            ) from None
+                        size += len(chunk)
+                        if size > _MAX_RESPONSE:
+                            raise HttpError(
+                                f"{method} {url}: the response body is over "
+                                f"{_MAX_RESPONSE >> 20} MiB",
+                                "HTTP-response-body-size",
+                            )
+                        chunks.append(chunk)
+            finally:
+                # A resource goes before the one it came from: the body before the response.
+                with ht.IncomingBody.finish(incoming):
+                    pass
+        return Response(status, entries, b"".join(chunks))
 
 
 # The instance of the user's plugin class (one per component instance), made by `init`.
