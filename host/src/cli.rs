@@ -222,7 +222,8 @@ pub enum PluginCommand {
     /// Build a Rust, Python or JavaScript plugin project into a component (.wasm).
     ///
     /// The language is told by the project: Cargo.toml (Rust: cargo, wasm32-wasip2), app.py
-    /// (Python: componentize-py), app.js (JavaScript: componentize-js, without wasi:http).
+    /// (Python: componentize-py, world batch-plugin-http), app.js (JavaScript: componentize-js,
+    /// with `fetch`).
     /// Python and JavaScript builds are cached by content (the sources, the contract, the guest
     /// library and the tool's version), so rebuilding unchanged sources is a copy.
     Build(BuildArgs),
