@@ -336,6 +336,10 @@ pub struct TestArgs {
     /// State and first-seen keys live in memory for the replay.
     #[arg(long = "output", value_name = "NAME")]
     pub outputs: Vec<String>,
+    /// An origin the plugin may send HTTP requests to, such as http://127.0.0.1:8080
+    /// (repeatable; as `allowed_outbound_hosts` in the config). Others are refused.
+    #[arg(long = "allow-outbound-host", value_name = "ORIGIN", value_parser = crate::plugin::http::Origin::parse)]
+    pub allowed_outbound_hosts: Vec<crate::plugin::http::Origin>,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -910,6 +914,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     })?;
     let mut plugin = PluginSpec::new(&args.wasm);
     plugin.config = args.config;
+    plugin.allowed_outbound_hosts = args.allowed_outbound_hosts;
     plugin.limits = Limits {
         memory_bytes: args.memory_mib << 20,
         timeout: Duration::from_millis(args.timeout_ms),

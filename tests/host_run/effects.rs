@@ -513,6 +513,45 @@ async fn outbound_http_reaches_an_allowed_host_only() {
     }
 }
 
+/// `hubwasm plugin test --allow-outbound-host` lets a replay reach a local service, and only it.
+#[test]
+fn plugin_test_allows_only_the_origins_it_is_given() {
+    let (port, requests) = http_server(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, "one\ntwo\n").unwrap();
+    let plugin = crate::lang_plugins::built("python/enrich-http");
+    let replay = |allow: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hubwasm"));
+        cmd.args(["plugin", "test"])
+            .arg(&plugin)
+            .arg("--events")
+            .arg(&events)
+            .args(["--config", &format!("url=http://127.0.0.1:{port}/enrich")]);
+        for origin in allow {
+            cmd.args(["--allow-outbound-host", origin]);
+        }
+        let out = cmd.output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let allowed = replay(&[&format!("http://127.0.0.1:{port}")]);
+    assert!(allowed.contains("2 events, 2 ok"), "{allowed}");
+    assert!(allowed.contains("enriched:two"), "{allowed}");
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    let refused = replay(&["http://localhost:1"]);
+    assert!(
+        refused.contains("HTTP-request-denied") && refused.contains("2 failed"),
+        "{refused}"
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "no request was sent");
+    let bad = replay(&["http://127.0.0.1:1/path"]);
+    assert!(bad.contains("no path"), "{bad}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_http_server_is_cut_at_the_call_timeout() {
     let (port, requests) = http_server(Duration::from_secs(30));
