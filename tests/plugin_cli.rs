@@ -279,3 +279,86 @@ fn plugin_test_shows_state_and_emitted_events() {
         "{all}"
     );
 }
+
+/// The host's limits on effects come back to the plugin as errors it turns into verdicts: an
+/// emit for a source outside the call, a body over 1 MiB, more than 64 MiB emitted by one call,
+/// a state key over 1 KiB. A refused call commits none of what it staged before the refusal.
+#[test]
+fn effect_limits_are_verdicts_and_a_refused_call_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let cases = [
+        "ok-1",
+        "emit-other-source",
+        "emit-huge-body",
+        "emit-too-much",
+        "state-long-key",
+        "state-key-at-limit",
+        "ok-2",
+    ];
+    std::fs::write(&events, cases.join("\n") + "\n").unwrap();
+    let out = hubwasm(&[
+        "plugin",
+        "test",
+        hubwasm_plugins::TEST_EFFECT_LIMITS,
+        "--events",
+        events.to_str().unwrap(),
+        "--output",
+        "out",
+        "--memory-mib",
+        "256",
+    ]);
+    let stdout = text(&out.stdout);
+    let all = format!("{stdout}{}", text(&out.stderr));
+    let verdict = |seq: usize| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("seq={seq} ")))
+            .unwrap_or_else(|| panic!("no verdict for seq={seq}\n{all}"))
+            .to_string()
+    };
+    for (seq, expected) in [
+        (0, "ok"),
+        (1, "REJECTED"),
+        (2, "REJECTED"),
+        (3, "REJECTED"),
+        (4, "REJECTED"),
+        (5, "ok"),
+        (6, "ok"),
+    ] {
+        assert!(
+            verdict(seq).contains(expected),
+            "{}: {expected}\n{all}",
+            cases[seq]
+        );
+    }
+    assert!(
+        verdict(1).contains("source 1001 is not an event of the current call"),
+        "{all}"
+    );
+    assert!(verdict(2).contains("too large"), "{all}");
+    assert!(verdict(3).contains("too large"), "{all}");
+    assert!(
+        verdict(4).contains("key too large") && verdict(4).contains("1024"),
+        "{all}"
+    );
+    // What the successful calls staged is committed; nothing of a refused call is.
+    for kept in ["before:ok-1", "before:state-key-at-limit", "body=ok-2"] {
+        assert!(stdout.contains(kept), "{kept}\n{all}");
+    }
+    for case in &cases[1..5] {
+        assert!(
+            !stdout.contains(&format!("before:{case}")),
+            "{case} emitted\n{all}"
+        );
+        assert!(
+            !stdout.contains(&format!("before/{case}")),
+            "{case} kept state\n{all}"
+        );
+    }
+    assert!(stdout.contains("before/ok-2"), "{all}");
+    assert!(
+        stdout.contains(&"k".repeat(1024)),
+        "the key at the limit is kept\n{all}"
+    );
+}

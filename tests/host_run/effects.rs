@@ -451,7 +451,13 @@ async fn outbound_http_reaches_an_allowed_host_only() {
     for (lang, plugin) in enrich_plugins() {
         let t = Local::start(1).await;
         send_bodies_in(&t.endpoint, HUB, &bodies, t.path(), 1).await;
-        let cfg = enrich_config(&t, &plugin, port, &format!("\"http://127.0.0.1:{port}\""), "");
+        let cfg = enrich_config(
+            &t,
+            &plugin,
+            port,
+            &format!("\"http://127.0.0.1:{port}\""),
+            "",
+        );
         let host = Host::run_until_idle(
             &format!("http-allowed-{lang}"),
             t.path(),

@@ -18,15 +18,24 @@ pub const WIT_HTTP: &str = include_str!("../../../wit/v0.2/http.wit");
 /// them).
 pub const WASI_DEPS: &[(&str, &str)] = &[
     ("cli.wit", include_str!("../../../wit/v0.2/deps/cli.wit")),
-    ("clocks.wit", include_str!("../../../wit/v0.2/deps/clocks.wit")),
+    (
+        "clocks.wit",
+        include_str!("../../../wit/v0.2/deps/clocks.wit"),
+    ),
     (
         "filesystem.wit",
         include_str!("../../../wit/v0.2/deps/filesystem.wit"),
     ),
     ("http.wit", include_str!("../../../wit/v0.2/deps/http.wit")),
     ("io.wit", include_str!("../../../wit/v0.2/deps/io.wit")),
-    ("random.wit", include_str!("../../../wit/v0.2/deps/random.wit")),
-    ("sockets.wit", include_str!("../../../wit/v0.2/deps/sockets.wit")),
+    (
+        "random.wit",
+        include_str!("../../../wit/v0.2/deps/random.wit"),
+    ),
+    (
+        "sockets.wit",
+        include_str!("../../../wit/v0.2/deps/sockets.wit"),
+    ),
 ];
 
 /// The Python guest library (`plugins/python/hubwasm`).

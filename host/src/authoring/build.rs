@@ -150,8 +150,14 @@ pub fn build(options: &BuildOptions, mut progress: impl FnMut(&str)) -> Result<B
             cmd.arg("-d")
                 .arg(stage.join("wit"))
                 .args(["-w", assets::WORLD_HTTP])
-                .args(["--import-interface-name", "hubwasm:plugin/types@0.2.0=types"])
-                .args(["--import-interface-name", "wasi:http/types@0.2.12=http_types"])
+                .args([
+                    "--import-interface-name",
+                    "hubwasm:plugin/types@0.2.0=types",
+                ])
+                .args([
+                    "--import-interface-name",
+                    "wasi:http/types@0.2.12=http_types",
+                ])
                 .args(["componentize", "app", "-p"])
                 .arg(dir)
                 .arg("-p")
