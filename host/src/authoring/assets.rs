@@ -72,6 +72,30 @@ pub const PYTHON_TYPES: &[(&str, &str)] = &[
         include_str!("../../../plugins/python/typings/wit_world/imports/__init__.pyi"),
     ),
     (
+        "wit_world/imports/error.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/error.pyi"),
+    ),
+    (
+        "wit_world/imports/http_types.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/http_types.pyi"),
+    ),
+    (
+        "wit_world/imports/monotonic_clock.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/monotonic_clock.pyi"),
+    ),
+    (
+        "wit_world/imports/outgoing_handler.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/outgoing_handler.pyi"),
+    ),
+    (
+        "wit_world/imports/poll.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/poll.pyi"),
+    ),
+    (
+        "wit_world/imports/streams.pyi",
+        include_str!("../../../plugins/python/typings/wit_world/imports/streams.pyi"),
+    ),
+    (
         "wit_world/imports/dedupe.pyi",
         include_str!("../../../plugins/python/typings/wit_world/imports/dedupe.pyi"),
     ),

@@ -141,23 +141,10 @@ pub fn build(options: &BuildOptions, mut progress: impl FnMut(&str)) -> Result<B
     match lang {
         Lang::Python => {
             write(&stage.join("lib/hubwasm/__init__.py"), assets::PYTHON_LIB)?;
-            write(&stage.join("wit/http.wit"), assets::WIT_HTTP)?;
-            for (name, text) in assets::WASI_DEPS {
-                write(&stage.join("wit/deps").join(name), text)?;
-            }
-            // The project's own copy of the library (a scaffold's pinned one) comes first. Two
-            // interfaces are called `types` (the contract's and wasi:http's): name the modules.
+            // The project's own copy of the library (a scaffold's pinned one) comes first.
             cmd.arg("-d")
                 .arg(stage.join("wit"))
-                .args(["-w", assets::WORLD_HTTP])
-                .args([
-                    "--import-interface-name",
-                    "hubwasm:plugin/types@0.2.0=types",
-                ])
-                .args([
-                    "--import-interface-name",
-                    "wasi:http/types@0.2.12=http_types",
-                ])
+                .args(stage_python_world(stage)?)
                 .args(["componentize", "app", "-p"])
                 .arg(dir)
                 .arg("-p")
@@ -243,6 +230,24 @@ pub(super) fn stage_with_contract(prefix: &str) -> Result<tempfile::TempDir, Bui
         ))?;
     write(&stage.path().join("wit/plugin.wit"), assets::WIT)?;
     Ok(stage)
+}
+
+/// Stage what Python's world needs beside the contract (`http.wit` and the WASI packages in
+/// `wit/deps`) and return componentize-py's arguments choosing it. Two interfaces are called
+/// `types` (the contract's and wasi:http's), so their modules are named.
+pub(super) fn stage_python_world(stage: &Path) -> Result<[&'static str; 6], BuildError> {
+    write(&stage.join("wit/http.wit"), assets::WIT_HTTP)?;
+    for (name, text) in assets::WASI_DEPS {
+        write(&stage.join("wit/deps").join(name), text)?;
+    }
+    Ok([
+        "-w",
+        assets::WORLD_HTTP,
+        "--import-interface-name",
+        "hubwasm:plugin/types@0.2.0=types",
+        "--import-interface-name",
+        "wasi:http/types@0.2.12=http_types",
+    ])
 }
 
 pub(super) fn write(path: &Path, text: &str) -> Result<(), BuildError> {

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::build::{io_err, stage_with_contract, write, BuildError};
+use super::build::{io_err, stage_python_world, stage_with_contract, write, BuildError};
 use super::{assets, toolchain, Lang};
 
 /// The jco guest-types driver (see the script for why it is not `jco types`).
@@ -38,7 +38,8 @@ pub fn generate(lang: Lang, out: &Path) -> Result<Vec<PathBuf>, BuildError> {
             let mut cmd = Command::new(&tool.path);
             cmd.arg("-d")
                 .arg(&wit)
-                .args(["-w", assets::WORLD, "bindings"])
+                .args(stage_python_world(stage)?)
+                .arg("bindings")
                 .arg(&generated);
             cmd
         }
@@ -77,8 +78,8 @@ pub fn generate(lang: Lang, out: &Path) -> Result<Vec<PathBuf>, BuildError> {
             ),
         });
     }
-    // Python: the typed modules the guest library imports, as stubs. The async support and
-    // poll loop componentize-py also writes are for worlds with wasi imports, not this one.
+    // Python: the typed modules the guest library imports, as stubs. The asyncio support and
+    // poll loop componentize-py also writes are not used: `hubwasm.http` blocks on pollables.
     let mut files = Vec::new();
     collect(&generated, Path::new(""), &mut files)?;
     let keep: Vec<(PathBuf, PathBuf)> = files

@@ -747,7 +747,8 @@ _MAX_RESPONSE = 64 * 1024 * 1024
 def _error_code_name(code: Any) -> str:
     """`ErrorCode_HttpRequestDenied(...)` as the WIT spells it: `HTTP-request-denied`."""
     name = type(code).__name__.removeprefix("ErrorCode_")
-    words, start = [], 0
+    words: List[str] = []
+    start = 0
     for at in range(1, len(name) + 1):
         if at == len(name) or name[at].isupper():
             word = name[start:at]
@@ -818,9 +819,13 @@ class http:
         except Err as e:
             raise ValueError(f"http: a header is invalid ({e.value!r})") from None
         upper = method.upper()
-        known = {
-            "GET": ht.Method_Get, "HEAD": ht.Method_Head, "POST": ht.Method_Post,
-            "PUT": ht.Method_Put, "DELETE": ht.Method_Delete, "PATCH": ht.Method_Patch,
+        known: Dict[str, Callable[[], _http_types.Method]] = {
+            "GET": ht.Method_Get,
+            "HEAD": ht.Method_Head,
+            "POST": ht.Method_Post,
+            "PUT": ht.Method_Put,
+            "DELETE": ht.Method_Delete,
+            "PATCH": ht.Method_Patch,
             "OPTIONS": ht.Method_Options,
         }
         request.set_method(known[upper]() if upper in known else ht.Method_Other(method))
@@ -864,10 +869,11 @@ class http:
             answer = future.get()
         if answer is None or isinstance(answer, Err):
             raise HttpError(f"{method} {url}: no response", "internal-error")
-        if isinstance(answer.value, Err):
-            code = _error_code_name(answer.value.value)
+        outcome = answer.value
+        if isinstance(outcome, Err):
+            code = _error_code_name(outcome.value)
             raise HttpError(f"{method} {url}: {code}", code)
-        with answer.value.value as response:
+        with outcome.value as response:
             status = response.status()
             with response.headers() as fields_in:
                 entries = fields_in.entries()
