@@ -423,24 +423,25 @@ fn enrich_config(t: &Local, plugin: &str, port: u16, allowed: &str, extra: &str)
     )
 }
 
+/// The plugin `name` in each language: the Rust component `rust`, and `plugins/python/<name>`
+/// and `plugins/js/<name>` built.
+fn in_every_language(rust: &str, name: &str) -> [(&'static str, String); 3] {
+    let built = |lang: &str| {
+        crate::lang_plugins::built(&format!("{lang}/{name}"))
+            .display()
+            .to_string()
+    };
+    [
+        ("rust", rust.to_string()),
+        ("python", built("python")),
+        ("js", built("js")),
+    ]
+}
+
 /// enrich-http in each language: Rust (the `wasip2` crate), Python (`hubwasm.http`), JavaScript
 /// (`fetch` in an async handler).
-fn enrich_plugins() -> Vec<(&'static str, String)> {
-    vec![
-        ("rust", hubwasm_plugins::ENRICH_HTTP.to_string()),
-        (
-            "python",
-            crate::lang_plugins::built("python/enrich-http")
-                .display()
-                .to_string(),
-        ),
-        (
-            "js",
-            crate::lang_plugins::built("js/enrich-http")
-                .display()
-                .to_string(),
-        ),
-    ]
+fn enrich_plugins() -> [(&'static str, String); 3] {
+    in_every_language(hubwasm_plugins::ENRICH_HTTP, "enrich-http")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -785,21 +786,7 @@ async fn python_and_javascript_plugins_keep_state_like_rust() {
         .collect();
     send_bodies_in(&t.endpoint, HUB, &bodies, t.path(), 1).await;
     let mut results = Vec::new();
-    for (name, plugin) in [
-        ("rust", hubwasm_plugins::COUNT_BY_KEY.to_string()),
-        (
-            "python",
-            crate::lang_plugins::built("python/count-by-key")
-                .display()
-                .to_string(),
-        ),
-        (
-            "js",
-            crate::lang_plugins::built("js/count-by-key")
-                .display()
-                .to_string(),
-        ),
-    ] {
+    for (name, plugin) in in_every_language(hubwasm_plugins::COUNT_BY_KEY, "count-by-key") {
         let cfg = with_plugin(
             &t,
             &plugin,
