@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::effects::dedupe::{DedupeStore, MemoryDedupe};
 use crate::effects::journal::Binding;
@@ -164,7 +163,6 @@ impl std::fmt::Display for ReplaySummary {
     }
 }
 
-/// The partition context replayed events claim to come from.
 /// How many state entries the end of a replay shows.
 const STATE_SHOWN: usize = 20;
 
@@ -180,6 +178,7 @@ fn show_value(value: &[u8]) -> String {
     }
 }
 
+/// The partition context replayed events claim to come from.
 fn replay_context() -> PartitionContext {
     PartitionContext {
         namespace: "replay.local".into(),
@@ -271,8 +270,8 @@ pub async fn replay(
                 .commit(batch[handled - 1].sequence_number, &effects.state_writes())
                 .await
                 .map_err(|e| ReplayError::Effects(e.to_string()))?;
-            for (key, ttl) in &effects.seen {
-                seen.record("replay", std::slice::from_ref(key), *ttl)
+            for (ttl, keys) in &effects.seen_by_ttl() {
+                seen.record("replay", keys, *ttl)
                     .await
                     .map_err(|e| ReplayError::Effects(e.to_string()))?;
             }

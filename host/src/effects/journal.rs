@@ -78,6 +78,15 @@ impl Journal {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
+
+    /// The `first-seen` keys answered true, grouped by time to live: one store call each.
+    pub fn seen_by_ttl(&self) -> BTreeMap<Duration, Vec<String>> {
+        let mut by_ttl: BTreeMap<Duration, Vec<String>> = BTreeMap::new();
+        for (key, ttl) in &self.seen {
+            by_ttl.entry(*ttl).or_default().push(key.clone());
+        }
+        by_ttl
+    }
 }
 
 /// What a partition lets its plugin's effects reach.
@@ -210,5 +219,30 @@ impl Effects {
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .take(limit)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_seen_keys_are_grouped_by_time_to_live() {
+        let mut effects = Effects::default();
+        let hour = Duration::from_secs(3600);
+        let day = Duration::from_secs(86_400);
+        effects.stage_seen("a".into(), hour);
+        effects.stage_seen("b".into(), day);
+        effects.stage_seen("c".into(), hour);
+        effects.stage_seen("a".into(), day); // a repeat keeps its first answer
+        effects.call_succeeded();
+        let grouped = effects.batch.seen_by_ttl();
+        assert_eq!(
+            grouped.into_iter().collect::<Vec<_>>(),
+            vec![
+                (hour, vec!["a".to_string(), "c".to_string()]),
+                (day, vec!["b".to_string()])
+            ]
+        );
     }
 }

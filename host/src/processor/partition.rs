@@ -712,11 +712,7 @@ async fn commit_effects(
         }
     }
     if let (Some(dedupe), false) = (&setup.dedupe, effects.seen.is_empty()) {
-        let mut by_ttl: std::collections::BTreeMap<Duration, Vec<String>> = Default::default();
-        for (key, ttl) in &effects.seen {
-            by_ttl.entry(*ttl).or_default().push(key.clone());
-        }
-        for (ttl, keys) in &by_ttl {
+        for (ttl, keys) in &effects.seen_by_ttl() {
             until_stored(setup, ctx, stop, "record first-seen keys", || {
                 dedupe.store.record(&dedupe.scope, keys, *ttl)
             })
