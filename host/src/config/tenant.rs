@@ -456,6 +456,15 @@ impl super::RunConfig {
                     ));
                 }
             }
+            for origin in &tenant.grants.allowed_outbound_hosts {
+                crate::plugin::http::Origin::parse(origin).map_err(|why| {
+                    self.invalid_at(
+                        ("tenant", i, "grants"),
+                        at("grants.allowed_outbound_hosts"),
+                        why,
+                    )
+                })?;
+            }
             if let Some(var) = &tenant.admin_token_env {
                 if var.trim().is_empty() {
                     return Err(self.invalid_at(
@@ -669,6 +678,18 @@ plugin = "acme-filter"
         refused(
             "allowed_outbound_hosts = [\"https://api.example.com\"]\n",
             "`https://api.example.com` is not granted to tenant globex",
+        );
+        // A grant that is not an origin is refused, not silently ignored.
+        let bad_grant = two_tenants("").replace(
+            "[[tenant]]\nname = \"globex\"\n",
+            "[[tenant]]\nname = \"globex\"\n[tenant.grants]\nallowed_outbound_hosts = [\"api.example.com\"]\n",
+        );
+        let err = parse(&format!("{bad_grant}{hub}")).unwrap_err();
+        assert!(
+            err.contains("grants.allowed_outbound_hosts")
+                && err.contains("origin such as")
+                && err.contains("line "),
+            "{err}"
         );
         refused(
             "[eventhub.state]\n",
