@@ -177,11 +177,7 @@ export class Event {
   }
   /** The body, a view into the batch (copy it with `slice()` to keep it beyond the call). */
   get body() {
-    // Inline, not bytes(): a call per event costs in an interpreter.
-    const b = this.batch;
-    const at = this.index * (FIELDS * 2);
-    const start = b.spans[at];
-    return start === ABSENT ? new Uint8Array(0) : b.data.subarray(start, start + b.spans[at + 1]);
+    return this.batch.bytes(this.index, BODY) ?? new Uint8Array(0);
   }
   /** The body as UTF-8 text (throws a TypeError if it is not). */
   text() {
@@ -597,8 +593,7 @@ export function plugin(PluginClass) {
         } catch (e) {
           fail(e, i);
         }
-        // Inline, not isThenable(): a call per event costs in an interpreter.
-        if (pending != null && typeof pending.then === "function") return handleRest(ctx, batch, i, pending);
+        if (isThenable(pending)) return handleRest(ctx, batch, i, pending);
       }
     },
   };

@@ -22,7 +22,8 @@ host's log and the call traps, which the host treats like a crash (a fresh insta
 then the failure policy).
 
 Events are views over the batch the host copied in as a few columns: a field is decoded only
-when you read it. Build with ``hubwasm plugin build`` (componentize-py, world batch-plugin).
+when you read it. Build with ``hubwasm plugin build`` (componentize-py, world
+batch-plugin-http: the contract plus ``wasi:http``).
 
 Effects (contract 0.2; each works only where the operator configured it for the event hub)::
 
@@ -37,7 +38,8 @@ state (``[eventhub.state]``), committed with the checkpoint. ``first_seen`` asks
 group's dedupe store (``[eventhub.dedupe]``). Their errors are verdicts, so a handler just calls
 them: an emitted event or a state key/value too large raises :class:`EmitError` /
 :class:`StateTooLarge` (both :class:`Reject`), a full state :class:`StateFull` (a
-:class:`Retry`). 
+:class:`Retry`).
+
 Outbound HTTP goes through ``wasi:http``, to the origins the operator allows
 (``allowed_outbound_hosts``)::
 
