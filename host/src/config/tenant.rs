@@ -656,6 +656,13 @@ plugin = "acme-filter"
         let hub = format!(
             "[[eventhub]]\nname = \"audit\"\nconnection_string = \"{CONN}\"\nplugin = \"g.wasm\"\ntenant = \"globex\"\n"
         );
+        // The two tenants, globex granted `grants` (lines of [tenant.grants]).
+        let globex_granted = |grants: &str| {
+            two_tenants("").replace(
+                "[[tenant]]\nname = \"globex\"\n",
+                &format!("[[tenant]]\nname = \"globex\"\n[tenant.grants]\n{grants}"),
+            )
+        };
         let refused = |extra: &str, says: &str| {
             let err = parse(&format!("{}{hub}{extra}", two_tenants(""))).unwrap_err();
             assert!(err.contains(says), "{extra}: {err}");
@@ -666,10 +673,7 @@ plugin = "acme-filter"
             "tenant globex is not granted event hub `kept` as an output",
         );
         // The event hub a connection string names is what counts, whatever the output is called.
-        let granted_kept = two_tenants("").replace(
-            "[[tenant]]\nname = \"globex\"\n",
-            "[[tenant]]\nname = \"globex\"\n[tenant.grants]\noutputs = [\"kept\"]\n",
-        );
+        let granted_kept = globex_granted("outputs = [\"kept\"]\n");
         let err = parse(&format!(
             "{granted_kept}{hub}[[eventhub.output]]\nname = \"kept\"\nconnection_string = \"{CONN};EntityPath=secret\"\n"
         ))
@@ -680,10 +684,7 @@ plugin = "acme-filter"
             "`https://api.example.com` is not granted to tenant globex",
         );
         // A grant that is not an origin is refused, not silently ignored.
-        let bad_grant = two_tenants("").replace(
-            "[[tenant]]\nname = \"globex\"\n",
-            "[[tenant]]\nname = \"globex\"\n[tenant.grants]\nallowed_outbound_hosts = [\"api.example.com\"]\n",
-        );
+        let bad_grant = globex_granted("allowed_outbound_hosts = [\"api.example.com\"]\n");
         let err = parse(&format!("{bad_grant}{hub}")).unwrap_err();
         assert!(
             err.contains("grants.allowed_outbound_hosts")
@@ -700,10 +701,7 @@ plugin = "acme-filter"
             "tenant globex is not granted [eventhub.dedupe]",
         );
         // Granted, the same settings load.
-        let granted = two_tenants("").replace(
-            "[[tenant]]\nname = \"globex\"\n",
-            "[[tenant]]\nname = \"globex\"\n[tenant.grants]\noutputs = [\"kept\"]\nallowed_outbound_hosts = [\"https://api.example.com:443\"]\nstate = true\ndedupe = true\n",
-        );
+        let granted = globex_granted("outputs = [\"kept\"]\nallowed_outbound_hosts = [\"https://api.example.com:443\"]\nstate = true\ndedupe = true\n");
         let c = parse(&format!(
             "{granted}{hub}allowed_outbound_hosts = [\"https://api.example.com\"]\n[eventhub.state]\n[eventhub.dedupe]\n[[eventhub.output]]\nname = \"kept\"\nconnection_string = \"{CONN}\"\n"
         ))
