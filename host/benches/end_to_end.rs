@@ -157,7 +157,13 @@ fn main() {
                 python_notes.push(format!("{label}: skipped (HUBWASM_BENCH_SKIP_PYTHON)"));
                 continue;
             }
-            match python_run(&conn, mode, count, &azurite.connection_string()) {
+            match python_run(
+                &conn,
+                mode,
+                &format!("python-{mode}"),
+                count,
+                &azurite.connection_string(),
+            ) {
                 Ok((n, secs)) => rows.push((label, n, n as f64 / secs)),
                 Err(why) => python_notes.push(format!("{label}: not run: {why}")),
             }

@@ -9,7 +9,11 @@
 //!
 //! Run: `cargo bench -p hubwasm --bench languages` (after scripts/setup.sh; source
 //! scripts/env.sh for HUBWASM_PYTHON). Settings: HUBWASM_BENCH_LANG_EVENTS (end to end, default
-//! 200 000), HUBWASM_BENCH_PY_EVENTS (the Python consumer, default 100 000).
+//! 200 000), HUBWASM_BENCH_PY_EVENTS (the Python consumer, default 100 000),
+//! HUBWASM_BENCH_LANG_E2E_ROUNDS (end-to-end rounds, default 3: every row once per round, the
+//! ratios taken within a round, medians reported), HUBWASM_BENCH_LANG_E2E_ONLY=TEXT (skip the
+//! per-event rows and run only the end-to-end rows whose label contains TEXT, e.g. `JavaScript`
+//! to profile one of them).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -114,6 +118,7 @@ fn second_start(rt: &tokio::runtime::Runtime, wasm: &Path, cache: &Path, event: 
 }
 
 fn main() {
+    let only = std::env::var("HUBWASM_BENCH_LANG_E2E_ONLY").ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -180,7 +185,8 @@ fn main() {
             &bodies_file,
         )),
     ];
-    for ((lang, noop, filter), native) in plugins.iter().zip(natives) {
+    let micro = if only.is_some() { 0 } else { plugins.len() };
+    for ((lang, noop, filter), native) in plugins.iter().zip(natives).take(micro) {
         let runtime = Runtime::new(RuntimeOptions {
             cache_dir: Some(cache.clone()),
             ..RuntimeOptions::default()
@@ -206,7 +212,7 @@ fn main() {
     }
 
     let mut starts = Vec::new();
-    for (lang, _, filter) in &plugins[1..] {
+    for (lang, _, filter) in plugins[1..].iter().take(micro) {
         let ms = second_start(&rt, filter, &cache, &events[0]);
         println!("second start of the {lang} json filter to its first event: {ms:.1} ms");
         starts.push((*lang, ms));
@@ -222,70 +228,141 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000usize)
         .min(e2e_events);
-    let e2e = rt.block_on(async {
-        let endpoint = start_endpoint(
-            &dir.path().join("hub"),
-            &["python-plugin", "js-plugin", "rust-plugin", "python-batch"],
-        )
-        .await;
+    let rounds = std::env::var("HUBWASM_BENCH_LANG_E2E_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3usize)
+        .max(1);
+    const CONSUMER: &str = "official Python consumer, receive_batch";
+    let rows_e2e: Vec<(&str, &str, PathBuf)> = [
+        (
+            "hubwasm run, Rust json filter",
+            "rust-plugin",
+            plugins[0].2.clone(),
+        ),
+        (
+            "hubwasm run, Python json filter",
+            "python-plugin",
+            plugins[1].2.clone(),
+        ),
+        (
+            "hubwasm run, JavaScript json filter",
+            "js-plugin",
+            plugins[2].2.clone(),
+        ),
+        (CONSUMER, "python-batch", PathBuf::new()),
+    ]
+    .into_iter()
+    .filter(|(label, _, _)| only.as_ref().is_none_or(|o| label.contains(o.as_str())))
+    .collect();
+    println!();
+    println!("end to end: embedded endpoint -> consumer -> json filter (value >= 50) -> Blob checkpoints (Azurite)");
+    println!("{rounds} rounds, each row once per round in turn (this machine's speed drifts; a ratio is taken within a round)");
+    // Per round, each row's events/s (None: the Python consumer could not run).
+    let e2e: Vec<Vec<Option<f64>>> = rt.block_on(async {
+        // A consumer group per row and round: each reads the partitions from the start.
+        let groups: Vec<String> = (0..rounds)
+            .flat_map(|r| rows_e2e.iter().map(move |(_, g, _)| format!("{g}-{r}")))
+            .collect();
+        let group_refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+        let endpoint = start_endpoint(&dir.path().join("hub"), &group_refs).await;
         let conn = endpoint.connection_string(HUB);
         preload(&conn, e2e_events).await;
         let azurite = azurite::Azurite::start();
-        let blob = |container: &str| blob_checkpoints(&azurite, container);
-        let mut e2e: Vec<(String, u64, f64)> = Vec::new();
-        for (label, group, wasm) in [
-            (
-                "hubwasm run, Rust json filter",
-                "rust-plugin",
-                plugins[0].2.clone(),
-            ),
-            (
-                "hubwasm run, Python json filter",
-                "python-plugin",
-                plugins[1].2.clone(),
-            ),
-            (
-                "hubwasm run, JavaScript json filter",
-                "js-plugin",
-                plugins[2].2.clone(),
-            ),
-        ] {
-            let (n, busy): (u64, Duration) = hubwasm_run(
-                &conn,
-                &blob(group),
-                group,
-                e2e_events,
-                wasm.to_str().unwrap(),
-            )
-            .await;
-            e2e.push((label.into(), n, n as f64 / busy.as_secs_f64()));
-        }
-        match python_run(&conn, "batch", py_events, &azurite.connection_string()) {
-            Ok((n, secs)) => e2e.push((
-                "official Python consumer, receive_batch".into(),
-                n,
-                n as f64 / secs,
-            )),
-            Err(why) => println!("Python consumer not run: {why}"),
+        let mut all = Vec::new();
+        for r in 0..rounds {
+            let mut round = Vec::new();
+            for (label, group, wasm) in &rows_e2e {
+                let group = format!("{group}-{r}");
+                let rate = if *label == CONSUMER {
+                    match python_run(
+                        &conn,
+                        "batch",
+                        &group,
+                        py_events,
+                        &azurite.connection_string(),
+                    ) {
+                        Ok((n, secs)) => Some(n as f64 / secs),
+                        Err(why) => {
+                            println!("Python consumer not run: {why}");
+                            None
+                        }
+                    }
+                } else {
+                    let (n, busy): (u64, Duration) = hubwasm_run(
+                        &conn,
+                        &blob_checkpoints(&azurite, &group),
+                        &group,
+                        e2e_events,
+                        wasm.to_str().unwrap(),
+                    )
+                    .await;
+                    Some(n as f64 / busy.as_secs_f64())
+                };
+                round.push(rate);
+            }
+            let consumer = rows_e2e
+                .iter()
+                .position(|row| row.0 == CONSUMER)
+                .and_then(|i| round[i]);
+            let cells: Vec<String> = rows_e2e
+                .iter()
+                .zip(&round)
+                .map(|((label, _, _), rate)| {
+                    let name = label.rsplit(", ").next().unwrap_or(label);
+                    match (rate, consumer) {
+                        (Some(rate), Some(p)) if *label != CONSUMER => {
+                            format!("{name} {rate:.0} ({:.1}x)", rate / p)
+                        }
+                        (Some(rate), _) => format!("{name} {rate:.0}"),
+                        (None, _) => format!("{name} -"),
+                    }
+                })
+                .collect();
+            println!("round {}/{rounds}, events/s: {}", r + 1, cells.join(", "));
+            all.push(round);
         }
         endpoint.shutdown().await;
-        e2e
+        all
     });
-    println!();
-    println!("end to end: embedded endpoint -> consumer -> json filter (value >= 50) -> Blob checkpoints (Azurite)");
-    let python_rate = e2e
-        .iter()
-        .find(|r| r.0.starts_with("official"))
-        .map(|r| r.2);
-    for (label, n, rate) in &e2e {
-        let vs = python_rate
-            .map(|p| format!("{:.1}x", rate / p))
-            .unwrap_or_default();
-        println!("{label:<42} {n:>8} events {rate:>10.0} events/s {vs:>8} the Python consumer");
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    let consumer_at = rows_e2e.iter().position(|row| row.0 == CONSUMER);
+    // Median over the rounds of each row's events/s and of its ratio to the consumer's.
+    let mut ratios: Vec<(&str, f64)> = Vec::new();
+    for (i, (label, _, _)) in rows_e2e.iter().enumerate() {
+        let rate = median(e2e.iter().filter_map(|round| round[i]).collect());
+        let ratio = consumer_at.and_then(|c| {
+            median(
+                e2e.iter()
+                    .filter_map(|round| Some(round[i]? / round[c]?))
+                    .collect(),
+            )
+        });
+        let events = if *label == CONSUMER {
+            py_events
+        } else {
+            e2e_events
+        };
+        let vs = match ratio {
+            Some(x) if *label != CONSUMER => format!("{x:.1}x"),
+            _ => String::new(),
+        };
+        match rate {
+            Some(rate) => println!(
+                "{label:<42} {events:>8} events {rate:>10.0} events/s {vs:>8} the Python consumer (medians)"
+            ),
+            None => println!("{label:<42} not run"),
+        }
+        if let (Some(x), true) = (ratio, *label != CONSUMER) {
+            ratios.push((label, x));
+        }
     }
 
     println!();
-    for (lang, noop_ns, filter_ns, native) in &rows[1..] {
+    for (lang, noop_ns, filter_ns, native) in rows.iter().skip(1) {
         let noop_us = noop_ns / 1000.0;
         println!(
             "goal: {lang} no-op copy-in overhead <= 2 us/event: {noop_us:.2} us ({})",
@@ -307,16 +384,13 @@ fn main() {
             if *ms < 100.0 { "met" } else { "MISSED" }
         );
     }
-    if let Some(p) = python_rate {
-        for (label, _, rate) in e2e
-            .iter()
-            .filter(|r| r.0.contains("Python json") || r.0.contains("JavaScript json"))
-        {
-            let ratio = rate / p;
-            println!(
-                "goal: {label} >= 5x the Python consumer: {ratio:.1}x ({})",
-                if ratio >= 5.0 { "met" } else { "MISSED" }
-            );
-        }
+    for (label, ratio) in ratios
+        .iter()
+        .filter(|r| r.0.contains("Python json") || r.0.contains("JavaScript json"))
+    {
+        println!(
+            "goal: {label} >= 5x the Python consumer: {ratio:.1}x, median of {rounds} rounds ({})",
+            if *ratio >= 5.0 { "met" } else { "MISSED" }
+        );
     }
 }

@@ -139,11 +139,12 @@ pub async fn run_until_idle(config: RunConfig, events: usize) -> (u64, Duration)
     (report.snapshot.handled, report.busy)
 }
 
-/// A Python consumer (`mode` batch or event, see bench_consumer.py): (events, seconds) or why
-/// it could not run.
+/// A Python consumer (`mode` batch or event, see bench_consumer.py) in consumer `group`, its
+/// checkpoints in container `bench-<group>`: (events, seconds) or why it could not run.
 pub fn python_run(
     conn: &str,
     mode: &str,
+    group: &str,
     events: usize,
     storage: &str,
 ) -> Result<(u64, f64), String> {
@@ -153,8 +154,8 @@ pub fn python_run(
     let out = std::process::Command::new(python)
         .arg(script)
         .args(["--conn", conn])
-        .args(["--consumer-group", &format!("python-{mode}")])
-        .args(["--container", &format!("bench-python-{mode}")])
+        .args(["--consumer-group", group])
+        .args(["--container", &format!("bench-{group}")])
         .args(["--mode", mode])
         .args(["--expect", &events.to_string()])
         .args(["--storage", storage])

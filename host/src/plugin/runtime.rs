@@ -197,6 +197,10 @@ impl Runtime {
             .consume_fuel(options.fuel)
             .table_lazy_init(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // For profiling plugins with `perf`: names compiled wasm functions in /tmp/perf-PID.map.
+        if std::env::var_os("HUBWASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
