@@ -362,3 +362,40 @@ fn effect_limits_are_verdicts_and_a_refused_call_commits_nothing() {
         "the key at the limit is kept\n{all}"
     );
 }
+
+#[test]
+fn perfmap_names_the_plugins_compiled_functions_for_perf() {
+    let events = sample_events();
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
+    // Twice: the first run may compile, the second loads the compiled cache; both name them.
+    for perfmap in ["1", "1", "0"] {
+        let child = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+            .args(["plugin", "test", hubwasm_plugins::JSON_FILTER, "--events"])
+            .arg(&events)
+            .args(["--batch", "8", "--quiet"])
+            .env("HUBWASM_CACHE_DIR", &cache)
+            .env("HUBWASM_PERFMAP", perfmap)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run hubwasm");
+        let map = PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let written = std::fs::read_to_string(&map).ok();
+        let _ = std::fs::remove_file(&map);
+        if perfmap == "1" {
+            let written = written.expect("HUBWASM_PERFMAP=1 writes /tmp/perf-<pid>.map");
+            // `<address> <size> <name>` per compiled function: the Rust plugin's export by its
+            // name, functions without one by index.
+            assert!(
+                written
+                    .lines()
+                    .any(|l| l.ends_with(" hubwasm:plugin/batch-handler@0.2.0#handle-batch")),
+                "{written}"
+            );
+            assert!(written.contains("::function["), "{written}");
+        } else {
+            assert!(written.is_none(), "no map unless asked for");
+        }
+    }
+}
