@@ -48,7 +48,7 @@ export class Config {
 
 /** One event of a batch; each field is read from the batch when asked for. */
 export class Event {
-  /** The body: a view into the batch (copy with slice() to keep it beyond the call). */
+  /** The body: a view into the batch, emptied when the call returns (copy with slice() to keep it longer). */
   readonly body: Uint8Array;
   /** The body as UTF-8 text (throws TypeError if it is not). */
   text(): string;

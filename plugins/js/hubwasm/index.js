@@ -20,8 +20,8 @@
 // instance, retries, then the failure policy).
 //
 // Events are views over the batch the host copied in as a few typed arrays: a field is decoded
-// only when read, and `body` is a view, not a copy. Build with `hubwasm plugin build`
-// (componentize-js, world batch-plugin, with wasi:http for `fetch`).
+// only when read, and `body` is a view, not a copy (emptied when the call returns). Build with
+// `hubwasm plugin build` (componentize-js, world batch-plugin, with wasi:http for `fetch`).
 //
 // Effects (contract 0.2; each works only where the operator configured it for the event hub):
 //
@@ -175,7 +175,8 @@ export class Event {
     this.batch = batch;
     this.index = index;
   }
-  /** The body, a view into the batch (copy it with `slice()` to keep it beyond the call). */
+  /** The body, a view into the batch, emptied when the call returns (copy it with `slice()` to
+   * keep it longer). */
   get body() {
     return this.batch.bytes(this.index, BODY) ?? new Uint8Array(0);
   }
@@ -524,6 +525,20 @@ function verdict(index, error) {
   return { failedAt: index, error: { tag: "rejected", val: String(error.message) } };
 }
 
+// A batch's columns are garbage once its call is over (event views do not outlive it, see
+// `Event.body`): free them now instead of at the engine's next collection, which lets the
+// columns of a few hundred batches pile up first (an instance then grows to ~70 MB instead of
+// ~23 MB).
+function release(raw) {
+  for (const column of [raw.spans, raw.data, raw.sequenceNumbers, raw.enqueuedTimesMs, raw.properties]) {
+    try {
+      column.buffer.transfer(0); // detaches the column, freeing its bytes
+    } catch {
+      // Already detached (columns sharing a buffer) or not transferable: the GC frees it.
+    }
+  }
+}
+
 function isThenable(value) {
   return value !== null && typeof value === "object" && typeof value.then === "function";
 }
@@ -575,28 +590,50 @@ export function plugin(PluginClass) {
   // Promise settles. Synchronous handlers never create one.
   const batchHandler = {
     handleBatch(ctx, raw) {
-      const batch = new Batch(raw);
-      if (typeof instance.handleBatch === "function") {
-        let pending;
-        try {
-          pending = instance.handleBatch(ctx, batch);
-        } catch (e) {
-          fail(e, e?.index ?? 0);
-        }
-        if (isThenable(pending)) return Promise.resolve(pending).then(() => undefined, (e) => fail(e, e?.index ?? 0));
+      let pending;
+      try {
+        pending = handleBatch(ctx, raw);
+      } catch (e) {
+        release(raw);
+        throw e;
+      }
+      if (pending === undefined) {
+        release(raw);
         return;
       }
-      for (let i = 0; i < batch.length; i++) {
-        let pending;
-        try {
-          pending = instance.handle(ctx, new Event(batch, i));
-        } catch (e) {
-          fail(e, i);
-        }
-        if (isThenable(pending)) return handleRest(ctx, batch, i, pending);
-      }
+      return pending.then(
+        () => release(raw),
+        (e) => {
+          release(raw);
+          throw e;
+        },
+      );
     },
   };
+  // The batch's handling: undefined when done, or a Promise if a handler is async.
+  function handleBatch(ctx, raw) {
+    const batch = new Batch(raw);
+    if (typeof instance.handleBatch === "function") {
+      let pending;
+      try {
+        pending = instance.handleBatch(ctx, batch);
+      } catch (e) {
+        fail(e, e?.index ?? 0);
+      }
+      if (isThenable(pending)) return Promise.resolve(pending).then(() => undefined, (e) => fail(e, e?.index ?? 0));
+      return undefined;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      let pending;
+      try {
+        pending = instance.handle(ctx, new Event(batch, i));
+      } catch (e) {
+        fail(e, i);
+      }
+      if (isThenable(pending)) return handleRest(ctx, batch, i, pending);
+    }
+    return undefined;
+  }
   // Await event `i`'s handler, then handle the rest of the batch one event at a time.
   async function handleRest(ctx, batch, i, pending) {
     try {
