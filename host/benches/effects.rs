@@ -58,7 +58,7 @@ async fn run_hub(
         "store = \"local\"\npath = \"{}\"",
         dir.join(format!("checkpoints-{group}")).display()
     );
-    let mut config = common::run_config(conn, &checkpoints, group, plugin, BATCH, extra);
+    let mut config = common::run_config(conn, &checkpoints, group, plugin, BATCH, 10, extra);
     if !config.event_hubs[0].output.is_empty() {
         // filter-emit forwards what passes its filter to this output.
         config.event_hubs[0]

@@ -60,6 +60,7 @@ fn config(conn: &str, store: &Path, group: &str, plugin: &str, batch: usize) -> 
         group,
         plugin,
         batch,
+        10,
         "[eventhub.rollback]\nautomatic = false",
     )
 }

@@ -71,15 +71,22 @@ pub async fn preload(conn: &str, count: usize) {
     }
 }
 
+/// How long the hubwasm rows compared with the Python consumer wait to fill a batch: as long as
+/// the consumer does (`receive_batch(max_wait_time=1)`, tests/python/bench_consumer.py), so
+/// both sides fill their batches of 1000 alike and checkpoint once per batch.
+pub const PYTHON_MAX_WAIT_MS: u64 = 1000;
+
 /// The host config the end-to-end benches run: the bench's event hub from the start, a json
-/// filter `plugin` (`min_value` 50) in batches of up to `batch`, greedy balancing, the
-/// `[checkpoints]` given, and `extra` TOML for the event hub's table.
+/// filter `plugin` (`min_value` 50) in batches of up to `batch`, waiting at most `max_wait_ms`
+/// to fill one, greedy balancing, the `[checkpoints]` given, and `extra` TOML for the event
+/// hub's table.
 pub fn run_config(
     conn: &str,
     checkpoints: &str,
     group: &str,
     plugin: &str,
     batch: usize,
+    max_wait_ms: u64,
     extra: &str,
 ) -> RunConfig {
     let text = format!(
@@ -94,7 +101,7 @@ consumer_group = "{group}"
 plugin = "{plugin}"
 plugin_config = {{ min_value = "50" }}
 max_batch_size = {batch}
-max_wait_ms = 10
+max_wait_ms = {max_wait_ms}
 
 [eventhub.balancing]
 strategy = "greedy"
@@ -108,7 +115,8 @@ prefetch = 3000
 }
 
 /// `processor::run` over every event with `plugin` (a json filter, `min_value` 50), on the
-/// `[checkpoints]` given: (events handled, time from the first to the last).
+/// `[checkpoints]` given, batched as the Python consumer batches (up to 1000 events, waiting up
+/// to [`PYTHON_MAX_WAIT_MS`]): (events handled, time from the first to the last).
 pub async fn hubwasm_run(
     conn: &str,
     checkpoints: &str,
@@ -117,7 +125,15 @@ pub async fn hubwasm_run(
     plugin: &str,
 ) -> (u64, Duration) {
     run_until_idle(
-        run_config(conn, checkpoints, group, plugin, 1000, ""),
+        run_config(
+            conn,
+            checkpoints,
+            group,
+            plugin,
+            1000,
+            PYTHON_MAX_WAIT_MS,
+            "",
+        ),
         events,
     )
     .await
