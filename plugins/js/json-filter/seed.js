@@ -54,24 +54,11 @@ function brackets(text) {
   return count(text, "[") + count(text, "{");
 }
 
-// Whether a quoted key occurs more than once anywhere in the text (as a key or inside a value).
-function repeatedKey(text) {
-  // Unrolled: StarlingMonkey interprets, and a loop over an array costs more than the searches.
-  let at;
-  return (
-    ((at = text.indexOf('"event_id"')) !== -1 && text.indexOf('"event_id"', at + 1) !== -1) ||
-    ((at = text.indexOf('"message_id"')) !== -1 && text.indexOf('"message_id"', at + 1) !== -1) ||
-    ((at = text.indexOf('"timestamp"')) !== -1 && text.indexOf('"timestamp"', at + 1) !== -1) ||
-    ((at = text.indexOf('"value"')) !== -1 && text.indexOf('"value"', at + 1) !== -1) ||
-    ((at = text.indexOf('"data"')) !== -1 && text.indexOf('"data"', at + 1) !== -1)
-  );
-}
-
-// Integer field `key` (`quoted` is `"key"`) of `doc`, checked against its raw token: digits
-// only, no fraction or exponent, `-0` excluded, within 64 bits (a Number, or a BigInt beyond 15
-// digits). `sources` has the raw tokens when the slow path read them; otherwise the key occurs
-// once in `text` and its token follows it.
-function integerField(doc, key, quoted, text, sources) {
+// Integer field `key` of `doc`, checked against its raw token: digits only, no fraction or
+// exponent, `-0` excluded, within 64 bits (a Number, or a BigInt beyond 15 digits). `sources`
+// has the raw tokens when the slow path read them; otherwise the key occurs once in `text`,
+// ending at `afterKey`, and its token follows it.
+function integerField(doc, key, afterKey, text, sources) {
   const v = doc[key];
   if (typeof v !== "number") {
     throw new Error(Object.hasOwn(doc, key) ? `\`${key}\` is not a 64-bit integer` : `missing field \`${key}\``);
@@ -82,7 +69,7 @@ function integerField(doc, key, quoted, text, sources) {
   } else {
     // JSON.parse accepted the text, so after the key come blanks, `:`, blanks and the number;
     // one sticky regex reads it (StarlingMonkey interprets, and a loop over chars costs more).
-    TOKEN_AFTER_KEY.lastIndex = text.indexOf(quoted) + quoted.length;
+    TOKEN_AFTER_KEY.lastIndex = afterKey;
     const m = TOKEN_AFTER_KEY.exec(text);
     // A fraction or an exponent makes a float for serde, and so does `-0`.
     if (m === null || m[3] !== "" || (m[1] !== "" && m[2] === "0")) {
@@ -112,7 +99,17 @@ export function seedValue(body) {
   // Escapes can spell a key (`"val\u0075e"`) or a lone surrogate: those bodies take the slow
   // path, as do repeated keys and deep nesting.
   const escapes = text.includes("\\u");
-  const repeated = escapes || repeatedKey(text);
+  // A quoted key more than once anywhere (as a key or inside a value)? Unrolled and inline: a
+  // loop or a call costs more than the searches in StarlingMonkey's interpreter. Where the two
+  // integer keys are is kept for reading their tokens (the fast path, where each is once).
+  let atMessageId = -1, atValue = -1, at;
+  const repeated =
+    escapes ||
+    ((at = text.indexOf('"event_id"')) !== -1 && text.indexOf('"event_id"', at + 1) !== -1) ||
+    ((atMessageId = text.indexOf('"message_id"')) !== -1 && text.indexOf('"message_id"', atMessageId + 1) !== -1) ||
+    ((at = text.indexOf('"timestamp"')) !== -1 && text.indexOf('"timestamp"', at + 1) !== -1) ||
+    ((atValue = text.indexOf('"value"')) !== -1 && text.indexOf('"value"', atValue + 1) !== -1) ||
+    ((at = text.indexOf('"data"')) !== -1 && text.indexOf('"data"', at + 1) !== -1);
   let doc, sources;
   let parsed = false;
   if (!repeated && (text.length < 2 * (MAX_DEPTH + 1) || brackets(text) <= MAX_DEPTH)) {
@@ -156,6 +153,6 @@ export function seedValue(body) {
     stringField(doc, "timestamp", escapes);
     stringField(doc, "data", escapes);
   }
-  integerField(doc, "message_id", '"message_id"', text, sources);
-  return integerField(doc, "value", '"value"', text, sources);
+  integerField(doc, "message_id", atMessageId + '"message_id"'.length, text, sources);
+  return integerField(doc, "value", atValue + '"value"'.length, text, sources);
 }
