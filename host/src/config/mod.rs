@@ -755,6 +755,21 @@ impl RunConfig {
         }
     }
 
+    /// Every entry of an allowed-origins list (an event hub's or a tenant's grant) parses as an
+    /// origin; the first that does not is refused at its table's line.
+    pub(crate) fn check_origins(
+        &self,
+        origins: &[String],
+        section: (&str, usize, &str),
+        setting: String,
+    ) -> Result<(), ConfigError> {
+        for origin in origins {
+            crate::plugin::http::Origin::parse(origin)
+                .map_err(|why| self.invalid_at(section, setting.clone(), why))?;
+        }
+        Ok(())
+    }
+
     /// A dedupe or state store: Redis needs a URL, the local store takes a path.
     fn check_store(
         &self,
@@ -988,15 +1003,11 @@ impl RunConfig {
                 }
             }
             self.check_outputs(i, hub)?;
-            for origin in &hub.allowed_outbound_hosts {
-                crate::plugin::http::Origin::parse(origin).map_err(|why| {
-                    self.invalid_at(
-                        ("eventhub", i, "allowed_outbound_hosts"),
-                        at("allowed_outbound_hosts"),
-                        why,
-                    )
-                })?;
-            }
+            self.check_origins(
+                &hub.allowed_outbound_hosts,
+                ("eventhub", i, "allowed_outbound_hosts"),
+                at("allowed_outbound_hosts"),
+            )?;
             if rollback.min_failures == 0 {
                 return Err(self.invalid(at("rollback.min_failures"), "must be at least 1"));
             }

@@ -456,15 +456,11 @@ impl super::RunConfig {
                     ));
                 }
             }
-            for origin in &tenant.grants.allowed_outbound_hosts {
-                crate::plugin::http::Origin::parse(origin).map_err(|why| {
-                    self.invalid_at(
-                        ("tenant", i, "grants"),
-                        at("grants.allowed_outbound_hosts"),
-                        why,
-                    )
-                })?;
-            }
+            self.check_origins(
+                &tenant.grants.allowed_outbound_hosts,
+                ("tenant", i, "grants"),
+                at("grants.allowed_outbound_hosts"),
+            )?;
             if let Some(var) = &tenant.admin_token_env {
                 if var.trim().is_empty() {
                     return Err(self.invalid_at(
