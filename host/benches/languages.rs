@@ -186,34 +186,27 @@ fn main() {
         )),
     ];
     let micro = if only.is_some() { 0 } else { plugins.len() };
-    for ((lang, noop, filter), native) in plugins.iter().zip(natives).take(micro) {
-        let runtime = Runtime::new(RuntimeOptions {
+    let runtime = |call_deadlines: bool| {
+        Runtime::new(RuntimeOptions {
             cache_dir: Some(cache.clone()),
+            call_deadlines,
             ..RuntimeOptions::default()
         })
-        .unwrap();
-        let load = |path: &Path| {
-            let mut spec = PluginSpec::new(path);
-            spec.config = vec![("min_value".into(), "50".into())];
-            PluginHandle::new(rt.block_on(runtime.load(spec)).unwrap())
-        };
-        let noop_ns = per_event(&rt, &load(noop), &events);
-        let filter_ns = per_event(&rt, &load(filter), &events);
-        // What the call deadlines cost (epoch checks compiled into every loop and function):
-        // the same filter on an engine without them. Measurement only: `hubwasm run` keeps them.
-        let undeadlined = Runtime::new(RuntimeOptions {
-            cache_dir: Some(cache.clone()),
-            call_deadlines: false,
-            ..RuntimeOptions::default()
-        })
-        .unwrap();
-        let mut spec = PluginSpec::new(filter);
+        .unwrap()
+    };
+    // The second measures what the call deadlines cost (epoch checks compiled into every loop
+    // and function): the same filter on an engine without them. Measurement only: `hubwasm
+    // run` keeps them.
+    let (deadlined, undeadlined) = (runtime(true), runtime(false));
+    let load = |runtime: &Runtime, path: &Path| {
+        let mut spec = PluginSpec::new(path);
         spec.config = vec![("min_value".into(), "50".into())];
-        let free_ns = per_event(
-            &rt,
-            &PluginHandle::new(rt.block_on(undeadlined.load(spec)).unwrap()),
-            &events,
-        );
+        PluginHandle::new(rt.block_on(runtime.load(spec)).unwrap())
+    };
+    for ((lang, noop, filter), native) in plugins.iter().zip(natives).take(micro) {
+        let noop_ns = per_event(&rt, &load(&deadlined, noop), &events);
+        let filter_ns = per_event(&rt, &load(&deadlined, filter), &events);
+        let free_ns = per_event(&rt, &load(&undeadlined, filter), &events);
         let (native_text, ratio) = match &native {
             Some(Ok(ns)) => (format!("{ns:.0}"), format!("{:.2}x", filter_ns / ns)),
             Some(Err(why)) => (
