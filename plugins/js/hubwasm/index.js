@@ -596,21 +596,11 @@ export function plugin(PluginClass) {
       let pending;
       try {
         pending = handleBatch(ctx, raw);
-      } catch (e) {
-        release(raw);
-        throw e;
+      } finally {
+        // Done (or thrown) now; an async handler's batch is released once it settles.
+        if (pending === undefined) release(raw);
       }
-      if (pending === undefined) {
-        release(raw);
-        return;
-      }
-      return pending.then(
-        () => release(raw),
-        (e) => {
-          release(raw);
-          throw e;
-        },
-      );
+      return pending?.finally(() => release(raw));
     },
   };
   // The batch's handling: undefined when done, or a Promise if a handler is async.
