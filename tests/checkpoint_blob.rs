@@ -338,7 +338,9 @@ async fn the_plugin_version_is_kept_beside_the_checkpoints() {
     );
     let record = VersionRecord {
         path: "/srv/plugins/filtre-é/v2.wasm".into(),
-        digest: "ab".repeat(32),
+        digest: "ab".repeat(6),
+        sha256: Some("ab".repeat(32)),
+        name: Some("filtre".into()),
         base_digest: "cd".repeat(32),
         reason: "swap".into(),
         by: "host-a".into(),
@@ -370,6 +372,76 @@ async fn the_plugin_version_is_kept_beside_the_checkpoints() {
     );
     assert!(checkpoints(&store).await.is_empty());
     assert!(owners(&store).await.is_empty());
+}
+
+/// A swapped-in component is kept in the container under its SHA-256, read back only up to
+/// the reader's bound, and a missing one is `None`; the names of objects are digests only.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_components_are_kept_by_digest_and_read_within_a_bound() {
+    use hubwasm::checkpoint::GroupName;
+    let azurite = Azurite::start();
+    let store = store(&azurite).await;
+    let group = GroupName {
+        namespace: NAMESPACE,
+        event_hub: HUB,
+        consumer_group: GROUP,
+    };
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let sha = hubwasm::plugin::sha256_hex(&bytes);
+    assert_eq!(
+        store.load_component(&group, &sha, 1 << 20).await.unwrap(),
+        None
+    );
+    store.save_component(&group, &sha, &bytes).await.unwrap();
+    // Saving again (another host, the same swap) is harmless.
+    store.save_component(&group, &sha, &bytes).await.unwrap();
+    assert_eq!(
+        store.load_component(&group, &sha, 1 << 20).await.unwrap(),
+        Some(bytes.clone())
+    );
+    let err = store.load_component(&group, &sha, 1000).await.unwrap_err();
+    assert!(
+        err.to_string().contains("200000 bytes") && err.to_string().contains("max_component_bytes"),
+        "{err}"
+    );
+    for bad in ["../../etc/passwd", "AB", &"g".repeat(64)] {
+        assert!(
+            store.load_component(&group, bad, 1 << 20).await.is_err(),
+            "{bad}"
+        );
+        assert!(
+            store.save_component(&group, bad, b"x").await.is_err(),
+            "{bad}"
+        );
+    }
+    // The fetch checks the digest: an object replaced in the container is refused.
+    let fetched = hubwasm::artifact::fetch(&store, &group, Some(&sha), "p", "upload", 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(fetched.sha256, sha);
+    store
+        .container()
+        .put(
+            &format!("{NAMESPACE}/{HUB}/{GROUP}/hubwasm-plugin/components/{sha}").to_lowercase(),
+            b"\0asm tampered".to_vec(),
+            "application/wasm",
+        )
+        .await
+        .unwrap();
+    let err = hubwasm::artifact::fetch(&store, &group, Some(&sha), "p", "upload", 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, hubwasm::artifact::FetchError::Tampered { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        blob_names(&store).await,
+        [format!(
+            "hubwasm-test.servicebus.windows.net/telemetry/$default/hubwasm-plugin/components/{sha}"
+        )]
+    );
+    assert!(checkpoints(&store).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -99,7 +99,12 @@ async fn run(
             {
                 tick.tick().await;
                 let next = &versions[(swaps + 1) % 2];
-                handle.swap(HUB, None, next, None).await.unwrap();
+                let component = hubwasm::artifact::Component::new(
+                    "json_filter",
+                    next.display().to_string(),
+                    std::fs::read(next).unwrap(),
+                );
+                handle.swap(HUB, None, component, None).await.unwrap();
                 swaps += 1;
             }
             swaps

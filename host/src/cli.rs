@@ -124,9 +124,11 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct SwapArgs {
-    /// The new plugin version (.wasm), as a path the host can read.
+    /// The new plugin version (.wasm): its bytes are uploaded to the host, which stores them
+    /// for every host of the consumer group.
     pub wasm: PathBuf,
-    /// Sample events (.jsonl) the new version must handle without a failure before the swap.
+    /// Sample events (.jsonl) the new version must handle without a failure before the swap
+    /// (uploaded with it).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
     #[command(flatten)]
@@ -446,31 +448,66 @@ fn plugin_new(args: NewArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
-    // The host resolves the paths: make them absolute here.
-    let wasm = std::path::absolute(&args.wasm)?;
-    let replay = args
-        .replay
-        .as_deref()
-        .map(std::path::absolute)
-        .transpose()?;
-    let body = serde_json::to_string(&crate::admin::SwapRequest {
-        plugin: wasm,
-        consumer_group: args.target.consumer_group.clone(),
-        replay,
-    })?;
-    admin_change(&args.target, "swap", &body).await
+    // The component travels as bytes: the host never reads a path of ours.
+    let read = |path: &std::path::Path, bound| {
+        crate::files::read(path, bound).with_context(|| format!("cannot send {}", path.display()))
+    };
+    let wasm = read(
+        &args.wasm,
+        crate::files::Bound::component(crate::files::DEFAULT_MAX_COMPONENT_BYTES << 4),
+    )?;
+    let name = args
+        .wasm
+        .file_stem()
+        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
+    let file_name = format!("{name}.wasm");
+    let (body, content_type) = match &args.replay {
+        Some(replay) => {
+            let events = read(
+                replay,
+                crate::files::Bound::events(crate::files::DEFAULT_MAX_EVENTS_BYTES << 6),
+            )?;
+            crate::admin::client::multipart(&[
+                ("plugin", &file_name, &wasm),
+                ("replay", "replay.jsonl", &events),
+            ])
+        }
+        None => (wasm, "application/wasm".to_string()),
+    };
+    let mut query = format!("name={}", percent_encode(&name));
+    if let Some(group) = &args.target.consumer_group {
+        query.push_str(&format!("&consumer_group={}", percent_encode(group)));
+    }
+    admin_change(
+        &args.target,
+        &format!("swap?{query}"),
+        &body,
+        Some(&content_type),
+    )
+    .await
 }
 
 async fn plugin_rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let body = serde_json::to_string(&crate::admin::RollbackRequest {
         consumer_group: args.target.consumer_group.clone(),
     })?;
-    admin_change(&args.target, "rollback", &body).await
+    admin_change(
+        &args.target,
+        "rollback",
+        body.as_bytes(),
+        Some("application/json"),
+    )
+    .await
 }
 
 /// POST a change (`swap`, `rollback`) for the target's event hub to the admin API with the
 /// token from its `token_env`; print the swap it made.
-async fn admin_change(target: &AdminTarget, action: &str, body: &str) -> anyhow::Result<ExitCode> {
+async fn admin_change(
+    target: &AdminTarget,
+    action: &str,
+    body: &[u8],
+    content_type: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let AdminTarget {
         admin,
         event_hub,
@@ -485,13 +522,14 @@ async fn admin_change(target: &AdminTarget, action: &str, body: &str) -> anyhow:
              variable with --token-env)"
         );
     }
-    let answer = crate::admin::client::request(
+    let answer = crate::admin::client::send(
         admin,
         "POST",
         &path,
-        Some(body),
+        body,
+        content_type,
         token.as_deref(),
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )
     .await?;
     if answer.status == 200 {
@@ -663,6 +701,7 @@ async fn run_host(args: RunArgs) -> anyhow::Result<ExitCode> {
         send: args.send.clone(),
         runtime: RuntimeOptions {
             cache_dir: args.cache.dir(),
+            max_component_bytes: config.max_component_bytes(),
             ..RuntimeOptions::default()
         },
     };
@@ -724,6 +763,11 @@ async fn run_host(args: RunArgs) -> anyhow::Result<ExitCode> {
                 listen: admin.listen,
                 token,
                 tenant_tokens,
+                plugin_dirs: admin.plugin_dirs.clone(),
+                max_component_bytes: admin.max_component_bytes,
+                max_replay_bytes: admin.max_replay_bytes,
+                upload_idle_timeout: Duration::from_millis(admin.upload_idle_timeout_ms),
+                upload_timeout: Duration::from_millis(admin.upload_timeout_ms),
             },
             host.handle(),
             stop_rx.clone(),
@@ -905,6 +949,9 @@ fn inspect(wasm: PathBuf, cache: CacheArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The most bytes of events `hubwasm plugin test` reads (1 GiB).
+const PLUGIN_TEST_MAX_EVENTS_BYTES: u64 = 1 << 30;
+
 async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(RuntimeOptions {
         cache_dir: args.cache.dir(),
@@ -922,7 +969,8 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     };
     let options = ReplayOptions {
         plugin,
-        events: args.events,
+        // `plugin test` reads the caller's own files: bounded, but generously.
+        events: replay::EventsSource::Path(args.events, PLUGIN_TEST_MAX_EVENTS_BYTES),
         batch_size: args.batch as usize,
         quiet: args.quiet,
         outputs: args.outputs,

@@ -72,6 +72,9 @@ pub struct HubHandle {
     follow_every: Duration,
     /// Sample events every new version must pass ([eventhub.swap] replay_events).
     replay_events: Option<std::path::PathBuf>,
+    /// The most bytes a component or a replay events file may have.
+    max_component_bytes: u64,
+    max_replay_bytes: u64,
     /// Swap when the plugin file is replaced ([eventhub.swap] watch).
     watch: bool,
     /// Tells a halted partition task to start again.
@@ -194,6 +197,10 @@ pub enum SwapError {
         replay: String,
         message: String,
     },
+    /// The group's store did not take the new component, so the group's other hosts could not
+    /// follow: nothing changed.
+    #[error("refused {path}: the consumer group's store did not keep the component ({message}); the running version is unchanged; try again once the store answers")]
+    StoreUnavailable { path: String, message: String },
     /// The new version failed validation (unreadable, wrong world or contract, `init` refused);
     /// the old version keeps running.
     #[error("refused {path}: {source}; the running version is unchanged")]
@@ -420,46 +427,84 @@ impl HostHandle {
         }
     }
 
-    /// Replace the plugin of `event_hub` with the component at `path`. The new version is
-    /// loaded and checked first (world, contract version, `init` with the hub's config); if
-    /// that fails nothing changes. Then every partition switches at its next batch boundary:
-    /// the batch in flight finishes and is checkpointed on the old version.
+    /// Replace the plugin of `event_hub` with `component`. The new version is loaded and
+    /// checked first (world, contract version, `init` with the hub's config, the replay
+    /// events); if that fails nothing changes. It is then stored in the group's store under its
+    /// digest (the group's other hosts fetch it from there), and every partition switches at
+    /// its next batch boundary: the batch in flight finishes and is checkpointed on the old
+    /// version.
     pub async fn swap(
         &self,
         event_hub: &str,
         group: Option<&str>,
-        path: &std::path::Path,
-        replay: Option<&std::path::Path>,
+        component: crate::artifact::Component,
+        replay: Option<crate::replay::EventsSource>,
     ) -> Result<SwapRecord, SwapError> {
         let hub = self.find(event_hub, group)?;
         let _one_at_a_time = hub.swapping.lock().await;
-        self.swap_locked(hub, path, replay, "swap").await
+        self.swap_locked(hub, component, replay, "swap").await
+    }
+
+    /// The limits a swap request is read with: (component bytes, replay bytes).
+    pub fn upload_limits(&self) -> (u64, u64) {
+        self.inner.hubs.first().map_or(
+            (
+                crate::files::DEFAULT_MAX_COMPONENT_BYTES,
+                crate::files::DEFAULT_MAX_EVENTS_BYTES,
+            ),
+            |h| (h.max_component_bytes, h.max_replay_bytes),
+        )
+    }
+
+    /// The spec a new version of `hub` is loaded with: its bytes, the hub's config and limits.
+    fn spec_for(hub: &HubHandle, component: &crate::artifact::Component) -> PluginSpec {
+        let mut spec = component.spec();
+        spec.config = hub.spec.config.clone();
+        spec.limits = hub.spec.limits;
+        spec.memory_peak = hub.spec.memory_peak.clone();
+        spec.allowed_outbound_hosts = hub.spec.allowed_outbound_hosts.clone();
+        spec
     }
 
     /// [`swap`](Self::swap) with the hub's swap lock held.
     async fn swap_locked(
         &self,
         hub: &HubHandle,
-        path: &std::path::Path,
-        replay: Option<&std::path::Path>,
+        component: crate::artifact::Component,
+        replay: Option<crate::replay::EventsSource>,
         reason: &str,
     ) -> Result<SwapRecord, SwapError> {
-        // The new file names the version; the event hub's config and limits stay.
-        let mut spec = PluginSpec::new(path);
-        spec.config = hub.spec.config.clone();
-        spec.limits = hub.spec.limits;
-        spec.memory_peak = hub.spec.memory_peak.clone();
+        let origin = component.origin.clone();
         let plugin = self
             .inner
             .runtime
-            .load(spec)
+            .load(Self::spec_for(hub, &component))
             .await
             .map_err(|source| SwapError::Refused {
-                path: path.display().to_string(),
+                path: origin.clone(),
                 source,
             })?;
-        if let Some(events) = replay.or(hub.replay_events.as_deref()) {
-            self.check_replay(hub, path, events).await?;
+        let replay = replay.or_else(|| {
+            hub.replay_events
+                .clone()
+                .map(|p| crate::replay::EventsSource::Path(p, hub.max_replay_bytes))
+        });
+        if let Some(events) = replay {
+            self.check_replay(hub, &component, events).await?;
+        }
+        // Both the new version and the one it replaces (what a rollback returns to) are kept in
+        // the group's store before anything changes: every host can then fetch either.
+        let current = hub.plugin.current();
+        for (sha256, bytes) in [
+            (plugin.sha256(), plugin.bytes()),
+            (current.sha256(), current.bytes()),
+        ] {
+            crate::artifact::save(self.inner.store.as_ref(), &hub.group(), sha256, bytes)
+                .await
+                .map_err(|message| SwapError::StoreUnavailable {
+                    path: origin.clone(),
+                    message,
+                })?;
         }
         let record = self.put(hub, Arc::new(plugin), reason.into(), true).await;
         if hub.rollback.automatic {
@@ -510,16 +555,17 @@ impl HostHandle {
     async fn check_replay(
         &self,
         hub: &HubHandle,
-        path: &std::path::Path,
-        events: &std::path::Path,
+        component: &crate::artifact::Component,
+        events: crate::replay::EventsSource,
     ) -> Result<(), SwapError> {
-        let mut spec = PluginSpec::new(path);
-        spec.config = hub.spec.config.clone();
-        spec.limits = hub.spec.limits;
-        spec.memory_peak = hub.spec.memory_peak.clone();
+        let path = component.origin.clone();
+        let replay = match &events {
+            crate::replay::EventsSource::Path(p, _) => p.display().to_string(),
+            crate::replay::EventsSource::Text(_) => "the uploaded events".to_string(),
+        };
         let options = crate::replay::ReplayOptions {
-            plugin: spec,
-            events: events.to_path_buf(),
+            plugin: Self::spec_for(hub, component),
+            events,
             batch_size: 100,
             quiet: true,
             outputs: hub.outputs.clone(),
@@ -528,8 +574,8 @@ impl HostHandle {
         let summary = crate::replay::replay(&self.inner.runtime, &options, &mut out)
             .await
             .map_err(|e| SwapError::ReplayUnavailable {
-                path: path.display().to_string(),
-                replay: events.display().to_string(),
+                path: path.clone(),
+                replay: replay.clone(),
                 message: e.to_string(),
             })?;
         if summary.failures() == 0 {
@@ -543,8 +589,8 @@ impl HostHandle {
             .collect::<Vec<_>>()
             .join("; ");
         Err(SwapError::ReplayFailed {
-            path: path.display().to_string(),
-            replay: events.display().to_string(),
+            path,
+            replay,
             events: summary.events,
             failed: summary.failures(),
             detail,
@@ -631,6 +677,8 @@ impl HostHandle {
             let version = VersionRecord {
                 path: record.to.path.clone(),
                 digest: record.to.digest.clone(),
+                sha256: Some(hub.plugin.current().sha256().to_string()),
+                name: Some(record.to.name.clone()),
                 base_digest: hub.base_digest.clone(),
                 reason: record.reason.clone(),
                 by: self.inner.instance_id.clone(),
@@ -690,9 +738,14 @@ impl HostHandle {
                             continue;
                         }
                     };
+                    let wanted = record
+                        .sha256
+                        .clone()
+                        .unwrap_or_else(|| record.digest.clone());
                     if record.base_digest != hub.base_digest
-                        || record.digest == hub.plugin.current().digest()
-                        || refused.as_deref() == Some(&record.digest)
+                        || wanted == hub.plugin.current().sha256()
+                        || record.digest == hub.plugin.current().sha256()
+                        || refused.as_deref() == Some(&wanted)
                     {
                         continue;
                     }
@@ -716,9 +769,9 @@ impl HostHandle {
                                 by = %record.by,
                                 error = %err,
                                 "The consumer group switched plugin version but this host cannot \
-                                 load it; it keeps its version"
+                                 fetch or load it; it keeps its version"
                             );
-                            refused = Some(record.digest.clone());
+                            refused = Some(wanted);
                         }
                     }
                 }
@@ -772,7 +825,27 @@ impl HostHandle {
                     pending = None;
                     seen = now;
                     let _one_at_a_time = hub.swapping.lock().await;
-                    match this.swap_locked(hub, &path, None, "file replaced").await {
+                    let read = {
+                        let runtime = this.inner.runtime.clone();
+                        let path = path.clone();
+                        tokio::task::spawn_blocking(move || runtime.read_component(&path)).await
+                    };
+                    let component = match read {
+                        Ok(Ok(bytes)) => crate::artifact::Component::new(
+                            hub.plugin.current().name(),
+                            path.display().to_string(),
+                            bytes,
+                        ),
+                        Ok(Err(err)) => {
+                            tracing::error!(event_hub = %hub.event_hub, path = %path.display(), error = %err, "The plugin file changed but cannot be read; the running version is unchanged");
+                            continue;
+                        }
+                        Err(_) => continue,
+                    };
+                    match this
+                        .swap_locked(hub, component, None, "file replaced")
+                        .await
+                    {
                         Ok(_) => {}
                         Err(err) => tracing::error!(
                             event_hub = %hub.event_hub,
@@ -787,30 +860,29 @@ impl HostHandle {
         }
     }
 
-    /// Load the version a record names, checking it is the same file (by hash).
+    /// Load the version a record names: fetched from the group's store by its digest and
+    /// checked against it.
     async fn load_recorded(
         &self,
         hub: &HubHandle,
         record: &VersionRecord,
     ) -> Result<Arc<crate::plugin::Plugin>, String> {
-        let mut spec = PluginSpec::new(&record.path);
-        spec.config = hub.spec.config.clone();
-        spec.limits = hub.spec.limits;
-        spec.memory_peak = hub.spec.memory_peak.clone();
+        let component = crate::artifact::fetch(
+            self.inner.store.as_ref(),
+            &hub.group(),
+            record.sha256.as_deref(),
+            record_name(record),
+            &record.path,
+            hub.max_component_bytes,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let plugin = self
             .inner
             .runtime
-            .load(spec)
+            .load(Self::spec_for(hub, &component))
             .await
             .map_err(|e| e.to_string())?;
-        if plugin.digest() != record.digest {
-            return Err(format!(
-                "{} has hash {}, not the recorded {}: the file changed since the swap",
-                record.path,
-                plugin.digest(),
-                record.digest
-            ));
-        }
         Ok(Arc::new(plugin))
     }
 
@@ -863,7 +935,26 @@ impl HostHandle {
     }
 }
 
+/// The name a record gives its plugin (older records: the file stem of its path).
+fn record_name(record: &VersionRecord) -> &str {
+    record.name.as_deref().unwrap_or_else(|| {
+        std::path::Path::new(&record.path)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin")
+    })
+}
+
 impl HubHandle {
+    /// The consumer group as the store names it.
+    fn group(&self) -> crate::checkpoint::GroupName<'_> {
+        crate::checkpoint::GroupName {
+            namespace: &self.namespace,
+            event_hub: &self.event_hub,
+            consumer_group: &self.consumer_group,
+        }
+    }
+
     /// The version serving now.
     pub fn current(&self) -> PluginVersion {
         PluginVersion::of(&self.plugin.current())
@@ -991,67 +1082,75 @@ impl Host {
             // checkpoints: start with it, so every host of the group runs the same one.
             let base_digest = plugin.digest().to_string();
             let mut previous = None;
-            let plugin =
-                match store
-                    .load_version(&target.namespace, &hub.name, &hub.consumer_group)
-                    .await
-                {
-                    Ok(Some(record)) if record.base_digest != base_digest => {
-                        report(&format!(
-                            "event hub {}: ignoring the group's recorded version {} ({}): it was \
+            let plugin = match store
+                .load_version(&target.namespace, &hub.name, &hub.consumer_group)
+                .await
+            {
+                Ok(Some(record)) if record.base_digest != base_digest => {
+                    report(&format!(
+                        "event hub {}: ignoring the group's recorded version {} ({}): it was \
                          swapped in over another configured plugin; the config's plugin runs",
-                            hub.name, record.path, record.reason
-                        ));
-                        plugin
-                    }
-                    Ok(Some(record)) if record.digest != base_digest => {
-                        let mut recorded_spec = PluginSpec::new(&record.path);
-                        recorded_spec.config = spec.config.clone();
-                        recorded_spec.limits = spec.limits;
-                        recorded_spec.memory_peak = spec.memory_peak.clone();
-                        let recorded = runtime.load(recorded_spec).await.map_err(|source| {
-                            RunError::Plugin {
-                                hub: format!(
-                                    "{} (the version the consumer group runs since a swap by {}; \
-                                 make {} readable here, or roll back)",
-                                    hub.name, record.by, record.path
-                                ),
-                                source,
-                            }
-                        })?;
-                        if recorded.digest() != record.digest {
-                            return Err(RunError::Store(format!(
-                            "event hub {}: the consumer group runs {} with hash {} since a swap by \
-                             {}, but that file now has hash {}: put the swapped file back, or \
-                             swap again",
-                            hub.name,
-                            record.path,
-                            record.digest,
-                            record.by,
-                            recorded.digest()
-                        )));
-                        }
-                        report(&format!(
-                            "event hub {}: running the consumer group's version {} ({}, {} by {})",
-                            hub.name,
-                            recorded.name(),
-                            &record.digest[..record.digest.len().min(12)],
-                            record.reason,
-                            record.by
-                        ));
-                        previous = Some(Arc::new(plugin));
-                        recorded
-                    }
-                    Ok(_) => plugin,
-                    Err(err) => {
-                        report(&format!(
+                        hub.name, record.path, record.reason
+                    ));
+                    plugin
+                }
+                Ok(Some(record))
+                    if record.sha256.as_deref() != Some(plugin.sha256())
+                        && record.digest != plugin.sha256() =>
+                {
+                    let group = crate::checkpoint::GroupName {
+                        namespace: &target.namespace,
+                        event_hub: &hub.name,
+                        consumer_group: &hub.consumer_group,
+                    };
+                    let fail = |why: String| {
+                        RunError::Store(format!(
+                            "event hub {}: the consumer group runs {} ({}) since a {} by {}, \
+                                 and this host cannot run it: {why}",
+                            hub.name, record.path, record.digest, record.reason, record.by
+                        ))
+                    };
+                    let component = crate::artifact::fetch(
+                        store.as_ref(),
+                        &group,
+                        record.sha256.as_deref(),
+                        record_name(&record),
+                        &record.path,
+                        config.max_component_bytes(),
+                    )
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                    let mut recorded_spec = component.spec();
+                    recorded_spec.config = spec.config.clone();
+                    recorded_spec.limits = spec.limits;
+                    recorded_spec.memory_peak = spec.memory_peak.clone();
+                    recorded_spec.allowed_outbound_hosts = spec.allowed_outbound_hosts.clone();
+                    let recorded = runtime
+                        .load(recorded_spec)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
+                    report(&format!(
+                        "event hub {}: running the consumer group's version {} ({}, {} by {}), \
+                             fetched from the store by its digest",
+                        hub.name,
+                        recorded.name(),
+                        recorded.digest(),
+                        record.reason,
+                        record.by
+                    ));
+                    previous = Some(Arc::new(plugin));
+                    recorded
+                }
+                Ok(_) => plugin,
+                Err(err) => {
+                    report(&format!(
                         "event hub {}: cannot read the group's plugin version ({err}); running \
                          the configured plugin",
                         hub.name
                     ));
-                        plugin
-                    }
-                };
+                    plugin
+                }
+            };
             let dead_letter: Arc<dyn DeadLetterSink> = match &hub.dead_letter {
                 DeadLetterConfig::Directory { path } => Arc::new(DirectorySink::new(path)),
                 DeadLetterConfig::EventHub { connection_string } => {
@@ -1145,6 +1244,13 @@ impl Host {
                 base_digest,
                 follow_every: Duration::from_millis(hub.balancing.update_interval_ms.max(100)),
                 replay_events: hub.swap.replay_events.clone(),
+                max_component_bytes: config.max_component_bytes(),
+                max_replay_bytes: config
+                    .admin
+                    .as_ref()
+                    .map_or(crate::files::DEFAULT_MAX_EVENTS_BYTES, |a| {
+                        a.max_replay_bytes
+                    }),
                 watch: hub.swap.watch,
                 target: target.clone(),
                 properties: tokio::sync::Mutex::new(PositionsCache::default()),

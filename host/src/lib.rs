@@ -2,10 +2,13 @@
 //! moving a partition's checkpoint only past events the plugin handled successfully.
 //!
 //! # Layout
+//! - [`artifact`]: a plugin version as it travels: bytes and digest, kept in the group's store.
 //! - [`azure_blob`]: one Blob container: auth, SAS signing, retries, timeouts, redaction.
 //! - [`backoff`]: the one exponential backoff every retry loop uses.
 //! - [`errors`]: an error chain as one readable line.
 //! - [`event`]: the host's event and partition-context types, free of wasmtime and the SDK.
+//! - [`files`]: reading a file a config, the CLI or a caller names: regular files only,
+//!   bounded, confined to configured directories.
 //! - [`plugin`]: the plugin runtime (the only module that touches wasmtime): engine, cache,
 //!   limits, sandbox, instances, hot swap.
 //! - [`replay`]: the offline replay harness behind `hubwasm plugin test`.
@@ -14,6 +17,7 @@
 //! - [`cli`]: the `hubwasm` command line.
 
 pub mod admin;
+pub mod artifact;
 pub mod authoring;
 pub mod azure_blob;
 pub mod backoff;
@@ -24,6 +28,7 @@ pub mod connection;
 pub mod effects;
 pub mod errors;
 pub mod event;
+pub mod files;
 pub mod host;
 pub mod metrics;
 pub mod plugin;

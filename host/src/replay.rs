@@ -23,6 +23,13 @@ pub enum ReplayError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    #[error(
+        "the events in {path} add up to more than {limit} bytes, the most a replay reads; use \
+         fewer or smaller files"
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
     #[error("no events found in {path}: expected a .jsonl file (one event body per line) or a directory of them")]
     NoEvents { path: PathBuf },
     #[error(transparent)]
@@ -36,9 +43,10 @@ pub enum ReplayError {
 }
 
 /// Read events: a `.jsonl` file (one body per non-empty line) or every `.jsonl` file of a
-/// directory in name order. Sequence numbers count from 0 across files; offsets are byte offsets
-/// as Event Hubs reports them (strings).
-pub fn load_events(path: &Path) -> Result<Vec<Event>, ReplayError> {
+/// directory in name order, regular files only and at most `limit` bytes in all. Sequence
+/// numbers count from 0 across files; offsets are byte offsets as Event Hubs reports them
+/// (strings).
+pub fn load_events(path: &Path, limit: u64) -> Result<Vec<Event>, ReplayError> {
     let read_err = |source| ReplayError::Read {
         path: path.to_path_buf(),
         source,
@@ -54,28 +62,22 @@ pub fn load_events(path: &Path) -> Result<Vec<Event>, ReplayError> {
     } else {
         vec![path.to_path_buf()]
     };
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
     let mut events = Vec::new();
-    let mut offset = 0usize;
+    let mut offset = 0;
+    let mut left = limit;
     for file in files {
-        let text = std::fs::read(&file).map_err(|source| ReplayError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        for piece in text.split_inclusive(|&b| b == b'\n') {
-            let line = piece.strip_suffix(b"\n").unwrap_or(piece);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                let mut event = Event::new(line.to_vec(), events.len() as i64, offset.to_string());
-                event.enqueued_time_ms = now_ms;
-                event.content_type = Some("application/json".into());
-                events.push(event);
-            }
-            offset += piece.len();
-        }
+        let text =
+            crate::files::read(&file, crate::files::Bound::events(left)).map_err(
+                |err| match err {
+                    crate::files::FileError::TooLarge { .. } => ReplayError::TooLarge {
+                        path: path.to_path_buf(),
+                        limit,
+                    },
+                    other => other.into(),
+                },
+            )?;
+        left -= text.len() as u64;
+        append_events(&text, &mut events, &mut offset);
     }
     if events.is_empty() {
         return Err(ReplayError::NoEvents {
@@ -85,11 +87,58 @@ pub fn load_events(path: &Path) -> Result<Vec<Event>, ReplayError> {
     Ok(events)
 }
 
+/// Events from `.jsonl` text (one body per non-empty line), numbered after those in `events`;
+/// `offset` is the byte offset `text` starts at, and is moved past it.
+pub fn append_events(text: &[u8], events: &mut Vec<Event>, offset: &mut usize) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    for piece in text.split_inclusive(|&b| b == b'\n') {
+        let line = piece.strip_suffix(b"\n").unwrap_or(piece);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            let mut event = Event::new(line.to_vec(), events.len() as i64, offset.to_string());
+            event.enqueued_time_ms = now_ms;
+            event.content_type = Some("application/json".into());
+            events.push(event);
+        }
+        *offset += piece.len();
+    }
+}
+
+/// Where a replay's events come from.
+#[derive(Debug, Clone)]
+pub enum EventsSource {
+    /// A `.jsonl` file or a directory of them, at most this many bytes in all.
+    Path(PathBuf, u64),
+    /// `.jsonl` text already read (an upload).
+    Text(Arc<[u8]>),
+}
+
+impl EventsSource {
+    fn load(&self) -> Result<Vec<Event>, ReplayError> {
+        match self {
+            EventsSource::Path(path, limit) => load_events(path, *limit),
+            EventsSource::Text(text) => {
+                let mut events = Vec::new();
+                append_events(text, &mut events, &mut 0);
+                if events.is_empty() {
+                    return Err(ReplayError::NoEvents {
+                        path: PathBuf::from("the uploaded events"),
+                    });
+                }
+                Ok(events)
+            }
+        }
+    }
+}
+
 /// What to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
     pub plugin: PluginSpec,
-    pub events: PathBuf,
+    pub events: EventsSource,
     /// Events per call (1 = one call per event).
     pub batch_size: usize,
     /// Print only failures and the summary.
@@ -194,7 +243,7 @@ pub async fn replay(
     options: &ReplayOptions,
     out: &mut (dyn Write + Send),
 ) -> Result<ReplaySummary, ReplayError> {
-    let events = load_events(&options.events)?;
+    let events = options.events.load()?;
     let started = Instant::now();
     let plugin = runtime.load(options.plugin.clone()).await?;
     let mut summary = ReplaySummary {
@@ -391,7 +440,7 @@ mod tests {
         std::fs::write(dir.path().join("a.jsonl"), "{\"n\":1}\n\n{\"n\":2}\n").unwrap();
         std::fs::write(dir.path().join("b.jsonl"), "{\"n\":3}").unwrap();
         std::fs::write(dir.path().join("ignored.txt"), "x").unwrap();
-        let events = load_events(dir.path()).unwrap();
+        let events = load_events(dir.path(), 1 << 20).unwrap();
         let seen: Vec<(i64, &str, &[u8])> = events
             .iter()
             .map(|e| (e.sequence_number, e.offset.as_str(), e.body.as_slice()))
@@ -411,7 +460,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("empty.jsonl");
         std::fs::write(&file, "\n  \n").unwrap();
-        let err = load_events(&file).unwrap_err();
+        let err = load_events(&file, 1 << 20).unwrap_err();
         assert!(err.to_string().contains("empty.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn events_over_the_bound_and_files_that_are_not_regular_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), "{\"n\":1}\n").unwrap();
+        std::fs::write(dir.path().join("b.jsonl"), "{\"n\":2}\n").unwrap();
+        // 16 bytes in all: 15 is one byte short across the two files.
+        assert_eq!(load_events(dir.path(), 16).unwrap().len(), 2);
+        let err = load_events(dir.path(), 15).unwrap_err();
+        assert!(
+            matches!(err, ReplayError::TooLarge { limit: 15, .. }),
+            "{err}"
+        );
+        let err = load_events(Path::new("/proc/self/environ"), 1 << 20).unwrap_err();
+        assert!(matches!(err, ReplayError::File(_)), "{err}");
+        assert!(!err.to_string().contains('='), "{err}");
+        let err = load_events(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert!(matches!(err, ReplayError::File(_)), "{err}");
     }
 }

@@ -63,13 +63,34 @@ async fn get(addr: &str, path: &str) -> Answer {
         .unwrap()
 }
 
+/// Swap in the component `wasm` by uploading its bytes, named after the file.
 async fn swap(addr: &str, wasm: &Path, token: Option<&str>) -> Answer {
-    let body = serde_json::json!({ "plugin": wasm }).to_string();
-    request(
+    upload(addr, wasm, None, token).await
+}
+
+/// Upload `wasm` (and, with `replay`, sample events it must pass first) as a swap.
+pub(crate) async fn upload(
+    addr: &str,
+    wasm: &Path,
+    replay: Option<&Path>,
+    token: Option<&str>,
+) -> Answer {
+    let bytes = std::fs::read(wasm).unwrap();
+    let name = wasm.file_stem().unwrap().to_str().unwrap();
+    let path = format!("/v1/event-hubs/{HUB}/swap?name={name}");
+    let (body, content_type) = match replay {
+        Some(events) => hubwasm::admin::client::multipart(&[
+            ("plugin", &format!("{name}.wasm"), &bytes),
+            ("replay", "replay.jsonl", &std::fs::read(events).unwrap()),
+        ]),
+        None => (bytes, "application/wasm".to_string()),
+    };
+    hubwasm::admin::client::send(
         addr,
         "POST",
-        &format!("/v1/event-hubs/{HUB}/swap"),
-        Some(&body),
+        &path,
+        &body,
+        Some(&content_type),
         token,
         Duration::from_secs(120),
     )
@@ -188,8 +209,16 @@ async fn hot_swap_under_load_loses_and_repeats_nothing_and_refuses_what_it_must(
         "the plugin's own init message: {}",
         init_fails.body
     );
-    let missing = swap(&addr, &world.path().join("nope.wasm"), Some(TOKEN)).await;
-    assert_eq!(missing.status, 422, "{}", missing.body);
+    // Not WebAssembly: refused without quoting what was sent.
+    let text = world.path().join("notes.wasm");
+    std::fs::write(&text, "root:*:19000:0:99999:7:::\n").unwrap();
+    let not_wasm = swap(&addr, &text, Some(TOKEN)).await;
+    assert_eq!(not_wasm.status, 422, "{}", not_wasm.body);
+    assert!(
+        !not_wasm.body.contains("root") && !not_wasm.body.contains("72 6f"),
+        "{}",
+        not_wasm.body
+    );
 
     // The swap.
     let swapped = swap(&addr, &v2, Some(TOKEN)).await;
@@ -354,18 +383,13 @@ async fn a_failure_storm_rolls_back_by_itself_and_rollback_works_on_command() {
     // With sample events to pass first, the broken version is refused before it runs.
     let samples = world.path().join("samples.jsonl");
     std::fs::write(&samples, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n").unwrap();
-    let body = serde_json::json!({ "plugin": hubwasm_plugins::TEST_FAIL_ALL, "replay": samples })
-        .to_string();
-    let checked = request(
+    let checked = upload(
         &addr,
-        "POST",
-        &format!("/v1/event-hubs/{HUB}/swap"),
-        Some(&body),
+        Path::new(hubwasm_plugins::TEST_FAIL_ALL),
+        Some(&samples),
         Some(TOKEN),
-        Duration::from_secs(120),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(checked.status, 422, "{}", checked.body);
     assert!(
         checked.body.contains("failed 3 of the 3 sample events")

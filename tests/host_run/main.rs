@@ -13,9 +13,11 @@ mod cli;
 mod dedupe;
 mod effects;
 mod failures;
+mod fleet;
 mod harness;
 mod languages;
 mod stores;
+mod swap_inputs;
 mod tenants;
 
 #[path = "../support/azurite.rs"]

@@ -41,6 +41,30 @@ pub async fn request(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<Answer, ClientError> {
+    let body = body.unwrap_or("");
+    let content_type = (!body.is_empty()).then_some("application/json");
+    send(
+        addr,
+        method,
+        path,
+        body.as_bytes(),
+        content_type,
+        token,
+        timeout,
+    )
+    .await
+}
+
+/// Send `method path` with `body` of `content_type` (none for an empty body).
+pub async fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    content_type: Option<&str>,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<Answer, ClientError> {
     let addr = addr.trim_start_matches("http://").trim_end_matches('/');
     if addr.is_empty() || !addr.contains(':') || addr.contains('/') {
         return Err(ClientError::BadAddress(addr.to_string()));
@@ -52,13 +76,12 @@ pub async fn request(
                 addr: addr.to_string(),
                 source,
             })?;
-        let body = body.unwrap_or("");
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
         );
-        if !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
+        if let Some(content_type) = content_type {
+            head.push_str(&format!("Content-Type: {content_type}\r\n"));
         }
         if let Some(token) = token {
             head.push_str(&format!("Authorization: Bearer {token}\r\n"));
@@ -69,7 +92,7 @@ pub async fn request(
             source,
         };
         stream.write_all(head.as_bytes()).await.map_err(io)?;
-        stream.write_all(body.as_bytes()).await.map_err(io)?;
+        stream.write_all(body).await.map_err(io)?;
         let mut raw = Vec::new();
         stream
             .take(MAX_RESPONSE)
@@ -121,6 +144,34 @@ fn dechunk(mut body: &str) -> Option<String> {
         out.push_str(rest.get(..size)?);
         body = rest.get(size..)?.strip_prefix("\r\n")?;
     }
+}
+
+/// A `multipart/form-data` body of `parts` (name, file name, bytes) and its content type.
+pub fn multipart(parts: &[(&str, &str, &[u8])]) -> (Vec<u8>, String) {
+    // A boundary that cannot occur in the parts.
+    let mut boundary = String::from("hubwasm-part");
+    let mut n = 0u64;
+    while parts
+        .iter()
+        .any(|(_, _, b)| b.windows(boundary.len()).any(|w| w == boundary.as_bytes()))
+    {
+        n += 1;
+        boundary = format!("hubwasm-part-{n:x}");
+    }
+    let mut out = Vec::new();
+    for (name, file_name, bytes) in parts {
+        out.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; \
+                 filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (out, format!("multipart/form-data; boundary={boundary}"))
 }
 
 #[cfg(test)]

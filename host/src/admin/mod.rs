@@ -6,8 +6,13 @@
 //! - `GET /status`: JSON: event hubs, their plugin versions and swap history, owned partitions
 //!   and their states, the counters.
 //! - `GET /metrics`: Prometheus text.
-//! - `POST /v1/event-hubs/{event_hub}/swap` with `{"plugin": "<path>", "consumer_group": ...}`:
-//!   load, check and swap in a new plugin version. `POST /v1/event-hubs/{event_hub}/rollback`:
+//! - `POST /v1/event-hubs/{event_hub}/swap[?consumer_group=G&name=N]`: load, check and swap
+//!   in a new plugin version, which the request carries: an `application/wasm` body (the
+//!   component), or `multipart/form-data` with parts `plugin` (the component) and `replay`
+//!   (.jsonl events it must handle first). Only the operator's token may instead send JSON
+//!   `{"plugin": "<path>", "replay": "<path>"}` naming files inside `[admin] plugin_dirs`; a
+//!   tenant never names a host path. Bodies are bounded (`[admin] max_component_bytes`,
+//!   `max_replay_bytes`) and cut off when they stall. `POST /v1/event-hubs/{event_hub}/rollback`:
 //!   return to the version the last swap replaced.
 //!   `POST /v1/event-hubs/{event_hub}/partitions/{partition}/resume`: a partition the `halt`
 //!   policy stopped retries its event with a fresh count. Changes need `Authorization: Bearer
@@ -21,6 +26,7 @@
 //! `/status` and `/metrics` (which span all tenants) the operator's, `/v1/tenants/...` either.
 
 pub mod client;
+pub mod upload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +51,33 @@ pub struct AdminOptions {
     pub token: Option<String>,
     /// Each tenant's token (tenant, token): its own tenant and event hubs only.
     pub tenant_tokens: Vec<(String, String)>,
+    /// Directories the operator's swap requests may name host paths in.
+    pub plugin_dirs: Vec<PathBuf>,
+    pub max_component_bytes: u64,
+    pub max_replay_bytes: u64,
+    pub upload_idle_timeout: std::time::Duration,
+    pub upload_timeout: std::time::Duration,
+}
+
+impl AdminOptions {
+    /// Options with the defaults of `[admin]` but for the address and tokens.
+    pub fn new(
+        listen: SocketAddr,
+        token: Option<String>,
+        tenant_tokens: Vec<(String, String)>,
+    ) -> Self {
+        let defaults = crate::config::AdminConfig::default();
+        Self {
+            listen,
+            token,
+            tenant_tokens,
+            plugin_dirs: defaults.plugin_dirs,
+            max_component_bytes: defaults.max_component_bytes,
+            max_replay_bytes: defaults.max_replay_bytes,
+            upload_idle_timeout: std::time::Duration::from_millis(defaults.upload_idle_timeout_ms),
+            upload_timeout: std::time::Duration::from_millis(defaults.upload_timeout_ms),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +94,19 @@ pub enum AdminError {
 const MAX_CONNECTIONS: usize = 64;
 /// How long a client may take to send a request's head.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Uploads read at once; more are refused (429) until one ends.
+const MAX_UPLOADS: usize = 2;
+/// The most of a JSON swap request read.
+const MAX_JSON_BODY: u64 = 64 << 10;
 
 #[derive(Clone)]
 struct AppState {
     host: HostHandle,
     token: Option<String>,
     tenant_tokens: std::sync::Arc<Vec<(String, String)>>,
+    plugin_dirs: std::sync::Arc<Vec<PathBuf>>,
+    limits: upload::UploadLimits,
+    uploads: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Who sent a request, by its bearer token.
@@ -154,6 +194,14 @@ pub async fn serve(
     })?;
     let app = router(AppState {
         host,
+        plugin_dirs: std::sync::Arc::new(options.plugin_dirs),
+        limits: upload::UploadLimits {
+            component: options.max_component_bytes,
+            replay: options.max_replay_bytes,
+            idle: options.upload_idle_timeout,
+            total: options.upload_timeout,
+        },
+        uploads: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
         token: options.token.filter(|t| !t.is_empty()),
         tenant_tokens: std::sync::Arc::new(
             options
@@ -473,19 +521,31 @@ async fn tenant(
     }
 }
 
-/// The body of a swap request.
+/// The JSON body of a swap request that names its component instead of carrying it.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwapRequest {
-    /// The new component, a path on the host's machine.
-    pub plugin: PathBuf,
+    /// The new component: a path inside `[admin] plugin_dirs` (the operator's token only).
+    pub plugin: String,
     /// Needed when the event hub is consumed with several consumer groups.
     #[serde(default)]
     pub consumer_group: Option<String>,
     /// Sample events (.jsonl) the new version must handle without a failure first (besides
-    /// the event hub's [eventhub.swap] replay_events), a path on the host's machine.
+    /// the event hub's [eventhub.swap] replay_events): a path inside `[admin] plugin_dirs`.
     #[serde(default)]
-    pub replay: Option<PathBuf>,
+    pub replay: Option<String>,
+}
+
+/// The query of a swap request: the consumer group and the plugin's name for an upload.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapQuery {
+    #[serde(default)]
+    pub consumer_group: Option<String>,
+    /// The name the uploaded version goes by (logs, metrics); default: the multipart file
+    /// name's stem, or `plugin`.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// An error answer: `{"error": "..."}`.
@@ -545,37 +605,51 @@ fn authorize(
 async fn swap(
     State(state): State<AppState>,
     Path(event_hub): Path<String>,
+    query: Result<axum::extract::Query<SwapQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    let parsed = serde_json::from_slice::<SwapRequest>(&body);
-    let group = parsed
-        .as_ref()
-        .ok()
-        .and_then(|r| r.consumer_group.as_deref());
-    if let Err((status, why)) = authorize(&state, &headers, &event_hub, group) {
-        return error(status, why);
-    }
-    let request: SwapRequest = match parsed {
-        Ok(r) => r,
+    let query = match query {
+        Ok(axum::extract::Query(query)) => query,
         Err(err) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "the body must be JSON {{\"plugin\": \"<path to .wasm>\", \
-                     \"consumer_group\": \"<optional>\"}}: {err}"
-                ),
+                format!("the query may name only consumer_group and name: {err}"),
             )
         }
     };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let request = match mime.as_str() {
+        "application/json" => swap_by_reference(&state, &event_hub, query, &headers, body).await,
+        "application/wasm" | "application/octet-stream" | "multipart/form-data" => {
+            swap_upload(&state, &event_hub, query, &headers, body, &content_type).await
+        }
+        other => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "a swap request is application/wasm (the component), multipart/form-data (parts \
+                 `plugin` and `replay`) or application/json (a path in [admin] plugin_dirs, for \
+                 the operator); not {other:?}"
+            ),
+        )),
+    };
+    let (group, component, replay) = match request {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
     match state
         .host
-        .swap(
-            &event_hub,
-            request.consumer_group.as_deref(),
-            &request.plugin,
-            request.replay.as_deref(),
-        )
+        .swap(&event_hub, group.as_deref(), component, replay)
         .await
     {
         Ok(record) => Json(record).into_response(),
@@ -583,10 +657,169 @@ async fn swap(
     }
 }
 
+/// A swap request, read: its consumer group, the component, and the replay events.
+type SwapInput = (
+    Option<String>,
+    crate::artifact::Component,
+    Option<crate::replay::EventsSource>,
+);
+
+/// A swap that carries its component: the caller is checked before a byte of the body is read.
+async fn swap_upload(
+    state: &AppState,
+    event_hub: &str,
+    query: SwapQuery,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    content_type: &str,
+) -> Result<SwapInput, Response> {
+    let group = query.consumer_group;
+    authorize(state, headers, event_hub, group.as_deref()).map_err(|(s, why)| error(s, why))?;
+    state
+        .host
+        .find(event_hub, group.as_deref())
+        .map_err(swap_error)?;
+    let Ok(_slot) = state.uploads.clone().try_acquire_owned() else {
+        return Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{MAX_UPLOADS} uploads are being read already; try again when one has ended"),
+        ));
+    };
+    let stream = body.into_data_stream();
+    let uploaded = if content_type.to_ascii_lowercase().starts_with("multipart/") {
+        let boundary = multer::parse_boundary(content_type).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("the multipart content type has no usable boundary: {e}"),
+            )
+        })?;
+        upload::read_multipart(stream, &boundary, state.limits).await
+    } else {
+        upload::read_component(stream, state.limits)
+            .await
+            .map(|plugin| upload::Uploaded {
+                plugin,
+                ..Default::default()
+            })
+    }
+    .map_err(|e| error(e.status(), e.to_string()))?;
+    let name = query
+        .name
+        .or_else(|| {
+            uploaded.file_name.as_deref().map(|f| {
+                std::path::Path::new(f)
+                    .file_stem()
+                    .map_or("plugin".into(), |s| s.to_string_lossy().into_owned())
+            })
+        })
+        .unwrap_or_else(|| "plugin".into());
+    let component = crate::artifact::Component::new(&name, "upload", uploaded.plugin);
+    let replay = uploaded
+        .replay
+        .map(|text| crate::replay::EventsSource::Text(text.into()));
+    Ok((group, component, replay))
+}
+
+/// A swap that names its component: a host path inside `[admin] plugin_dirs`, for the
+/// operator only.
+async fn swap_by_reference(
+    state: &AppState,
+    event_hub: &str,
+    query: SwapQuery,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<SwapInput, Response> {
+    let limits = upload::UploadLimits {
+        component: MAX_JSON_BODY,
+        ..state.limits
+    };
+    let read = upload::read_component(body.into_data_stream(), limits).await;
+    let parsed = match read {
+        Ok(bytes) => serde_json::from_slice::<SwapRequest>(&bytes).map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    let group = parsed
+        .as_ref()
+        .ok()
+        .and_then(|r| r.consumer_group.clone())
+        .or(query.consumer_group);
+    authorize(state, headers, event_hub, group.as_deref()).map_err(|(s, why)| error(s, why))?;
+    state
+        .host
+        .find(event_hub, group.as_deref())
+        .map_err(swap_error)?;
+    let request = parsed.map_err(|err| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body must be JSON {{\"plugin\": \"<path in [admin] plugin_dirs>\", \
+                 \"consumer_group\": \"<optional>\"}} (or the component itself, Content-Type: \
+                 application/wasm, or multipart with parts `plugin` and `replay`): {err}"
+            ),
+        )
+    })?;
+    if let Caller::Tenant(name) = caller(state, headers) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "tenant {name} cannot name a path on the host: upload the component's bytes \
+                 (Content-Type: application/wasm, or multipart with parts `plugin` and `replay`; \
+                 `hubwasm plugin swap FILE` does)"
+            ),
+        ));
+    }
+    let dirs = state.plugin_dirs.clone();
+    let (component_limit, replay_limit) = (state.limits.component, state.limits.replay);
+    let plugin_path = PathBuf::from(&request.plugin);
+    let replay_path = request.replay.as_ref().map(PathBuf::from);
+    let read = tokio::task::spawn_blocking(move || {
+        let plugin = crate::files::read_confined(
+            &plugin_path,
+            crate::files::Bound::component(component_limit),
+            &dirs,
+        )?;
+        let replay = replay_path
+            .map(|p| {
+                crate::files::read_confined(&p, crate::files::Bound::events(replay_limit), &dirs)
+            })
+            .transpose()?;
+        Ok::<_, crate::files::FileError>((plugin_path, plugin, replay))
+    })
+    .await;
+    let (path, plugin, replay) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(err)) => {
+            let status = match err {
+                crate::files::FileError::Outside { .. } | crate::files::FileError::NoDirs => {
+                    StatusCode::FORBIDDEN
+                }
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            return Err(error(
+                status,
+                format!("{err}; the running version is unchanged"),
+            ));
+        }
+        Err(_) => {
+            return Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reading the file failed",
+            ))
+        }
+    };
+    let name = path
+        .file_stem()
+        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
+    let component = crate::artifact::Component::new(&name, path.display().to_string(), plugin);
+    let replay = replay.map(|text| crate::replay::EventsSource::Text(text.into()));
+    Ok((group, component, replay))
+}
+
 fn swap_error(err: SwapError) -> Response {
     let status = match err {
         SwapError::UnknownHub { .. } | SwapError::AmbiguousGroup { .. } => StatusCode::NOT_FOUND,
         SwapError::NothingToRollBack { .. } | SwapError::NotHalted { .. } => StatusCode::CONFLICT,
+        SwapError::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         SwapError::Refused { .. }
         | SwapError::ReplayFailed { .. }
         | SwapError::ReplayUnavailable { .. } => StatusCode::UNPROCESSABLE_ENTITY,

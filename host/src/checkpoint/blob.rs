@@ -432,6 +432,88 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
         self.upsert("saving the plugin version", &name, metadata)
             .await
     }
+
+    async fn save_component(
+        &self,
+        group: &crate::checkpoint::GroupName<'_>,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let name = component_blob(group, sha256)?;
+        // The name is the content: an object already there is this one (a reader checks).
+        if self
+            .metadata_of("looking up a plugin component", &name)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.container
+            .put(&name, bytes.to_vec(), "application/wasm")
+            .await
+    }
+
+    async fn load_component(
+        &self,
+        group: &crate::checkpoint::GroupName<'_>,
+        sha256: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        let name = component_blob(group, sha256)?;
+        let what = "reading a plugin component";
+        let response = self
+            .timed(
+                what,
+                self.blob(&name)
+                    .get_properties(None::<BlobClientGetPropertiesOptions<'_>>),
+            )
+            .await;
+        let size = match response {
+            Ok(response) => response.content_length()?.unwrap_or(0),
+            Err(e) if error_code(&e) == Some("BlobNotFound") => return Ok(None),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) && error_code(&e).is_none() => {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.container.error(e, what, Some(&name))),
+        };
+        if size > limit {
+            return Err(crate::checkpoint::component_too_large(&name, size, limit));
+        }
+        // Exactly the size announced, and never more: a blob replaced meanwhile fails its digest.
+        let mut buffer = vec![0u8; size as usize];
+        if size > 0 {
+            let options = azure_storage_blob::models::BlobClientDownloadOptions {
+                range: Some((0..size).into()),
+                ..Default::default()
+            };
+            let got = self
+                .timed(
+                    what,
+                    self.blob(&name).download_into(&mut buffer, Some(options)),
+                )
+                .await
+                .map_err(|e| self.container.error(e, what, Some(&name)))?;
+            buffer.truncate(got.len.min(buffer.len()));
+        }
+        Ok(Some(buffer))
+    }
+}
+
+/// `<ns>/<hub>/<cg>/hubwasm-plugin/components/<sha256>`.
+fn component_blob(group: &crate::checkpoint::GroupName<'_>, sha256: &str) -> Result<String> {
+    if !crate::checkpoint::is_sha256_hex(sha256) {
+        return Err(Error::with_message(
+            ErrorKind::DataConversion,
+            format!("{sha256:?} is not a SHA-256 in hex"),
+        ));
+    }
+    Ok(blob_prefix(
+        group.namespace,
+        group.event_hub,
+        group.consumer_group,
+        PLUGIN,
+    )? + "components/"
+        + sha256)
 }
 
 #[async_trait]

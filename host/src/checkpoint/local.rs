@@ -101,6 +101,25 @@ impl LocalCheckpointStore {
             .join(format!("{}.json", sanitize(partition)))
     }
 
+    /// `<group>/hubwasm-plugin/components/<sha256>.wasm`.
+    fn component_file(
+        &self,
+        group: &crate::checkpoint::GroupName<'_>,
+        sha256: &str,
+    ) -> azure_core::Result<PathBuf> {
+        if !crate::checkpoint::is_sha256_hex(sha256) {
+            return Err(azure_core::Error::with_message(
+                ErrorKind::DataConversion,
+                format!("{sha256:?} is not a SHA-256 in hex"),
+            ));
+        }
+        Ok(self
+            .group_dir(group.namespace, group.event_hub, group.consumer_group)
+            .join("hubwasm-plugin")
+            .join("components")
+            .join(format!("{sha256}.wasm")))
+    }
+
     /// Every partition's record of one kind (`checkpoint`, `ownership`) in a group, read off
     /// the async runtime.
     async fn list<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -163,6 +182,21 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> azure_core::Result<()> {
         .map_err(|e| error("write", &tmp, e))?;
     file.sync_all().map_err(|e| error("sync", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| error("replace", path, e))
+}
+
+/// Write `bytes` as `path`, atomically (a reader sees all of it or nothing).
+fn write_bytes(path: &Path, bytes: &[u8]) -> azure_core::Result<()> {
+    let dir = path.parent().expect("store files live in a directory");
+    std::fs::create_dir_all(dir).map_err(|e| error("create", dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| error("create", dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| error("write", tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| error("sync", tmp.path(), e))?;
+    tmp.persist(path)
+        .map(|_| ())
+        .map_err(|e| error("replace", path, e.error))
 }
 
 /// Every `*.json` file in `dir` as (partition id, path).
@@ -432,6 +466,55 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         );
         let record = record.clone();
         blocking(move || write_json(&path, &record)).await
+    }
+
+    async fn save_component(
+        &self,
+        group: &crate::checkpoint::GroupName<'_>,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> azure_core::Result<()> {
+        let path = self.component_file(group, sha256)?;
+        let bytes = bytes.to_vec();
+        blocking(move || {
+            if path.exists() {
+                return Ok(());
+            }
+            write_bytes(&path, &bytes)
+        })
+        .await
+    }
+
+    async fn load_component(
+        &self,
+        group: &crate::checkpoint::GroupName<'_>,
+        sha256: &str,
+        limit: u64,
+    ) -> azure_core::Result<Option<Vec<u8>>> {
+        let path = self.component_file(group, sha256)?;
+        blocking(
+            move || match crate::files::read(&path, crate::files::Bound::component(limit)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(crate::files::FileError::Open { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(None)
+                }
+                Err(crate::files::FileError::TooLarge { limit, .. }) => {
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    Err(crate::checkpoint::component_too_large(
+                        &path.display().to_string(),
+                        size,
+                        limit,
+                    ))
+                }
+                Err(e) => Err(azure_core::Error::with_message(
+                    ErrorKind::Io,
+                    e.to_string(),
+                )),
+            },
+        )
+        .await
     }
 }
 

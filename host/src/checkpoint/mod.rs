@@ -93,10 +93,19 @@ pub trait RetryStore: Send + Sync {
 /// a partition over) runs it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VersionRecord {
-    /// The component file every host loads (a path they all can read).
+    /// Where the component came from (an upload, a file of the swapping host, a registry
+    /// reference): for people; no host reads it.
     pub path: String,
-    /// Its content hash (sha256, hex): a host follows only if the file still has it.
+    /// The first 12 hex digits of its SHA-256, as logs and status show versions.
     pub digest: String,
+    /// Its whole SHA-256 (hex): the name of the component object stored beside this record,
+    /// which every host fetches and checks before running it. Absent in records of hubwasm
+    /// before components travelled through the store; such a record is not followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The plugin's name (logs and metrics), when it is not the file stem of `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The hash of the configured plugin the swap started from. A host configured with another
     /// plugin (the config changed since) runs its config and ignores the record.
     pub base_digest: String,
@@ -130,6 +139,57 @@ pub trait VersionStore: Send + Sync {
     ) -> azure_core::Result<()> {
         Ok(())
     }
+
+    /// Keep a component's bytes under their SHA-256 (hex) beside the group's version record,
+    /// so every host of the group can fetch the version a swap recorded. Writing the same
+    /// object twice is harmless (the name is the content).
+    async fn save_component(
+        &self,
+        _group: &GroupName<'_>,
+        _sha256: &str,
+        _bytes: &[u8],
+    ) -> azure_core::Result<()> {
+        Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Other,
+            "this checkpoint store keeps no plugin components",
+        ))
+    }
+
+    /// The component stored under `sha256`, if the store has it and it is at most `limit`
+    /// bytes (a larger object is an error, and is not read). The caller checks the digest.
+    async fn load_component(
+        &self,
+        _group: &GroupName<'_>,
+        _sha256: &str,
+        _limit: u64,
+    ) -> azure_core::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+}
+
+/// A consumer group as a store names it.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupName<'a> {
+    pub namespace: &'a str,
+    pub event_hub: &'a str,
+    pub consumer_group: &'a str,
+}
+
+/// A SHA-256 in hex as object names use it: 64 lowercase hex digits, nothing else (a record
+/// read from a store is checked before its digest names a file or blob).
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A stored component bigger than the reader's bound.
+pub(crate) fn component_too_large(name: &str, size: u64, limit: u64) -> azure_core::Error {
+    azure_core::Error::with_message(
+        azure_core::error::ErrorKind::DataConversion,
+        format!(
+            "the stored plugin component {name} has {size} bytes, more than the {limit} this host \
+             accepts ([admin] max_component_bytes)"
+        ),
+    )
 }
 
 /// Each partition's checkpointed sequence number in a consumer group (partitions without a

@@ -109,6 +109,24 @@ pub struct AdminConfig {
     /// `HUBWASM_ADMIN_TOKEN`. Unset or empty: the API is read-only.
     #[serde(default = "default_admin_token_env")]
     pub token_env: String,
+    /// Directories a swap request may name host paths in (the operator's token only; a
+    /// tenant never names a host path). Empty (the default): swaps carry the component's
+    /// bytes, or a registry reference.
+    #[serde(default)]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The most bytes a plugin component may have, uploaded or read from a file; default
+    /// 64 MiB.
+    #[serde(default = "default_max_component_bytes")]
+    pub max_component_bytes: u64,
+    /// The most bytes a swap's replay events may have; default 16 MiB.
+    #[serde(default = "default_max_replay_bytes")]
+    pub max_replay_bytes: u64,
+    /// An upload that sends nothing for this long is refused; default 30 000.
+    #[serde(default = "default_upload_idle_timeout_ms")]
+    pub upload_idle_timeout_ms: u64,
+    /// An upload must be complete within this; default 600 000 (10 minutes).
+    #[serde(default = "default_upload_timeout_ms")]
+    pub upload_timeout_ms: u64,
 }
 
 impl Default for AdminConfig {
@@ -116,8 +134,29 @@ impl Default for AdminConfig {
         Self {
             listen: default_admin_listen(),
             token_env: default_admin_token_env(),
+            plugin_dirs: Vec::new(),
+            max_component_bytes: default_max_component_bytes(),
+            max_replay_bytes: default_max_replay_bytes(),
+            upload_idle_timeout_ms: default_upload_idle_timeout_ms(),
+            upload_timeout_ms: default_upload_timeout_ms(),
         }
     }
+}
+
+fn default_max_component_bytes() -> u64 {
+    crate::files::DEFAULT_MAX_COMPONENT_BYTES
+}
+
+fn default_max_replay_bytes() -> u64 {
+    crate::files::DEFAULT_MAX_EVENTS_BYTES
+}
+
+fn default_upload_idle_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_upload_timeout_ms() -> u64 {
+    600_000
 }
 
 fn default_admin_listen() -> std::net::SocketAddr {
@@ -1029,9 +1068,61 @@ impl RunConfig {
                 })?;
             }
         }
+        self.validate_admin()?;
         self.validate_tenants()
     }
+
+    /// `[admin]`: the bounds of uploads and the directories host paths may name.
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        let Some(admin) = &self.admin else {
+            return Ok(());
+        };
+        for (key, value) in [
+            ("max_component_bytes", admin.max_component_bytes),
+            ("max_replay_bytes", admin.max_replay_bytes),
+        ] {
+            if value == 0 || value > MAX_UPLOAD_BYTES {
+                return Err(self.invalid(
+                    format!("[admin] {key}"),
+                    format!("{value}: give a size from 1 to {MAX_UPLOAD_BYTES} bytes (1 GiB)"),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("upload_idle_timeout_ms", admin.upload_idle_timeout_ms),
+            ("upload_timeout_ms", admin.upload_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(format!("[admin] {key}"), "must be at least 1"));
+            }
+        }
+        for dir in &admin.plugin_dirs {
+            if !dir.is_absolute() || !dir.is_dir() {
+                return Err(self.invalid(
+                    "[admin] plugin_dirs",
+                    format!(
+                        "{} is not an absolute path of a directory: name directories that exist, \
+                         from the root",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The most bytes a plugin component may have ([admin] max_component_bytes).
+    pub fn max_component_bytes(&self) -> u64 {
+        self.admin
+            .as_ref()
+            .map_or(crate::files::DEFAULT_MAX_COMPONENT_BYTES, |a| {
+                a.max_component_bytes
+            })
+    }
 }
+
+/// The largest upload bound a config may set.
+const MAX_UPLOAD_BYTES: u64 = 1 << 30;
 
 impl EventHubConfig {
     /// The tenant this event hub's processing belongs to.

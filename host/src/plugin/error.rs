@@ -15,16 +15,17 @@ fn short_version(version: &str) -> &str {
 /// A plugin file could not be turned into a runnable plugin. Nothing was called.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The file could not be read.
-    #[error("cannot read plugin {path}: {source}")]
+    /// The file could not be read (missing, not a regular file, over the size bound, outside
+    /// the allowed directories).
+    #[error("cannot load plugin {path}: {source}")]
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::files::FileError,
     },
-    /// The file is not WebAssembly at all.
+    /// The file is not WebAssembly at all. (What it holds is never quoted: it may be a secret.)
     #[error(
-        "{path} is not a WebAssembly file (it starts with {found}); expected a WebAssembly \
+        "{path} is not a WebAssembly file ({found}); expected a WebAssembly \
          component built for wasm32-wasip2 that implements hubwasm:plugin@{CONTRACT_VERSION} (or 0.1.0)"
     )]
     NotWasm { path: PathBuf, found: String },

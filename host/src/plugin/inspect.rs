@@ -57,16 +57,13 @@ pub(crate) fn export_name(interface: &str, version: &str) -> String {
 pub(crate) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        let head = &bytes[..bytes.len().min(8)];
-        let found = if head.is_empty() {
-            "nothing: the file is empty".to_string()
+        // What the file holds is not quoted: a caller could name a secret to read it back.
+        let found = if bytes.is_empty() {
+            "the file is empty".to_string()
         } else {
             format!(
-                "{:?}",
-                head.iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                "{} bytes that do not start with the WebAssembly magic `\\0asm`",
+                bytes.len()
             )
         };
         return Err(LoadError::NotWasm {

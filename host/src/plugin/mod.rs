@@ -29,5 +29,5 @@ pub use error::{
 };
 pub use inspect::{ComponentInfo, PluginKind};
 pub use limits::Limits;
-pub use runtime::{Plugin, PluginSpec, Runtime, RuntimeOptions};
+pub use runtime::{sha256_hex, Plugin, PluginSpec, Runtime, RuntimeOptions};
 pub use worker::{CloseReason, PluginHandle, Worker};

@@ -36,6 +36,8 @@ pub struct RuntimeOptions {
     /// loop and function entry costs plugin code about a quarter of its speed (see
     /// BENCHMARKS.md); turn it off only for trusted plugins that must run at full speed.
     pub call_deadlines: bool,
+    /// The most bytes a component file may have; a larger one is refused unread.
+    pub max_component_bytes: u64,
 }
 
 impl Default for RuntimeOptions {
@@ -46,6 +48,7 @@ impl Default for RuntimeOptions {
             max_memory_bytes: 1 << 30,
             max_instances: 256,
             call_deadlines: true,
+            max_component_bytes: crate::files::DEFAULT_MAX_COMPONENT_BYTES,
         }
     }
 }
@@ -55,8 +58,12 @@ impl Default for RuntimeOptions {
 pub struct PluginSpec {
     /// Name used in logs and errors (e.g. the tenant's plugin name).
     pub name: String,
-    /// Path of the component file.
+    /// Path of the component file, or where its bytes came from (an upload, a registry) when
+    /// `bytes` holds them.
     pub path: PathBuf,
+    /// The component itself, when it did not come from a file of this host (an upload, the
+    /// group's store, a registry); `None`: read `path`.
+    pub bytes: Option<Arc<[u8]>>,
     pub limits: Limits,
     /// Passed to the plugin's `init`.
     pub config: Vec<(String, String)>,
@@ -78,11 +85,20 @@ impl PluginSpec {
         Self {
             name,
             path,
+            bytes: None,
             limits: Limits::default(),
             config: Vec::new(),
             memory_peak: None,
             allowed_outbound_hosts: Vec::new(),
         }
+    }
+
+    /// A spec for a component held in memory; `origin` says where it came from (logs, status).
+    pub fn from_bytes(name: &str, origin: impl Into<PathBuf>, bytes: Arc<[u8]>) -> Self {
+        let mut spec = Self::new(origin);
+        spec.name = crate::files::safe_name(name);
+        spec.bytes = Some(bytes);
+        spec
     }
 }
 
@@ -120,6 +136,10 @@ pub struct Plugin {
     pub(crate) from_cache: bool,
     /// First 12 hex digits of the component's SHA-256: the plugin's version in reports.
     pub(crate) digest: String,
+    /// The component's whole SHA-256 (hex): the name it is stored under in the group's store.
+    pub(crate) sha256: String,
+    /// The component's bytes: what a swap stores for the group's other hosts.
+    pub(crate) bytes: Arc<[u8]>,
     pub(crate) compile_time: Duration,
     /// The instance `load` checked the plugin with, until the first worker takes it.
     /// Instances made ahead (instantiated and `init`ed) for the next workers: `load` leaves
@@ -152,6 +172,14 @@ impl Plugin {
     /// First 12 hex digits of the component file's SHA-256 (its version in dead letters).
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+    /// The component's whole SHA-256, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+    /// The component's bytes.
+    pub fn bytes(&self) -> &Arc<[u8]> {
+        &self.bytes
     }
 
     pub fn from_cache(&self) -> bool {
@@ -234,8 +262,22 @@ impl Runtime {
 
     /// Compile (or load from cache) and validate a plugin without running any of its code.
     pub fn inspect(&self, path: &Path) -> Result<ComponentInfo, LoadError> {
-        let (component, _, _, _) = self.compile(path)?;
-        inspect::describe(path, &self.engine, &component)
+        let bytes = self.read_component(path)?;
+        let compiled = self.compile(path, bytes)?;
+        inspect::describe(path, &self.engine, &compiled.component)
+    }
+
+    /// A component file's bytes: a regular file, at most `max_component_bytes` of it.
+    pub fn read_component(&self, path: &Path) -> Result<Arc<[u8]>, LoadError> {
+        crate::files::read(
+            path,
+            crate::files::Bound::component(self.options.max_component_bytes),
+        )
+        .map(Arc::from)
+        .map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Load a plugin: compile or fetch from cache, check world and contract, link, and try one
@@ -254,27 +296,35 @@ impl Runtime {
         Ok(plugin)
     }
 
-    fn compile(&self, path: &Path) -> Result<(Component, bool, Duration, String), LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    fn compile(&self, path: &Path, bytes: Arc<[u8]>) -> Result<Compiled, LoadError> {
+        if bytes.len() as u64 > self.options.max_component_bytes {
+            return Err(LoadError::Read {
+                path: path.to_path_buf(),
+                source: crate::files::FileError::TooLarge {
+                    what: "plugin component",
+                    path: path.to_path_buf(),
+                    limit: self.options.max_component_bytes,
+                    setting: "[admin] max_component_bytes",
+                },
+            });
+        }
         inspect::check_header(path, &bytes)?;
-        let digest = {
-            use sha2::Digest;
-            let hash = sha2::Sha256::digest(&bytes);
-            hash.iter()
-                .take(6)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let sha256 = sha256_hex(&bytes);
+        let digest = sha256[..12].to_string();
         let started = Instant::now();
         if let Some(component) = self
             .cache
             .as_ref()
             .and_then(|c| c.load(&self.engine, &bytes))
         {
-            return Ok((component, true, started.elapsed(), digest));
+            return Ok(Compiled {
+                component,
+                from_cache: true,
+                took: started.elapsed(),
+                digest,
+                sha256,
+                bytes,
+            });
         }
         let component =
             Component::from_binary(&self.engine, &bytes).map_err(|e| LoadError::Compile {
@@ -285,7 +335,14 @@ impl Runtime {
         if let Some(cache) = &self.cache {
             cache.store(&self.engine, &bytes, &component);
         }
-        Ok((component, false, took, digest))
+        Ok(Compiled {
+            component,
+            from_cache: false,
+            took,
+            digest,
+            sha256,
+            bytes,
+        })
     }
 
     fn prepare(&self, spec: PluginSpec) -> Result<Plugin, LoadError> {
@@ -305,7 +362,18 @@ impl Runtime {
                 spec.name, spec.limits.memory_bytes, self.options.max_memory_bytes
             )));
         }
-        let (component, from_cache, compile_time, digest) = self.compile(&path)?;
+        let bytes = match spec.bytes {
+            Some(bytes) => bytes,
+            None => self.read_component(&path)?,
+        };
+        let Compiled {
+            component,
+            from_cache,
+            took: compile_time,
+            digest,
+            sha256,
+            bytes,
+        } = self.compile(&path, bytes)?;
         let info = inspect::describe(&path, &self.engine, &component)?;
         let pre =
             self.linker
@@ -351,6 +419,8 @@ impl Runtime {
             exports,
             from_cache,
             digest,
+            sha256,
+            bytes,
             compile_time,
             spare: std::sync::Mutex::new(Vec::new()),
         })
@@ -431,6 +501,26 @@ impl Runtime {
             }
         }
     }
+}
+
+/// A component compiled (or loaded from the cache) with what identifies it.
+struct Compiled {
+    component: Component,
+    from_cache: bool,
+    took: Duration,
+    /// The first 12 hex digits of `sha256`.
+    digest: String,
+    sha256: String,
+    bytes: Arc<[u8]>,
+}
+
+/// The SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Epoch ticks that cover `timeout`, plus one because the current tick may be almost over.

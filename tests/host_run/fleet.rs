@@ -1,0 +1,193 @@
+//! A fleet: hosts that share nothing but the checkpoint store (no file of one is readable by
+//! another). A version uploaded to one host runs on every host of the group, a host killed and
+//! replaced runs it too (fetched by digest), and a version whose stored bytes were changed is
+//! refused everywhere while the running version stays. On the local store and on Blob.
+
+use std::time::Duration;
+
+use hubwasm::admin::client::{request, send};
+use hubwasm::checkpoint::{GroupName, Store};
+
+use crate::azurite::Azurite;
+use crate::harness::{blob_keys, blob_store, eventually, Host, Local, HUB, NS};
+
+const TOKEN: &str = "fleet-token-0b7e";
+
+fn admin_address(host: &Host) -> Option<String> {
+    let log = host.log();
+    let at = log.find("admin API on http://")? + "admin API on http://".len();
+    let rest = &log[at..];
+    Some(rest[..rest.find(char::is_whitespace)?].to_string())
+}
+
+/// The version (name, digest) a host's admin API says it runs.
+async fn running(addr: &str) -> (String, String) {
+    let answer = request(addr, "GET", "/status", None, None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let status: hubwasm::admin::Status = serde_json::from_str(&answer.body).unwrap();
+    let plugin = &status.event_hubs[0].plugin;
+    (plugin.name.clone(), plugin.digest.clone())
+}
+
+async fn start(name: &str, world: &Local, config: &str) -> (Host, String) {
+    // Each host in a directory of its own: its config and log, nothing shared.
+    let dir = world.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let host = Host::start_with_env(name, &dir, config, &[], &[("HUBWASM_TEST_FLEET", TOKEN)]);
+    eventually(
+        &format!("{name}'s admin API"),
+        Duration::from_secs(60),
+        || admin_address(&host).is_some(),
+        &[&host],
+    )
+    .await;
+    let addr = admin_address(&host).unwrap();
+    (host, addr)
+}
+
+/// Wait until every host in `addrs` runs the version with `digest`.
+async fn all_run(addrs: &[&str], digest: &str, hosts: &[&Host]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all = true;
+        for addr in addrs {
+            all &= running(addr).await.1 == digest;
+        }
+        if all {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs: Vec<String> = hosts
+                .iter()
+                .map(|h| crate::harness::tail(&h.log(), 30))
+                .collect();
+            panic!("not every host runs {digest}:\n{}", logs.join("\n---\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn a_swap_reaches_every_host(world: &Local, config: &str, store: &dyn Store) {
+    let config = format!(
+        "{config}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_FLEET\"\n"
+    );
+    crate::harness::send(&world.endpoint, 40, None).await;
+    let (a, addr_a) = start("a", world, &config).await;
+    let (b, addr_b) = start("b", world, &config).await;
+    let (mut c, addr_c) = start("c", world, &config).await;
+
+    // The new version exists only in this test's memory: it reaches the hosts as bytes.
+    let mut v2 = std::fs::read(hubwasm_plugins::TEST_RECORD).unwrap();
+    v2.extend_from_slice(b"\0\x07\x06fleet2");
+    let digest = hubwasm::plugin::sha256_hex(&v2)[..12].to_string();
+    let answer = send(
+        &addr_a,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap?name=record_v2"),
+        &v2,
+        Some("application/wasm"),
+        Some(TOKEN),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    all_run(&[&addr_a, &addr_b, &addr_c], &digest, &[&a, &b, &c]).await;
+    assert_eq!(running(&addr_b).await.0, "record_v2");
+    assert!(b.log().contains("followed swap"), "{}", b.log());
+
+    // A host killed and replaced starts on the group's version, fetched by digest.
+    c.kill9();
+    let (d, addr_d) = start("d", world, &config).await;
+    assert!(
+        d.log().contains("fetched from the store by its digest"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        running(&addr_d).await,
+        ("record_v2".to_string(), digest.clone())
+    );
+
+    // A version whose stored bytes were changed is refused by every host; they keep theirs.
+    let group = GroupName {
+        namespace: NS,
+        event_hub: HUB,
+        consumer_group: "$Default",
+    };
+    let mut v3 = std::fs::read(hubwasm_plugins::TEST_RECORD).unwrap();
+    v3.extend_from_slice(b"\0\x07\x06fleet3");
+    let sha3 = hubwasm::plugin::sha256_hex(&v3);
+    let mut tampered = v3.clone();
+    *tampered.last_mut().unwrap() = b'X';
+    store
+        .save_component(&group, &sha3, &tampered)
+        .await
+        .unwrap();
+    let mut record = store
+        .load_version(NS, HUB, "$Default")
+        .await
+        .unwrap()
+        .expect("the swap's record");
+    assert_eq!(record.digest, digest);
+    record.sha256 = Some(sha3.clone());
+    record.digest = sha3[..12].to_string();
+    record.name = Some("record_v3".into());
+    store
+        .save_version(NS, HUB, "$Default", &record)
+        .await
+        .unwrap();
+    for host in [&a, &b, &d] {
+        eventually(
+            "the tampered version refused",
+            Duration::from_secs(60),
+            || {
+                host.log()
+                    .contains("it was changed in the store, so it is refused")
+            },
+            &[host],
+        )
+        .await;
+    }
+    for addr in [&addr_a, &addr_b, &addr_d] {
+        assert_eq!(running(addr).await.1, digest);
+    }
+    // Every event is handled (by whichever host owned its partition).
+    crate::harness::send(&world.endpoint, 20, None).await;
+    eventually(
+        "all 60 events handled",
+        Duration::from_secs(90),
+        || {
+            let mut seen = std::collections::BTreeSet::new();
+            for host in [&a, &b, &c, &d] {
+                seen.extend(host.handled("$Default"));
+            }
+            seen.len() >= 60
+        },
+        &[&a, &b, &d],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_reaches_every_host_through_the_local_store_alone() {
+    let world = Local::start(4).await;
+    let config = world.config("");
+    let store = world.store();
+    a_swap_reaches_every_host(&world, &config, &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_reaches_every_host_through_blob_storage_alone() {
+    let world = Local::start(4).await;
+    let azurite = Azurite::start();
+    let config = crate::harness::config_with(
+        &world.endpoint,
+        &format!("store = \"blob\"\n{}", blob_keys(&azurite, "fleet")),
+        &format!("sink = \"directory\"\npath = \"{}\"", world.dead.display()),
+        "",
+    );
+    let store = blob_store(&azurite, "fleet").await;
+    a_swap_reaches_every_host(&world, &config, &store).await;
+}
