@@ -157,9 +157,10 @@ pub struct SendArgs {
     /// Connection string with EntityPath (also HUBWASM_CONNECTION_STRING).
     #[arg(long, env = "HUBWASM_CONNECTION_STRING")]
     pub connection_string: String,
-    /// How many events (with --file: at most this many; 0 = all).
-    #[arg(long, default_value_t = 10)]
-    pub count: usize,
+    /// How many events [default: 10 generated ones; with --file, every line of the file].
+    /// With --file: at most this many (0 = all).
+    #[arg(long)]
+    pub count: Option<usize>,
     /// Pause between sends, in milliseconds (the seed's producer uses 1000).
     #[arg(long, default_value_t = 0)]
     pub interval_ms: u64,
@@ -611,6 +612,36 @@ fn plugin_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The shipped example configs name the sample plugin as `json_filter.wasm` beside them; where
+/// no such file is there, the built sample plugin is used (as `hubwasm run` does without a
+/// config), so the examples run as shipped.
+fn use_built_sample_plugin(config: &mut crate::config::RunConfig) {
+    let is_missing_sample =
+        |p: &std::path::Path| p.file_name().is_some_and(|n| n == "json_filter.wasm") && !p.exists();
+    let places = sample_plugin_places(|name| std::env::var_os(name));
+    let Some(found) = places.iter().find(|p| p.is_file()) else {
+        return;
+    };
+    let mut replaced = false;
+    for path in config
+        .plugins
+        .iter_mut()
+        .map(|p| &mut p.path)
+        .chain(config.event_hubs.iter_mut().map(|h| &mut h.plugin))
+    {
+        if is_missing_sample(path) {
+            *path = found.clone();
+            replaced = true;
+        }
+    }
+    if replaced {
+        eprintln!(
+            "hubwasm: json_filter.wasm is not beside the config: running the built sample plugin {}",
+            found.display()
+        );
+    }
+}
+
 /// The config `hubwasm run` uses without --config.
 fn default_config(args: &RunArgs) -> anyhow::Result<crate::config::RunConfig> {
     let plugin = match &args.plugin {
@@ -692,7 +723,11 @@ fn toml_string(s: &str) -> String {
 
 async fn run_host(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
-        Some(path) => crate::config::RunConfig::load(path)?,
+        Some(path) => {
+            let mut config = crate::config::RunConfig::load(path)?;
+            use_built_sample_plugin(&mut config);
+            config
+        }
         None => default_config(&args)?,
     };
     let options = crate::processor::RunOptions {
@@ -872,8 +907,10 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let options = crate::send::SendOptions {
+        count: args
+            .count
+            .unwrap_or(if args.file.is_some() { 0 } else { 10 }),
         connection_string: args.connection_string,
-        count: args.count,
         interval: Duration::from_millis(args.interval_ms),
         partition: args.partition,
         partition_key: args.partition_key,

@@ -997,6 +997,20 @@ impl Host {
                 if let Some(data) = &e.data {
                     hub_config.data_dir = data.clone();
                 }
+                // Every consumer group the config reads an embedded event hub with exists there.
+                for hub in config.event_hubs.iter().filter(|h| h.embedded) {
+                    if let Some(served) = hub_config
+                        .event_hubs
+                        .iter_mut()
+                        .find(|served| served.name == hub.name)
+                    {
+                        if !hub.consumer_group.eq_ignore_ascii_case("$Default")
+                            && !served.consumer_groups.contains(&hub.consumer_group)
+                        {
+                            served.consumer_groups.push(hub.consumer_group.clone());
+                        }
+                    }
+                }
                 let running = hubwasm_hub::start(hub_config)
                     .await
                     .map_err(|err| RunError::Embedded(err.to_string()))?;
@@ -1319,12 +1333,17 @@ impl Host {
         let Some(file) = &self.options.send else {
             return;
         };
+        // Each event hub once, however many consumer groups read it.
+        let mut sent_to = std::collections::HashSet::new();
         for (hub, _) in &self.targets {
             let conn = match (&hub.connection_string, &self.embedded) {
                 (Some(c), _) => crate::config::with_entity(c, &hub.name),
                 (None, Some(running)) if hub.embedded => running.connection_string(&hub.name),
                 _ => continue,
             };
+            if !sent_to.insert(conn.clone()) {
+                continue;
+            }
             let send = crate::send::SendOptions {
                 connection_string: conn,
                 count: 0,

@@ -106,3 +106,94 @@ fn config_errors_name_the_line_and_plugin_errors_name_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing.wasm"), "{err}");
 }
+
+/// `examples/hubwasm-tenants.toml` runs as shipped: both tenants' consumer groups exist on the
+/// embedded endpoint, `--send` writes the file once to the event hub the two groups read, and
+/// each group handles every event.
+#[test]
+fn the_tenants_example_runs_as_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("examples");
+    std::fs::create_dir_all(examples.join("events")).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for file in ["hubwasm-tenants.toml", "events/seed-sample.jsonl"] {
+        std::fs::copy(shipped.join(file), examples.join(file)).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        .current_dir(&examples)
+        .env("HUBWASM_SAMPLE_PLUGIN", hubwasm_plugins::JSON_FILTER)
+        .env("ACME_API_KEY", "acme-key")
+        .env("GLOBEX_API_KEY", "globex-key")
+        .args([
+            "run",
+            "--config",
+            "hubwasm-tenants.toml",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--send",
+            "events/seed-sample.jsonl",
+            "--exit-when-idle",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert_eq!(
+        log.matches("sent 20 events from").count(),
+        1,
+        "the file goes to the event hub once: {log}"
+    );
+    assert!(
+        log.contains("handled 40, failures 0, dead-lettered 0"),
+        "20 events for each tenant's group: {log}"
+    );
+    assert!(!log.contains("NotFound"), "{log}");
+}
+
+/// `hubwasm send --file` sends every line unless --count says otherwise, and an event near the
+/// hub's maximum message size goes through at a batch size of 1 (the SDK's batch counts a
+/// first event twice, so such an event is sent on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_sends_the_whole_file_and_events_up_to_the_maximum_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = start_endpoint(&dir.path().join("hub"), 1).await;
+    let file = dir.path().join("events.jsonl");
+    let mut lines: Vec<String> = (0..14).map(|i| format!("{{\"n\":{i}}}")).collect();
+    lines.push(format!("{{\"big\":\"{}\"}}", "x".repeat(900_000)));
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let send = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+            .args([
+                "send",
+                "--connection-string",
+                &endpoint.connection_string(HUB),
+            ])
+            .arg("--file")
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = send(&[]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("sent 15 events"), "{text}");
+    let out = send(&["--count", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sent 3 events"), "{text}");
+    // Over the hub's maximum: refused with what to do.
+    std::fs::write(&file, format!("{{\"huge\":\"{}\"}}", "x".repeat(1_200_000))).unwrap();
+    let out = send(&[]);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("maximum message size"), "{text}");
+}
