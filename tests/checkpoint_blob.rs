@@ -442,6 +442,36 @@ async fn plugin_components_are_kept_by_digest_and_read_within_a_bound() {
         )]
     );
     assert!(checkpoints(&store).await.is_empty());
+
+    // Each host's counts for a swap, replaced on each save, read back for the whole group.
+    use hubwasm::checkpoint::VersionOutcome;
+    let swap = hubwasm::checkpoint::swap_id(&sha, 1_800_000_000_000);
+    let outcome = |instance: &str, failed| VersionOutcome {
+        instance: instance.into(),
+        handled: 4,
+        failed,
+        held: 2,
+    };
+    store
+        .save_outcome(&group, &swap, &outcome("host-a", 5))
+        .await
+        .unwrap();
+    store
+        .save_outcome(&group, &swap, &outcome("host-b", 1))
+        .await
+        .unwrap();
+    store
+        .save_outcome(&group, &swap, &outcome("host-a", 9))
+        .await
+        .unwrap();
+    let mut all = store.load_outcomes(&group, &swap).await.unwrap();
+    all.sort_by(|x, y| x.instance.cmp(&y.instance));
+    assert_eq!(all, vec![outcome("host-a", 9), outcome("host-b", 1)]);
+    assert!(store
+        .load_outcomes(&group, &hubwasm::checkpoint::swap_id(&sha, 1))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -131,6 +131,8 @@ type LastEnqueued = (i64, bool, i64);
 
 /// Samples kept: one a second for ten minutes.
 const HISTORY: usize = 600;
+/// How often a version under judgement records and reads the group's counts.
+const OUTCOME_TICK: Duration = Duration::from_millis(250);
 /// How long a partition-properties answer is reused.
 const POSITIONS_FRESH: Duration = Duration::from_secs(2);
 
@@ -506,9 +508,10 @@ impl HostHandle {
                     message,
                 })?;
         }
+        let sha256 = plugin.sha256().to_string();
         let record = self.put(hub, Arc::new(plugin), reason.into(), true).await;
         if hub.rollback.automatic {
-            self.watch_for_rollback(hub);
+            self.watch_for_rollback(hub, crate::checkpoint::swap_id(&sha256, record.at_ms));
         }
         Ok(record)
     }
@@ -757,8 +760,12 @@ impl HostHandle {
                                 record.reason, record.path, record.by
                             );
                             this.put(hub, plugin, why, false).await;
-                            if hub.rollback.automatic {
-                                this.watch_for_rollback(hub);
+                            // A new version is judged on every host; a rollback is not.
+                            if hub.rollback.automatic && !record.reason.contains("rollback") {
+                                this.watch_for_rollback(
+                                    hub,
+                                    crate::checkpoint::swap_id(&wanted, record.at_ms),
+                                );
                             }
                             refused = None;
                         }
@@ -886,36 +893,89 @@ impl HostHandle {
         Ok(Arc::new(plugin))
     }
 
-    /// Watch the version just swapped in for its rollback window; roll it back if its calls
-    /// fail at or above the configured rate (after at least `min_failures` failures).
-    fn watch_for_rollback(&self, hub: &HubHandle) {
+    /// Judge the version just swapped in over its rollback window: while it is judged, an event
+    /// that fails its last attempt under it is held (see [`crate::plugin::Probation`]). Every
+    /// host of the group records its counts for the swap (`swap`, a
+    /// [`crate::checkpoint::swap_id`]) in the store and judges on the sum: the version is
+    /// rolled back once at least `min_failures` calls failed at or above `failure_rate`, or, at
+    /// the window's end, if it failed at that rate while holding events; otherwise it is
+    /// cleared and held events follow the failure policy.
+    fn watch_for_rollback(&self, hub: &HubHandle, swap: String) {
         let this = self.clone();
         let event_hub = hub.event_hub.clone();
         let group = hub.consumer_group.clone();
         let policy = hub.rollback;
         let generation = hub.plugin.generation();
+        hub.plugin.begin_probation(generation);
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             let window = Duration::from_millis(policy.window_ms);
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            while started.elapsed() < window {
-                tick.tick().await;
+            let mut tick = tokio::time::interval(OUTCOME_TICK);
+            let mut saved: Option<crate::checkpoint::VersionOutcome> = None;
+            let mut last_sum = (0, 0, 0, 1);
+            loop {
+                let over = started.elapsed() >= window;
+                if !over {
+                    tick.tick().await;
+                }
                 let Ok(hub) = this.find(&event_hub, Some(&group)) else {
                     return;
                 };
                 if hub.plugin.generation() != generation {
-                    return; // swapped again: that swap watches itself
+                    return; // swapped again: that swap judges itself
                 }
                 let (handled, failed) = hub.plugin.outcomes_since_swap();
+                let mine = crate::checkpoint::VersionOutcome {
+                    instance: this.inner.instance_id.clone(),
+                    handled,
+                    failed,
+                    held: hub.plugin.held(),
+                };
+                let store = this.inner.store.as_ref();
+                if saved.as_ref() != Some(&mine) {
+                    match store.save_outcome(&hub.group(), &swap, &mine).await {
+                        Ok(()) => saved = Some(mine.clone()),
+                        Err(err) => {
+                            tracing::debug!(event_hub = %event_hub, error = %err, "Cannot record this host's counts for the new version")
+                        }
+                    }
+                }
+                // The group's counts: the others' as the store has them, this host's as now.
+                let sum = match store.load_outcomes(&hub.group(), &swap).await {
+                    Ok(all) => {
+                        let others = all
+                            .iter()
+                            .filter(|o| {
+                                o.instance != crate::checkpoint::instance_file_name(&mine.instance)
+                                    && o.instance != mine.instance
+                            })
+                            .collect::<Vec<_>>();
+                        others.iter().fold(
+                            (mine.handled, mine.failed, mine.held, 1 + others.len()),
+                            |(h, f, held, n), o| (h + o.handled, f + o.failed, held + o.held, n),
+                        )
+                    }
+                    Err(_) => last_sum,
+                };
+                last_sum = sum;
+                let (handled, failed, held, hosts) = sum;
                 let rate = failed as f64 / (handled + failed).max(1) as f64;
-                if failed >= policy.min_failures && rate >= policy.failure_rate {
+                let failing = rate >= policy.failure_rate && failed > 0;
+                let verdict = if failing && failed >= policy.min_failures {
+                    Some("")
+                } else if over && failing && held > 0 {
+                    Some(", with events held")
+                } else {
+                    None
+                };
+                if let Some(extra) = verdict {
                     let _one_at_a_time = hub.swapping.lock().await;
                     if hub.plugin.generation() != generation {
                         return;
                     }
                     let why = format!(
                         "automatic rollback: {failed} of {} calls failed within {:.1} s of the \
-                         swap (limit {:.0} %)",
+                         swap across {hosts} host(s){extra} (limit {:.0} %)",
                         handled + failed,
                         started.elapsed().as_secs_f64(),
                         policy.failure_rate * 100.0
@@ -925,9 +985,22 @@ impl HostHandle {
                             tracing::warn!(event_hub = %event_hub, consumer_group = %group, "{why}")
                         }
                         Err(err) => {
-                            tracing::error!(event_hub = %event_hub, error = %err, "Automatic rollback failed")
+                            tracing::error!(event_hub = %event_hub, error = %err, "Automatic rollback failed");
+                            hub.plugin.clear_probation(generation);
                         }
                     }
+                    return;
+                }
+                if over {
+                    hub.plugin.clear_probation(generation);
+                    tracing::info!(
+                        event_hub = %event_hub,
+                        consumer_group = %group,
+                        handled,
+                        failed,
+                        hosts,
+                        "The new version passed its rollback window; failures follow the failure policy again"
+                    );
                     return;
                 }
             }

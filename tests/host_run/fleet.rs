@@ -191,3 +191,125 @@ async fn a_swap_reaches_every_host_through_blob_storage_alone() {
     let store = blob_store(&azurite, "fleet").await;
     a_swap_reaches_every_host(&world, &config, &store).await;
 }
+
+/// A version that fails every event, swapped in under load: its events are held, not
+/// dead-lettered, while it is judged; the group's counts roll it back (on `hosts` hosts whose
+/// own counts alone would not reach `min_failures`); every event is then handled by the old
+/// version, none dead-lettered.
+async fn a_bad_version_is_rolled_back_with_nothing_dead_lettered(hosts: usize) {
+    let world = Local::start(4).await;
+    // A long window: the rollback must come from the failures counted across the group, not
+    // from the window's end.
+    let config = world.config(
+        "[eventhub.failure]\nmax_attempts = 5\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\n\
+         [eventhub.rollback]\nwindow_ms = 300000\n",
+    ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_FLEET\"\n";
+    crate::harness::send(&world.endpoint, 200, None).await;
+    let mut fleet = Vec::new();
+    for i in 0..hosts {
+        fleet.push(start(&format!("h{i}"), &world, &config).await);
+    }
+    let handled = |fleet: &[(Host, String)]| {
+        let mut seen = std::collections::BTreeSet::new();
+        for (host, _) in fleet {
+            seen.extend(host.handled("$Default"));
+        }
+        seen
+    };
+    eventually(
+        "the first events handled",
+        Duration::from_secs(60),
+        || handled(&fleet).len() >= 100,
+        &fleet.iter().map(|(h, _)| h).collect::<Vec<_>>(),
+    )
+    .await;
+    let bad = std::fs::read(hubwasm_plugins::TEST_FAIL_ALL).unwrap();
+    let answer = send(
+        &fleet[0].1,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap?name=fail_all"),
+        &bad,
+        Some("application/wasm"),
+        Some(TOKEN),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // Every host runs it before the next events come, so every partition calls it.
+    let bad_digest = hubwasm::plugin::sha256_hex(&bad)[..12].to_string();
+    let addrs: Vec<&str> = fleet.iter().map(|(_, a)| a.as_str()).collect();
+    all_run(
+        &addrs,
+        &bad_digest,
+        &fleet.iter().map(|(h, _)| h).collect::<Vec<_>>(),
+    )
+    .await;
+    crate::harness::send(&world.endpoint, 200, None).await;
+    let logs = fleet.iter().map(|(h, _)| h).collect::<Vec<_>>();
+    eventually(
+        "the automatic rollback",
+        Duration::from_secs(120),
+        || {
+            fleet
+                .iter()
+                .any(|(h, _)| h.log().contains("automatic rollback: "))
+        },
+        &logs,
+    )
+    .await;
+    eventually(
+        "all 400 events handled by the old version",
+        Duration::from_secs(120),
+        || handled(&fleet).len() >= 400,
+        &logs,
+    )
+    .await;
+    assert_eq!(
+        handled(&fleet),
+        crate::harness::all_events(4, 100),
+        "every event handled"
+    );
+    let all_logs: String = fleet.iter().map(|(h, _)| h.log()).collect();
+    assert!(
+        all_logs.contains("held, not dead-lettered"),
+        "events were held while the version was judged"
+    );
+    let why = all_logs
+        .lines()
+        .find(|l| l.contains("automatic rollback: "))
+        .unwrap()
+        .to_string();
+    assert!(
+        !why.contains("with events held"),
+        "decided on the counted failures, not the window's end: {why}"
+    );
+    if hosts > 1 {
+        assert!(!why.contains("across 1 host(s)"), "{why}");
+    }
+    assert!(
+        !all_logs.contains("Event dead-lettered"),
+        "{}",
+        crate::harness::tail(&all_logs, 40)
+    );
+    let dead = std::fs::read_dir(&world.dead).map_or(0, |d| d.count());
+    assert_eq!(dead, 0, "nothing in the dead-letter directory");
+    for (_, addr) in &fleet {
+        let answer = request(addr, "GET", "/status", None, None, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let status: hubwasm::admin::Status = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(status.dead_lettered, 0);
+        assert_eq!(status.event_hubs[0].plugin.name, "test_record");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_version_on_one_host_is_rolled_back_with_nothing_dead_lettered() {
+    a_bad_version_is_rolled_back_with_nothing_dead_lettered(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_version_on_three_hosts_is_rolled_back_with_nothing_dead_lettered() {
+    a_bad_version_is_rolled_back_with_nothing_dead_lettered(3).await;
+}

@@ -362,7 +362,7 @@ pub struct HubStatus {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PartitionStatus {
     pub partition: String,
-    /// `running`, `retrying`, `halted` or `paused`.
+    /// `running`, `retrying`, `halted`, `paused`, `store-down` or `held`.
     pub state: String,
 }
 
@@ -373,6 +373,7 @@ fn state_name(state: PartitionState) -> &'static str {
         PartitionState::Halted => "halted",
         PartitionState::Paused => "paused",
         PartitionState::StoreDown => "store-down",
+        PartitionState::Held => "held",
     }
 }
 

@@ -58,6 +58,10 @@ const RETRY: &str = "hubwasm-retry";
 /// hex-encoded JSON in the `record` metadata (metadata is ASCII only; paths need not be).
 const PLUGIN: &str = "hubwasm-plugin";
 const RECORD: &str = "record";
+/// A version's outcome on one host: `<ns>/<hub>/<cg>/hubwasm-plugin/outcomes/<swap>/<instance>`.
+const HANDLED: &str = "handled";
+const FAILED: &str = "failed";
+const HELD: &str = "held";
 
 /// The checkpoint store in an Azure Blob Storage container (see the [module docs](self)).
 pub struct BlobCheckpointStore {
@@ -453,6 +457,55 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
             .await
     }
 
+    async fn save_outcome(
+        &self,
+        group: &crate::checkpoint::GroupName<'_>,
+        swap: &str,
+        outcome: &crate::checkpoint::VersionOutcome,
+    ) -> Result<()> {
+        crate::checkpoint::check_swap_id(swap)?;
+        let name = outcomes_prefix(group, swap)?
+            + &crate::checkpoint::instance_file_name(&outcome.instance);
+        let metadata = HashMap::from([
+            (HANDLED.to_string(), outcome.handled.to_string()),
+            (FAILED.to_string(), outcome.failed.to_string()),
+            (HELD.to_string(), outcome.held.to_string()),
+        ]);
+        self.upsert("saving a version's outcome", &name, metadata)
+            .await
+    }
+
+    async fn load_outcomes(
+        &self,
+        group: &crate::checkpoint::GroupName<'_>,
+        swap: &str,
+    ) -> Result<Vec<crate::checkpoint::VersionOutcome>> {
+        crate::checkpoint::check_swap_id(swap)?;
+        let prefix = outcomes_prefix(group, swap)?;
+        let blobs = self.list("listing a version's outcomes", prefix).await?;
+        let mut out = Vec::with_capacity(blobs.len());
+        for blob in blobs {
+            let Some(name) = blob.name.as_deref() else {
+                continue;
+            };
+            let metadata = blob.metadata.as_ref().and_then(|m| m.values.as_ref());
+            let number = |key: &str| -> Result<u64> {
+                metadata
+                    .and_then(|m| meta(m, key))
+                    .map(|v| parse_number::<u64>(v, name, key))
+                    .transpose()
+                    .map(|v| v.unwrap_or(0))
+            };
+            out.push(crate::checkpoint::VersionOutcome {
+                instance: partition_of(name).to_string(),
+                handled: number(HANDLED)?,
+                failed: number(FAILED)?,
+                held: number(HELD)?,
+            });
+        }
+        Ok(out)
+    }
+
     async fn load_component(
         &self,
         group: &crate::checkpoint::GroupName<'_>,
@@ -497,6 +550,18 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
         }
         Ok(Some(buffer))
     }
+}
+
+/// `<ns>/<hub>/<cg>/hubwasm-plugin/outcomes/<swap id>/`.
+fn outcomes_prefix(group: &crate::checkpoint::GroupName<'_>, swap: &str) -> Result<String> {
+    Ok(blob_prefix(
+        group.namespace,
+        group.event_hub,
+        group.consumer_group,
+        PLUGIN,
+    )? + "outcomes/"
+        + swap
+        + "/")
 }
 
 /// `<ns>/<hub>/<cg>/hubwasm-plugin/components/<sha256>`.

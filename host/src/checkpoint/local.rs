@@ -101,6 +101,14 @@ impl LocalCheckpointStore {
             .join(format!("{}.json", sanitize(partition)))
     }
 
+    /// `<group>/hubwasm-plugin/outcomes/<swap id>/`.
+    fn outcomes_dir(&self, group: &crate::checkpoint::GroupName<'_>, swap: &str) -> PathBuf {
+        self.group_dir(group.namespace, group.event_hub, group.consumer_group)
+            .join("hubwasm-plugin")
+            .join("outcomes")
+            .join(swap)
+    }
+
     /// `<group>/hubwasm-plugin/components/<sha256>.wasm`.
     fn component_file(
         &self,
@@ -485,6 +493,40 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         .await
     }
 
+    async fn save_outcome(
+        &self,
+        group: &crate::checkpoint::GroupName<'_>,
+        swap: &str,
+        outcome: &crate::checkpoint::VersionOutcome,
+    ) -> azure_core::Result<()> {
+        crate::checkpoint::check_swap_id(swap)?;
+        let path = self.outcomes_dir(group, swap).join(format!(
+            "{}.json",
+            crate::checkpoint::instance_file_name(&outcome.instance)
+        ));
+        let outcome = outcome.clone();
+        blocking(move || write_json(&path, &outcome)).await
+    }
+
+    async fn load_outcomes(
+        &self,
+        group: &crate::checkpoint::GroupName<'_>,
+        swap: &str,
+    ) -> azure_core::Result<Vec<crate::checkpoint::VersionOutcome>> {
+        crate::checkpoint::check_swap_id(swap)?;
+        let dir = self.outcomes_dir(group, swap);
+        blocking(move || {
+            let mut out = Vec::new();
+            for (_, path) in partition_files(&dir)? {
+                if let Some(outcome) = read_json(&path)? {
+                    out.push(outcome);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn load_component(
         &self,
         group: &crate::checkpoint::GroupName<'_>,
@@ -684,5 +726,87 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         let err = store.list_checkpoints("ns", "hub", "cg").await.unwrap_err();
         assert!(err.to_string().contains("0.json"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn components_and_outcomes_round_trip_and_names_are_checked() {
+        use crate::checkpoint::{swap_id, GroupName, VersionOutcome, VersionStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalCheckpointStore::new(dir.path());
+        let group = GroupName {
+            namespace: "ns",
+            event_hub: "hub",
+            consumer_group: "$Default",
+        };
+        let bytes = b"\0asm component".to_vec();
+        let sha = crate::plugin::sha256_hex(&bytes);
+        assert_eq!(store.load_component(&group, &sha, 100).await.unwrap(), None);
+        store.save_component(&group, &sha, &bytes).await.unwrap();
+        assert_eq!(
+            store.load_component(&group, &sha, 100).await.unwrap(),
+            Some(bytes.clone())
+        );
+        let err = store.load_component(&group, &sha, 5).await.unwrap_err();
+        assert!(err.to_string().contains("max_component_bytes"), "{err}");
+        for bad in ["../../../etc/passwd", "ABC", ""] {
+            assert!(store.load_component(&group, bad, 100).await.is_err());
+            assert!(store.save_component(&group, bad, b"x").await.is_err());
+        }
+        // A tampered object is refused by the fetch; a missing one says so.
+        let path = store.component_file(&group, &sha).unwrap();
+        std::fs::write(&path, b"\0asm changed").unwrap();
+        let err = crate::artifact::fetch(&store, &group, Some(&sha), "p", "upload", 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::artifact::FetchError::Tampered { .. }),
+            "{err}"
+        );
+        let other = "0".repeat(64);
+        let err = crate::artifact::fetch(&store, &group, Some(&other), "p", "upload", 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::artifact::FetchError::Missing { .. }),
+            "{err}"
+        );
+        let err = crate::artifact::fetch(&store, &group, None, "p", "upload", 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::artifact::FetchError::NoDigest),
+            "{err}"
+        );
+
+        // Outcomes: one record per host and swap, replaced on each save.
+        let swap = swap_id(&sha, 1_800_000_000_000);
+        let outcome = |instance: &str, failed| VersionOutcome {
+            instance: instance.into(),
+            handled: 3,
+            failed,
+            held: 1,
+        };
+        store
+            .save_outcome(&group, &swap, &outcome("a", 5))
+            .await
+            .unwrap();
+        store
+            .save_outcome(&group, &swap, &outcome("b", 2))
+            .await
+            .unwrap();
+        store
+            .save_outcome(&group, &swap, &outcome("a", 7))
+            .await
+            .unwrap();
+        let mut all = store.load_outcomes(&group, &swap).await.unwrap();
+        all.sort_by(|x, y| x.instance.cmp(&y.instance));
+        assert_eq!(all, vec![outcome("a", 7), outcome("b", 2)]);
+        let earlier = swap_id(&sha, 1);
+        assert!(store
+            .load_outcomes(&group, &earlier)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.load_outcomes(&group, "../x").await.is_err());
     }
 }

@@ -165,6 +165,88 @@ pub trait VersionStore: Send + Sync {
     ) -> azure_core::Result<Option<Vec<u8>>> {
         Ok(None)
     }
+
+    /// Record this host's counts for the swap `swap` ([`swap_id`]), replacing its last ones.
+    async fn save_outcome(
+        &self,
+        _group: &GroupName<'_>,
+        _swap: &str,
+        _outcome: &VersionOutcome,
+    ) -> azure_core::Result<()> {
+        Ok(())
+    }
+
+    /// Every host's counts for the swap `swap`.
+    async fn load_outcomes(
+        &self,
+        _group: &GroupName<'_>,
+        _swap: &str,
+    ) -> azure_core::Result<Vec<VersionOutcome>> {
+        Ok(Vec::new())
+    }
+}
+
+/// One host's counts for a swapped-in version during its rollback window: the group's hosts
+/// judge the version on the sum of them all, so a fleet of small hosts rolls a bad version back
+/// as fast as one large host would.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionOutcome {
+    /// The host's instance id.
+    pub instance: String,
+    /// Events the version handled on that host.
+    pub handled: u64,
+    /// Calls on events that failed.
+    pub failed: u64,
+    /// Partitions holding an event the version failed to the end.
+    pub held: u64,
+}
+
+/// A swap as outcome records name it: the version's SHA-256 and the swap's time, so counts of
+/// an earlier swap to the same version are not mixed in. Only hex digits and `-`.
+pub fn swap_id(sha256: &str, at_ms: u64) -> String {
+    format!("{sha256}-{at_ms}")
+}
+
+fn is_swap_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 96
+        && id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'-'))
+}
+
+/// An instance id as a file or blob name: letters, digits, `-`, `_`, `.`; anything else `_`.
+pub(crate) fn instance_file_name(instance: &str) -> String {
+    let name: String = instance
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "_".into()
+    } else {
+        name
+    }
+}
+
+pub(crate) fn check_swap_id(id: &str) -> azure_core::Result<()> {
+    if is_swap_id(id) {
+        Ok(())
+    } else {
+        Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::DataConversion,
+            format!(
+                "{:?} is not a swap id",
+                id.chars().take(100).collect::<String>()
+            ),
+        ))
+    }
 }
 
 /// A consumer group as a store names it.

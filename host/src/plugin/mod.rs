@@ -30,4 +30,4 @@ pub use error::{
 pub use inspect::{ComponentInfo, PluginKind};
 pub use limits::Limits;
 pub use runtime::{sha256_hex, Plugin, PluginSpec, Runtime, RuntimeOptions};
-pub use worker::{CloseReason, PluginHandle, Worker};
+pub use worker::{CloseReason, PluginHandle, Probation, Worker};

@@ -40,6 +40,23 @@ struct Shared {
     /// Events handled and calls failed since the last swap (for automatic rollback).
     handled_since_swap: AtomicU64,
     failed_since_swap: AtomicU64,
+    /// Partitions holding an event the serving version failed to the end (see [`Probation`]).
+    held: AtomicU64,
+    /// Whether the serving version is still being judged after its swap.
+    probation: tokio::sync::watch::Sender<Probation>,
+}
+
+/// Whether a swapped-in version is still being judged (its automatic-rollback window). While
+/// it is, an event that fails its last attempt under it is held, not dead-lettered: the fault
+/// may be the version's, not the event's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probation {
+    /// Not being judged: failures follow the failure policy.
+    None,
+    /// Generation `0` is being judged.
+    Pending(u64),
+    /// Generation `0` was judged fit: the failure policy applies again.
+    Cleared(u64),
 }
 
 impl PluginHandle {
@@ -51,8 +68,58 @@ impl PluginHandle {
                 generation: AtomicU64::new(0),
                 handled_since_swap: AtomicU64::new(0),
                 failed_since_swap: AtomicU64::new(0),
+                held: AtomicU64::new(0),
+                probation: tokio::sync::watch::channel(Probation::None).0,
             }),
         }
+    }
+
+    /// Judge the serving version (generation `generation`) from now on: see [`Probation`].
+    pub fn begin_probation(&self, generation: u64) {
+        if self.generation() == generation {
+            self.shared
+                .probation
+                .send_replace(Probation::Pending(generation));
+        }
+    }
+
+    /// The version of `generation` was judged fit: held events follow the failure policy.
+    pub fn clear_probation(&self, generation: u64) {
+        self.shared.probation.send_if_modified(|p| {
+            if *p == Probation::Pending(generation) {
+                *p = Probation::Cleared(generation);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The generation being judged now, if the serving version is on probation.
+    pub fn on_probation(&self) -> Option<u64> {
+        match *self.shared.probation.borrow() {
+            Probation::Pending(g) if g == self.generation() => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Watch the judgement (a held partition waits on it).
+    pub fn probation(&self) -> tokio::sync::watch::Receiver<Probation> {
+        self.shared.probation.subscribe()
+    }
+
+    /// A partition starts (`true`) or stops holding an event.
+    pub fn note_held(&self, held: bool) {
+        if held {
+            self.shared.held.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.shared.held.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Partitions holding an event now.
+    pub fn held(&self) -> u64 {
+        self.shared.held.load(Ordering::Relaxed)
     }
 
     /// The plugin serving now.
@@ -79,6 +146,8 @@ impl PluginHandle {
             .unwrap_or_else(|e| e.into_inner());
         let old = std::mem::replace(&mut *current, plugin);
         self.shared.generation.fetch_add(1, Ordering::Release);
+        // A new version is not judged until its swap says so; a held event is retried on it.
+        self.shared.probation.send_replace(Probation::None);
         self.shared.handled_since_swap.store(0, Ordering::Relaxed);
         self.shared.failed_since_swap.store(0, Ordering::Relaxed);
         tracing::info!(old = %old.name, new = %current.name, path = %current.path.display(), "Plugin swapped");

@@ -613,6 +613,31 @@ async fn process(
             }
             continue;
         }
+        // A version still being judged after its swap may be what fails: hold the event
+        // until the verdict instead of dead-lettering (or halting on) it.
+        if let Some(generation) = setup.plugin.on_probation() {
+            match hold(
+                setup,
+                ctx,
+                failing.sequence_number,
+                attempts,
+                &error,
+                generation,
+                stop,
+            )
+            .await
+            {
+                Held::Stopped => return Processed::Stopped,
+                Held::Replaced => {
+                    // Rolled back (or swapped again): the event gets a fresh count on the
+                    // version serving now.
+                    *retry = None;
+                    save_retry(setup, ctx, None).await;
+                    continue;
+                }
+                Held::Cleared => {}
+            }
+        }
         match setup.failure.policy {
             FailurePolicy::Halt => {
                 *retry = Some(RetryState::failed(failing.sequence_number, attempts));
@@ -678,6 +703,81 @@ async fn process(
         checkpointer.set(sequence_number, &offset);
     }
     Processed::All
+}
+
+/// How a held event's wait ended.
+enum Held {
+    /// The version it failed under was replaced (rolled back, or swapped again).
+    Replaced,
+    /// The version was judged fit: the failure policy applies.
+    Cleared,
+    /// The host is stopping; the event stays unhandled.
+    Stopped,
+}
+
+/// Hold the failing event (sequence number `sequence_number`) until the version of
+/// `generation`, still within its rollback window, is judged. The partition does not move
+/// meanwhile; its state and the store's retry record say why.
+async fn hold(
+    setup: &PartitionSetup,
+    ctx: &PartitionContext,
+    sequence_number: i64,
+    attempts: u32,
+    error: &PluginError,
+    generation: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> Held {
+    let plugin = setup.plugin.current();
+    let why = format!(
+        "held: version {} ({}) is within its rollback window; the event waits for its verdict",
+        plugin.name(),
+        plugin.digest()
+    );
+    setup.stats.set_state(ctx, Some(PartitionState::Held));
+    save_retry(
+        setup,
+        ctx,
+        Some(RetryState {
+            sequence_number,
+            attempts,
+            paused: Some(why),
+        }),
+    )
+    .await;
+    tracing::warn!(
+        hub = %ctx.event_hub,
+        partition = %ctx.partition_id,
+        sequence_number,
+        attempts,
+        plugin = %plugin.name(),
+        version = %plugin.digest(),
+        error = %error,
+        "The event failed its last attempt under a version still within its rollback window: \
+         held, not dead-lettered, until the version is rolled back or cleared"
+    );
+    setup.plugin.note_held(true);
+    let mut judged = setup.plugin.probation();
+    let outcome = loop {
+        let now = *judged.borrow_and_update();
+        if setup.plugin.generation() != generation {
+            break Held::Replaced;
+        }
+        match now {
+            crate::plugin::Probation::Pending(g) if g == generation => {}
+            crate::plugin::Probation::Cleared(g) if g == generation => break Held::Cleared,
+            _ => break Held::Replaced,
+        }
+        let stopping = tokio::select! {
+            changed = judged.changed() => changed.is_err(),
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            break Held::Stopped;
+        }
+    };
+    setup.plugin.note_held(false);
+    setup.stats.set_state(ctx, Some(PartitionState::Running));
+    outcome
 }
 
 /// Commit a batch's effects: emitted events acknowledged by their outputs, state writes

@@ -22,6 +22,10 @@ pub enum PartitionState {
     /// A store the partition needs before its next events (dedupe keys) does not answer: the
     /// partition waits with backoff; nothing is skipped or lost.
     StoreDown,
+    /// An event failed its last attempt under a version still within its rollback window: it
+    /// waits for the version's verdict (rolled back: retried on the old version; cleared: the
+    /// failure policy applies).
+    Held,
 }
 
 /// One owned partition as the summary shows it.
@@ -289,6 +293,7 @@ impl Snapshot {
                     PartitionState::Halted => format!("{name}(HALTED)"),
                     PartitionState::Paused => format!("{name}(PAUSED: plugin cannot start)"),
                     PartitionState::StoreDown => format!("{name}(PAUSED: dedupe store down)"),
+                    PartitionState::Held => format!("{name}(HELD: new version under judgement)"),
                 }
             })
             .collect();
