@@ -92,6 +92,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
+# The registry tests: Debian's docker-registry (the CNCF distribution server) and htpasswd
+# (apache2-utils) for its bcrypt basic auth; the tests start it on a free port.
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1; then
+  echo "setup: installing docker-registry and apache2-utils (apt)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-registry apache2-utils >/dev/null
+fi
 PLAYWRIGHT_VERSION=1.65.1
 installed="$(node -p "require(process.argv[1]).version" "$TOOLS_NODE_DIR/node_modules/playwright-core/package.json" 2>/dev/null || true)"
 if [ "$installed" != "$PLAYWRIGHT_VERSION" ]; then

@@ -124,8 +124,9 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct SwapArgs {
-    /// The new plugin version (.wasm): its bytes are uploaded to the host, which stores them
-    /// for every host of the consumer group.
+    /// The new plugin version: a component file (.wasm), whose bytes are uploaded to the host,
+    /// which stores them for every host of the consumer group; or a registry reference
+    /// oci://HOST/REPOSITORY:TAG, which the host pulls and pins to its digest.
     pub wasm: PathBuf,
     /// Sample events (.jsonl) the new version must handle without a failure before the swap
     /// (uploaded with it).
@@ -250,6 +251,21 @@ pub enum PluginCommand {
     /// A new version that fails too often right after a swap is also rolled back by itself
     /// ([eventhub.rollback]). Every host of the consumer group follows a rollback.
     Rollback(RollbackArgs),
+    /// Publish a component to an OCI registry (the layout wkg and oras use: one
+    /// application/wasm layer), and print the reference pinned to its digest.
+    ///
+    /// Credentials come from $HUBWASM_REGISTRY_USERNAME and $HUBWASM_REGISTRY_PASSWORD when
+    /// set (anonymous otherwise). Registries on loopback addresses are reached over plain HTTP,
+    /// every other over HTTPS.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The component (.wasm).
+    pub wasm: PathBuf,
+    /// Where to publish it: oci://HOST[:PORT]/REPOSITORY:TAG.
+    pub reference: String,
 }
 
 #[derive(Debug, Args)]
@@ -410,6 +426,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Build(args)) => plugin_build(args),
         Command::Plugin(PluginCommand::Types(args)) => plugin_types(args),
         Command::Plugin(PluginCommand::Swap(args)) => plugin_swap(args).await,
+        Command::Plugin(PluginCommand::Push(args)) => plugin_push(args).await,
         Command::Plugin(PluginCommand::Rollback(args)) => plugin_rollback(args).await,
         Command::Hub(HubCommand::Serve(args)) => serve(args).await,
         Command::Send(args) => send(args).await,
@@ -448,7 +465,55 @@ fn plugin_new(args: NewArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn plugin_push(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let reference = crate::registry::OciRef::parse(&args.reference)?;
+    let bytes = crate::files::read(
+        &args.wasm,
+        crate::files::Bound::component(crate::files::DEFAULT_MAX_COMPONENT_BYTES << 4),
+    )?;
+    // Refuse what no host would run, before it reaches the registry.
+    crate::plugin::check_header(&args.wasm, &bytes)?;
+    let mut credentials = std::collections::HashMap::new();
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("HUBWASM_REGISTRY_USERNAME"),
+        std::env::var("HUBWASM_REGISTRY_PASSWORD"),
+    ) {
+        credentials.insert(reference.registry().to_string(), (user, password));
+    }
+    let pinned = crate::registry::Registries::new(credentials, None)
+        .push(&reference, &bytes)
+        .await?;
+    println!(
+        "pushed {} ({} bytes) as {pinned}",
+        args.wasm.display(),
+        bytes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
+    if let Some(reference) = args
+        .wasm
+        .to_str()
+        .filter(|w| w.starts_with(crate::registry::SCHEME))
+    {
+        // A registry reference: the host pulls it and pins it to its digest.
+        let body = serde_json::to_string(&crate::admin::SwapRequest {
+            plugin: reference.to_string(),
+            consumer_group: args.target.consumer_group.clone(),
+            replay: None,
+        })?;
+        if args.replay.is_some() {
+            anyhow::bail!("--replay goes with a component file, not a registry reference");
+        }
+        return admin_change(
+            &args.target,
+            "swap",
+            body.as_bytes(),
+            Some("application/json"),
+        )
+        .await;
+    }
     // The component travels as bytes: the host never reads a path of ours.
     let read = |path: &std::path::Path, bound| {
         crate::files::read(path, bound).with_context(|| format!("cannot send {}", path.display()))

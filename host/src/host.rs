@@ -53,6 +53,10 @@ struct Shared {
     ready: AtomicBool,
     /// One [`Sample`] a second, the newest last.
     history: Mutex<std::collections::VecDeque<Sample>>,
+    /// Where `oci://` plugins are pulled from.
+    registries: crate::registry::Registries,
+    /// Each tenant's granted registries (`[tenant.grants] registries`).
+    registry_grants: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// One consumed event hub (and consumer group) and the plugin serving it.
@@ -445,6 +449,37 @@ impl HostHandle {
         let hub = self.find(event_hub, group)?;
         let _one_at_a_time = hub.swapping.lock().await;
         self.swap_locked(hub, component, replay, "swap").await
+    }
+
+    /// Pull the component `reference` names (resolved now, pinned to its digest) for a swap of
+    /// `event_hub`; a tenant's caller may name only registries granted to it.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        tenant: Option<&str>,
+    ) -> Result<crate::artifact::Component, crate::registry::RegistryError> {
+        let reference = crate::registry::OciRef::parse(reference)?;
+        if let Some(tenant) = tenant {
+            let grants = self
+                .inner
+                .registry_grants
+                .get(tenant)
+                .cloned()
+                .unwrap_or_default();
+            if !reference.is_granted(&grants) {
+                return Err(crate::registry::RegistryError::NotGranted {
+                    reference: reference.to_string(),
+                    tenant: tenant.to_string(),
+                });
+            }
+        }
+        let (limit, _) = self.upload_limits();
+        let pulled = self.inner.registries.pull(&reference, limit).await?;
+        Ok(crate::artifact::Component::new(
+            &pulled.name,
+            pulled.pinned,
+            pulled.bytes,
+        ))
     }
 
     /// The limits a swap request is read with: (component bytes, replay bytes).
@@ -1116,6 +1151,10 @@ impl Host {
         })?;
 
         let tenants = crate::tenant::Tenants::from_config(&config);
+        let registries = crate::registry::Registries::new(
+            config.registry_credentials(),
+            options.runtime.cache_dir.as_ref().map(|d| d.join("oci")),
+        );
         // One SQLite connection per dedupe file, shared by the event hubs that use it.
         let mut dedupe_stores = crate::effects::dedupe::Stores::default();
         let mut state_stores = crate::effects::state::Stores::default();
@@ -1131,7 +1170,31 @@ impl Host {
                     Default::default(),
                 ))
             });
-            let mut spec = PluginSpec::new(&hub.plugin);
+            let mut spec = match hub
+                .plugin
+                .to_str()
+                .filter(|p| p.starts_with(crate::registry::SCHEME))
+            {
+                // From a registry: resolved now to the digest the reference names, and that
+                // digest is what runs from here on.
+                Some(text) => {
+                    let fail = |e: crate::registry::RegistryError| {
+                        RunError::Store(format!("event hub {}: {e}", hub.name))
+                    };
+                    let reference = crate::registry::OciRef::parse(text).map_err(fail)?;
+                    let pulled = registries
+                        .pull(&reference, config.max_component_bytes())
+                        .await
+                        .map_err(fail)?;
+                    report(&format!(
+                        "event hub {}: plugin {text} pulled as {}",
+                        hub.name, pulled.pinned
+                    ));
+                    let name = hub.plugin_name.clone().unwrap_or(pulled.name.clone());
+                    crate::artifact::Component::new(&name, pulled.pinned, pulled.bytes).spec()
+                }
+                None => PluginSpec::new(&hub.plugin),
+            };
             spec.memory_peak = Some(tenant.memory_peak.clone());
             spec.allowed_outbound_hosts = hub
                 .allowed_outbound_hosts
@@ -1376,6 +1439,12 @@ impl Host {
                 started: SystemTime::now(),
                 ready: AtomicBool::new(true),
                 history: Mutex::new(std::collections::VecDeque::new()),
+                registries,
+                registry_grants: config
+                    .tenants
+                    .iter()
+                    .map(|t| (t.name.clone(), t.grants.registries.clone()))
+                    .collect(),
             }),
         };
         handle.follow(stop_rx.clone());

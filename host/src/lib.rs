@@ -11,6 +11,7 @@
 //!   bounded, confined to configured directories.
 //! - [`plugin`]: the plugin runtime (the only module that touches wasmtime): engine, cache,
 //!   limits, sandbox, instances, hot swap.
+//! - [`registry`]: plugins in OCI registries: pull (bounded, pinned by digest, cached), push.
 //! - [`replay`]: the offline replay harness behind `hubwasm plugin test`.
 //! - [`sink`]: where events leave the host: dead-letter sinks (directory, blob, event hub).
 //! - [`send`]: `hubwasm send`, the seed's producer through the official Rust SDK.
@@ -33,6 +34,7 @@ pub mod host;
 pub mod metrics;
 pub mod plugin;
 pub mod processor;
+pub mod registry;
 pub mod replay;
 pub mod send;
 pub mod sink;

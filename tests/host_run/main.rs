@@ -16,6 +16,7 @@ mod failures;
 mod fleet;
 mod harness;
 mod languages;
+mod oci;
 mod stores;
 mod swap_inputs;
 mod tenants;
@@ -28,3 +29,5 @@ mod lang_plugins;
 mod python;
 #[path = "../support/redis.rs"]
 mod redis_server;
+#[path = "../support/registry.rs"]
+mod registry;

@@ -9,9 +9,10 @@
 //! - `POST /v1/event-hubs/{event_hub}/swap[?consumer_group=G&name=N]`: load, check and swap
 //!   in a new plugin version, which the request carries: an `application/wasm` body (the
 //!   component), or `multipart/form-data` with parts `plugin` (the component) and `replay`
-//!   (.jsonl events it must handle first). Only the operator's token may instead send JSON
-//!   `{"plugin": "<path>", "replay": "<path>"}` naming files inside `[admin] plugin_dirs`; a
-//!   tenant never names a host path. Bodies are bounded (`[admin] max_component_bytes`,
+//!   (.jsonl events it must handle first), or JSON `{"plugin": "oci://host/repo:tag"}` (a
+//!   tenant's within its granted registries; resolved and pinned to its digest when accepted).
+//!   Only the operator's token may send JSON `{"plugin": "<path>", "replay": "<path>"}` naming
+//!   files inside `[admin] plugin_dirs`; a tenant never names a host path. Bodies are bounded (`[admin] max_component_bytes`,
 //!   `max_replay_bytes`) and cut off when they stall. `POST /v1/event-hubs/{event_hub}/rollback`:
 //!   return to the version the last swap replaced.
 //!   `POST /v1/event-hubs/{event_hub}/partitions/{partition}/resume`: a partition the `halt`
@@ -526,7 +527,9 @@ async fn tenant(
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwapRequest {
-    /// The new component: a path inside `[admin] plugin_dirs` (the operator's token only).
+    /// The new component: a registry reference `oci://host/repo:tag` (or `@sha256:…`; a
+    /// tenant's within its granted registries), or a path inside `[admin] plugin_dirs` (the
+    /// operator's token only).
     pub plugin: String,
     /// Needed when the event hub is consumed with several consumer groups.
     #[serde(default)]
@@ -721,8 +724,8 @@ async fn swap_upload(
     Ok((group, component, replay))
 }
 
-/// A swap that names its component: a host path inside `[admin] plugin_dirs`, for the
-/// operator only.
+/// A swap that names its component: a registry reference (a tenant's within its grants), or
+/// a host path inside `[admin] plugin_dirs`, for the operator only.
 async fn swap_by_reference(
     state: &AppState,
     event_hub: &str,
@@ -759,7 +762,32 @@ async fn swap_by_reference(
             ),
         )
     })?;
-    if let Caller::Tenant(name) = caller(state, headers) {
+    let who = caller(state, headers);
+    if request.plugin.starts_with(crate::registry::SCHEME) && request.replay.is_none() {
+        let tenant = match &who {
+            Caller::Tenant(name) => Some(name.as_str()),
+            _ => None,
+        };
+        let component = state
+            .host
+            .pull(&request.plugin, tenant)
+            .await
+            .map_err(|err| {
+                use crate::registry::RegistryError as E;
+                let status = match err {
+                    E::BadReference { .. } => StatusCode::BAD_REQUEST,
+                    E::NotGranted { .. } => StatusCode::FORBIDDEN,
+                    E::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+                    E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    E::NotAComponent { .. } | E::Digest { .. } | E::Push { .. } => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                };
+                error(status, format!("{err}; the running version is unchanged"))
+            })?;
+        return Ok((group, component, None));
+    }
+    if let Caller::Tenant(name) = who {
         return Err(error(
             StatusCode::FORBIDDEN,
             format!(

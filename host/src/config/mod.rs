@@ -81,6 +81,9 @@ pub struct RunConfig {
     /// Named plugins event hubs refer to.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<NamedPlugin>,
+    /// OCI registries plugins come from (`plugin = "oci://host/repo:tag"`), with credentials.
+    #[serde(default, rename = "registry")]
+    pub registries: Vec<RegistryConfig>,
     /// Where the config was read from (for messages and relative paths); not a TOML key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -95,6 +98,21 @@ fn at_line(line: &Option<usize>) -> String {
 
 fn default_summary_secs() -> u64 {
     5
+}
+
+/// `[[registry]]`: credentials for an OCI registry plugins are pulled from. Registries not
+/// listed are used anonymously; registries on loopback addresses over plain HTTP, every
+/// other over HTTPS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `host[:port]`, as references name it.
+    pub host: String,
+    /// The environment variable holding the user name (for Azure Container Registry with a
+    /// token: the token's name).
+    pub username_env: String,
+    /// The environment variable holding the password or token.
+    pub password_env: String,
 }
 
 /// `[admin]`: the admin API (see `hubwasm run --help` and the README).
@@ -724,7 +742,10 @@ impl RunConfig {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         let fix = |p: &mut PathBuf| {
-            if p.is_relative() && !base.as_os_str().is_empty() {
+            let reference = p
+                .to_str()
+                .is_some_and(|s| s.starts_with(crate::registry::SCHEME));
+            if p.is_relative() && !base.as_os_str().is_empty() && !reference {
                 *p = base.join(&*p);
             }
         };
@@ -1069,7 +1090,60 @@ impl RunConfig {
             }
         }
         self.validate_admin()?;
+        self.validate_registries()?;
         self.validate_tenants()
+    }
+
+    /// Registry references parse, and a tenant's are within its `registries` grant.
+    fn validate_registries(&self) -> Result<(), ConfigError> {
+        for (i, hub) in self.event_hubs.iter().enumerate() {
+            let Some(text) = hub
+                .plugin
+                .to_str()
+                .filter(|s| s.starts_with(crate::registry::SCHEME))
+            else {
+                continue;
+            };
+            let at = format!("eventhub[{i}] ({}).plugin", hub.name);
+            let reference = crate::registry::OciRef::parse(text).map_err(|e| {
+                self.invalid_at(("eventhub", i, "plugin"), at.clone(), e.to_string())
+            })?;
+            if let Some(tenant) = hub.tenant.as_deref().and_then(|t| self.tenant(t)) {
+                if !reference.is_granted(&tenant.grants.registries) {
+                    return Err(self.invalid_at(
+                        ("eventhub", i, "plugin"),
+                        at,
+                        format!(
+                            "tenant {} may pull only from the registries granted to it \
+                             ([tenant.grants] registries = {:?}); {reference} is not among them",
+                            tenant.name, tenant.grants.registries
+                        ),
+                    ));
+                }
+            }
+        }
+        for (i, registry) in self.registries.iter().enumerate() {
+            if registry.host.is_empty() || registry.host.contains('/') {
+                return Err(self.invalid(
+                    format!("registry[{i}].host"),
+                    "give the registry as host[:port], e.g. myregistry.azurecr.io",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each `[[registry]]`'s credentials, read from its environment variables (unset ones are
+    /// left out: that registry is used anonymously).
+    pub fn registry_credentials(&self) -> std::collections::HashMap<String, (String, String)> {
+        self.registries
+            .iter()
+            .filter_map(|r| {
+                let user = std::env::var(&r.username_env).ok()?;
+                let password = std::env::var(&r.password_env).ok()?;
+                Some((r.host.clone(), (user, password)))
+            })
+            .collect()
     }
 
     /// `[admin]`: the bounds of uploads and the directories host paths may name.

@@ -108,6 +108,10 @@ pub struct Grants {
     /// consumer group).
     #[serde(default)]
     pub dedupe: bool,
+    /// OCI registries (`host[:port]`) or repositories (`host[:port]/path`) the tenant's plugins
+    /// may come from, in its config and in its swaps; none by default.
+    #[serde(default)]
+    pub registries: Vec<String>,
 }
 
 /// The largest secret file read (a key or a token, not a document).

@@ -54,7 +54,7 @@ pub(crate) fn export_name(interface: &str, version: &str) -> String {
 }
 
 /// Refuse anything that is not a component before spending time compiling it.
-pub(crate) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+pub fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         // What the file holds is not quoted: a caller could name a secret to read it back.

@@ -27,7 +27,7 @@ pub use cache::ComponentCache;
 pub use error::{
     BatchFailure, FailureKind, LoadError, PluginError, CONTRACT_VERSION, CONTRACT_VERSIONS,
 };
-pub use inspect::{ComponentInfo, PluginKind};
+pub use inspect::{check_header, ComponentInfo, PluginKind};
 pub use limits::Limits;
 pub use runtime::{sha256_hex, Plugin, PluginSpec, Runtime, RuntimeOptions};
 pub use worker::{CloseReason, PluginHandle, Probation, Worker};
