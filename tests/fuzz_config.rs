@@ -96,3 +96,26 @@ proptest! {
 fn the_example_itself_parses() {
     parse(EXAMPLE).expect("examples/hubwasm.toml is valid");
 }
+
+/// The Kubernetes example's config (the ConfigMap's `hubwasm.toml`) is a valid config.
+#[test]
+fn the_kubernetes_example_config_parses() {
+    let yaml = include_str!("../examples/kubernetes/configmap.yaml");
+    let at = yaml
+        .find("hubwasm.toml: |\n")
+        .expect("the ConfigMap holds hubwasm.toml")
+        + 16;
+    let toml: String = yaml[at..]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = parse(&toml).expect("examples/kubernetes/configmap.yaml holds a valid config");
+    let hub = &config.event_hubs[0];
+    assert!(
+        hub.plugin.to_str().unwrap().starts_with("oci://"),
+        "{hub:?}"
+    );
+    assert_eq!(config.registries.len(), 1);
+    assert_eq!(config.admin.unwrap().listen.port(), 9466);
+}

@@ -393,7 +393,7 @@ impl HostHandle {
 
     /// Every event hub's consumer runs (for `/readyz`).
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Acquire)
+        self.inner.ready.load(Ordering::Acquire) && !self.inner.stats.has_problems()
     }
 
     /// When the host started.

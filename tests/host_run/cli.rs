@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -196,4 +197,92 @@ async fn send_sends_the_whole_file_and_events_up_to_the_maximum_size() {
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("maximum message size"), "{text}");
+}
+
+/// A consumer group that does not exist on the event hub is one clear line, shown in /status
+/// and failing /readyz, tried again at the balancing interval; the event hub's other consumer
+/// group is consumed meanwhile, untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_consumer_group_is_one_clear_line_and_fails_readiness() {
+    use hubwasm::admin::client::request;
+    let world = Local::start(2).await;
+    send(&world.endpoint, 20, None).await;
+    let config = world.config("")
+        + &format!(
+            "\n[[eventhub]]\nname = \"{HUB}\"\nconnection_string = \"{}\"\nplugin = \"{}\"\n\
+             consumer_group = \"nope\"\n[eventhub.balancing]\nupdate_interval_ms = 1000\n\
+             ownership_expiry_ms = 3000\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            world.endpoint.connection_string(HUB),
+            hubwasm_plugins::TEST_RECORD
+        );
+    let host = Host::start("missing-group", world.path(), &config, &[]);
+    let admin = || {
+        let log = host.log();
+        let at = log.find("admin API on http://")? + "admin API on http://".len();
+        let rest = &log[at..];
+        Some(rest[..rest.find(char::is_whitespace)?].to_string())
+    };
+    eventually(
+        "the other group's 20 events and the missing group's line",
+        Duration::from_secs(60),
+        || {
+            host.handled("$Default").len() >= 20
+                && host.log().contains("consumer group `nope` does not exist")
+        },
+        &[&host],
+    )
+    .await;
+    let addr = admin().unwrap();
+    let ready = request(&addr, "GET", "/readyz", None, None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body.contains("consumer group `nope` does not exist"),
+        "{}",
+        ready.body
+    );
+    let status = request(&addr, "GET", "/status", None, None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let status: hubwasm::admin::Status = serde_json::from_str(&status.body).unwrap();
+    let missing = status
+        .event_hubs
+        .iter()
+        .find(|h| h.consumer_group == "nope")
+        .unwrap();
+    assert!(
+        missing
+            .problem
+            .as_deref()
+            .unwrap_or_default()
+            .contains("create it"),
+        "{missing:?}"
+    );
+    let fine = status
+        .event_hubs
+        .iter()
+        .find(|h| h.consumer_group == "$Default")
+        .unwrap();
+    assert!(fine.problem.is_none());
+    // Tried again, but said once; nothing nested, the other group handled everything once.
+    eventually(
+        "a second attempt",
+        Duration::from_secs(60),
+        || host.log().matches("has no consumer group `nope`").count() >= 4,
+        &[&host],
+    )
+    .await;
+    let log = host.log();
+    assert_eq!(
+        log.matches("consumer group `nope` does not exist").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !log.contains("Event processor stopped; restarting it"),
+        "{log}"
+    );
+    let handled: BTreeSet<(String, i64)> = host.handled("$Default").into_iter().collect();
+    assert_eq!(handled, all_events(2, 10));
 }

@@ -303,7 +303,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: an event hub's consumer is not running\n",
+            format!(
+                "not ready: {}\n",
+                state
+                    .host
+                    .hubs()
+                    .iter()
+                    .find_map(|h| state.host.stats().problem(&h.event_hub, &h.consumer_group))
+                    .unwrap_or_else(|| "an event hub's consumer is not running".into())
+            ),
         )
             .into_response()
     }
@@ -358,6 +366,9 @@ pub struct HubStatus {
     /// What could not be read for `positions` (they are partial then).
     #[serde(default)]
     pub positions_error: Option<String>,
+    /// Why the event hub's consumer cannot run now (a consumer group that does not exist).
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -402,6 +413,7 @@ async fn hub_status(
             .collect(),
         positions,
         positions_error,
+        problem: host.stats().problem(&hub.event_hub, &hub.consumer_group),
     }
 }
 
@@ -1025,6 +1037,9 @@ pub fn status_lines(status: &Status) -> Vec<String> {
         }
         if let Some(problem) = &hub.positions_error {
             lines.push(format!("  (partial: {problem})"));
+        }
+        if let Some(problem) = &hub.problem {
+            lines.push(format!("  NOT RUNNING: {problem}"));
         }
         for swap in &hub.swaps {
             lines.push(format!(

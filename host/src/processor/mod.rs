@@ -193,6 +193,12 @@ const DEAD_START_WINDOW: Duration = Duration::from_secs(30);
 
 /// Consume one event hub until `stop`: run the SDK's processor, serve each partition it hands
 /// out, restart the processor if it fails, and release ownership at the end.
+/// A processor that ran this long without a receiver saying its group is missing has found it.
+const GROUP_FOUND_AFTER: Duration = Duration::from_secs(10);
+
+/// Why a processor stopped when its consumer group does not exist.
+const GROUP_MISSING: &str = "the consumer group does not exist";
+
 pub(crate) async fn consume(
     hub: EventHubConfig,
     target: EventHubTarget,
@@ -225,6 +231,7 @@ pub(crate) async fn consume(
         let readers = reader::Readers::start(&hub.name);
         let mut partitions = tokio::task::JoinSet::new();
         let mut dead_starts: Vec<tokio::time::Instant> = Vec::new();
+        let running_since = tokio::time::Instant::now();
         let mut watchdog = tokio::time::interval(STALL_CHECK);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_progress = setup.progress.load(std::sync::atomic::Ordering::Relaxed);
@@ -238,6 +245,13 @@ pub(crate) async fn consume(
             let mut check_stall = false;
             tokio::select! {
                 _ = watchdog.tick() => {
+                    // Running a while without being told the group is missing: it exists now.
+                    if running_since.elapsed() >= GROUP_FOUND_AFTER
+                        && stats.problem(&hub.name, &hub.consumer_group).is_some()
+                    {
+                        stats.set_problem(&hub.name, &hub.consumer_group, None);
+                        tracing::info!(hub = %hub.name, consumer_group = %hub.consumer_group, "The consumer group is there now; consuming");
+                    }
                     let progress = setup.progress.load(std::sync::atomic::Ordering::Relaxed);
                     if progress != last_progress {
                         last_progress = progress;
@@ -266,6 +280,9 @@ pub(crate) async fn consume(
                     Err(err) => break Some(err.to_string()),
                 },
                 Some(ended) = partitions.join_next(), if !partitions.is_empty() => {
+                    if matches!(ended, Ok(partition::Ended::GroupMissing)) {
+                        break Some(GROUP_MISSING.to_string());
+                    }
                     // Receivers that fail before delivering anything, again and again, mean
                     // the connection under this processor is gone (the endpoint restarted, the
                     // network dropped): the SDK would hand out dead receivers forever, so
@@ -307,6 +324,35 @@ pub(crate) async fn consume(
         // Wait until the load balancer is gone, so no renewal of its starts after the release.
         let _ = run.await;
         match failed {
+            Some(err) if err == GROUP_MISSING => {
+                // A fault of the deployment: said once, shown in /status and /readyz, and
+                // tried again at the balancing interval until the group exists.
+                let wait = Duration::from_millis(hub.balancing.update_interval_ms.max(1000));
+                let problem = format!(
+                    "consumer group `{}` does not exist on event hub `{}` ({}): create it \
+                     (Azure portal, or `az eventhubs eventhub consumer-group create --name {} \
+                     --eventhub-name {} ...`) or fix consumer_group in the config; trying again \
+                     every {:.0} s",
+                    hub.consumer_group,
+                    hub.name,
+                    target
+                        .custom_endpoint
+                        .clone()
+                        .unwrap_or_else(|| target.namespace.clone()),
+                    hub.consumer_group,
+                    hub.name,
+                    wait.as_secs_f64()
+                );
+                if stats.problem(&hub.name, &hub.consumer_group).is_none() {
+                    tracing::error!(hub = %hub.name, consumer_group = %hub.consumer_group, "{problem}");
+                }
+                stats.set_problem(&hub.name, &hub.consumer_group, Some(problem));
+                backoff.reset();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => break 'restart,
+                }
+            }
             Some(err) => {
                 let wait = backoff.next_delay();
                 tracing::error!(hub = %hub.name, error = %err, retry_in_s = wait.as_secs(), "Event processor stopped; restarting it");

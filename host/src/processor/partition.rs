@@ -70,6 +70,21 @@ pub enum Ended {
     FailedAtOnce,
     /// The fence found another owner: the partition stopped before its next batch.
     Stolen,
+    /// Event Hubs says the consumer group does not exist: a fault of the deployment, which no
+    /// reconnect mends.
+    GroupMissing,
+}
+
+/// Whether a receiver's end reason says the consumer group does not exist (Event Hubs:
+/// `amqp:not-found` naming `.../consumergroups/<group>`; the embedded endpoint: `NotFound`,
+/// "has no consumer group").
+pub fn group_missing(reason: &str) -> bool {
+    let lower = reason.to_ascii_lowercase();
+    (lower.contains("notfound")
+        || lower.contains("not-found")
+        || lower.contains("not found")
+        || lower.contains("could not be found"))
+        && (lower.contains("consumer group") || lower.contains("consumergroup"))
 }
 
 /// Convert an SDK event into the host's event.
@@ -262,8 +277,10 @@ pub async fn serve(
         }
         // Wait for the first event of a batch, or for the stop signal.
         if pending.is_empty() {
-            if closed.is_some() {
-                break if failed && !received {
+            if let Some(why) = &closed {
+                break if failed && !received && group_missing(why) {
+                    Ended::GroupMissing
+                } else if failed && !received {
                     Ended::FailedAtOnce
                 } else {
                     Ended::ReceiverClosed
@@ -337,7 +354,9 @@ pub async fn serve(
     }
     let reason = match ended {
         Ended::Shutdown => CloseReason::Shutdown,
-        Ended::ReceiverClosed | Ended::FailedAtOnce | Ended::Stolen => CloseReason::OwnershipLost,
+        Ended::ReceiverClosed | Ended::FailedAtOnce | Ended::Stolen | Ended::GroupMissing => {
+            CloseReason::OwnershipLost
+        }
     };
     if let Err(err) = worker.close(reason).await {
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-closed hook failed");

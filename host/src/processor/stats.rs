@@ -65,6 +65,9 @@ pub struct Stats {
     prometheus: Prometheus,
     /// The latest swap pauses (at most [`SWAP_PAUSES_KEPT`]), for benchmarks and `/status`.
     swap_pauses: Mutex<std::collections::VecDeque<Duration>>,
+    /// (event hub, consumer group) → why its consumer cannot run now (a consumer group that
+    /// does not exist), for `/status` and `/readyz`.
+    problems: Mutex<BTreeMap<(String, String), String>>,
 }
 
 /// Swap pauses kept for percentiles.
@@ -88,6 +91,7 @@ impl Default for Stats {
             owned: Mutex::new(BTreeMap::new()),
             prometheus: Prometheus::default(),
             swap_pauses: Mutex::new(std::collections::VecDeque::new()),
+            problems: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -217,6 +221,38 @@ impl Stats {
     }
 
     /// Record what an owned partition does; `None` when it is no longer owned.
+    /// Record (`Some`) or clear why an event hub's consumer cannot run.
+    pub fn set_problem(&self, event_hub: &str, consumer_group: &str, problem: Option<String>) {
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (event_hub.to_string(), consumer_group.to_string());
+        match problem {
+            Some(p) => {
+                problems.insert(key, p);
+            }
+            None => {
+                problems.remove(&key);
+            }
+        }
+    }
+
+    /// Why an event hub's consumer cannot run now, if it cannot.
+    pub fn problem(&self, event_hub: &str, consumer_group: &str) -> Option<String> {
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(event_hub.to_string(), consumer_group.to_string()))
+            .cloned()
+    }
+
+    /// Whether any event hub's consumer cannot run.
+    pub fn has_problems(&self) -> bool {
+        !self
+            .problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     pub fn set_state(&self, ctx: &PartitionContext, state: Option<PartitionState>) {
         let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
         let key = (
