@@ -22,3 +22,6 @@ cargo test --workspace
 # The guest-side wrapper's own unit tests run natively.
 cargo test --manifest-path plugins/Cargo.toml -p hubwasm-guest \
   --target-dir "$CARGO_TARGET_DIR/guest-native"
+
+echo "== container image (podman, from scratch; the binary run from the image's own files)"
+bash scripts/image.sh --check

@@ -140,9 +140,47 @@ fn outside(path: &Path, dirs: &[PathBuf]) -> FileError {
 
 fn read_within(path: &Path, bound: Bound, dirs: Option<&[PathBuf]>) -> Result<Vec<u8>, FileError> {
     let what = bound.what;
+    let mut file = open_checked(path, what, dirs)?;
+    let too_large = || FileError::TooLarge {
+        what,
+        path: path.to_path_buf(),
+        limit: bound.limit,
+        setting: bound.setting,
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > bound.limit {
+        return Err(too_large());
+    }
+    // The size can change while reading: read one byte past the bound at most, never more.
+    let mut bytes = Vec::with_capacity(len as usize);
+    (&mut file)
+        .take(bound.limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|source| FileError::Read {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if bytes.len() as u64 > bound.limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Open `path` for reading as a regular file (see the module docs) without reading it: for
+/// what is streamed rather than read whole (`--send` files), with the reader's own bounds.
+pub fn open_regular(path: &Path, what: &'static str) -> Result<std::fs::File, FileError> {
+    open_checked(path, what, None)
+}
+
+fn open_checked(
+    path: &Path,
+    what: &'static str,
+    dirs: Option<&[PathBuf]>,
+) -> Result<std::fs::File, FileError> {
     // O_NONBLOCK: opening a FIFO with no writer must not hang (it is refused just after);
     // O_NOCTTY: a terminal never becomes ours.
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
@@ -186,29 +224,7 @@ fn read_within(path: &Path, bound: Bound, dirs: Option<&[PathBuf]>) -> Result<Ve
             fs,
         });
     }
-    let too_large = || FileError::TooLarge {
-        what,
-        path: path.to_path_buf(),
-        limit: bound.limit,
-        setting: bound.setting,
-    };
-    if meta.len() > bound.limit {
-        return Err(too_large());
-    }
-    // The size can change while reading: read one byte past the bound at most, never more.
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    (&mut file)
-        .take(bound.limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|source| FileError::Read {
-            what,
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if bytes.len() as u64 > bound.limit {
-        return Err(too_large());
-    }
-    Ok(bytes)
+    Ok(file)
 }
 
 /// The file opened must be inside one of `dirs`: its real path is read back from the open

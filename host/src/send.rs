@@ -15,6 +15,8 @@ use crate::connection::{ConnectionError, ConnectionString};
 pub enum SendError {
     #[error(transparent)]
     Connection(#[from] ConnectionError),
+    #[error("{0}")]
+    File(String),
     #[error("cannot read events from {path}: {source}")]
     Read {
         path: PathBuf,
@@ -340,6 +342,10 @@ where
     }
 }
 
+/// The longest line of a `--file` read (an event over the 1 MiB message maximum is refused
+/// anyway).
+const MAX_LINE_BYTES: usize = 2 << 20;
+
 /// Event bodies produced on demand: generated seed events or the lines of a file.
 enum Bodies {
     Seed {
@@ -348,7 +354,9 @@ enum Bodies {
     },
     File {
         path: PathBuf,
-        lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+        reader: std::io::BufReader<std::fs::File>,
+        /// The line number read last.
+        line: usize,
         left: usize,
     },
 }
@@ -361,14 +369,13 @@ impl Bodies {
                 count: options.count,
             },
             Some(path) => {
-                use std::io::BufRead;
-                let file = std::fs::File::open(path).map_err(|source| SendError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                // A regular file only: a device or FIFO named here would never end.
+                let file = crate::files::open_regular(path, "events file")
+                    .map_err(|e| SendError::File(e.to_string()))?;
                 Bodies::File {
                     path: path.clone(),
-                    lines: std::io::BufReader::new(file).lines(),
+                    reader: std::io::BufReader::new(file),
+                    line: 0,
                     left: if options.count == 0 {
                         usize::MAX
                     } else {
@@ -396,22 +403,50 @@ impl Bodies {
                     *next += 1;
                 }
             }
-            Bodies::File { path, lines, left } => {
+            Bodies::File {
+                path,
+                reader,
+                line,
+                left,
+            } => {
+                use std::io::{BufRead, Read};
                 while out.len() < n && *left > 0 {
-                    match lines.next() {
-                        None => break,
-                        Some(Err(source)) => {
-                            return Err(SendError::Read {
-                                path: path.clone(),
-                                source,
-                            })
-                        }
-                        Some(Ok(line)) if line.trim().is_empty() => {}
-                        Some(Ok(line)) => {
-                            out.push(line);
-                            *left -= 1;
-                        }
+                    // One line, read to its bound and no further.
+                    let mut bytes = Vec::new();
+                    let read = reader
+                        .by_ref()
+                        .take(MAX_LINE_BYTES as u64 + 1)
+                        .read_until(b'\n', &mut bytes)
+                        .map_err(|source| SendError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    if read == 0 {
+                        break;
                     }
+                    *line += 1;
+                    if bytes.last() == Some(&b'\n') {
+                        bytes.pop();
+                    } else if bytes.len() > MAX_LINE_BYTES {
+                        return Err(SendError::File(format!(
+                            "line {} of {} is longer than {MAX_LINE_BYTES} bytes: an event body \
+                             must fit in one message (1 MiB)",
+                            line,
+                            path.display()
+                        )));
+                    }
+                    let text = String::from_utf8(bytes).map_err(|_| {
+                        SendError::File(format!(
+                            "line {} of {} is not UTF-8 text",
+                            line,
+                            path.display()
+                        ))
+                    })?;
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    out.push(text.trim_end_matches('\r').to_string());
+                    *left -= 1;
                 }
             }
         }
@@ -460,5 +495,44 @@ mod tests {
             sizes.push(chunk.len());
         }
         assert_eq!(sizes, [2, 2, 1]);
+    }
+
+    #[test]
+    fn a_file_is_read_line_by_line_within_bounds_and_only_if_regular() {
+        let options = |file: &std::path::Path| SendOptions {
+            connection_string: String::new(),
+            count: 0,
+            interval: Duration::ZERO,
+            partition: None,
+            partition_key: None,
+            batch_size: 10,
+            file: Some(file.to_path_buf()),
+        };
+        let all = |file: &std::path::Path| -> Result<Vec<String>, SendError> {
+            let mut bodies = Bodies::open(&options(file))?;
+            let mut out = Vec::new();
+            loop {
+                let before = out.len();
+                bodies.next_chunk(10, &mut out)?;
+                if out.len() == before {
+                    return Ok(out);
+                }
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("e.jsonl");
+        std::fs::write(&file, "{\"a\":1}\r\n\n  \n{\"a\":2}").unwrap();
+        assert_eq!(all(&file).unwrap(), ["{\"a\":1}", "{\"a\":2}"]);
+        std::fs::write(&file, "x".repeat(MAX_LINE_BYTES + 10)).unwrap();
+        let err = all(&file).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        for path in ["/dev/zero", "/proc/self/environ"] {
+            let err = all(std::path::Path::new(path)).err().expect(path);
+            assert!(
+                err.to_string().contains("not a regular file")
+                    || err.to_string().contains("kernel file system"),
+                "{err}"
+            );
+        }
     }
 }
