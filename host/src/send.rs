@@ -527,7 +527,7 @@ mod tests {
         let err = all(&file).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
         for path in ["/dev/zero", "/proc/self/environ"] {
-            let err = all(std::path::Path::new(path)).err().expect(path);
+            let err = all(std::path::Path::new(path)).expect_err(path);
             assert!(
                 err.to_string().contains("not a regular file")
                     || err.to_string().contains("kernel file system"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hubwasm::admin::client::{request, Answer};
 
-use crate::harness::{all_events, eventually, Host, Local, HUB};
+use crate::harness::{admin_address, all_events, eventually, start_with_admin, Host, Local, HUB};
 
 const TOKEN: &str = "test-admin-token-7f3a";
 
@@ -18,22 +18,13 @@ const ADMIN: &str =
 
 /// A host with the admin API and the test token; returns once the API answers, with its address.
 async fn admin_host(name: &str, world: &Local, config: &str) -> (Host, String) {
-    let host = Host::start_with_env(
+    start_with_admin(
         name,
         world.path(),
         config,
-        &[],
         &[("HUBWASM_TEST_ADMIN_TOKEN", TOKEN)],
-    );
-    eventually(
-        "the admin API",
-        Duration::from_secs(60),
-        || admin_address(&host).is_some(),
-        &[&host],
     )
-    .await;
-    let addr = admin_address(&host).unwrap();
-    (host, addr)
+    .await
 }
 
 /// A copy of `wasm` with a custom section appended: the same code, another content hash.
@@ -48,13 +39,6 @@ fn another_version(wasm: &str, to: &Path) -> PathBuf {
     bytes.extend_from_slice(payload);
     std::fs::write(to, bytes).unwrap();
     to.to_path_buf()
-}
-
-fn admin_address(host: &Host) -> Option<String> {
-    let log = host.log();
-    let at = log.find("admin API on http://")? + "admin API on http://".len();
-    let rest = &log[at..];
-    Some(rest[..rest.find(|c: char| c.is_whitespace())?].to_string())
 }
 
 async fn get(addr: &str, path: &str) -> Answer {

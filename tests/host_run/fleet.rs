@@ -5,20 +5,15 @@
 
 use std::time::Duration;
 
-use hubwasm::admin::client::{request, send};
+use hubwasm::admin::client::request;
 use hubwasm::checkpoint::{GroupName, Store};
 
 use crate::azurite::Azurite;
-use crate::harness::{blob_keys, blob_store, eventually, Host, Local, HUB, NS};
+use crate::harness::{
+    blob_keys, blob_store, eventually, start_with_admin, upload_swap, Host, Local, HUB, NS,
+};
 
 const TOKEN: &str = "fleet-token-0b7e";
-
-fn admin_address(host: &Host) -> Option<String> {
-    let log = host.log();
-    let at = log.find("admin API on http://")? + "admin API on http://".len();
-    let rest = &log[at..];
-    Some(rest[..rest.find(char::is_whitespace)?].to_string())
-}
 
 /// The version (name, digest) a host's admin API says it runs.
 async fn running(addr: &str) -> (String, String) {
@@ -33,17 +28,7 @@ async fn running(addr: &str) -> (String, String) {
 async fn start(name: &str, world: &Local, config: &str) -> (Host, String) {
     // Each host in a directory of its own: its config and log, nothing shared.
     let dir = world.path().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let host = Host::start_with_env(name, &dir, config, &[], &[("HUBWASM_TEST_FLEET", TOKEN)]);
-    eventually(
-        &format!("{name}'s admin API"),
-        Duration::from_secs(60),
-        || admin_address(&host).is_some(),
-        &[&host],
-    )
-    .await;
-    let addr = admin_address(&host).unwrap();
-    (host, addr)
+    start_with_admin(name, &dir, config, &[("HUBWASM_TEST_FLEET", TOKEN)]).await
 }
 
 /// Wait until every host in `addrs` runs the version with `digest`.
@@ -81,17 +66,7 @@ async fn a_swap_reaches_every_host(world: &Local, config: &str, store: &dyn Stor
     let mut v2 = std::fs::read(hubwasm_plugins::TEST_RECORD).unwrap();
     v2.extend_from_slice(b"\0\x07\x06fleet2");
     let digest = hubwasm::plugin::sha256_hex(&v2)[..12].to_string();
-    let answer = send(
-        &addr_a,
-        "POST",
-        &format!("/v1/event-hubs/{HUB}/swap?name=record_v2"),
-        &v2,
-        Some("application/wasm"),
-        Some(TOKEN),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let answer = upload_swap(&addr_a, &v2, "record_v2", TOKEN).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     all_run(&[&addr_a, &addr_b, &addr_c], &digest, &[&a, &b, &c]).await;
     assert_eq!(running(&addr_b).await.0, "record_v2");
@@ -224,17 +199,7 @@ async fn a_bad_version_is_rolled_back_with_nothing_dead_lettered(hosts: usize) {
     )
     .await;
     let bad = std::fs::read(hubwasm_plugins::TEST_FAIL_ALL).unwrap();
-    let answer = send(
-        &fleet[0].1,
-        "POST",
-        &format!("/v1/event-hubs/{HUB}/swap?name=fail_all"),
-        &bad,
-        Some("application/wasm"),
-        Some(TOKEN),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let answer = upload_swap(&fleet[0].1, &bad, "fail_all", TOKEN).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     // Every host runs it before the next events come, so every partition calls it.
     let bad_digest = hubwasm::plugin::sha256_hex(&bad)[..12].to_string();

@@ -282,6 +282,55 @@ ownership_check_ms = 0
     )
 }
 
+/// The admin API's address, as the host's log announces it.
+pub(crate) fn admin_address(host: &Host) -> Option<String> {
+    let log = host.log();
+    let at = log.find("admin API on http://")? + "admin API on http://".len();
+    let rest = &log[at..];
+    Some(rest[..rest.find(char::is_whitespace)?].to_string())
+}
+
+/// Start a host with `envs` (its config and log in `dir`) and wait until its admin API
+/// answers; the host and the API's address.
+pub(crate) async fn start_with_admin(
+    name: &str,
+    dir: &Path,
+    config: &str,
+    envs: &[(&str, &str)],
+) -> (Host, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let host = Host::start_with_env(name, dir, config, &[], envs);
+    eventually(
+        &format!("{name}'s admin API"),
+        Duration::from_secs(60),
+        || admin_address(&host).is_some(),
+        &[&host],
+    )
+    .await;
+    let addr = admin_address(&host).unwrap();
+    (host, addr)
+}
+
+/// Swap the plugin of the hub under test by uploading `bytes` (named `name`) with `token`.
+pub(crate) async fn upload_swap(
+    addr: &str,
+    bytes: &[u8],
+    name: &str,
+    token: &str,
+) -> hubwasm::admin::client::Answer {
+    hubwasm::admin::client::send(
+        addr,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap?name={name}"),
+        bytes,
+        Some("application/wasm"),
+        Some(token),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+}
+
 /// Send `count` events round-robin over the partitions, or to one partition.
 pub(crate) async fn send(endpoint: &RunningHub, count: usize, partition: Option<&str>) {
     let options = hubwasm::send::SendOptions {

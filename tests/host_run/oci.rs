@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hubwasm::admin::client::{request, Answer};
 
-use crate::harness::{eventually, Host, Local, HUB};
+use crate::harness::{start_with_admin, Host, Local, HUB};
 use crate::registry::{Registry, PASSWORD, USER};
 
 const OPERATOR: &str = "operator-token-8d2c";
@@ -42,37 +42,19 @@ fn version(bytes: &[u8], tag: &[u8]) -> Vec<u8> {
     v
 }
 
-fn admin_address(host: &Host) -> Option<String> {
-    let log = host.log();
-    let at = log.find("admin API on http://")? + "admin API on http://".len();
-    let rest = &log[at..];
-    Some(rest[..rest.find(char::is_whitespace)?].to_string())
-}
-
 async fn start(name: &str, world: &Local, config: &str) -> (Host, String) {
-    let dir = world.path().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let host = Host::start_with_env(
+    start_with_admin(
         name,
-        &dir,
+        &world.path().join(name),
         config,
-        &[],
         &[
             ("HUBWASM_TEST_OPERATOR", OPERATOR),
             ("HUBWASM_TEST_ACME", ACME),
             ("HUBWASM_TEST_REGISTRY_USER", USER),
             ("HUBWASM_TEST_REGISTRY_PASSWORD", PASSWORD),
         ],
-    );
-    eventually(
-        &format!("{name}'s admin API"),
-        Duration::from_secs(60),
-        || admin_address(&host).is_some(),
-        &[&host],
     )
-    .await;
-    let addr = admin_address(&host).unwrap();
-    (host, addr)
+    .await
 }
 
 async fn swap(addr: &str, reference: &str, token: &str) -> Answer {

@@ -7,18 +7,13 @@ use std::time::{Duration, Instant};
 
 use hubwasm::admin::client::{request, send, Answer};
 
-use crate::harness::{eventually, send as send_events, Host, Local, HUB};
+use crate::harness::{
+    eventually, send as send_events, start_with_admin, upload_swap, Host, Local, HUB,
+};
 
 const OPERATOR: &str = "operator-token-3e9d";
 const ACME: &str = "acme-token-77c1";
 const COMPONENT_LIMIT: u64 = 4 << 20;
-
-fn admin_address(host: &Host) -> Option<String> {
-    let log = host.log();
-    let at = log.find("admin API on http://")? + "admin API on http://".len();
-    let rest = &log[at..];
-    Some(rest[..rest.find(char::is_whitespace)?].to_string())
-}
 
 async fn json_swap(addr: &str, body: serde_json::Value, token: &str) -> Answer {
     request(
@@ -28,20 +23,6 @@ async fn json_swap(addr: &str, body: serde_json::Value, token: &str) -> Answer {
         Some(&body.to_string()),
         Some(token),
         Duration::from_secs(20),
-    )
-    .await
-    .unwrap()
-}
-
-async fn upload(addr: &str, bytes: &[u8], name: &str, token: &str) -> Answer {
-    send(
-        addr,
-        "POST",
-        &format!("/v1/event-hubs/{HUB}/swap?name={name}"),
-        bytes,
-        Some("application/wasm"),
-        Some(token),
-        Duration::from_secs(60),
     )
     .await
     .unwrap()
@@ -113,24 +94,16 @@ async fn swap_requests_cannot_read_leak_or_exhaust_anything_on_the_host() {
              [[tenant]]\nname = \"acme\"\nadmin_token_env = \"HUBWASM_TEST_ACME\"\n",
             plugins.display()
         );
-    let host = Host::start_with_env(
+    let (host, addr) = start_with_admin(
         "probed",
         world.path(),
         &config,
-        &[],
         &[
             ("HUBWASM_TEST_OPERATOR", OPERATOR),
             ("HUBWASM_TEST_ACME", ACME),
         ],
-    );
-    eventually(
-        "the admin API",
-        Duration::from_secs(60),
-        || admin_address(&host).is_some(),
-        &[&host],
     )
     .await;
-    let addr = admin_address(&host).unwrap();
     let leaks = |answer: &Answer| {
         ["root:", "72 6f 6f 74", OPERATOR, ACME, "HUBWASM_TEST"]
             .iter()
@@ -281,7 +254,7 @@ async fn swap_requests_cannot_read_leak_or_exhaust_anything_on_the_host() {
     assert_eq!(status(addr.clone()).await.swaps, 0);
     let mut v2 = std::fs::read(own).unwrap();
     v2.extend_from_slice(b"\0\x05\x04v2ok"); // a custom section: another digest
-    let answer = upload(&addr, &v2, "../../record_v2", ACME).await;
+    let answer = upload_swap(&addr, &v2, "../../record_v2", ACME).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let record: hubwasm::host::SwapRecord = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(record.to.name, "_.._record_v2", "names are made safe");
