@@ -71,10 +71,11 @@ check() {
   fi
 }
 cp "$PLUGINS_OUT/json_filter.wasm" "$OUT/data/json_filter.wasm"
+CHROOT="$(command -v chroot)"
 # chroot: the binary sees only the image's files (its own libraries, no host ones).
-check "hubwasm --version" "hubwasm $VERSION" chroot "$OUT" /usr/local/bin/hubwasm --version
+check "hubwasm --version" "hubwasm $VERSION" "$CHROOT" "$OUT" /usr/local/bin/hubwasm --version
 check "plugin inspect on the sample plugin" "hubwasm:plugin/batch-plugin@" \
-  env -i HOME=/data TMPDIR=/tmp chroot --userspec=65532:65532 "$OUT" \
+  env -i HOME=/data TMPDIR=/tmp "$CHROOT" --userspec=65532:65532 "$OUT" \
   /usr/local/bin/hubwasm plugin inspect /data/json_filter.wasm
 echo "image: $passed passed, $failed failed"
 [ "$failed" = 0 ]
