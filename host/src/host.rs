@@ -782,7 +782,7 @@ impl HostHandle {
                         .unwrap_or_else(|| record.digest.clone());
                     if record.base_digest != hub.base_digest
                         || wanted == hub.plugin.current().sha256()
-                        || record.digest == hub.plugin.current().sha256()
+                        || record.digest == hub.plugin.current().digest()
                         || refused.as_deref() == Some(&wanted)
                     {
                         continue;
@@ -1244,10 +1244,19 @@ impl Host {
                     ));
                     plugin
                 }
-                Ok(Some(record))
-                    if record.sha256.as_deref() != Some(plugin.sha256())
-                        && record.digest != plugin.sha256() =>
-                {
+                // A record of a hubwasm that shared plugins by path: nothing to fetch.
+                Ok(Some(record)) if record.sha256.is_none() => {
+                    if record.digest != plugin.digest() {
+                        report(&format!(
+                            "event hub {}: the group's recorded version {} ({}) was recorded by an \
+                             older hubwasm, without its component in the store; the config's \
+                             plugin runs (swap the version again to share it)",
+                            hub.name, record.path, record.digest
+                        ));
+                    }
+                    plugin
+                }
+                Ok(Some(record)) if record.sha256.as_deref() != Some(plugin.sha256()) => {
                     let group = crate::checkpoint::GroupName {
                         namespace: &target.namespace,
                         event_hub: &hub.name,

@@ -278,3 +278,44 @@ async fn a_bad_version_on_one_host_is_rolled_back_with_nothing_dead_lettered() {
 async fn a_bad_version_on_three_hosts_is_rolled_back_with_nothing_dead_lettered() {
     a_bad_version_is_rolled_back_with_nothing_dead_lettered(3).await;
 }
+
+/// A version record of an older hubwasm (a path, no component in the store) does not stop a
+/// host from starting: it runs its configured plugin and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_without_a_stored_component_leaves_the_configured_plugin_running() {
+    use hubwasm::checkpoint::{VersionRecord, VersionStore};
+    let world = Local::start(2).await;
+    let base = std::fs::read(hubwasm_plugins::TEST_RECORD).unwrap();
+    let base_digest = hubwasm::plugin::sha256_hex(&base)[..12].to_string();
+    world
+        .store()
+        .save_version(
+            NS,
+            HUB,
+            "$Default",
+            &VersionRecord {
+                path: "/srv/plugins/v2.wasm".into(),
+                digest: "0123456789ab".into(),
+                sha256: None,
+                name: None,
+                base_digest: base_digest.clone(),
+                reason: "swap".into(),
+                by: "an-old-host".into(),
+                at_ms: 1,
+            },
+        )
+        .await
+        .unwrap();
+    let (host, addr) = start(
+        "upgraded",
+        &world,
+        &(world.config("") + "\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .await;
+    assert!(
+        host.log().contains("recorded by an older hubwasm"),
+        "{}",
+        host.log()
+    );
+    assert_eq!(running(&addr).await.1, base_digest);
+}
