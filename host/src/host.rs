@@ -795,13 +795,9 @@ impl HostHandle {
                                 record.reason, record.path, record.by
                             );
                             this.put(hub, plugin, why, false).await;
-                            // A new version is judged on every host; a rollback is not.
-                            if hub.rollback.automatic && !record.reason.contains("rollback") {
-                                this.watch_for_rollback(
-                                    hub,
-                                    crate::checkpoint::swap_id(&wanted, record.at_ms),
-                                );
-                            }
+                            // A new version is judged on every host, over the rest of its
+                            // window; a rollback is not judged.
+                            this.judge_rest_of_window(hub, &record, &wanted);
                             refused = None;
                         }
                         Err(err) => {
@@ -936,6 +932,29 @@ impl HostHandle {
     /// the window's end, if it failed at that rate while holding events; otherwise it is
     /// cleared and held events follow the failure policy.
     fn watch_for_rollback(&self, hub: &HubHandle, swap: String) {
+        let window = Duration::from_millis(hub.rollback.window_ms);
+        self.judge(hub, swap, window);
+    }
+
+    /// Judge a version the group swapped in at `at_ms` over what is left of its window (a host
+    /// that follows, or starts, after the swap); nothing when the window is over.
+    fn judge_rest_of_window(&self, hub: &HubHandle, record: &VersionRecord, sha256: &str) {
+        if !hub.rollback.automatic || record.reason.contains("rollback") {
+            return;
+        }
+        let elapsed = Duration::from_millis(now_ms().saturating_sub(record.at_ms));
+        let window = Duration::from_millis(hub.rollback.window_ms).saturating_sub(elapsed);
+        if !window.is_zero() {
+            self.judge(
+                hub,
+                crate::checkpoint::swap_id(sha256, record.at_ms),
+                window,
+            );
+        }
+    }
+
+    /// [`watch_for_rollback`](Self::watch_for_rollback) over `window`.
+    fn judge(&self, hub: &HubHandle, swap: String, window: Duration) {
         let this = self.clone();
         let event_hub = hub.event_hub.clone();
         let group = hub.consumer_group.clone();
@@ -944,7 +963,6 @@ impl HostHandle {
         hub.plugin.begin_probation(generation);
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
-            let window = Duration::from_millis(policy.window_ms);
             let mut tick = tokio::time::interval(OUTCOME_TICK);
             let mut saved: Option<crate::checkpoint::VersionOutcome> = None;
             let mut last_sum = (0, 0, 0, 1);
@@ -1162,6 +1180,9 @@ impl Host {
         let mut targets = Vec::new();
         let mut setups = Vec::new();
         let mut hub_handles = Vec::new();
+        // Recorded versions started with while still within their rollback window: judged
+        // here too once the host runs (hub index, record, sha256).
+        let mut to_judge: Vec<(usize, VersionRecord, String)> = Vec::new();
         for hub in &config.event_hubs {
             let target = target(hub, embedded.as_ref())?;
             let tenant = tenants.get(hub.tenant_name()).cloned().unwrap_or_else(|| {
@@ -1296,6 +1317,11 @@ impl Host {
                         recorded.digest(),
                         record.reason,
                         record.by
+                    ));
+                    to_judge.push((
+                        hub_handles.len(),
+                        record.clone(),
+                        recorded.sha256().to_string(),
                     ));
                     previous = Some(Arc::new(plugin));
                     recorded
@@ -1456,6 +1482,9 @@ impl Host {
                     .collect(),
             }),
         };
+        for (index, record, sha256) in &to_judge {
+            handle.judge_rest_of_window(&handle.inner.hubs[*index], record, sha256);
+        }
         handle.follow(stop_rx.clone());
         handle.watch_files(stop_rx.clone());
         handle.sample(stop_rx.clone());

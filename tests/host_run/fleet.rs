@@ -319,3 +319,79 @@ async fn a_record_without_a_stored_component_leaves_the_configured_plugin_runnin
     );
     assert_eq!(running(&addr).await.1, base_digest);
 }
+
+/// A host that starts while a swapped-in version is still being judged runs it from the store
+/// and judges it too: its events are held, not dead-lettered, and count toward the rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_starts_during_the_rollback_window_holds_events_too() {
+    let world = Local::start(4).await;
+    let config = world.config(
+        "[eventhub.failure]\nmax_attempts = 5\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\n\
+         [eventhub.rollback]\nwindow_ms = 300000\n",
+    ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"HUBWASM_TEST_FLEET\"\n";
+    let (a, addr_a) = start("early", &world, &config).await;
+    let bad = std::fs::read(hubwasm_plugins::TEST_FAIL_ALL).unwrap();
+    let answer = upload_swap(&addr_a, &bad, "fail_all", TOKEN).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (b, addr_b) = start("late", &world, &config).await;
+    assert!(
+        b.log().contains("fetched from the store by its digest"),
+        "{}",
+        b.log()
+    );
+    // Both hold partitions before the events come.
+    let owned = |addr: String| async move {
+        let answer = request(&addr, "GET", "/status", None, None, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let status: hubwasm::admin::Status = serde_json::from_str(&answer.body).unwrap();
+        status.event_hubs[0].partitions.len()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (na, nb) = (owned(addr_a.clone()).await, owned(addr_b.clone()).await);
+        if na >= 1 && nb >= 1 && na + nb == 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{na} + {nb} partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    crate::harness::send(&world.endpoint, 200, None).await;
+    let hosts = [&a, &b];
+    eventually(
+        "the automatic rollback",
+        Duration::from_secs(120),
+        || {
+            hosts
+                .iter()
+                .any(|h| h.log().contains("automatic rollback: "))
+        },
+        &hosts,
+    )
+    .await;
+    eventually(
+        "all 200 events handled by the old version",
+        Duration::from_secs(120),
+        || {
+            let mut seen = std::collections::BTreeSet::new();
+            for h in hosts {
+                seen.extend(h.handled("$Default"));
+            }
+            seen.len() >= 200
+        },
+        &hosts,
+    )
+    .await;
+    assert!(
+        b.log().contains("held, not dead-lettered"),
+        "the late host held its events: {}",
+        crate::harness::tail(&b.log(), 30)
+    );
+    for h in hosts {
+        assert!(!h.log().contains("Event dead-lettered"), "{}", h.log());
+    }
+    assert_eq!(std::fs::read_dir(&world.dead).map_or(0, |d| d.count()), 0);
+}
