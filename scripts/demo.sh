@@ -7,9 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-bash scripts/setup.sh
-echo "== building the plugins (wasm32-wasip2) and the host"
-bash scripts/build-plugins.sh >/dev/null
+# Only what the demo runs: the wasm32-wasip2 target, the sample plugin and the host (the test
+# toolchains, Python, JavaScript and the browser are the test command's).
+bash scripts/setup.sh --demo
+echo "== building the sample plugin (wasm32-wasip2) and the host"
+cargo build --quiet --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml \
+  -p json-filter --target-dir "$HUBWASM_PLUGINS_TARGET_DIR"
 cargo build --quiet -p hubwasm
 HUBWASM="$CARGO_TARGET_DIR/debug/hubwasm"
 DEMO_DIR="${HUBWASM_DEMO_DIR:-$(mktemp -d -t hubwasm-demo.XXXXXX)}"

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing hubwasm needs beyond the Rust toolchain. Idempotent.
+# `--demo`: only what the demo needs (the wasm32-wasip2 target).
 set -euo pipefail
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "setup: installing the wasm32-wasip2 Rust target"
   rustup target add wasm32-wasip2
+fi
+# The demo (scripts/demo.sh) needs only the target above: the test toolchains are not its.
+if [ "${1:-}" = "--demo" ]; then
+  exit 0
 fi
 for component in clippy rustfmt; do
   if ! rustup component list --installed | grep -q "^$component"; then
