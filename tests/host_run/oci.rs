@@ -173,6 +173,19 @@ async fn plugins_come_from_a_registry_pinned_to_their_digest_within_a_tenants_gr
     assert_eq!(answer.status, 403, "{}", answer.body);
     let answer = swap(&addr_a, "oci://acme/record", ACME).await;
     assert_eq!(answer.status, 400, "{}", answer.body);
+    // A granted reference with replay events named on the host: still no host path.
+    let answer = request(
+        &addr_a,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap"),
+        Some(&serde_json::json!({ "plugin": tag, "replay": "/etc/passwd" }).to_string()),
+        Some(ACME),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(!answer.body.contains("root:"), "{}", answer.body);
 
     // The tenant's own repository: pulled, pinned, and running on both hosts.
     let answer = swap(&addr_a, &tag, ACME).await;

@@ -180,6 +180,16 @@ async fn swap_requests_cannot_read_leak_or_exhaust_anything_on_the_host() {
         assert!(started.elapsed() < Duration::from_secs(10), "{plugin}");
     }
 
+    // A JSON request is small: a large one is refused with what to send instead.
+    let padded = serde_json::json!({ "plugin": "x", "consumer_group": "y".repeat(100_000) });
+    let answer = json_swap(&addr, padded, OPERATOR).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        answer.body.contains("at most 65536 bytes"),
+        "{}",
+        answer.body
+    );
+
     // Uploads: over the bound, refused having read no further than it; the host's memory
     // stays bounded (the body is spooled to a temporary file, never held whole).
     let before = resident_memory(&host);

@@ -752,6 +752,10 @@ async fn swap_by_reference(
     let read = upload::read_component(body.into_data_stream(), limits).await;
     let parsed = match read {
         Ok(bytes) => serde_json::from_slice::<SwapRequest>(&bytes).map_err(|e| e.to_string()),
+        Err(upload::UploadError::TooLarge { .. }) => Err(format!(
+            "a JSON swap request is at most {MAX_JSON_BODY} bytes; send a component as \
+             application/wasm or multipart instead"
+        )),
         Err(err) => Err(err.to_string()),
     };
     let group = parsed
@@ -775,7 +779,34 @@ async fn swap_by_reference(
         )
     })?;
     let who = caller(state, headers);
-    if request.plugin.starts_with(crate::registry::SCHEME) && request.replay.is_none() {
+    let from_registry = request.plugin.starts_with(crate::registry::SCHEME);
+    // Host paths (the plugin's, or the replay events') are the operator's only.
+    if let Caller::Tenant(name) = &who {
+        if !from_registry || request.replay.is_some() {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "tenant {name} cannot name a path on the host: upload the component's bytes \
+                     (Content-Type: application/wasm, or multipart with parts `plugin` and \
+                     `replay`; `hubwasm plugin swap FILE` does), or name a registry reference \
+                     granted to it"
+                ),
+            ));
+        }
+    }
+    let replay = match request.replay.as_deref() {
+        Some(path) => Some(
+            read_host_file(
+                state,
+                PathBuf::from(path),
+                crate::files::Bound::events(state.limits.replay),
+            )
+            .await?,
+        ),
+        None => None,
+    }
+    .map(|text| crate::replay::EventsSource::Text(text.into()));
+    if from_registry {
         let tenant = match &who {
             Caller::Tenant(name) => Some(name.as_str()),
             _ => None,
@@ -797,38 +828,33 @@ async fn swap_by_reference(
                 };
                 error(status, format!("{err}; the running version is unchanged"))
             })?;
-        return Ok((group, component, None));
+        return Ok((group, component, replay));
     }
-    if let Caller::Tenant(name) = who {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "tenant {name} cannot name a path on the host: upload the component's bytes \
-                 (Content-Type: application/wasm, or multipart with parts `plugin` and `replay`; \
-                 `hubwasm plugin swap FILE` does)"
-            ),
-        ));
-    }
+    let path = PathBuf::from(&request.plugin);
+    let plugin = read_host_file(
+        state,
+        path.clone(),
+        crate::files::Bound::component(state.limits.component),
+    )
+    .await?;
+    let name = path
+        .file_stem()
+        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
+    let component = crate::artifact::Component::new(&name, path.display().to_string(), plugin);
+    Ok((group, component, replay))
+}
+
+/// A file the operator named, read inside `[admin] plugin_dirs` (regular, bounded, confined).
+async fn read_host_file(
+    state: &AppState,
+    path: PathBuf,
+    bound: crate::files::Bound,
+) -> Result<Vec<u8>, Response> {
     let dirs = state.plugin_dirs.clone();
-    let (component_limit, replay_limit) = (state.limits.component, state.limits.replay);
-    let plugin_path = PathBuf::from(&request.plugin);
-    let replay_path = request.replay.as_ref().map(PathBuf::from);
-    let read = tokio::task::spawn_blocking(move || {
-        let plugin = crate::files::read_confined(
-            &plugin_path,
-            crate::files::Bound::component(component_limit),
-            &dirs,
-        )?;
-        let replay = replay_path
-            .map(|p| {
-                crate::files::read_confined(&p, crate::files::Bound::events(replay_limit), &dirs)
-            })
-            .transpose()?;
-        Ok::<_, crate::files::FileError>((plugin_path, plugin, replay))
-    })
-    .await;
-    let (path, plugin, replay) = match read {
-        Ok(Ok(read)) => read,
+    let read =
+        tokio::task::spawn_blocking(move || crate::files::read_confined(&path, bound, &dirs)).await;
+    match read {
+        Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(err)) => {
             let status = match err {
                 crate::files::FileError::Outside { .. } | crate::files::FileError::NoDirs => {
@@ -836,24 +862,16 @@ async fn swap_by_reference(
                 }
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            return Err(error(
+            Err(error(
                 status,
                 format!("{err}; the running version is unchanged"),
-            ));
-        }
-        Err(_) => {
-            return Err(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "reading the file failed",
             ))
         }
-    };
-    let name = path
-        .file_stem()
-        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
-    let component = crate::artifact::Component::new(&name, path.display().to_string(), plugin);
-    let replay = replay.map(|text| crate::replay::EventsSource::Text(text.into()));
-    Ok((group, component, replay))
+        Err(_) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reading the file failed",
+        )),
+    }
 }
 
 fn swap_error(err: SwapError) -> Response {
