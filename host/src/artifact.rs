@@ -48,6 +48,17 @@ impl Component {
     pub fn spec(&self) -> crate::plugin::PluginSpec {
         crate::plugin::PluginSpec::from_bytes(&self.name, &self.origin, self.bytes.clone())
     }
+
+    /// The spec that loads it as another version of the plugin `settings` loads: its config,
+    /// limits, memory watch and allowed origins stay the event hub's, whatever version runs.
+    pub fn spec_with(&self, settings: &crate::plugin::PluginSpec) -> crate::plugin::PluginSpec {
+        let mut spec = self.spec();
+        spec.config = settings.config.clone();
+        spec.limits = settings.limits;
+        spec.memory_peak = settings.memory_peak.clone();
+        spec.allowed_outbound_hosts = settings.allowed_outbound_hosts.clone();
+        spec
+    }
 }
 
 /// Why a recorded version could not be fetched from the group's store.
@@ -108,6 +119,38 @@ pub async fn fetch(
         });
     }
     Ok(component)
+}
+
+/// Fetch the version `record` names from `group`'s store ([`fetch`]) and load it under
+/// `settings` ([`Component::spec_with`]): how a host follows a swap, or starts on one.
+pub async fn load_recorded(
+    runtime: &crate::plugin::Runtime,
+    store: &dyn Store,
+    group: &GroupName<'_>,
+    record: &crate::checkpoint::VersionRecord,
+    settings: &crate::plugin::PluginSpec,
+    limit: u64,
+) -> Result<crate::plugin::Plugin, String> {
+    let name = record.name.as_deref().unwrap_or_else(|| {
+        std::path::Path::new(&record.path)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin")
+    });
+    let component = fetch(
+        store,
+        group,
+        record.sha256.as_deref(),
+        name,
+        &record.path,
+        limit,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    runtime
+        .load(component.spec_with(settings))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Store `bytes` (whose SHA-256 is `sha256`) for `group`.

@@ -129,6 +129,13 @@ impl std::fmt::Debug for EventHubTarget {
 }
 
 impl EventHubTarget {
+    /// Where it is, for people: the custom endpoint (embedded, emulator) or the namespace.
+    pub fn endpoint(&self) -> String {
+        self.custom_endpoint
+            .clone()
+            .unwrap_or_else(|| self.namespace.clone())
+    }
+
     /// Real Event Hubs with a Microsoft Entra identity ([`entra_credential`]).
     pub fn entra(namespace: &str, event_hub: &str) -> Result<Self, ConnectionError> {
         let credential = entra_credential()?;
@@ -142,10 +149,7 @@ impl EventHubTarget {
 
     fn open_error(&self, source: EventHubsError) -> ConnectionError {
         ConnectionError::Open {
-            host: self
-                .custom_endpoint
-                .clone()
-                .unwrap_or_else(|| self.namespace.clone()),
+            host: self.endpoint(),
             hub: self.event_hub.clone(),
             source: Box::new(source),
         }

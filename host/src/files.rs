@@ -140,14 +140,13 @@ fn outside(path: &Path, dirs: &[PathBuf]) -> FileError {
 
 fn read_within(path: &Path, bound: Bound, dirs: Option<&[PathBuf]>) -> Result<Vec<u8>, FileError> {
     let what = bound.what;
-    let mut file = open_checked(path, what, dirs)?;
+    let (mut file, len) = open_checked(path, what, dirs)?;
     let too_large = || FileError::TooLarge {
         what,
         path: path.to_path_buf(),
         limit: bound.limit,
         setting: bound.setting,
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     if len > bound.limit {
         return Err(too_large());
     }
@@ -170,14 +169,15 @@ fn read_within(path: &Path, bound: Bound, dirs: Option<&[PathBuf]>) -> Result<Ve
 /// Open `path` for reading as a regular file (see the module docs) without reading it: for
 /// what is streamed rather than read whole (`--send` files), with the reader's own bounds.
 pub fn open_regular(path: &Path, what: &'static str) -> Result<std::fs::File, FileError> {
-    open_checked(path, what, None)
+    open_checked(path, what, None).map(|(file, _)| file)
 }
 
+/// The opened file and its size.
 fn open_checked(
     path: &Path,
     what: &'static str,
     dirs: Option<&[PathBuf]>,
-) -> Result<std::fs::File, FileError> {
+) -> Result<(std::fs::File, u64), FileError> {
     // O_NONBLOCK: opening a FIFO with no writer must not hang (it is refused just after);
     // O_NOCTTY: a terminal never becomes ours.
     let file = std::fs::OpenOptions::new()
@@ -224,7 +224,7 @@ fn open_checked(
             fs,
         });
     }
-    Ok(file)
+    Ok((file, meta.len()))
 }
 
 /// The file opened must be inside one of `dirs`: its real path is read back from the open

@@ -57,6 +57,9 @@ struct Shared {
     registries: crate::registry::Registries,
     /// Each tenant's granted registries (`[tenant.grants] registries`).
     registry_grants: std::collections::HashMap<String, Vec<String>>,
+    /// The most bytes a component, and a swap's replay events file, may have.
+    max_component_bytes: u64,
+    max_replay_bytes: u64,
 }
 
 /// One consumed event hub (and consumer group) and the plugin serving it.
@@ -76,9 +79,6 @@ pub struct HubHandle {
     follow_every: Duration,
     /// Sample events every new version must pass ([eventhub.swap] replay_events).
     replay_events: Option<std::path::PathBuf>,
-    /// The most bytes a component or a replay events file may have.
-    max_component_bytes: u64,
-    max_replay_bytes: u64,
     /// Swap when the plugin file is replaced ([eventhub.swap] watch).
     watch: bool,
     /// Tells a halted partition task to start again.
@@ -473,34 +473,12 @@ impl HostHandle {
                 });
             }
         }
-        let (limit, _) = self.upload_limits();
-        let pulled = self.inner.registries.pull(&reference, limit).await?;
-        Ok(crate::artifact::Component::new(
-            &pulled.name,
-            pulled.pinned,
-            pulled.bytes,
-        ))
-    }
-
-    /// The limits a swap request is read with: (component bytes, replay bytes).
-    pub fn upload_limits(&self) -> (u64, u64) {
-        self.inner.hubs.first().map_or(
-            (
-                crate::files::DEFAULT_MAX_COMPONENT_BYTES,
-                crate::files::DEFAULT_MAX_EVENTS_BYTES,
-            ),
-            |h| (h.max_component_bytes, h.max_replay_bytes),
-        )
-    }
-
-    /// The spec a new version of `hub` is loaded with: its bytes, the hub's config and limits.
-    fn spec_for(hub: &HubHandle, component: &crate::artifact::Component) -> PluginSpec {
-        let mut spec = component.spec();
-        spec.config = hub.spec.config.clone();
-        spec.limits = hub.spec.limits;
-        spec.memory_peak = hub.spec.memory_peak.clone();
-        spec.allowed_outbound_hosts = hub.spec.allowed_outbound_hosts.clone();
-        spec
+        let pulled = self
+            .inner
+            .registries
+            .pull(&reference, self.inner.max_component_bytes)
+            .await?;
+        Ok(pulled.into_component(None))
     }
 
     /// [`swap`](Self::swap) with the hub's swap lock held.
@@ -515,7 +493,7 @@ impl HostHandle {
         let plugin = self
             .inner
             .runtime
-            .load(Self::spec_for(hub, &component))
+            .load(component.spec_with(&hub.spec))
             .await
             .map_err(|source| SwapError::Refused {
                 path: origin.clone(),
@@ -524,7 +502,7 @@ impl HostHandle {
         let replay = replay.or_else(|| {
             hub.replay_events
                 .clone()
-                .map(|p| crate::replay::EventsSource::Path(p, hub.max_replay_bytes))
+                .map(|p| crate::replay::EventsSource::Path(p, self.inner.max_replay_bytes))
         });
         if let Some(events) = replay {
             self.check_replay(hub, &component, events).await?;
@@ -602,7 +580,7 @@ impl HostHandle {
             crate::replay::EventsSource::Text(_) => "the uploaded events".to_string(),
         };
         let options = crate::replay::ReplayOptions {
-            plugin: Self::spec_for(hub, component),
+            plugin: component.spec_with(&hub.spec),
             events,
             batch_size: 100,
             quiet: true,
@@ -905,23 +883,16 @@ impl HostHandle {
         hub: &HubHandle,
         record: &VersionRecord,
     ) -> Result<Arc<crate::plugin::Plugin>, String> {
-        let component = crate::artifact::fetch(
+        crate::artifact::load_recorded(
+            &self.inner.runtime,
             self.inner.store.as_ref(),
             &hub.group(),
-            record.sha256.as_deref(),
-            record_name(record),
-            &record.path,
-            hub.max_component_bytes,
+            record,
+            &hub.spec,
+            self.inner.max_component_bytes,
         )
         .await
-        .map_err(|e| e.to_string())?;
-        let plugin = self
-            .inner
-            .runtime
-            .load(Self::spec_for(hub, &component))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Arc::new(plugin))
+        .map(Arc::new)
     }
 
     /// Judge the version just swapped in over its rollback window: while it is judged, an event
@@ -999,8 +970,9 @@ impl HostHandle {
                         let others = all
                             .iter()
                             .filter(|o| {
-                                o.instance != crate::checkpoint::instance_file_name(&mine.instance)
-                                    && o.instance != mine.instance
+                                // Stores key a host's record by its name as a file name.
+                                crate::checkpoint::instance_file_name(&o.instance)
+                                    != crate::checkpoint::instance_file_name(&mine.instance)
                             })
                             .collect::<Vec<_>>();
                         others.iter().fold(
@@ -1059,16 +1031,6 @@ impl HostHandle {
             }
         });
     }
-}
-
-/// The name a record gives its plugin (older records: the file stem of its path).
-fn record_name(record: &VersionRecord) -> &str {
-    record.name.as_deref().unwrap_or_else(|| {
-        std::path::Path::new(&record.path)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("plugin")
-    })
 }
 
 impl HubHandle {
@@ -1211,8 +1173,7 @@ impl Host {
                         "event hub {}: plugin {text} pulled as {}",
                         hub.name, pulled.pinned
                     ));
-                    let name = hub.plugin_name.clone().unwrap_or(pulled.name.clone());
-                    crate::artifact::Component::new(&name, pulled.pinned, pulled.bytes).spec()
+                    pulled.into_component(hub.plugin_name.as_deref()).spec()
                 }
                 None => PluginSpec::new(&hub.plugin),
             };
@@ -1236,10 +1197,7 @@ impl Host {
             report(&format!(
                 "event hub {} ({}), consumer group {}: plugin {} ({}, {} world), {} mode",
                 hub.name,
-                target
-                    .custom_endpoint
-                    .clone()
-                    .unwrap_or_else(|| target.namespace.clone()),
+                target.endpoint(),
                 hub.consumer_group,
                 plugin.name(),
                 plugin.digest(),
@@ -1290,25 +1248,16 @@ impl Host {
                             hub.name, record.path, record.digest, record.reason, record.by
                         ))
                     };
-                    let component = crate::artifact::fetch(
+                    let recorded = crate::artifact::load_recorded(
+                        &runtime,
                         store.as_ref(),
                         &group,
-                        record.sha256.as_deref(),
-                        record_name(&record),
-                        &record.path,
+                        &record,
+                        &spec,
                         config.max_component_bytes(),
                     )
                     .await
-                    .map_err(|e| fail(e.to_string()))?;
-                    let mut recorded_spec = component.spec();
-                    recorded_spec.config = spec.config.clone();
-                    recorded_spec.limits = spec.limits;
-                    recorded_spec.memory_peak = spec.memory_peak.clone();
-                    recorded_spec.allowed_outbound_hosts = spec.allowed_outbound_hosts.clone();
-                    let recorded = runtime
-                        .load(recorded_spec)
-                        .await
-                        .map_err(|e| fail(e.to_string()))?;
+                    .map_err(fail)?;
                     report(&format!(
                         "event hub {}: running the consumer group's version {} ({}, {} by {}), \
                              fetched from the store by its digest",
@@ -1429,13 +1378,6 @@ impl Host {
                 base_digest,
                 follow_every: Duration::from_millis(hub.balancing.update_interval_ms.max(100)),
                 replay_events: hub.swap.replay_events.clone(),
-                max_component_bytes: config.max_component_bytes(),
-                max_replay_bytes: config
-                    .admin
-                    .as_ref()
-                    .map_or(crate::files::DEFAULT_MAX_EVENTS_BYTES, |a| {
-                        a.max_replay_bytes
-                    }),
                 watch: hub.swap.watch,
                 target: target.clone(),
                 properties: tokio::sync::Mutex::new(PositionsCache::default()),
@@ -1480,6 +1422,13 @@ impl Host {
                     .iter()
                     .map(|t| (t.name.clone(), t.grants.registries.clone()))
                     .collect(),
+                max_component_bytes: config.max_component_bytes(),
+                max_replay_bytes: config
+                    .admin
+                    .as_ref()
+                    .map_or(crate::files::DEFAULT_MAX_EVENTS_BYTES, |a| {
+                        a.max_replay_bytes
+                    }),
             }),
         };
         for (index, record, sha256) in &to_judge {

@@ -160,6 +160,15 @@ pub struct Pulled {
     pub name: String,
 }
 
+impl Pulled {
+    /// The component, named `name` (default: the repository's last segment), from its pinned
+    /// reference.
+    pub fn into_component(self, name: Option<&str>) -> crate::artifact::Component {
+        let name = name.unwrap_or(&self.name).to_string();
+        crate::artifact::Component::new(&name, self.pinned, self.bytes)
+    }
+}
+
 /// The registries a host may pull from or push to, with their credentials.
 #[derive(Debug, Clone, Default)]
 pub struct Registries {

@@ -331,6 +331,24 @@ pub(crate) async fn upload_swap(
     .unwrap()
 }
 
+/// Swap the plugin of the hub under test with a JSON request (`{"plugin": ...}`) and `token`.
+pub(crate) async fn json_swap(
+    addr: &str,
+    body: serde_json::Value,
+    token: &str,
+) -> hubwasm::admin::client::Answer {
+    hubwasm::admin::client::request(
+        addr,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap"),
+        Some(&body.to_string()),
+        Some(token),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+}
+
 /// Send `count` events round-robin over the partitions, or to one partition.
 pub(crate) async fn send(endpoint: &RunningHub, count: usize, partition: Option<&str>) {
     let options = hubwasm::send::SendOptions {

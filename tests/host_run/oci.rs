@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hubwasm::admin::client::{request, Answer};
 
-use crate::harness::{start_with_admin, Host, Local, HUB};
+use crate::harness::{json_swap, start_with_admin, Host, Local};
 use crate::registry::{Registry, PASSWORD, USER};
 
 const OPERATOR: &str = "operator-token-8d2c";
@@ -58,16 +58,7 @@ async fn start(name: &str, world: &Local, config: &str) -> (Host, String) {
 }
 
 async fn swap(addr: &str, reference: &str, token: &str) -> Answer {
-    request(
-        addr,
-        "POST",
-        &format!("/v1/event-hubs/{HUB}/swap"),
-        Some(&serde_json::json!({ "plugin": reference }).to_string()),
-        Some(token),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap()
+    json_swap(addr, serde_json::json!({ "plugin": reference }), token).await
 }
 
 async fn running(addr: &str) -> (String, String) {
@@ -174,16 +165,12 @@ async fn plugins_come_from_a_registry_pinned_to_their_digest_within_a_tenants_gr
     let answer = swap(&addr_a, "oci://acme/record", ACME).await;
     assert_eq!(answer.status, 400, "{}", answer.body);
     // A granted reference with replay events named on the host: still no host path.
-    let answer = request(
+    let answer = json_swap(
         &addr_a,
-        "POST",
-        &format!("/v1/event-hubs/{HUB}/swap"),
-        Some(&serde_json::json!({ "plugin": tag, "replay": "/etc/passwd" }).to_string()),
-        Some(ACME),
-        Duration::from_secs(60),
+        serde_json::json!({ "plugin": tag, "replay": "/etc/passwd" }),
+        ACME,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert!(!answer.body.contains("root:"), "{}", answer.body);
 

@@ -8,25 +8,12 @@ use std::time::{Duration, Instant};
 use hubwasm::admin::client::{request, send, Answer};
 
 use crate::harness::{
-    eventually, send as send_events, start_with_admin, upload_swap, Host, Local, HUB,
+    eventually, json_swap, send as send_events, start_with_admin, upload_swap, Host, Local, HUB,
 };
 
 const OPERATOR: &str = "operator-token-3e9d";
 const ACME: &str = "acme-token-77c1";
 const COMPONENT_LIMIT: u64 = 4 << 20;
-
-async fn json_swap(addr: &str, body: serde_json::Value, token: &str) -> Answer {
-    request(
-        addr,
-        "POST",
-        &format!("/v1/event-hubs/{HUB}/swap"),
-        Some(&body.to_string()),
-        Some(token),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap()
-}
 
 /// The host process's resident memory (VmRSS), bytes.
 fn resident_memory(host: &Host) -> u64 {

@@ -335,10 +335,7 @@ pub(crate) async fn consume(
                      every {:.0} s",
                     hub.consumer_group,
                     hub.name,
-                    target
-                        .custom_endpoint
-                        .clone()
-                        .unwrap_or_else(|| target.namespace.clone()),
+                    target.endpoint(),
                     hub.consumer_group,
                     hub.name,
                     wait.as_secs_f64()
