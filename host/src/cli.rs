@@ -465,12 +465,19 @@ fn plugin_new(args: NewArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A file of ours the CLI sends (a host or registry then applies its own bound).
+fn read_to_send(path: &std::path::Path, bound: crate::files::Bound) -> anyhow::Result<Vec<u8>> {
+    crate::files::read(path, bound).with_context(|| format!("cannot send {}", path.display()))
+}
+
+/// The largest component the CLI sends (1 GiB: the largest bound a host may set).
+fn component_to_send() -> crate::files::Bound {
+    crate::files::Bound::component(crate::files::DEFAULT_MAX_COMPONENT_BYTES << 4)
+}
+
 async fn plugin_push(args: PushArgs) -> anyhow::Result<ExitCode> {
     let reference = crate::registry::OciRef::parse(&args.reference)?;
-    let bytes = crate::files::read(
-        &args.wasm,
-        crate::files::Bound::component(crate::files::DEFAULT_MAX_COMPONENT_BYTES << 4),
-    )?;
+    let bytes = read_to_send(&args.wasm, component_to_send())?;
     // Refuse what no host would run, before it reaches the registry.
     crate::plugin::check_header(&args.wasm, &bytes)?;
     let mut credentials = std::collections::HashMap::new();
@@ -492,11 +499,7 @@ async fn plugin_push(args: PushArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
-    if let Some(reference) = args
-        .wasm
-        .to_str()
-        .filter(|w| w.starts_with(crate::registry::SCHEME))
-    {
+    if let Some(reference) = crate::registry::as_reference(&args.wasm) {
         // A registry reference: the host pulls it and pins it to its digest.
         let body = serde_json::to_string(&crate::admin::SwapRequest {
             plugin: reference.to_string(),
@@ -515,13 +518,7 @@ async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
         .await;
     }
     // The component travels as bytes: the host never reads a path of ours.
-    let read = |path: &std::path::Path, bound| {
-        crate::files::read(path, bound).with_context(|| format!("cannot send {}", path.display()))
-    };
-    let wasm = read(
-        &args.wasm,
-        crate::files::Bound::component(crate::files::DEFAULT_MAX_COMPONENT_BYTES << 4),
-    )?;
+    let wasm = read_to_send(&args.wasm, component_to_send())?;
     let name = args
         .wasm
         .file_stem()
@@ -529,7 +526,7 @@ async fn plugin_swap(args: SwapArgs) -> anyhow::Result<ExitCode> {
     let file_name = format!("{name}.wasm");
     let (body, content_type) = match &args.replay {
         Some(replay) => {
-            let events = read(
+            let events = read_to_send(
                 replay,
                 crate::files::Bound::events(crate::files::DEFAULT_MAX_EVENTS_BYTES << 6),
             )?;

@@ -36,6 +36,16 @@ impl Bound {
         }
     }
 
+    /// The error for `path` being over this bound.
+    pub fn too_large(&self, path: &Path) -> FileError {
+        FileError::TooLarge {
+            what: self.what,
+            path: path.to_path_buf(),
+            limit: self.limit,
+            setting: self.setting,
+        }
+    }
+
     /// An events file of at most `limit` bytes.
     pub fn events(limit: u64) -> Self {
         Self {
@@ -141,12 +151,7 @@ fn outside(path: &Path, dirs: &[PathBuf]) -> FileError {
 fn read_within(path: &Path, bound: Bound, dirs: Option<&[PathBuf]>) -> Result<Vec<u8>, FileError> {
     let what = bound.what;
     let (mut file, len) = open_checked(path, what, dirs)?;
-    let too_large = || FileError::TooLarge {
-        what,
-        path: path.to_path_buf(),
-        limit: bound.limit,
-        setting: bound.setting,
-    };
+    let too_large = || bound.too_large(path);
     if len > bound.limit {
         return Err(too_large());
     }

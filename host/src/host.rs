@@ -1153,11 +1153,7 @@ impl Host {
                     Default::default(),
                 ))
             });
-            let mut spec = match hub
-                .plugin
-                .to_str()
-                .filter(|p| p.starts_with(crate::registry::SCHEME))
-            {
+            let mut spec = match crate::registry::as_reference(&hub.plugin) {
                 // From a registry: resolved now to the digest the reference names, and that
                 // digest is what runs from here on.
                 Some(text) => {
@@ -1423,12 +1419,7 @@ impl Host {
                     .map(|t| (t.name.clone(), t.grants.registries.clone()))
                     .collect(),
                 max_component_bytes: config.max_component_bytes(),
-                max_replay_bytes: config
-                    .admin
-                    .as_ref()
-                    .map_or(crate::files::DEFAULT_MAX_EVENTS_BYTES, |a| {
-                        a.max_replay_bytes
-                    }),
+                max_replay_bytes: config.max_replay_bytes(),
             }),
         };
         for (index, record, sha256) in &to_judge {

@@ -27,6 +27,12 @@ const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The registry reference a plugin setting holds (`oci://...`), if it holds one rather than a
+/// file path.
+pub fn as_reference(plugin: &std::path::Path) -> Option<&str> {
+    plugin.to_str().filter(|s| s.starts_with(SCHEME))
+}
+
 /// Why a registry reference could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -60,27 +60,6 @@ pub struct AdminOptions {
     pub upload_timeout: std::time::Duration,
 }
 
-impl AdminOptions {
-    /// Options with the defaults of `[admin]` but for the address and tokens.
-    pub fn new(
-        listen: SocketAddr,
-        token: Option<String>,
-        tenant_tokens: Vec<(String, String)>,
-    ) -> Self {
-        let defaults = crate::config::AdminConfig::default();
-        Self {
-            listen,
-            token,
-            tenant_tokens,
-            plugin_dirs: defaults.plugin_dirs,
-            max_component_bytes: defaults.max_component_bytes,
-            max_replay_bytes: defaults.max_replay_bytes,
-            upload_idle_timeout: std::time::Duration::from_millis(defaults.upload_idle_timeout_ms),
-            upload_timeout: std::time::Duration::from_millis(defaults.upload_timeout_ms),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("cannot listen on {addr} for the admin API: {source}")]
@@ -654,8 +633,8 @@ async fn swap(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
                 "a swap request is application/wasm (the component), multipart/form-data (parts \
-                 `plugin` and `replay`) or application/json (a path in [admin] plugin_dirs, for \
-                 the operator); not {other:?}"
+                 `plugin` and `replay`) or application/json (a registry reference, or for the \
+                 operator a path in [admin] plugin_dirs); not {other:?}"
             ),
         )),
     };

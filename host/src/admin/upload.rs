@@ -312,20 +312,17 @@ mod tests {
         assert!(matches!(err, UploadError::TooSlow(_)), "{err}");
     }
 
-    fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (name, bytes) in parts {
-            out.extend_from_slice(
-                format!(
-                    "--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.bin\"\r\n\r\n"
-                )
-                .as_bytes(),
-            );
-            out.extend_from_slice(bytes);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"--XyZ--\r\n");
-        out
+    /// A multipart body as the CLI makes it (`client::multipart`), each part named
+    /// `<name>.bin`, and its boundary.
+    fn multipart(parts: &[(&str, &[u8])]) -> (Vec<u8>, String) {
+        let names: Vec<String> = parts.iter().map(|(n, _)| format!("{n}.bin")).collect();
+        let parts: Vec<(&str, &str, &[u8])> = parts
+            .iter()
+            .zip(&names)
+            .map(|((name, bytes), file)| (*name, file.as_str(), *bytes))
+            .collect();
+        let (body, content_type) = crate::admin::client::multipart(&parts);
+        (body, multer::parse_boundary(content_type).unwrap())
     }
 
     fn stream_of(bytes: Vec<u8>) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
@@ -339,16 +336,16 @@ mod tests {
 
     #[tokio::test]
     async fn multipart_parts_are_bounded_each_and_unknown_parts_are_refused() {
-        let body = multipart(&[("plugin", b"component"), ("replay", b"{\"a\":1}\n")]);
-        let got = read_multipart(stream_of(body), "XyZ", limits(100, 100))
+        let (body, boundary) = multipart(&[("plugin", b"component"), ("replay", b"{\"a\":1}\n")]);
+        let got = read_multipart(stream_of(body), &boundary, limits(100, 100))
             .await
             .unwrap();
         assert_eq!(got.plugin, b"component");
         assert_eq!(got.replay.as_deref(), Some(&b"{\"a\":1}\n"[..]));
         assert_eq!(got.file_name.as_deref(), Some("plugin.bin"));
 
-        let body = multipart(&[("plugin", b"component"), ("replay", &[b'x'; 50])]);
-        let err = read_multipart(stream_of(body), "XyZ", limits(100, 20))
+        let (body, boundary) = multipart(&[("plugin", b"component"), ("replay", &[b'x'; 50])]);
+        let err = read_multipart(stream_of(body), &boundary, limits(100, 20))
             .await
             .unwrap_err();
         assert!(
@@ -362,24 +359,28 @@ mod tests {
             ),
             "{err}"
         );
-        let body = multipart(&[("plugin", &[b'x'; 50])]);
-        let err = read_multipart(stream_of(body), "XyZ", limits(20, 100))
+        let (body, boundary) = multipart(&[("plugin", &[b'x'; 50])]);
+        let err = read_multipart(stream_of(body), &boundary, limits(20, 100))
             .await
             .unwrap_err();
         assert!(matches!(err, UploadError::TooLarge { .. }), "{err}");
-        let body = multipart(&[("config", b"/etc/passwd")]);
-        let err = read_multipart(stream_of(body), "XyZ", limits(100, 100))
+        let (body, boundary) = multipart(&[("config", b"/etc/passwd")]);
+        let err = read_multipart(stream_of(body), &boundary, limits(100, 100))
             .await
             .unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{err}");
-        let body = multipart(&[("replay", b"{}\n")]);
-        let err = read_multipart(stream_of(body), "XyZ", limits(100, 100))
+        let (body, boundary) = multipart(&[("replay", b"{}\n")]);
+        let err = read_multipart(stream_of(body), &boundary, limits(100, 100))
             .await
             .unwrap_err();
         assert!(matches!(err, UploadError::NoPlugin), "{err}");
-        let err = read_multipart(stream_of(b"garbage".to_vec()), "XyZ", limits(100, 100))
-            .await
-            .unwrap_err();
+        let err = read_multipart(
+            stream_of(b"garbage".to_vec()),
+            "hubwasm-part",
+            limits(100, 100),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{err}");
     }
 }

@@ -566,12 +566,7 @@ fn outcomes_prefix(group: &crate::checkpoint::GroupName<'_>, swap: &str) -> Resu
 
 /// `<ns>/<hub>/<cg>/hubwasm-plugin/components/<sha256>`.
 fn component_blob(group: &crate::checkpoint::GroupName<'_>, sha256: &str) -> Result<String> {
-    if !crate::checkpoint::is_sha256_hex(sha256) {
-        return Err(Error::with_message(
-            ErrorKind::DataConversion,
-            format!("{sha256:?} is not a SHA-256 in hex"),
-        ));
-    }
+    crate::checkpoint::check_sha256(sha256)?;
     Ok(blob_prefix(
         group.namespace,
         group.event_hub,

@@ -115,12 +115,7 @@ impl LocalCheckpointStore {
         group: &crate::checkpoint::GroupName<'_>,
         sha256: &str,
     ) -> azure_core::Result<PathBuf> {
-        if !crate::checkpoint::is_sha256_hex(sha256) {
-            return Err(azure_core::Error::with_message(
-                ErrorKind::DataConversion,
-                format!("{sha256:?} is not a SHA-256 in hex"),
-            ));
-        }
+        crate::checkpoint::check_sha256(sha256)?;
         Ok(self
             .group_dir(group.namespace, group.event_hub, group.consumer_group)
             .join("hubwasm-plugin")
@@ -177,22 +172,11 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> azure_core::Result<Op
 
 /// Replace `path` atomically with `value`.
 fn write_json<T: Serialize>(path: &Path, value: &T) -> azure_core::Result<()> {
-    let dir = path.parent().expect("store files live in a directory");
-    std::fs::create_dir_all(dir).map_err(|e| error("create", dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
     let bytes = serde_json::to_vec(value).expect("store records serialize");
-    let mut file = std::fs::File::create(&tmp).map_err(|e| error("create", &tmp, e))?;
-    file.write_all(&bytes)
-        .map_err(|e| error("write", &tmp, e))?;
-    file.sync_all().map_err(|e| error("sync", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| error("replace", path, e))
+    write_bytes(path, &bytes)
 }
 
-/// Write `bytes` as `path`, atomically (a reader sees all of it or nothing).
+/// Write `bytes` as `path`, atomically (a reader sees all of it or nothing), durably.
 fn write_bytes(path: &Path, bytes: &[u8]) -> azure_core::Result<()> {
     let dir = path.parent().expect("store files live in a directory");
     std::fs::create_dir_all(dir).map_err(|e| error("create", dir, e))?;

@@ -235,6 +235,21 @@ pub(crate) fn instance_file_name(instance: &str) -> String {
     }
 }
 
+/// A digest read from a record is checked before it names a file or blob.
+pub(crate) fn check_sha256(text: &str) -> azure_core::Result<()> {
+    if is_sha256_hex(text) {
+        Ok(())
+    } else {
+        Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::DataConversion,
+            format!(
+                "{:?} is not a SHA-256 in hex",
+                text.chars().take(100).collect::<String>()
+            ),
+        ))
+    }
+}
+
 pub(crate) fn check_swap_id(id: &str) -> azure_core::Result<()> {
     if is_swap_id(id) {
         Ok(())

@@ -742,9 +742,7 @@ impl RunConfig {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         let fix = |p: &mut PathBuf| {
-            let reference = p
-                .to_str()
-                .is_some_and(|s| s.starts_with(crate::registry::SCHEME));
+            let reference = crate::registry::as_reference(p).is_some();
             if p.is_relative() && !base.as_os_str().is_empty() && !reference {
                 *p = base.join(&*p);
             }
@@ -1097,11 +1095,7 @@ impl RunConfig {
     /// Registry references parse, and a tenant's are within its `registries` grant.
     fn validate_registries(&self) -> Result<(), ConfigError> {
         for (i, hub) in self.event_hubs.iter().enumerate() {
-            let Some(text) = hub
-                .plugin
-                .to_str()
-                .filter(|s| s.starts_with(crate::registry::SCHEME))
-            else {
+            let Some(text) = crate::registry::as_reference(&hub.plugin) else {
                 continue;
             };
             let at = format!("eventhub[{i}] ({}).plugin", hub.name);
@@ -1191,6 +1185,15 @@ impl RunConfig {
             .as_ref()
             .map_or(crate::files::DEFAULT_MAX_COMPONENT_BYTES, |a| {
                 a.max_component_bytes
+            })
+    }
+
+    /// The most bytes a swap's replay events may have ([admin] max_replay_bytes).
+    pub fn max_replay_bytes(&self) -> u64 {
+        self.admin
+            .as_ref()
+            .map_or(crate::files::DEFAULT_MAX_EVENTS_BYTES, |a| {
+                a.max_replay_bytes
             })
     }
 }
@@ -1310,6 +1313,71 @@ plugin = "filter.wasm"
     }
 
     /// The admin, swap and rollback settings: bad values are refused naming the setting.
+    /// The upload bounds, plugin_dirs, [[registry]] and registry references are checked at
+    /// load, naming the setting.
+    #[test]
+    fn upload_bounds_plugin_dirs_and_registries_are_checked() {
+        let parse = |extra: &str| {
+            RunConfig::parse(&format!("{extra}\n{MINIMAL}"), Path::new("x.toml"))
+                .map_err(|e| e.to_string())
+        };
+        let on = parse("[admin]").unwrap();
+        let admin = on.admin.as_ref().unwrap();
+        assert_eq!(admin.max_component_bytes, 64 << 20);
+        assert_eq!(admin.max_replay_bytes, 16 << 20);
+        assert!(admin.plugin_dirs.is_empty());
+        assert_eq!(on.max_replay_bytes(), 16 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let ok = parse(&format!(
+            "[admin]\nplugin_dirs = [\"{}\"]\nmax_component_bytes = 1024",
+            dir.path().display()
+        ))
+        .unwrap();
+        assert_eq!(ok.max_component_bytes(), 1024);
+        for (extra, names) in [
+            ("[admin]\nmax_component_bytes = 0", "max_component_bytes"),
+            ("[admin]\nmax_component_bytes = 2000000000", "max_component_bytes"),
+            ("[admin]\nmax_replay_bytes = 0", "max_replay_bytes"),
+            ("[admin]\nmax_replay_bytes = -1", "max_replay_bytes"),
+            ("[admin]\nupload_idle_timeout_ms = 0", "upload_idle_timeout_ms"),
+            ("[admin]\nupload_timeout_ms = 0", "upload_timeout_ms"),
+            ("[admin]\nplugin_dirs = [\"relative/dir\"]", "plugin_dirs"),
+            ("[admin]\nplugin_dirs = [\"/no/such/dir/hubwasm\"]", "plugin_dirs"),
+            ("[admin]\nplugin_dirs = \"/tmp\"", "plugin_dirs"),
+            (
+                "[[registry]]\nhost = \"reg.example/acme\"\nusername_env = \"U\"\npassword_env = \"P\"",
+                "registry[0].host",
+            ),
+            ("[[registry]]\nhost = \"reg.example\"\nusername = \"inline\"", "username"),
+        ] {
+            let err = parse(extra).unwrap_err();
+            assert!(err.contains(names), "{extra}: {err}");
+        }
+        // A registry reference is kept as written (not made relative to the config) and parsed.
+        let hub = |plugin: &str| {
+            RunConfig::parse(
+                &MINIMAL.replace(
+                    "plugin = \"filter.wasm\"",
+                    &format!("plugin = \"{plugin}\""),
+                ),
+                Path::new("configs/x.toml"),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let config = hub("oci://reg.example:5000/acme/filter:v1").unwrap();
+        assert_eq!(
+            config.event_hubs[0].plugin,
+            Path::new("oci://reg.example:5000/acme/filter:v1")
+        );
+        for bad in ["oci://filter:v1", "oci://reg.example/acme/filter:v1 extra"] {
+            let err = hub(bad).unwrap_err();
+            assert!(
+                err.contains("eventhub[0] (events).plugin") && err.contains("oci://"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn admin_swap_and_rollback_settings_are_checked() {
         let parse =

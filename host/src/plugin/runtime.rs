@@ -134,8 +134,6 @@ pub struct Plugin {
     pub(crate) exports: contract::Indices,
     /// Whether the compiled code came from the on-disk cache.
     pub(crate) from_cache: bool,
-    /// First 12 hex digits of the component's SHA-256: the plugin's version in reports.
-    pub(crate) digest: String,
     /// The component's whole SHA-256 (hex): the name it is stored under in the group's store.
     pub(crate) sha256: String,
     /// The component's bytes: what a swap stores for the group's other hosts.
@@ -171,7 +169,7 @@ impl Plugin {
     /// True if the compiled code was loaded from the on-disk cache.
     /// First 12 hex digits of the component file's SHA-256 (its version in dead letters).
     pub fn digest(&self) -> &str {
-        &self.digest
+        &self.sha256[..12]
     }
     /// The component's whole SHA-256, hex.
     pub fn sha256(&self) -> &str {
@@ -297,20 +295,15 @@ impl Runtime {
     }
 
     fn compile(&self, path: &Path, bytes: Arc<[u8]>) -> Result<Compiled, LoadError> {
-        if bytes.len() as u64 > self.options.max_component_bytes {
+        let bound = crate::files::Bound::component(self.options.max_component_bytes);
+        if bytes.len() as u64 > bound.limit {
             return Err(LoadError::Read {
                 path: path.to_path_buf(),
-                source: crate::files::FileError::TooLarge {
-                    what: "plugin component",
-                    path: path.to_path_buf(),
-                    limit: self.options.max_component_bytes,
-                    setting: "[admin] max_component_bytes",
-                },
+                source: bound.too_large(path),
             });
         }
         inspect::check_header(path, &bytes)?;
         let sha256 = sha256_hex(&bytes);
-        let digest = sha256[..12].to_string();
         let started = Instant::now();
         if let Some(component) = self
             .cache
@@ -321,7 +314,6 @@ impl Runtime {
                 component,
                 from_cache: true,
                 took: started.elapsed(),
-                digest,
                 sha256,
                 bytes,
             });
@@ -339,7 +331,6 @@ impl Runtime {
             component,
             from_cache: false,
             took,
-            digest,
             sha256,
             bytes,
         })
@@ -370,7 +361,6 @@ impl Runtime {
             component,
             from_cache,
             took: compile_time,
-            digest,
             sha256,
             bytes,
         } = self.compile(&path, bytes)?;
@@ -418,7 +408,6 @@ impl Runtime {
             pre,
             exports,
             from_cache,
-            digest,
             sha256,
             bytes,
             compile_time,
@@ -508,8 +497,6 @@ struct Compiled {
     component: Component,
     from_cache: bool,
     took: Duration,
-    /// The first 12 hex digits of `sha256`.
-    digest: String,
     sha256: String,
     bytes: Arc<[u8]>,
 }

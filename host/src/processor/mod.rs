@@ -196,8 +196,16 @@ const DEAD_START_WINDOW: Duration = Duration::from_secs(30);
 /// A processor that ran this long without a receiver saying its group is missing has found it.
 const GROUP_FOUND_AFTER: Duration = Duration::from_secs(10);
 
-/// Why a processor stopped when its consumer group does not exist.
-const GROUP_MISSING: &str = "the consumer group does not exist";
+/// Why a processor was stopped.
+enum Stopped {
+    /// The host is stopping.
+    Host,
+    /// Event Hubs says the consumer group does not exist: tried again at the balancing
+    /// interval, said once.
+    GroupMissing,
+    /// Anything else: restarted with backoff.
+    Failed(String),
+}
 
 pub(crate) async fn consume(
     hub: EventHubConfig,
@@ -239,7 +247,7 @@ pub(crate) async fn consume(
         // A plugin call may take its whole limit without the partition receiving anything.
         let stall_after =
             STALL_AFTER.max(2 * hub.limits.map_or(Limits::DEFAULT_TIMEOUT, |l| l.timeout));
-        let failed = loop {
+        let stopped = loop {
             // Set when the partitions have been still long enough to ask Event Hubs (outside
             // the select: its stop branch holds a guard that must not live across an await).
             let mut check_stall = false;
@@ -277,11 +285,11 @@ pub(crate) async fn consume(
                             span,
                         ));
                     }
-                    Err(err) => break Some(err.to_string()),
+                    Err(err) => break Stopped::Failed(err.to_string()),
                 },
                 Some(ended) = partitions.join_next(), if !partitions.is_empty() => {
                     if matches!(ended, Ok(partition::Ended::GroupMissing)) {
-                        break Some(GROUP_MISSING.to_string());
+                        break Stopped::GroupMissing;
                     }
                     // Receivers that fail before delivering anything, again and again, mean
                     // the connection under this processor is gone (the endpoint restarted, the
@@ -292,7 +300,7 @@ pub(crate) async fn consume(
                         dead_starts.retain(|t| now.duration_since(*t) < DEAD_START_WINDOW);
                         dead_starts.push(now);
                         if dead_starts.len() >= DEAD_STARTS_TO_RECONNECT {
-                            break Some(format!(
+                            break Stopped::Failed(format!(
                                 "{} partition receivers failed before delivering an event within \
                                  {DEAD_START_WINDOW:?}; reconnecting",
                                 dead_starts.len()
@@ -300,16 +308,16 @@ pub(crate) async fn consume(
                         }
                     }
                 }
-                result = &mut run => break Some(match result {
+                result = &mut run => break Stopped::Failed(match result {
                     Ok(Ok(())) => "the processor's run loop ended".to_string(),
                     Ok(Err(err)) => err.to_string(),
                     Err(err) => err.to_string(),
                 }),
-                _ = stop.wait_for(|s| *s) => break None,
+                _ = stop.wait_for(|s| *s) => break Stopped::Host,
             }
             if check_stall {
                 if let Some(waiting) = stalled(&hub, &target, store.as_ref(), &setup).await {
-                    break Some(format!(
+                    break Stopped::Failed(format!(
                         "nothing received for {stall_after:?} while {waiting} events wait past \
                          what the running partitions received; reconnecting"
                     ));
@@ -323,8 +331,8 @@ pub(crate) async fn consume(
         run.abort();
         // Wait until the load balancer is gone, so no renewal of its starts after the release.
         let _ = run.await;
-        match failed {
-            Some(err) if err == GROUP_MISSING => {
+        match stopped {
+            Stopped::GroupMissing => {
                 // A fault of the deployment: said once, shown in /status and /readyz, and
                 // tried again at the balancing interval until the group exists.
                 let wait = Duration::from_millis(hub.balancing.update_interval_ms.max(1000));
@@ -350,7 +358,7 @@ pub(crate) async fn consume(
                     _ = stop.wait_for(|s| *s) => break 'restart,
                 }
             }
-            Some(err) => {
+            Stopped::Failed(err) => {
                 let wait = backoff.next_delay();
                 tracing::error!(hub = %hub.name, error = %err, retry_in_s = wait.as_secs(), "Event processor stopped; restarting it");
                 tokio::select! {
@@ -358,7 +366,7 @@ pub(crate) async fn consume(
                     _ = stop.wait_for(|s| *s) => break 'restart,
                 }
             }
-            None => break 'restart,
+            Stopped::Host => break 'restart,
         }
     }
     release(
