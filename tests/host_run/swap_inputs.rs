@@ -167,6 +167,52 @@ async fn swap_requests_cannot_read_leak_or_exhaust_anything_on_the_host() {
         assert!(started.elapsed() < Duration::from_secs(10), "{plugin}");
     }
 
+    // A body of another kind, a query naming something else: refused, naming what is taken.
+    let answer = send(
+        &addr,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap"),
+        b"/etc/passwd",
+        Some("text/plain"),
+        Some(OPERATOR),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 415, "{}", answer.body);
+    assert!(answer.body.contains("application/wasm"), "{}", answer.body);
+    let answer = send(
+        &addr,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap?plugin=/etc/passwd"),
+        b"\0asm",
+        Some("application/wasm"),
+        Some(OPERATOR),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        answer.body.contains("consumer_group and name"),
+        "{}",
+        answer.body
+    );
+    // A multipart body without a usable boundary.
+    let answer = send(
+        &addr,
+        "POST",
+        &format!("/v1/event-hubs/{HUB}/swap"),
+        b"--x\r\n",
+        Some("multipart/form-data"),
+        Some(OPERATOR),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("boundary"), "{}", answer.body);
+
     // A JSON request is small: a large one is refused with what to send instead.
     let padded = serde_json::json!({ "plugin": "x", "consumer_group": "y".repeat(100_000) });
     let answer = json_swap(&addr, padded, OPERATOR).await;
