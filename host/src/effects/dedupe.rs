@@ -1,11 +1,15 @@
 //! The seed's "second checkpoint", with no plugin code: `[eventhub.dedupe]` takes a key from
-//! each event (a JSON field of the body, a property, or the message id). Before a batch reaches
-//! the plugin, events whose key is recorded are skipped (counted as duplicates and checkpointed
-//! past); after the plugin handled events, their keys are recorded *before* the checkpoint moves.
-//! A crash between the two writes then redelivers events whose keys are recorded: they are
-//! skipped, so their effects do not happen twice.
+//! each event (a JSON field of the body, a property, or the message id).
+//!
+//! A key is *claimed* atomically when its event enters a batch, in the name of that event
+//! (`<partition>:<sequence number>`): a second copy anywhere in the consumer group, even one in
+//! flight at the same instant on another partition, finds the claim and is skipped (counted as
+//! a duplicate and checkpointed past). The claim becomes *committed* when the event was handled,
+//! before the checkpoint moves. A redelivery of the claiming event itself (after a crash, a
+//! retry or a takeover) finds its own pending claim and is processed; after the commit it is
+//! skipped, so its effects do not happen twice. A claim whose event was dead-lettered stays
+//! until it expires: the event's outcome stands.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,13 +22,43 @@ pub enum DedupeError {
     Store { store: String, message: String },
 }
 
+/// A key claimed in the name of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub key: String,
+    /// The claiming event: `<partition>:<sequence number>`.
+    pub owner: String,
+}
+
+impl Claim {
+    pub fn new(key: String, partition_id: &str, sequence_number: i64) -> Self {
+        Self {
+            key,
+            owner: format!("{partition_id}:{sequence_number}"),
+        }
+    }
+}
+
 /// Where duplicates are remembered.
 #[async_trait::async_trait]
 pub trait DedupeStore: Send + Sync {
-    /// For each key, whether it is recorded in `scope` and not expired.
+    /// For each key, whether it is recorded (or claimed) in `scope` and not expired.
     async fn seen(&self, scope: &str, keys: &[String]) -> Result<Vec<bool>, DedupeError>;
     /// Record the keys in `scope` for `ttl` (a key recorded again gets the new expiry).
     async fn record(&self, scope: &str, keys: &[String], ttl: Duration) -> Result<(), DedupeError>;
+    /// Claim each key for its event, in order and atomically against every other claimer: true
+    /// where the event may be processed (the key was free or expired, or is claimed and not yet
+    /// committed by this same event), false where it is a duplicate (committed, or claimed by
+    /// another event, including an earlier one of `claims`). A new claim lives for `ttl`.
+    async fn claim(
+        &self,
+        scope: &str,
+        claims: &[Claim],
+        ttl: Duration,
+    ) -> Result<Vec<bool>, DedupeError>;
+    /// Make the claims permanent (their events were handled) for `ttl`.
+    async fn commit(&self, scope: &str, claims: &[Claim], ttl: Duration)
+        -> Result<(), DedupeError>;
     /// For logs: what and where the store is.
     fn describe(&self) -> String;
 }
@@ -32,7 +66,13 @@ pub trait DedupeStore: Send + Sync {
 /// Keys kept in this process only: for `hubwasm plugin test`.
 #[derive(Default)]
 pub struct MemoryDedupe {
-    keys: std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+    keys: std::sync::Mutex<std::collections::HashMap<(String, String), Entry>>,
+}
+
+/// A key held by [`MemoryDedupe`]: until when, and by which pending claim (`None`: committed).
+struct Entry {
+    until: std::time::Instant,
+    pending: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -44,7 +84,7 @@ impl DedupeStore for MemoryDedupe {
             .iter()
             .map(|k| {
                 map.get(&(scope.to_string(), k.clone()))
-                    .is_some_and(|until| *until > now)
+                    .is_some_and(|entry| entry.until > now)
             })
             .collect())
     }
@@ -53,9 +93,56 @@ impl DedupeStore for MemoryDedupe {
         let until = std::time::Instant::now() + ttl;
         let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         for k in keys {
-            map.insert((scope.to_string(), k.clone()), until);
+            map.insert(
+                (scope.to_string(), k.clone()),
+                Entry {
+                    until,
+                    pending: None,
+                },
+            );
         }
         Ok(())
+    }
+
+    async fn claim(
+        &self,
+        scope: &str,
+        claims: &[Claim],
+        ttl: Duration,
+    ) -> Result<Vec<bool>, DedupeError> {
+        let now = std::time::Instant::now();
+        let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(claims
+            .iter()
+            .map(|claim| {
+                let slot = (scope.to_string(), claim.key.clone());
+                match map.get(&slot) {
+                    Some(entry) if entry.until > now => {
+                        entry.pending.as_deref() == Some(claim.owner.as_str())
+                    }
+                    _ => {
+                        map.insert(
+                            slot,
+                            Entry {
+                                until: now + ttl,
+                                pending: Some(claim.owner.clone()),
+                            },
+                        );
+                        true
+                    }
+                }
+            })
+            .collect())
+    }
+
+    async fn commit(
+        &self,
+        scope: &str,
+        claims: &[Claim],
+        ttl: Duration,
+    ) -> Result<(), DedupeError> {
+        let keys: Vec<String> = claims.iter().map(|c| c.key.clone()).collect();
+        self.record(scope, &keys, ttl).await
     }
 
     fn describe(&self) -> String {
@@ -197,49 +284,58 @@ impl Stores {
     }
 }
 
-/// What [`Dedupe::split`] found in a batch.
+/// What [`Dedupe::claim`] found in a batch.
 #[derive(Debug, Default)]
 pub struct Split {
-    /// Indexes (in the batch) of events to skip: recorded before, or a repeat within the batch.
+    /// Indexes (in the batch) of events to skip: their key is committed, or claimed by another
+    /// event (elsewhere, or earlier in the batch).
     pub duplicates: Vec<usize>,
 }
 
 impl Dedupe {
-    /// Which events of `batch` are duplicates: their key is recorded, or an earlier event of
-    /// the batch has the same key.
-    pub async fn split(&self, batch: &[Event]) -> Result<Split, DedupeError> {
+    /// The claims of `events` (those with a key) on `partition_id`, with their indexes.
+    fn claims(&self, partition_id: &str, events: &[Event]) -> Vec<(usize, Claim)> {
         let Some(source) = &self.key else {
-            return Ok(Split::default());
+            return Vec::new();
         };
-        let keys: Vec<Option<String>> = batch.iter().map(|e| source.key(e)).collect();
-        let present: Vec<String> = keys.iter().flatten().cloned().collect();
-        if present.is_empty() {
-            return Ok(Split::default());
-        }
-        let seen = self.store.seen(&self.scope, &present).await?;
-        let mut seen = seen.into_iter();
-        let mut in_batch = HashSet::new();
-        let mut split = Split::default();
-        for (i, key) in keys.iter().enumerate() {
-            let Some(key) = key else { continue };
-            let recorded = seen.next().unwrap_or(false);
-            if recorded || !in_batch.insert(key.as_str()) {
-                split.duplicates.push(i);
-            }
-        }
-        Ok(split)
+        events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let key = source.key(e)?;
+                Some((i, Claim::new(key, partition_id, e.sequence_number)))
+            })
+            .collect()
     }
 
-    /// Record the keys of events the plugin handled.
-    pub async fn record(&self, handled: &[Event]) -> Result<(), DedupeError> {
-        let Some(source) = &self.key else {
-            return Ok(());
-        };
-        let keys: Vec<String> = handled.iter().filter_map(|e| source.key(e)).collect();
-        if keys.is_empty() {
+    /// Claim the keys of `batch` (events of partition `partition_id`) and say which events are
+    /// duplicates.
+    pub async fn claim(&self, partition_id: &str, batch: &[Event]) -> Result<Split, DedupeError> {
+        let (indexes, claims): (Vec<usize>, Vec<Claim>) =
+            self.claims(partition_id, batch).into_iter().unzip();
+        if claims.is_empty() {
+            return Ok(Split::default());
+        }
+        let mine = self.store.claim(&self.scope, &claims, self.ttl).await?;
+        let duplicates = indexes
+            .into_iter()
+            .zip(mine)
+            .filter_map(|(i, mine)| (!mine).then_some(i))
+            .collect();
+        Ok(Split { duplicates })
+    }
+
+    /// Commit the claims of events of `partition_id` that were handled.
+    pub async fn commit(&self, partition_id: &str, handled: &[Event]) -> Result<(), DedupeError> {
+        let claims: Vec<Claim> = self
+            .claims(partition_id, handled)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        if claims.is_empty() {
             return Ok(());
         }
-        self.store.record(&self.scope, &keys, self.ttl).await
+        self.store.commit(&self.scope, &claims, self.ttl).await
     }
 }
 

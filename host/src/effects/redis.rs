@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::dedupe::{DedupeError, DedupeStore};
+use super::dedupe::{Claim, DedupeError, DedupeStore};
 use super::state::{Committed, StateError, StateStore, Write};
 
 /// How long one Redis call may take before the partition treats the store as down (and waits).
@@ -112,6 +112,24 @@ for _, key in ipairs(KEYS) do
 end
 "#;
 
+/// Claim each key in `KEYS` for the event `ARGV[i + 1]` (a pending claim holds `p:<event>`, a
+/// committed key anything else), for `ARGV[1]` milliseconds; 1 where the event may go on.
+/// One script, so nothing runs between a look and a claim.
+const CLAIM: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local mine = 'p:' .. ARGV[i + 1]
+  if redis.call('SET', key, mine, 'NX', 'PX', ARGV[1]) then
+    out[i] = 1
+  elseif redis.call('GET', key) == mine then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"#;
+
 /// A scope's keys share one hash tag, so a batch's MGET and script stay in one slot of a
 /// Redis cluster.
 fn redis_key(scope: &str, key: &str) -> String {
@@ -151,6 +169,45 @@ impl DedupeStore for RedisDedupe {
                 store: self.redis.shown.clone(),
                 message,
             })
+    }
+
+    async fn claim(
+        &self,
+        scope: &str,
+        claims: &[Claim],
+        ttl: Duration,
+    ) -> Result<Vec<bool>, DedupeError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let script = redis::Script::new(CLAIM);
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(ms);
+        for claim in claims {
+            invocation.key(redis_key(scope, &claim.key));
+            invocation.arg(&claim.owner);
+        }
+        let mine: Vec<i64> = self
+            .redis
+            .call(|mut conn| async move { invocation.invoke_async::<Vec<i64>>(&mut conn).await })
+            .await
+            .map_err(|message| DedupeError::Store {
+                store: self.redis.shown.clone(),
+                message,
+            })?;
+        Ok(mine.into_iter().map(|m| m == 1).collect())
+    }
+
+    async fn commit(
+        &self,
+        scope: &str,
+        claims: &[Claim],
+        ttl: Duration,
+    ) -> Result<(), DedupeError> {
+        // A committed key holds "1", like a recorded one.
+        let keys: Vec<String> = claims.iter().map(|c| c.key.clone()).collect();
+        self.record(scope, &keys, ttl).await
     }
 
     fn describe(&self) -> String {

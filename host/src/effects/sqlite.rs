@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::dedupe::{DedupeError, DedupeStore};
+use super::dedupe::{Claim, DedupeError, DedupeStore};
 use super::state::{Committed, StateError, StateStore, Write};
 
 /// How long a writer waits for another process's write to finish before it reports an error.
@@ -87,6 +87,20 @@ impl SqliteDedupe {
              ) WITHOUT ROWID;",
         )
         .map_err(|e| fail(e.to_string()))?;
+        // `pending`: the event holding a claim not yet committed (NULL once committed). Files
+        // written before claims existed get the column; their keys count as committed.
+        let has_pending: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('dedupe') WHERE name = 'pending'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_err(|e| fail(e.to_string()))?
+            > 0;
+        if !has_pending {
+            conn.execute_batch("ALTER TABLE dedupe ADD COLUMN pending TEXT")
+                .map_err(|e| fail(e.to_string()))?;
+        }
         conn.execute(
             "DELETE FROM dedupe WHERE expires_ms <= ?1",
             params![now_ms()],
@@ -165,7 +179,8 @@ impl DedupeStore for SqliteDedupe {
                 let rows = rows.join(",");
                 let mut insert = tx.prepare_cached(&format!(
                     "INSERT INTO dedupe (scope, expires_ms, key) VALUES {rows}
-                     ON CONFLICT (scope, key) DO UPDATE SET expires_ms = excluded.expires_ms"
+                     ON CONFLICT (scope, key) DO UPDATE SET expires_ms = excluded.expires_ms,
+                                                            pending = NULL"
                 ))?;
                 let mut args: Vec<&dyn rusqlite::ToSql> = vec![&scope, &expires];
                 args.extend(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
@@ -177,6 +192,64 @@ impl DedupeStore for SqliteDedupe {
             tx.commit()
         })
         .await
+    }
+
+    async fn claim(
+        &self,
+        scope: &str,
+        claims: &[Claim],
+        ttl: Duration,
+    ) -> Result<Vec<bool>, DedupeError> {
+        let scope = scope.to_string();
+        let claims = claims.to_vec();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            let now = now_ms();
+            let expires = now.saturating_add(ttl_ms);
+            // IMMEDIATE takes the file's write lock first: no other process reads between this
+            // one's look and its claim.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut mine = Vec::with_capacity(claims.len());
+            {
+                let mut look = tx.prepare_cached(
+                    "SELECT expires_ms, pending FROM dedupe WHERE scope = ?1 AND key = ?2",
+                )?;
+                let mut take = tx.prepare_cached(
+                    "INSERT INTO dedupe (scope, key, expires_ms, pending) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (scope, key) DO UPDATE SET expires_ms = excluded.expires_ms,
+                                                            pending = excluded.pending",
+                )?;
+                for claim in &claims {
+                    let held: Option<(i64, Option<String>)> = look
+                        .query_row(params![scope, claim.key], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })
+                        .optional()?;
+                    mine.push(match held {
+                        Some((until, pending)) if until > now => {
+                            pending.as_deref() == Some(claim.owner.as_str())
+                        }
+                        _ => {
+                            take.execute(params![scope, claim.key, expires, claim.owner])?;
+                            true
+                        }
+                    });
+                }
+            }
+            tx.commit()?;
+            Ok(mine)
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        scope: &str,
+        claims: &[Claim],
+        ttl: Duration,
+    ) -> Result<(), DedupeError> {
+        let keys: Vec<String> = claims.iter().map(|c| c.key.clone()).collect();
+        self.record(scope, &keys, ttl).await
     }
 
     fn describe(&self) -> String {

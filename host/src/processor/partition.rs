@@ -416,12 +416,12 @@ async fn process(
             .iter()
             .take_while(|e| e.sequence_number <= position)
             .count();
-        // Their dedupe keys may not be recorded (a crash between the state commit and the
-        // record): record them again before anything after them is looked up.
+        // Their dedupe claims may not be committed (a crash between the state commit and the
+        // claims' commit): commit them before anything after them is claimed.
         if let (Some(dedupe), true) = (&setup.dedupe, held > 0) {
             let done = &batch[..held];
-            if until_stored(setup, ctx, stop, "record dedupe keys", || {
-                dedupe.record(done)
+            if until_stored(setup, ctx, stop, "commit dedupe keys", || {
+                dedupe.commit(&ctx.partition_id, done)
             })
             .await
             .is_none()
@@ -435,8 +435,8 @@ async fn process(
         }
     }
     if let Some(dedupe) = &setup.dedupe {
-        let split = match until_stored(setup, ctx, stop, "look up dedupe keys", || {
-            dedupe.split(batch)
+        let split = match until_stored(setup, ctx, stop, "claim dedupe keys", || {
+            dedupe.claim(&ctx.partition_id, batch)
         })
         .await
         {
@@ -457,7 +457,7 @@ async fn process(
                 !skip
             });
             stats.record(MetricEvent::Duplicates { ctx, n: n as u64 });
-            tracing::debug!(partition = %ctx.partition_id, duplicates = n, "Skipped events whose dedupe key is recorded");
+            tracing::debug!(partition = %ctx.partition_id, duplicates = n, "Skipped events whose dedupe key is committed or claimed by another event");
         }
     }
     // After a trap or limit inside a multi-event call it is unknown which event caused it: the
@@ -515,12 +515,12 @@ async fn process(
                 Some(Err(())) => return Processed::Fenced,
                 None => return Processed::Stopped,
             }
-            // The second checkpoint before the first: once the keys are recorded, a redelivery
-            // of these events (a crash before the checkpoint) skips them.
+            // The second checkpoint before the first: once the claims are committed, a
+            // redelivery of these events (a crash before the checkpoint) skips them.
             if let Some(dedupe) = &setup.dedupe {
                 let done = &batch[..handled];
-                if until_stored(setup, ctx, stop, "record dedupe keys", || {
-                    dedupe.record(done)
+                if until_stored(setup, ctx, stop, "commit dedupe keys", || {
+                    dedupe.commit(&ctx.partition_id, done)
                 })
                 .await
                 .is_none()
