@@ -60,11 +60,12 @@ pub enum Probation {
 }
 
 impl PluginHandle {
-    /// A handle serving `plugin`.
-    pub fn new(plugin: Plugin) -> Self {
+    /// A handle serving `plugin` (handles may share one loaded plugin: its instances are
+    /// their own).
+    pub fn new(plugin: impl Into<Arc<Plugin>>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                current: RwLock::new(Arc::new(plugin)),
+                current: RwLock::new(plugin.into()),
                 generation: AtomicU64::new(0),
                 handled_since_swap: AtomicU64::new(0),
                 failed_since_swap: AtomicU64::new(0),
