@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use hubwasm::config::RunConfig;
 use hubwasm::host::Host;
-use hubwasm::processor::RunOptions;
+use hubwasm::host::RunOptions;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

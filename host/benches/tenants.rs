@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use hubwasm::config::RunConfig;
 use hubwasm::host::Host;
-use hubwasm::processor::RunOptions;
+use hubwasm::host::RunOptions;
 use hubwasm_hub::config::{EventHubConfig, HubConfig};
 use hubwasm_hub::RunningHub;
 

@@ -792,7 +792,7 @@ async fn run_host(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => default_config(&args)?,
     };
-    let options = crate::processor::RunOptions {
+    let options = crate::host::RunOptions {
         exit_when_idle: args.exit_when_idle.map(Duration::from_secs_f64),
         instance_id: args.instance_id.clone(),
         send: args.send.clone(),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::config::RunConfig;
 use crate::connection::{ConnectionString, EventHubTarget};
-use crate::processor::{open_store, RunError};
+use crate::host::{open_store, RunError};
 
 /// Where `hub` can be read: its target, the embedded endpoint this command opened (kept running
 /// until the caller is done with it), and whether the embedded data directory is in use.

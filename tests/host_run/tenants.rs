@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hubwasm::checkpoint::local::LocalCheckpointStore;
 use hubwasm::config::RunConfig;
 use hubwasm::host::Host as InProcess;
-use hubwasm::processor::RunOptions;
+use hubwasm::host::RunOptions;
 use hubwasm_hub::config::{EventHubConfig, HubConfig};
 use hubwasm_hub::RunningHub;
 

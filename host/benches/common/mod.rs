@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hubwasm::config::RunConfig;
 use hubwasm::connection::ConnectionString;
-use hubwasm::processor::{run, RunOptions};
+use hubwasm::host::{run, RunOptions};
 use hubwasm_hub::config::{EventHubConfig, HubConfig};
 use hubwasm_hub::RunningHub;
 
@@ -114,7 +114,7 @@ prefetch = 3000
     RunConfig::parse(&text, Path::new("bench.toml")).unwrap()
 }
 
-/// `processor::run` over every event with `plugin` (a json filter, `min_value` 50), on the
+/// `host::run` over every event with `plugin` (a json filter, `min_value` 50), on the
 /// `[checkpoints]` given, batched as the Python consumer batches (up to 1000 events, waiting up
 /// to [`PYTHON_MAX_WAIT_MS`]): (events handled, time from the first to the last).
 pub async fn hubwasm_run(
@@ -139,7 +139,7 @@ pub async fn hubwasm_run(
     .await
 }
 
-/// `processor::run` with `config` until every one of `events` is handled: (events handled,
+/// `host::run` with `config` until every one of `events` is handled: (events handled,
 /// time from the first to the last).
 pub async fn run_until_idle(config: RunConfig, events: usize) -> (u64, Duration) {
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);

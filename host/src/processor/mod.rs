@@ -4,11 +4,12 @@
 //! host instances through the checkpoint store; every partition this instance owns gets a task
 //! ([`partition::serve`]) that calls the plugin and checkpoints only past successes.
 //!
-//! - [`run`]: the one entry point: `run(config, options, shutdown)`.
+//! - [`consume`]: the SDK supervisor of one event hub (restart, stall watchdog, release).
 //! - [`partition`]: one owned partition: batches, verdicts, retries, dead letters, halt.
 //! - [`checkpointer`]: background checkpoint writes that never block processing.
 //! - [`stats`]: counters for the one-line summary.
 
+pub mod batch;
 pub mod checkpointer;
 pub mod fence;
 pub mod partition;
@@ -24,162 +25,14 @@ use azure_messaging_eventhubs::{EventProcessor, ProcessorStrategy, StartLocation
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
-use crate::checkpoint::local::LocalCheckpointStore;
 use crate::checkpoint::resilient::Resilient;
 use crate::checkpoint::{checkpointed, CheckpointStore, Ownership, Store};
-use crate::config::{CheckpointConfig, EventHubConfig, RunConfig, Start};
-use crate::connection::{ConnectionError, ConnectionString, EventHubTarget};
+use crate::config::{EventHubConfig, Start};
+use crate::connection::EventHubTarget;
 use crate::event::PartitionContext;
-use crate::plugin::{Limits, LoadError, RuntimeOptions};
+use crate::plugin::Limits;
 use partition::PartitionSetup;
-use stats::{Snapshot, Stats};
-
-/// Why the host could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot start the embedded Event Hubs endpoint: {0}")]
-    Embedded(String),
-    #[error("checkpoint store: {0}")]
-    Store(String),
-    #[error("plugin for event hub `{hub}`: {source}")]
-    Plugin {
-        hub: String,
-        #[source]
-        source: LoadError,
-    },
-    #[error(transparent)]
-    Connection(#[from] ConnectionError),
-    /// A setting that could only be checked at start (a secret that went missing).
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-}
-
-/// Settings of one run that are not in the config file.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Stop by itself once every owned partition has handled everything enqueued and nothing
-    /// happened for this long (demos, tests, batch jobs).
-    pub exit_when_idle: Option<Duration>,
-    /// This instance's owner id in the checkpoint store (default: `<host>-<pid>-<random>`).
-    pub instance_id: Option<String>,
-    /// Send the lines of this `.jsonl` file as events to every consumed event hub that has a
-    /// connection string (or is embedded), once the host runs.
-    pub send: Option<std::path::PathBuf>,
-    pub runtime: RuntimeOptions,
-}
-
-/// What a run did.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    pub snapshot: Snapshot,
-    pub elapsed: Duration,
-    /// From the first handled event to the last (throughput without start-up and idle time).
-    pub busy: Duration,
-    pub instance_id: String,
-    /// The embedded endpoint's connection strings, by hub, when it ran in this process.
-    pub embedded: Vec<(String, String)>,
-}
-
-/// Build the configured checkpoint store.
-pub async fn open_store(config: &CheckpointConfig) -> Result<Arc<dyn Store>, RunError> {
-    match config {
-        CheckpointConfig::Local { path } => Ok(Arc::new(LocalCheckpointStore::new(path))),
-        CheckpointConfig::Blob(blob) => crate::checkpoint::open_blob(blob)
-            .await
-            .map_err(RunError::Store),
-    }
-}
-
-/// Where an event hub is, given the embedded endpoint if one runs.
-pub(crate) fn target(
-    hub: &EventHubConfig,
-    embedded: Option<&hubwasm_hub::RunningHub>,
-) -> Result<EventHubTarget, RunError> {
-    if let Some(conn) = &hub.connection_string {
-        return Ok(ConnectionString::parse(&crate::config::with_entity(conn, &hub.name))?.target());
-    }
-    if let Some(namespace) = &hub.namespace {
-        return Ok(EventHubTarget::entra(namespace, &hub.name)?);
-    }
-    let running = embedded.ok_or_else(|| RunError::Embedded("no [embedded] endpoint".into()))?;
-    Ok(ConnectionString::parse(&running.connection_string(&hub.name))?.target())
-}
-
-pub(crate) fn default_instance_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("hubwasm-{host}-{}-{nanos:08x}", std::process::id())
-}
-
-/// Run the host until `shutdown` turns true (or, with `exit_when_idle`, until caught up):
-/// [`Host::start`](crate::host::Host::start), then [`Host::wait`](crate::host::Host::wait).
-///
-/// On shutdown every partition finishes its in-flight batch, writes its checkpoint, calls the
-/// plugin's closed hook, and this instance releases its ownerships so another instance can
-/// take the partitions over at once.
-pub async fn run(
-    config: RunConfig,
-    options: RunOptions,
-    shutdown: watch::Receiver<bool>,
-    mut report: impl FnMut(&str) + Send,
-) -> Result<RunReport, RunError> {
-    let host = crate::host::Host::start(config, options, &mut report).await?;
-    host.wait(shutdown, &mut report).await
-}
-
-/// Every partition of every hub has a checkpoint at its last enqueued event. `watchers` holds
-/// one client per hub, opened when missing; a client whose call fails is dropped and reopened on
-/// the next check.
-pub(crate) async fn caught_up(
-    targets: &[(EventHubConfig, EventHubTarget)],
-    watchers: &mut [Option<azure_messaging_eventhubs::ConsumerClient>],
-    store: &dyn Store,
-    stats: &Stats,
-) -> bool {
-    if stats.snapshot().owned.is_empty() {
-        return false;
-    }
-    for ((hub, target), watcher) in targets.iter().zip(watchers.iter_mut()) {
-        if watcher.is_none() {
-            match target.consumer(&hub.consumer_group).await {
-                Ok(consumer) => *watcher = Some(consumer),
-                Err(_) => return false,
-            }
-        }
-        let consumer = watcher.as_ref().expect("opened above");
-        let Ok(props) = consumer.get_eventhub_properties().await else {
-            *watcher = None;
-            return false;
-        };
-        let Ok(done) = checkpointed(
-            store,
-            &target.namespace,
-            &target.event_hub,
-            &hub.consumer_group,
-        )
-        .await
-        else {
-            return false;
-        };
-        for id in &props.partition_ids {
-            let Ok(p) = consumer.get_partition_properties(id).await else {
-                *watcher = None;
-                return false;
-            };
-            if !p.is_empty && done.get(id).copied() != Some(p.last_enqueued_sequence_number) {
-                return false;
-            }
-        }
-    }
-    true
-}
+use stats::Stats;
 
 /// A processor whose running partitions received and processed nothing for this long, while
 /// Event Hubs holds events past their checkpoints, is rebuilt on a new connection: after an
@@ -541,6 +394,7 @@ async fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::local::LocalCheckpointStore;
     use crate::checkpoint::{RetryState, RetryStore};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicBool, Ordering};

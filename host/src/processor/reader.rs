@@ -10,12 +10,12 @@
 
 use std::sync::Arc;
 
+use azure_messaging_eventhubs::models::{AmqpSimpleValue, MessageId, ReceivedEventData};
 use azure_messaging_eventhubs::processor::PartitionClient;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
-use super::partition::to_event;
-use crate::event::Event;
+use crate::event::{Event, PropertyValue};
 
 /// What a reader sends to a partition's processing task.
 pub enum Item {
@@ -116,5 +116,65 @@ async fn read(job: Job) {
             }
         }
         Err(_) => tracing::debug!(%partition, "Partition client still shared; not closed"),
+    }
+}
+
+/// Convert an SDK event into the host's event.
+pub fn to_event(received: &ReceivedEventData) -> Event {
+    let data = received.event_data();
+    let id = |m: &MessageId| match m {
+        MessageId::String(s) => s.clone(),
+        MessageId::Uuid(u) => u.to_string(),
+        MessageId::Binary(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        MessageId::Ulong(n) => n.to_string(),
+    };
+    let mut properties: Vec<(String, PropertyValue)> = data
+        .properties()
+        .map(|p| p.iter().map(|(k, v)| (k.clone(), property(v))).collect())
+        .unwrap_or_default();
+    properties.sort_by(|a, b| a.0.cmp(&b.0));
+    Event {
+        body: data.body().unwrap_or_default().to_vec(),
+        sequence_number: received.sequence_number().unwrap_or(-1),
+        offset: received.offset().clone().unwrap_or_default(),
+        enqueued_time_ms: received
+            .enqueued_time()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        partition_key: received.partition_key().clone(),
+        content_type: data.content_type().map(str::to_string),
+        correlation_id: data.correlation_id().map(id),
+        message_id: data.message_id().map(id),
+        properties,
+    }
+}
+
+fn property(v: &AmqpSimpleValue) -> PropertyValue {
+    use AmqpSimpleValue as V;
+    match v {
+        V::Null => PropertyValue::Null,
+        V::Boolean(b) => PropertyValue::Bool(*b),
+        V::UByte(n) => PropertyValue::Int(*n as i64),
+        V::Byte(n) => PropertyValue::Int(*n as i64),
+        V::UShort(n) => PropertyValue::Int(*n as i64),
+        V::Short(n) => PropertyValue::Int(*n as i64),
+        V::UInt(n) => PropertyValue::Int(*n as i64),
+        V::Int(n) => PropertyValue::Int(*n as i64),
+        V::ULong(n) => PropertyValue::Int(*n as i64),
+        V::Long(n) => PropertyValue::Int(*n),
+        V::Float(f) => PropertyValue::Double(*f as f64),
+        V::Double(f) => PropertyValue::Double(*f),
+        V::Char(c) => PropertyValue::Text(c.to_string()),
+        V::TimeStamp(t) => PropertyValue::Timestamp(
+            t.0.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        ),
+        V::Uuid(u) => PropertyValue::Uuid(u.to_string()),
+        V::Binary(b) => PropertyValue::Binary(b.clone()),
+        V::String(s) => PropertyValue::Text(s.clone()),
+        V::Symbol(s) => PropertyValue::Text(s.0.clone()),
+        other => PropertyValue::Text(format!("{other:?}")),
     }
 }

@@ -1,0 +1,246 @@
+//! Where every partition of a consumed event hub stands (owner, checkpoint, last enqueued,
+//! lag), the counters' history the status page charts, and whether everything is caught up.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{now_ms, HostHandle, HubHandle};
+use crate::checkpoint::{checkpointed, Store};
+use crate::config::EventHubConfig;
+use crate::connection::EventHubTarget;
+use crate::processor::stats::Stats;
+
+#[derive(Default)]
+pub(super) struct PositionsCache {
+    consumer: Option<azure_messaging_eventhubs::ConsumerClient>,
+    last: Option<(tokio::time::Instant, Vec<PartitionPosition>)>,
+}
+
+/// Where one partition of an event hub stands, across every host of the consumer group.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PartitionPosition {
+    pub partition: String,
+    /// The instance that owns it, as the checkpoint store records.
+    pub owner: Option<String>,
+    /// The sequence number of the last checkpointed event.
+    pub checkpoint: Option<i64>,
+    /// The sequence number of the last event Event Hubs holds in the partition.
+    pub last_enqueued: Option<i64>,
+    /// Events enqueued but not yet checkpointed.
+    pub lag: Option<i64>,
+}
+
+/// The counters at one moment (the status page's charts).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub handled: u64,
+    pub failures: u64,
+    pub dead_lettered: u64,
+}
+
+/// A partition's last enqueued sequence number, whether it is empty, and its first sequence
+/// number, as Event Hubs reports them.
+type LastEnqueued = (i64, bool, i64);
+
+/// Samples kept: one a second for ten minutes.
+const HISTORY: usize = 600;
+/// How long a partition-properties answer is reused.
+const POSITIONS_FRESH: Duration = Duration::from_secs(2);
+
+impl HostHandle {
+    /// The counters once a second over the last ten minutes, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        self.inner
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    pub(super) fn sample(&self, mut stop: watch::Receiver<bool>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                for tenant in this.inner.tenants.iter() {
+                    tenant.tick();
+                    this.inner
+                        .stats
+                        .set_tenant_usage(&tenant.name, &tenant.usage());
+                }
+                let snap = this.inner.stats.snapshot();
+                let mut history = this.inner.history.lock().unwrap_or_else(|e| e.into_inner());
+                if history.len() == HISTORY {
+                    history.pop_front();
+                }
+                history.push_back(Sample {
+                    at_ms: now_ms(),
+                    handled: snap.handled,
+                    failures: snap.failures,
+                    dead_lettered: snap.dead_lettered,
+                });
+            }
+        });
+    }
+
+    /// Every partition of `hub`: owner, checkpoint, last enqueued event and lag, from the
+    /// checkpoint store and Event Hubs (answers are reused for two seconds). Parts that cannot
+    /// be read are left empty; the error says which.
+    pub async fn positions(&self, hub: &HubHandle) -> (Vec<PartitionPosition>, Option<String>) {
+        let mut cache = hub.properties.lock().await;
+        if let Some((at, positions)) = &cache.last {
+            if at.elapsed() < POSITIONS_FRESH {
+                return (positions.clone(), None);
+            }
+        }
+        let store = &self.inner.store;
+        let (ns, name, group) = (&hub.namespace, &hub.event_hub, &hub.consumer_group);
+        let mut problem = None;
+        let owners: std::collections::HashMap<String, String> =
+            match store.list_ownerships(ns, name, group).await {
+                Ok(list) => list
+                    .into_iter()
+                    .filter_map(|o| Some((o.partition_id, o.owner_id?)))
+                    .filter(|(_, owner)| !owner.is_empty())
+                    .collect(),
+                Err(err) => {
+                    problem = Some(format!("checkpoint store: {err}"));
+                    Default::default()
+                }
+            };
+        let checkpoints = match checkpointed(store.as_ref(), ns, name, group).await {
+            Ok(map) => map,
+            Err(err) => {
+                problem = Some(format!("checkpoint store: {err}"));
+                Default::default()
+            }
+        };
+        if cache.consumer.is_none() {
+            match hub.target.consumer(group).await {
+                Ok(consumer) => cache.consumer = Some(consumer),
+                Err(err) => problem = Some(format!("event hub: {err}")),
+            }
+        }
+        let mut partitions: Vec<(String, Option<LastEnqueued>)> = Vec::new();
+        if let Some(consumer) = &cache.consumer {
+            match consumer.get_eventhub_properties().await {
+                Ok(props) => {
+                    for id in props.partition_ids {
+                        let p = consumer.get_partition_properties(&id).await.ok();
+                        partitions.push((
+                            id,
+                            p.map(|p| {
+                                (
+                                    p.last_enqueued_sequence_number,
+                                    p.is_empty,
+                                    p.beginning_sequence_number,
+                                )
+                            }),
+                        ));
+                    }
+                }
+                Err(err) => {
+                    problem = Some(format!("event hub: {err}"));
+                    cache.consumer = None; // reopen next time
+                }
+            }
+        }
+        if partitions.is_empty() {
+            let mut ids: Vec<String> = owners.keys().chain(checkpoints.keys()).cloned().collect();
+            ids.sort();
+            ids.dedup();
+            partitions = ids.into_iter().map(|id| (id, None)).collect();
+        }
+        partitions.sort_by_key(|(id, _)| (id.len(), id.clone()));
+        let positions: Vec<PartitionPosition> = partitions
+            .into_iter()
+            .map(|(id, props)| {
+                let checkpoint = checkpoints.get(&id).copied();
+                let lag = props.map(|(last, empty, first)| {
+                    if empty {
+                        0
+                    } else {
+                        match checkpoint {
+                            Some(c) => last.saturating_sub(c).max(0),
+                            None => last.saturating_sub(first).saturating_add(1).max(0),
+                        }
+                    }
+                });
+                PartitionPosition {
+                    owner: owners.get(&id).cloned(),
+                    checkpoint,
+                    last_enqueued: props.and_then(|(last, empty, _)| (!empty).then_some(last)),
+                    lag,
+                    partition: id,
+                }
+            })
+            .collect();
+        for p in &positions {
+            if let Some(lag) = p.lag {
+                self.inner
+                    .stats
+                    .set_lag(&hub.event_hub, &hub.consumer_group, &p.partition, lag);
+            }
+        }
+        if problem.is_none() {
+            cache.last = Some((tokio::time::Instant::now(), positions.clone()));
+        }
+        (positions, problem)
+    }
+}
+
+/// Every partition of every hub has a checkpoint at its last enqueued event. `watchers` holds
+/// one client per hub, opened when missing; a client whose call fails is dropped and reopened on
+/// the next check.
+pub(super) async fn caught_up(
+    targets: &[(EventHubConfig, EventHubTarget)],
+    watchers: &mut [Option<azure_messaging_eventhubs::ConsumerClient>],
+    store: &dyn Store,
+    stats: &Stats,
+) -> bool {
+    if stats.snapshot().owned.is_empty() {
+        return false;
+    }
+    for ((hub, target), watcher) in targets.iter().zip(watchers.iter_mut()) {
+        if watcher.is_none() {
+            match target.consumer(&hub.consumer_group).await {
+                Ok(consumer) => *watcher = Some(consumer),
+                Err(_) => return false,
+            }
+        }
+        let consumer = watcher.as_ref().expect("opened above");
+        let Ok(props) = consumer.get_eventhub_properties().await else {
+            *watcher = None;
+            return false;
+        };
+        let Ok(done) = checkpointed(
+            store,
+            &target.namespace,
+            &target.event_hub,
+            &hub.consumer_group,
+        )
+        .await
+        else {
+            return false;
+        };
+        for id in &props.partition_ids {
+            let Ok(p) = consumer.get_partition_properties(id).await else {
+                *watcher = None;
+                return false;
+            };
+            if !p.is_empty && done.get(id).copied() != Some(p.last_enqueued_sequence_number) {
+                return false;
+            }
+        }
+    }
+    true
+}
