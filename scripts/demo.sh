@@ -10,11 +10,15 @@ source scripts/env.sh
 # Only what the demo runs: the wasm32-wasip2 target, the sample plugin and the host (the test
 # toolchains, Python, JavaScript and the browser are the test command's).
 bash scripts/setup.sh --demo
-echo "== building the sample plugin (wasm32-wasip2) and the host"
+echo "== building the sample plugin (wasm32-wasip2) and the host (a few minutes the first time)"
+# Side by side: the plugin's build fills the cores the host's build leaves idle. The host in
+# the `demo` profile: the dev build without debug info (see Cargo.toml).
 cargo build --quiet --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml \
-  -p json-filter --target-dir "$HUBWASM_PLUGINS_TARGET_DIR"
-cargo build --quiet -p hubwasm
-HUBWASM="$CARGO_TARGET_DIR/debug/hubwasm"
+  -p json-filter --target-dir "$HUBWASM_PLUGINS_TARGET_DIR" &
+plugin_build=$!
+cargo build --quiet --profile demo -p hubwasm
+wait "$plugin_build"
+HUBWASM="$CARGO_TARGET_DIR/demo/hubwasm"
 DEMO_DIR="${HUBWASM_DEMO_DIR:-$(mktemp -d -t hubwasm-demo.XXXXXX)}"
 EVENTS="$PWD/examples/events/seed-sample.jsonl"
 PLUGIN="$PLUGINS_OUT/json_filter.wasm"

@@ -26,12 +26,13 @@ use hubwasm::effects::dedupe::{Dedupe, KeySource};
 use hubwasm::effects::state::StateStore;
 use hubwasm::event::{Event, PartitionContext};
 use hubwasm::plugin::{Limits, Plugin, PluginHandle, PluginSpec, Runtime, RuntimeOptions};
+use hubwasm::processor::owned::PartitionState;
 use hubwasm::processor::partition::{serve, PartitionSetup};
 use hubwasm::processor::reader::Item;
-use hubwasm::processor::stats::{PartitionState, Stats};
+use hubwasm::processor::stats::Stats;
 use hubwasm::sink::{DeadLetter, DeadLetterError, DeadLetterSink};
 use proptest::prelude::*;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 const NS: &str = "invariant.local";
 const HUB: &str = "orders";
@@ -269,13 +270,14 @@ impl World {
                     FailurePolicy::DeadLetter
                 },
                 max_attempts: case.max_attempts,
-                initial_backoff_ms: 100,
-                max_backoff_ms: 1000,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
             },
             mode: Mode::Batch,
             max_batch_size: case.max_batch,
             max_wait: Duration::from_millis(20),
             stats: Arc::new(Stats::default()),
+            owned: Arc::default(),
             instance_id: "invariant".into(),
             ownership_check: Duration::from_secs(3600),
             resume: tokio::sync::broadcast::channel(4).0,
@@ -289,7 +291,7 @@ impl World {
     async fn run(&self, plugin: &Arc<Plugin>, case: &Case, crash: Option<u64>) {
         let setup = self.setup(plugin, case);
         let from = self.checkpoints().await;
-        let (stop_tx, stop) = watch::channel(false);
+        let (stop_tx, stop) = hubwasm::shutdown::channel();
         let mut tasks = Vec::new();
         for (p, stream) in PARTITIONS.iter().zip(&case.streams) {
             let next = from.get(*p).map_or(0, |s| s + 1) as usize;
@@ -322,9 +324,8 @@ impl World {
                 // A halted partition waits for an operator: stop it once the rest are done.
                 loop {
                     let halted = setup
-                        .stats
-                        .snapshot()
                         .owned
+                        .list()
                         .iter()
                         .filter(|o| o.state == PartitionState::Halted)
                         .count();
@@ -334,7 +335,7 @@ impl World {
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                stop_tx.send(true).unwrap();
+                stop_tx.stop();
                 for task in tasks {
                     task.await.unwrap();
                 }

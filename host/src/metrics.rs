@@ -168,6 +168,16 @@ fn partition(
     }
 }
 
+/// A new metric registered under `name`, handed back to be recorded into.
+fn register<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: prometheus_client::registry::Metric + Clone + Default,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 fn hub_partition(ctx: &PartitionContext) -> HubPartition {
     HubPartition {
         event_hub: ctx.event_hub.clone(),
@@ -179,63 +189,50 @@ fn hub_partition(ctx: &PartitionContext) -> HubPartition {
 impl Default for Prometheus {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("hubwasm");
-        let handled = Family::<PartitionLabels, Counter>::default();
-        registry.register(
+        let r = &mut registry;
+        let handled: Family<PartitionLabels, Counter> = register(
+            r,
             "events_handled",
             "Events the plugin handled successfully",
-            handled.clone(),
         );
-        let failures = Family::<FailureLabels, Counter>::default();
-        registry.register(
+        let failures: Family<FailureLabels, Counter> = register(
+            r,
             "failures",
             "Plugin calls that failed on an event, by kind (each retry counts)",
-            failures.clone(),
         );
-        let dead_lettered = Family::<PartitionLabels, Counter>::default();
-        registry.register(
-            "dead_letters",
-            "Events written to the dead-letter sink",
-            dead_lettered.clone(),
-        );
-        let retries = Family::<PartitionLabels, Counter>::default();
-        registry.register(
-            "retries",
-            "Retries of failed events scheduled",
-            retries.clone(),
-        );
-        let checkpoints = Family::<HubPartition, Counter>::default();
-        registry.register("checkpoints", "Checkpoints written", checkpoints.clone());
-        let store_errors = Counter::default();
-        registry.register(
+        let dead_lettered: Family<PartitionLabels, Counter> =
+            register(r, "dead_letters", "Events written to the dead-letter sink");
+        let retries: Family<PartitionLabels, Counter> =
+            register(r, "retries", "Retries of failed events scheduled");
+        let checkpoints: Family<HubPartition, Counter> =
+            register(r, "checkpoints", "Checkpoints written");
+        let store_errors: Counter = register(
+            r,
             "store_errors",
             "Checkpoint store calls that failed (retried)",
-            store_errors.clone(),
         );
-        let pauses = Family::<HubPartition, Counter>::default();
-        registry.register(
+        let pauses: Family<HubPartition, Counter> = register(
+            r,
             "plugin_start_pauses",
             "Times a partition paused because its plugin could not start",
-            pauses.clone(),
         );
-        let duplicates = Family::<HubPartition, Counter>::default();
-        registry.register(
+        let duplicates: Family<HubPartition, Counter> = register(
+            r,
             "duplicates_skipped",
             "Events skipped before the plugin because their dedupe key was recorded",
-            duplicates.clone(),
         );
-        let emitted = Family::<HubPartition, Counter>::default();
-        registry.register(
+        let emitted: Family<HubPartition, Counter> = register(
+            r,
             "events_emitted",
             "Events the plugin emitted, acknowledged by their outputs",
-            emitted.clone(),
         );
-        let swaps = Family::<HubLabels, Counter>::default();
-        registry.register("plugin_swaps", "Plugin versions swapped in", swaps.clone());
+        let swaps: Family<HubLabels, Counter> =
+            register(r, "plugin_swaps", "Plugin versions swapped in");
         let handler_seconds = Family::<HubLabels, Histogram>::new_with_constructor(|| {
             // 10 µs to ~10 s.
             Histogram::new(exponential_buckets(0.00001, 4.0, 11))
         });
-        registry.register(
+        r.register(
             "handler_seconds",
             "Time of one plugin call (one event, or one batch)",
             handler_seconds.clone(),
@@ -244,67 +241,55 @@ impl Default for Prometheus {
             // 100 µs to ~26 s.
             Histogram::new(exponential_buckets(0.0001, 2.0, 18))
         });
-        registry.register(
+        r.register(
             "swap_pause_seconds",
             "Per partition and swap: from the old version's last call to the new one's first",
             swap_pause_seconds.clone(),
         );
-        let lag = Family::<HubPartition, Gauge>::default();
-        registry.register(
+        let lag: Family<HubPartition, Gauge> = register(
+            r,
             "partition_lag",
             "Events enqueued in the partition after its checkpoint (as of the last /status or \
              /metrics read)",
-            lag.clone(),
         );
-        let checkpoint_age = Family::<HubPartition, Gauge<f64, AtomicU64>>::default();
-        registry.register(
+        let checkpoint_age: Family<HubPartition, Gauge<f64, AtomicU64>> = register(
+            r,
             "checkpoint_age_seconds",
             "Time since this host last wrote the partition's checkpoint",
-            checkpoint_age.clone(),
         );
-        let mut tenant_family = |name: &str, help: &str| {
-            let family = Family::<TenantLabels, Counter>::default();
-            registry.register(name, help, family.clone());
-            family
-        };
-        let tenant_events = tenant_family(
+        let tenant_events: Family<TenantLabels, Counter> = register(
+            r,
             "tenant_events",
             "Events a tenant's plugins were called with (retries count again)",
         );
-        let tenant_bytes = tenant_family(
+        let tenant_bytes: Family<TenantLabels, Counter> = register(
+            r,
             "tenant_bytes",
             "Event body bytes a tenant's plugins were called with",
         );
-        let tenant_failures =
-            tenant_family("tenant_failures", "A tenant's plugin calls that failed");
-        let tenant_storms = tenant_family(
+        let tenant_failures: Family<TenantLabels, Counter> =
+            register(r, "tenant_failures", "A tenant's plugin calls that failed");
+        let tenant_storms: Family<TenantLabels, Counter> = register(
+            r,
             "tenant_storm_pauses",
             "Times a tenant's calls were paused because its failures stormed",
         );
-        let mut seconds_family = |name: &str, help: &str| {
-            let family = Family::<TenantLabels, Counter<f64, AtomicU64>>::default();
-            registry.register(name, help, family.clone());
-            family
-        };
-        let tenant_busy_seconds = seconds_family(
+        let tenant_busy_seconds: Family<TenantLabels, Counter<f64, AtomicU64>> = register(
+            r,
             "tenant_busy_seconds",
             "Time spent inside a tenant's plugin calls",
         );
-        let tenant_throttled_seconds = seconds_family(
+        let tenant_throttled_seconds: Family<TenantLabels, Counter<f64, AtomicU64>> = register(
+            r,
             "tenant_throttled_seconds",
             "Time a tenant's calls waited for its rate limit",
         );
-        let tenant_in_flight = Family::<TenantLabels, Gauge>::default();
-        registry.register(
-            "tenant_in_flight",
-            "A tenant's plugin calls running now",
-            tenant_in_flight.clone(),
-        );
-        let tenant_memory_peak_bytes = Family::<TenantLabels, Gauge>::default();
-        registry.register(
+        let tenant_in_flight: Family<TenantLabels, Gauge> =
+            register(r, "tenant_in_flight", "A tenant's plugin calls running now");
+        let tenant_memory_peak_bytes: Family<TenantLabels, Gauge> = register(
+            r,
             "tenant_memory_peak_bytes",
             "The largest memory an instance of a tenant's plugins grew to",
-            tenant_memory_peak_bytes.clone(),
         );
         Self {
             registry,

@@ -20,12 +20,18 @@ async fn reach(
     ),
     RunError,
 > {
-    if let Some(conn) = &hub.connection_string {
-        let conn = ConnectionString::parse(&crate::config::with_entity(conn, &hub.name))?;
-        return Ok((Some(conn.target()), None, false));
-    }
-    if let Some(ns) = &hub.namespace {
-        return Ok((Some(EventHubTarget::entra(ns, &hub.name)?), None, false));
+    match hub.address() {
+        crate::config::EventHubAddress::ConnectionString { parsed, .. } => {
+            return Ok((Some(parsed.target()), None, false));
+        }
+        crate::config::EventHubAddress::Entra { namespace } => {
+            return Ok((
+                Some(EventHubTarget::entra(namespace, &hub.name)?),
+                None,
+                false,
+            ));
+        }
+        crate::config::EventHubAddress::Embedded => {}
     }
     let Some(embedded) = config.embedded.as_ref() else {
         return Ok((None, None, false));

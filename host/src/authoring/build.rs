@@ -43,6 +43,16 @@ pub struct Built {
     pub took: Duration,
 }
 
+impl From<super::toolchain::Missing> for BuildError {
+    fn from(m: super::toolchain::Missing) -> Self {
+        BuildError::ToolMissing {
+            tool: m.tool,
+            lang: m.lang,
+            hint: m.hint,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(

@@ -74,15 +74,23 @@ fn candidates(lang: Lang, env: impl Fn(&str) -> Option<String>) -> (&'static str
     (name, places)
 }
 
+/// A tool that was looked for and not found: which, for what, and how to install it.
+#[derive(Debug, Clone, Copy)]
+pub struct Missing {
+    pub tool: &'static str,
+    pub lang: Lang,
+    pub hint: &'static str,
+}
+
 /// The tool that builds `lang`, or what was looked at and what to install.
-pub fn find(lang: Lang) -> Result<Tool, super::build::BuildError> {
+pub fn find(lang: Lang) -> Result<Tool, Missing> {
     let (name, places) = candidates(lang, |v| std::env::var(v).ok());
     match places.iter().find(|p| p.is_file()) {
         Some(path) => Ok(Tool {
             name,
             path: path.clone(),
         }),
-        None => Err(super::build::BuildError::ToolMissing {
+        None => Err(Missing {
             tool: name,
             lang,
             hint: install_hint(lang),

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::event::{Event, PropertyValue};
+use crate::event::Event;
 
 /// Why the dedupe store could not answer (the partition pauses and retries; nothing is lost).
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +56,17 @@ pub trait DedupeStore: Send + Sync {
         claims: &[Claim],
         ttl: Duration,
     ) -> Result<Vec<bool>, DedupeError>;
-    /// Make the claims permanent (their events were handled) for `ttl`.
-    async fn commit(&self, scope: &str, claims: &[Claim], ttl: Duration)
-        -> Result<(), DedupeError>;
+    /// Make the claims permanent (their events were handled) for `ttl`: a committed key is a
+    /// recorded one.
+    async fn commit(
+        &self,
+        scope: &str,
+        claims: &[Claim],
+        ttl: Duration,
+    ) -> Result<(), DedupeError> {
+        let keys: Vec<String> = claims.iter().map(|c| c.key.clone()).collect();
+        self.record(scope, &keys, ttl).await
+    }
     /// For logs: what and where the store is.
     fn describe(&self) -> String;
 }
@@ -135,92 +143,12 @@ impl DedupeStore for MemoryDedupe {
             .collect())
     }
 
-    async fn commit(
-        &self,
-        scope: &str,
-        claims: &[Claim],
-        ttl: Duration,
-    ) -> Result<(), DedupeError> {
-        let keys: Vec<String> = claims.iter().map(|c| c.key.clone()).collect();
-        self.record(scope, &keys, ttl).await
-    }
-
     fn describe(&self) -> String {
         "memory".into()
     }
 }
 
-/// Where an event's dedupe key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// A top-level field of a JSON object body (a string, or a number as written).
-    Json(String),
-    /// An application property.
-    Property(String),
-    /// The AMQP message id.
-    MessageId,
-}
-
-/// The key syntax, for config errors.
-pub const KEY_SYNTAX: &str = "use `json:<field>` (a top-level field of a JSON body, e.g. \
-                              json:event_id), `property:<name>` or `message-id`";
-
-impl KeySource {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{text}`: {KEY_SYNTAX}");
-        if text == "message-id" {
-            return Ok(KeySource::MessageId);
-        }
-        let (kind, name) = text.split_once(':').ok_or_else(bad)?;
-        if name.is_empty() || name.len() > 256 {
-            return Err(bad());
-        }
-        match kind {
-            "json" => Ok(KeySource::Json(name.to_string())),
-            "property" => Ok(KeySource::Property(name.to_string())),
-            _ => Err(bad()),
-        }
-    }
-
-    /// The event's key; `None` when the event has none (it is then not deduplicated).
-    pub fn key(&self, event: &Event) -> Option<String> {
-        match self {
-            KeySource::MessageId => event.message_id.clone(),
-            KeySource::Property(name) => {
-                event
-                    .properties
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .and_then(|(_, v)| match v {
-                        PropertyValue::Text(t) | PropertyValue::Uuid(t) => Some(t.clone()),
-                        PropertyValue::Int(i) => Some(i.to_string()),
-                        PropertyValue::Bool(b) => Some(b.to_string()),
-                        PropertyValue::Double(d) => Some(d.to_string()),
-                        PropertyValue::Timestamp(t) => Some(t.to_string()),
-                        PropertyValue::Binary(b) => {
-                            Some(b.iter().map(|x| format!("{x:02x}")).collect())
-                        }
-                        PropertyValue::Null => None,
-                    })
-            }
-            KeySource::Json(field) => {
-                // Only the one field is kept; the rest of the body is skipped, not built.
-                #[derive(serde::Deserialize)]
-                struct Field<'a>(
-                    #[serde(borrow)]
-                    std::collections::HashMap<&'a str, &'a serde_json::value::RawValue>,
-                );
-                let Field(fields) = serde_json::from_slice(&event.body).ok()?;
-                let raw = fields.get(field.as_str())?.get();
-                match serde_json::from_str::<serde_json::Value>(raw).ok()? {
-                    serde_json::Value::String(s) => Some(s),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                }
-            }
-        }
-    }
-}
+pub use crate::config::{KeySource, KEY_SYNTAX};
 
 /// One event hub's dedupe: its store, key, time to live and scope (the consumer group).
 pub struct Dedupe {
@@ -232,56 +160,6 @@ pub struct Dedupe {
     /// `<namespace>/<event hub>/<consumer group>`: keys are shared by the hosts of a consumer
     /// group, and by nobody else.
     pub scope: String,
-}
-
-/// The dedupe stores a host opened, one per SQLite file or Redis URL, shared by the event hubs
-/// that name the same one.
-#[derive(Default)]
-pub struct Stores {
-    open: Vec<(String, Arc<dyn DedupeStore>)>,
-}
-
-impl Stores {
-    /// The dedupe an event hub's `[eventhub.dedupe]` asks for, keys kept in `scope`.
-    pub fn dedupe(
-        &mut self,
-        config: &crate::config::DedupeConfig,
-        scope: String,
-    ) -> Result<Dedupe, DedupeError> {
-        use crate::config::DedupeStoreKind;
-        let place = match config.store {
-            DedupeStoreKind::Local => config.local_path().display().to_string(),
-            DedupeStoreKind::Redis => config.url.clone().unwrap_or_default(),
-        };
-        let store = match self.open.iter().find(|(p, _)| *p == place) {
-            Some((_, store)) => store.clone(),
-            None => {
-                let store: Arc<dyn DedupeStore> = match config.store {
-                    DedupeStoreKind::Local => {
-                        Arc::new(super::sqlite::SqliteDedupe::open(&config.local_path())?)
-                    }
-                    DedupeStoreKind::Redis => Arc::new(super::redis::RedisDedupe::open(&place)?),
-                };
-                self.open.push((place.clone(), store.clone()));
-                store
-            }
-        };
-        let key = config
-            .key
-            .as_deref()
-            .map(KeySource::parse)
-            .transpose()
-            .map_err(|message| DedupeError::Store {
-                store: place,
-                message,
-            })?;
-        Ok(Dedupe {
-            store,
-            key,
-            ttl: config.ttl(),
-            scope,
-        })
-    }
 }
 
 /// What [`Dedupe::claim`] found in a batch.
@@ -344,30 +222,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn event_hubs_naming_one_store_share_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = |file: &str| crate::config::DedupeConfig {
-            key: Some("json:event_id".into()),
-            ttl_secs: 60,
-            store: crate::config::DedupeStoreKind::Local,
-            path: Some(dir.path().join(file)),
-            url: None,
-        };
-        let mut stores = Stores::default();
-        let a = stores.dedupe(&config("d.sqlite"), "ns/a/g".into()).unwrap();
-        let b = stores.dedupe(&config("d.sqlite"), "ns/b/g".into()).unwrap();
-        let c = stores
-            .dedupe(&config("other.sqlite"), "ns/c/g".into())
-            .unwrap();
-        assert!(Arc::ptr_eq(&a.store, &b.store));
-        assert!(!Arc::ptr_eq(&a.store, &c.store));
-        assert_eq!(
-            (a.scope.as_str(), b.ttl),
-            ("ns/a/g", Duration::from_secs(60))
-        );
-    }
-
-    #[test]
     fn keys_come_from_a_json_field_a_property_or_the_message_id() {
         let mut e = Event::new(
             br#"{"event_id": "e-1", "value": 7, "nested": {"event_id": "no"}}"#.to_vec(),
@@ -375,7 +229,7 @@ mod tests {
             "0",
         );
         e.message_id = Some("m-1".into());
-        e.properties = vec![("tenant".into(), PropertyValue::Int(42))];
+        e.properties = vec![("tenant".into(), crate::event::PropertyValue::Int(42))];
         let key = |s: &str| KeySource::parse(s).unwrap().key(&e);
         assert_eq!(key("json:event_id").as_deref(), Some("e-1"));
         assert_eq!(key("json:value").as_deref(), Some("7"));

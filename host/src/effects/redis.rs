@@ -199,17 +199,6 @@ impl DedupeStore for RedisDedupe {
         Ok(mine.into_iter().map(|m| m == 1).collect())
     }
 
-    async fn commit(
-        &self,
-        scope: &str,
-        claims: &[Claim],
-        ttl: Duration,
-    ) -> Result<(), DedupeError> {
-        // A committed key holds "1", like a recorded one.
-        let keys: Vec<String> = claims.iter().map(|c| c.key.clone()).collect();
-        self.record(scope, &keys, ttl).await
-    }
-
     fn describe(&self) -> String {
         format!("Redis {}", self.redis.shown)
     }

@@ -242,16 +242,6 @@ impl DedupeStore for SqliteDedupe {
         .await
     }
 
-    async fn commit(
-        &self,
-        scope: &str,
-        claims: &[Claim],
-        ttl: Duration,
-    ) -> Result<(), DedupeError> {
-        let keys: Vec<String> = claims.iter().map(|c| c.key.clone()).collect();
-        self.record(scope, &keys, ttl).await
-    }
-
     fn describe(&self) -> String {
         format!("SQLite {}", self.path.display())
     }

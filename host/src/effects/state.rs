@@ -176,37 +176,6 @@ impl PartitionState {
     }
 }
 
-/// The state stores a host opened, one per SQLite file or Redis URL.
-#[derive(Default)]
-pub struct Stores {
-    open: Vec<(String, Arc<dyn StateStore>)>,
-}
-
-impl Stores {
-    /// The store an event hub's `[eventhub.state]` names.
-    pub fn store(
-        &mut self,
-        config: &crate::config::StateConfig,
-    ) -> Result<Arc<dyn StateStore>, StateError> {
-        use crate::config::DedupeStoreKind;
-        let place = match config.store {
-            DedupeStoreKind::Local => config.local_path().display().to_string(),
-            DedupeStoreKind::Redis => config.url.clone().unwrap_or_default(),
-        };
-        if let Some((_, store)) = self.open.iter().find(|(p, _)| *p == place) {
-            return Ok(store.clone());
-        }
-        let store: Arc<dyn StateStore> = match config.store {
-            DedupeStoreKind::Local => {
-                Arc::new(super::sqlite::SqliteState::open(&config.local_path())?)
-            }
-            DedupeStoreKind::Redis => Arc::new(super::redis::RedisState::open(&place)?),
-        };
-        self.open.push((place, store.clone()));
-        Ok(store)
-    }
-}
-
 /// State kept in this process only: for `hubwasm plugin test`, where nothing must outlive the
 /// replay.
 #[derive(Default)]

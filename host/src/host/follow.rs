@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use crate::shutdown::Shutdown;
 
 use super::{now_ms, HostHandle, HubHandle};
 use crate::checkpoint::VersionRecord;
@@ -16,7 +16,7 @@ const OUTCOME_TICK: Duration = Duration::from_millis(250);
 impl HostHandle {
     /// Follow the consumer group's version record: when another host swapped or rolled back,
     /// load the same file (it must still have the recorded hash) and swap to it here too.
-    pub(super) fn follow(&self, stop: watch::Receiver<bool>) {
+    pub(super) fn follow(&self, stop: Shutdown) {
         for index in 0..self.inner.hubs.len() {
             let this = self.clone();
             let mut stop = stop.clone();
@@ -30,7 +30,7 @@ impl HostHandle {
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {}
-                        _ = stop.wait_for(|s| *s) => return,
+                        _ = stop.wait() => return,
                     }
                     let record = match this
                         .inner
@@ -89,7 +89,7 @@ impl HostHandle {
     /// `[eventhub.swap] watch`: poll the serving version's file once a second; when it changed
     /// and then stayed the same for a second (a copy has finished), swap it in, checked like
     /// any swap.
-    pub(super) fn watch_files(&self, stop: watch::Receiver<bool>) {
+    pub(super) fn watch_files(&self, stop: Shutdown) {
         for index in 0..self.inner.hubs.len() {
             if !self.inner.hubs[index].watch {
                 continue;
@@ -110,7 +110,7 @@ impl HostHandle {
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {}
-                        _ = stop.wait_for(|s| *s) => return,
+                        _ = stop.wait() => return,
                     }
                     let serving = hub.plugin.current().path().to_path_buf();
                     if serving != path {
@@ -194,7 +194,7 @@ impl HostHandle {
     /// the window's end, if it failed at that rate while holding events; otherwise it is
     /// cleared and held events follow the failure policy.
     pub(super) fn watch_for_rollback(&self, hub: &HubHandle, swap: String) {
-        let window = Duration::from_millis(hub.rollback.window_ms);
+        let window = hub.rollback.window;
         self.judge(hub, swap, window);
     }
 
@@ -210,7 +210,7 @@ impl HostHandle {
             return;
         }
         let elapsed = Duration::from_millis(now_ms().saturating_sub(record.at_ms));
-        let window = Duration::from_millis(hub.rollback.window_ms).saturating_sub(elapsed);
+        let window = hub.rollback.window.saturating_sub(elapsed);
         if !window.is_zero() {
             self.judge(
                 hub,

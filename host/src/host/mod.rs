@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use error::{RunError, SwapError};
@@ -28,11 +27,13 @@ pub use swap::{PluginVersion, SwapRecord};
 pub use wiring::open_store;
 
 use crate::checkpoint::Store;
-use crate::config::{EventHubConfig, RunConfig};
+use crate::config::{EventHubAddress, EventHubConfig, RunConfig};
 use crate::connection::EventHubTarget;
 use crate::plugin::{PluginHandle, PluginSpec, Runtime, RuntimeOptions};
 use crate::processor::consume;
+use crate::processor::owned::Owned;
 use crate::processor::stats::{Snapshot, Stats};
+use crate::shutdown::{Shutdown, Stop};
 use positions::{caught_up, PositionsCache};
 
 /// Settings of one run that are not in the config file.
@@ -70,7 +71,7 @@ pub struct RunReport {
 pub async fn run(
     config: RunConfig,
     options: RunOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: impl Into<Shutdown>,
     mut report: impl FnMut(&str) + Send,
 ) -> Result<RunReport, RunError> {
     let host = Host::start(config, options, &mut report).await?;
@@ -101,7 +102,7 @@ pub struct Host {
     store: Arc<dyn Store>,
     targets: Vec<(EventHubConfig, EventHubTarget)>,
     hubs: Vec<JoinHandle<()>>,
-    stop_tx: watch::Sender<bool>,
+    stop: Stop,
 }
 
 /// The live view of a running host and its controls; cheap to clone.
@@ -113,6 +114,8 @@ pub struct HostHandle {
 struct Shared {
     instance_id: String,
     stats: Arc<Stats>,
+    /// The partitions this host owns and their states (control state, not metrics).
+    owned: Arc<Owned>,
     store: Arc<dyn Store>,
     runtime: Runtime,
     hubs: Vec<HubHandle>,
@@ -184,6 +187,11 @@ impl HostHandle {
         &self.inner.stats
     }
 
+    /// The partitions this host owns and their states.
+    pub fn owned(&self) -> &Arc<Owned> {
+        &self.inner.owned
+    }
+
     /// Every tenant with its limits and usage.
     pub fn tenants(&self) -> &crate::tenant::Tenants {
         &self.inner.tenants
@@ -214,6 +222,7 @@ impl Host {
         report: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Host, RunError> {
         let stats = Arc::new(Stats::default());
+        let owned = Arc::new(Owned::default());
         let instance_id = options
             .instance_id
             .clone()
@@ -249,10 +258,10 @@ impl Host {
             registries: &registries,
             tenants: &tenants,
             stats: &stats,
+            owned: &owned,
             instance_id: &instance_id,
             embedded: embedded.as_ref(),
-            dedupe_stores: Default::default(),
-            state_stores: Default::default(),
+            stores: Default::default(),
         };
         let mut wired = Vec::new();
         for hub in &config.event_hubs {
@@ -260,7 +269,7 @@ impl Host {
         }
         // Every plugin loaded and started its `init` above: only now claim partitions, so a
         // plugin that cannot start stops the host before it owns anything.
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop, stopping) = crate::shutdown::channel();
         let (mut hubs, mut hub_handles, mut targets, mut to_judge) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (index, w) in wired.into_iter().enumerate() {
@@ -270,7 +279,7 @@ impl Host {
                 store.clone(),
                 w.setup,
                 instance_id.clone(),
-                stop_rx.clone(),
+                stopping.clone(),
             )));
             if let Some(judge) = w.judge {
                 to_judge.push((index, judge));
@@ -282,6 +291,7 @@ impl Host {
             inner: Arc::new(Shared {
                 instance_id,
                 stats,
+                owned,
                 store: store.clone(),
                 runtime,
                 hubs: hub_handles,
@@ -302,9 +312,9 @@ impl Host {
         for (index, (record, sha256)) in &to_judge {
             handle.judge_rest_of_window(&handle.inner.hubs[*index], record, sha256);
         }
-        handle.follow(stop_rx.clone());
-        handle.watch_files(stop_rx.clone());
-        handle.sample(stop_rx.clone());
+        handle.follow(stopping.clone());
+        handle.watch_files(stopping.clone());
+        handle.sample(stopping);
         let host = Host {
             handle,
             config,
@@ -314,7 +324,7 @@ impl Host {
             store,
             targets,
             hubs,
-            stop_tx,
+            stop,
         };
         host.send_file(report).await;
         Ok(host)
@@ -332,9 +342,9 @@ impl Host {
         // Each event hub once, however many consumer groups read it.
         let mut sent_to = std::collections::HashSet::new();
         for (hub, _) in &self.targets {
-            let conn = match (&hub.connection_string, &self.embedded) {
-                (Some(c), _) => crate::config::with_entity(c, &hub.name),
-                (None, Some(running)) if hub.embedded => running.connection_string(&hub.name),
+            let conn = match (hub.address(), &self.embedded) {
+                (EventHubAddress::ConnectionString { text, .. }, _) => text.clone(),
+                (EventHubAddress::Embedded, Some(running)) => running.connection_string(&hub.name),
                 _ => continue,
             };
             if !sent_to.insert(conn.clone()) {
@@ -370,7 +380,7 @@ impl Host {
     /// plugin's closed hook, and the ownerships are released.
     pub async fn wait(
         self,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: impl Into<Shutdown>,
         report: &mut (dyn FnMut(&str) + Send),
     ) -> Result<RunReport, RunError> {
         let Host {
@@ -382,11 +392,12 @@ impl Host {
             store,
             targets,
             hubs,
-            stop_tx,
+            stop,
         } = self;
+        let mut shutdown = shutdown.into();
         let stats = handle.inner.stats.clone();
-        let mut ticker =
-            tokio::time::interval(Duration::from_secs(config.summary_interval_secs.max(1)));
+        let owned = handle.inner.owned.clone();
+        let mut ticker = tokio::time::interval(config.summary_interval.max(Duration::from_secs(1)));
         ticker.tick().await;
         let mut idle_check = tokio::time::interval(Duration::from_secs(1));
         // The idle check's clients, opened on first use and kept for the run.
@@ -396,19 +407,19 @@ impl Host {
         let mut last_tick = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => {
+                _ = shutdown.wait() => {
                     report("stopping: finishing in-flight batches and writing checkpoints");
                     break;
                 }
-                _ = ticker.tick(), if config.summary_interval_secs > 0 => {
+                _ = ticker.tick(), if !config.summary_interval.is_zero() => {
                     let now = stats.snapshot();
-                    report(&now.line(&previous, last_tick.elapsed()));
+                    report(&now.line(&previous, last_tick.elapsed(), &owned.list()));
                     previous = now;
                     last_tick = tokio::time::Instant::now();
                 }
                 _ = idle_check.tick(), if options.exit_when_idle.is_some() => {
                     let idle = options.exit_when_idle.unwrap_or_default();
-                    if stats.idle_for() >= idle && caught_up(&targets, &mut watchers, store.as_ref(), &stats).await {
+                    if stats.idle_for().min(owned.unchanged_for()) >= idle && caught_up(&targets, &mut watchers, store.as_ref(), &owned).await {
                         report("caught up: every partition is handled and checkpointed; stopping");
                         break;
                     }
@@ -423,7 +434,7 @@ impl Host {
             }
         }
         handle.inner.ready.store(false, Ordering::Release);
-        let _ = stop_tx.send(true);
+        stop.stop();
         for hub in hubs {
             let _ = hub.await;
         }

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::shutdown::Shutdown;
 
 use super::{now_ms, HostHandle, HubHandle};
 use crate::checkpoint::{checkpointed, Store};
 use crate::config::EventHubConfig;
 use crate::connection::EventHubTarget;
-use crate::processor::stats::Stats;
+use crate::processor::owned::Owned;
 
 #[derive(Default)]
 pub(super) struct PositionsCache {
@@ -62,14 +62,14 @@ impl HostHandle {
             .collect()
     }
 
-    pub(super) fn sample(&self, mut stop: watch::Receiver<bool>) {
+    pub(super) fn sample(&self, mut stop: Shutdown) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.wait() => return,
                 }
                 for tenant in this.inner.tenants.iter() {
                     tenant.tick();
@@ -205,9 +205,9 @@ pub(super) async fn caught_up(
     targets: &[(EventHubConfig, EventHubTarget)],
     watchers: &mut [Option<azure_messaging_eventhubs::ConsumerClient>],
     store: &dyn Store,
-    stats: &Stats,
+    owned: &Owned,
 ) -> bool {
-    if stats.snapshot().owned.is_empty() {
+    if owned.is_empty() {
         return false;
     }
     for ((hub, target), watcher) in targets.iter().zip(watchers.iter_mut()) {

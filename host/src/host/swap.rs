@@ -178,18 +178,13 @@ impl HostHandle {
         let hub = self.find(event_hub, group)?;
         let state = self
             .inner
-            .stats
-            .snapshot()
             .owned
+            .of(&hub.event_hub, &hub.consumer_group)
             .into_iter()
-            .find(|o| {
-                o.event_hub == hub.event_hub
-                    && o.consumer_group == hub.consumer_group
-                    && o.partition == partition
-            })
+            .find(|o| o.partition == partition)
             .map(|o| o.state);
         match state {
-            Some(crate::processor::stats::PartitionState::Halted) => {
+            Some(crate::processor::owned::PartitionState::Halted) => {
                 let _ = hub.resume.send(partition.to_string());
                 Ok(())
             }
@@ -297,12 +292,9 @@ impl HostHandle {
         // partitions then only announce themselves to the new version at their next batch.
         let owned = self
             .inner
-            .stats
-            .snapshot()
             .owned
-            .iter()
-            .filter(|o| o.event_hub == hub.event_hub && o.consumer_group == hub.consumer_group)
-            .count();
+            .of(&hub.event_hub, &hub.consumer_group)
+            .len();
         self.inner.runtime.prepare_spares(&plugin, owned).await;
         let to = PluginVersion::of(&plugin);
         let old = hub.plugin.swap_arc(plugin);

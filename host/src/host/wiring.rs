@@ -9,7 +9,9 @@ use std::time::Duration;
 use super::{HubHandle, RunError};
 use crate::checkpoint::local::LocalCheckpointStore;
 use crate::checkpoint::{Store, VersionRecord};
-use crate::config::{CheckpointConfig, DeadLetterConfig, EventHubConfig, RunConfig};
+use crate::config::{
+    CheckpointConfig, DeadLetterConfig, EventHubAddress, EventHubConfig, RunConfig,
+};
 use crate::connection::{ConnectionString, EventHubTarget};
 use crate::plugin::{Plugin, PluginHandle, PluginSpec, Runtime};
 use crate::processor::partition::PartitionSetup;
@@ -25,12 +27,12 @@ pub(super) struct Wiring<'a> {
     pub registries: &'a crate::registry::Registries,
     pub tenants: &'a crate::tenant::Tenants,
     pub stats: &'a Arc<Stats>,
+    pub owned: &'a Arc<crate::processor::owned::Owned>,
     pub instance_id: &'a str,
     pub embedded: Option<&'a hubwasm_hub::RunningHub>,
     /// One SQLite connection (or Redis client) per dedupe and state store, shared by the event
     /// hubs that name the same one.
-    pub dedupe_stores: crate::effects::dedupe::Stores,
-    pub state_stores: crate::effects::state::Stores,
+    pub stores: crate::effects::stores::Stores,
 }
 
 /// One event hub, ready to consume.
@@ -118,10 +120,11 @@ impl Wiring<'_> {
             failure: hub.failure.clone(),
             mode: hub.mode,
             max_batch_size: hub.max_batch_size,
-            max_wait: Duration::from_millis(hub.max_wait_ms),
+            max_wait: hub.max_wait,
             stats: self.stats.clone(),
+            owned: self.owned.clone(),
             instance_id: self.instance_id.to_string(),
-            ownership_check: Duration::from_millis(hub.balancing.ownership_check_ms),
+            ownership_check: hub.balancing.ownership_check,
         });
         let handle = HubHandle {
             outputs: hub.output.iter().map(|o| o.name.clone()).collect(),
@@ -130,7 +133,10 @@ impl Wiring<'_> {
             consumer_group: hub.consumer_group.clone(),
             namespace: target.namespace.clone(),
             base_digest,
-            follow_every: Duration::from_millis(hub.balancing.update_interval_ms.max(100)),
+            follow_every: hub
+                .balancing
+                .update_interval
+                .max(Duration::from_millis(100)),
             replay_events: hub.swap.replay_events.clone(),
             watch: hub.swap.watch,
             target: target.clone(),
@@ -180,11 +186,7 @@ impl Wiring<'_> {
             None => PluginSpec::new(&hub.plugin),
         };
         spec.memory_peak = Some(tenant.memory_peak.clone());
-        spec.allowed_outbound_hosts = hub
-            .allowed_outbound_hosts
-            .iter()
-            .filter_map(|o| crate::plugin::http::Origin::parse(o).ok())
-            .collect();
+        spec.allowed_outbound_hosts = hub.allowed_outbound_hosts.clone();
         spec.config = self.config.plugin_config_of(hub)?;
         if let Some(limits) = hub.limits {
             spec.limits = limits;
@@ -289,7 +291,7 @@ impl Wiring<'_> {
         };
         let scope = format!("{}/{}/{}", target.namespace, hub.name, hub.consumer_group);
         let dedupe = self
-            .dedupe_stores
+            .stores
             .dedupe(d, scope)
             .map_err(|e| RunError::Store(e.to_string()))?;
         let by = match &d.key {
@@ -301,7 +303,7 @@ impl Wiring<'_> {
             hub.name,
             hub.consumer_group,
             dedupe.store.describe(),
-            d.ttl_secs
+            d.ttl.as_secs()
         ));
         Ok(Some(Arc::new(dedupe)))
     }
@@ -317,8 +319,8 @@ impl Wiring<'_> {
             return Ok(None);
         };
         let store = self
-            .state_stores
-            .store(c)
+            .stores
+            .state(c)
             .map_err(|e| RunError::Store(e.to_string()))?;
         report(&format!(
             "event hub {} ({}): plugin state in {}",
@@ -389,14 +391,24 @@ pub(crate) fn target(
     hub: &EventHubConfig,
     embedded: Option<&hubwasm_hub::RunningHub>,
 ) -> Result<EventHubTarget, RunError> {
-    if let Some(conn) = &hub.connection_string {
-        return Ok(ConnectionString::parse(&crate::config::with_entity(conn, &hub.name))?.target());
+    address_target(hub.address(), &hub.name, embedded)
+}
+
+/// Where `address` leads, for the event hub `name`.
+fn address_target(
+    address: &EventHubAddress,
+    name: &str,
+    embedded: Option<&hubwasm_hub::RunningHub>,
+) -> Result<EventHubTarget, RunError> {
+    match address {
+        EventHubAddress::ConnectionString { parsed, .. } => Ok(parsed.target()),
+        EventHubAddress::Entra { namespace } => Ok(EventHubTarget::entra(namespace, name)?),
+        EventHubAddress::Embedded => {
+            let running =
+                embedded.ok_or_else(|| RunError::Embedded("no [embedded] endpoint".into()))?;
+            Ok(ConnectionString::parse(&running.connection_string(name))?.target())
+        }
     }
-    if let Some(namespace) = &hub.namespace {
-        return Ok(EventHubTarget::entra(namespace, &hub.name)?);
-    }
-    let running = embedded.ok_or_else(|| RunError::Embedded("no [embedded] endpoint".into()))?;
-    Ok(ConnectionString::parse(&running.connection_string(&hub.name))?.target())
 }
 
 /// Where an event hub's dead letters go.
@@ -423,15 +435,7 @@ async fn open_outputs(
 ) -> Result<crate::effects::outputs::Outputs, RunError> {
     let mut list = Vec::new();
     for output in &hub.output {
-        let target = if let Some(cs) = &output.connection_string {
-            ConnectionString::parse(&crate::config::with_entity(cs, output.target()))?.target()
-        } else if let Some(namespace) = &output.namespace {
-            EventHubTarget::entra(namespace, output.target())?
-        } else {
-            let running =
-                embedded.ok_or_else(|| RunError::Embedded("no [embedded] endpoint".into()))?;
-            ConnectionString::parse(&running.connection_string(output.target()))?.target()
-        };
+        let target = address_target(output.address(), output.target(), embedded)?;
         list.push(crate::effects::outputs::Output {
             name: output.name.clone(),
             event_hub: target.event_hub.clone(),

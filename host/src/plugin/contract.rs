@@ -10,9 +10,33 @@ use wasmtime::component::{Instance, InstancePre};
 use wasmtime::Store;
 
 use super::encode::BatchEncoder;
-use super::inspect::PluginKind;
 use super::sandbox::HostState;
 use crate::event::{Event, PartitionContext, PropertyValue};
+
+/// The plugin worlds of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// World `event-plugin`: called once per event.
+    Event,
+    /// World `batch-plugin`: called once per batch.
+    Batch,
+}
+
+impl PluginKind {
+    /// The WIT world name.
+    pub fn world(self) -> &'static str {
+        match self {
+            Self::Event => "event-plugin",
+            Self::Batch => "batch-plugin",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.world())
+    }
+}
 
 /// Every contract version this host runs, oldest first (`hubwasm:plugin@<version>`).
 pub const CONTRACT_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];

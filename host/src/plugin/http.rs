@@ -9,11 +9,21 @@ use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// One allowed origin: `scheme://host[:port]` (the scheme's default port when none is given).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// In a config it is parsed when the file is loaded: a bad one is refused with its line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Origin {
     pub scheme: String,
     pub host: String,
     pub port: u16,
+}
+
+impl TryFrom<String> for Origin {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text)
+    }
 }
 
 impl Origin {
@@ -65,7 +75,15 @@ impl Origin {
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        let default = match self.scheme.as_str() {
+            "http" => 80,
+            _ => 443,
+        };
+        if self.port == default {
+            write!(f, "{}://{}", self.scheme, self.host)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! Recognising what a file is: not wasm, a core module, a component of the wrong world or contract
 //! version, or a hubwasm plugin (and which world).
 
-use std::fmt;
 use std::path::Path;
 
 use wasmtime::component::Component;
@@ -10,30 +9,7 @@ use wasmtime::Engine;
 use super::contract::CONTRACT_VERSIONS;
 use super::error::LoadError;
 
-/// The plugin worlds of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PluginKind {
-    /// World `event-plugin`: called once per event.
-    Event,
-    /// World `batch-plugin`: called once per batch.
-    Batch,
-}
-
-impl PluginKind {
-    /// The WIT world name.
-    pub fn world(self) -> &'static str {
-        match self {
-            Self::Event => "event-plugin",
-            Self::Batch => "batch-plugin",
-        }
-    }
-}
-
-impl fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.world())
-    }
-}
+pub use super::contract::PluginKind;
 
 /// What `hubwasm plugin inspect` reports.
 #[derive(Debug, Clone)]

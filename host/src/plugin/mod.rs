@@ -18,7 +18,9 @@ mod encode;
 mod error;
 pub mod http;
 mod inspect;
+mod instance;
 mod limits;
+mod loaded;
 mod runtime;
 mod sandbox;
 mod worker;
@@ -29,5 +31,6 @@ pub use error::{
 };
 pub use inspect::{check_header, ComponentInfo, PluginKind};
 pub use limits::Limits;
-pub use runtime::{sha256_hex, Plugin, PluginSpec, Runtime, RuntimeOptions};
+pub use loaded::Plugin;
+pub use runtime::{sha256_hex, PluginSpec, Runtime, RuntimeOptions};
 pub use worker::{CloseReason, PluginHandle, Probation, Worker};

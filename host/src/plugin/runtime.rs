@@ -6,20 +6,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{v0_1, v0_2};
 use super::cache::ComponentCache;
 use super::contract;
 use super::error::LoadError;
-use super::inspect::{self, ComponentInfo, PluginKind};
+use super::inspect::{self, ComponentInfo};
 use super::limits::Limits;
+use super::loaded::{Plugin, Spare, EPOCH_TICK};
 use super::sandbox::HostState;
-
-/// How often the epoch advances. Call timeouts are enforced with this granularity, so a runaway
-/// call is stopped at most one tick after its limit.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Settings of the [`Runtime`], fixed for its lifetime.
 #[derive(Debug, Clone)]
@@ -112,92 +109,6 @@ pub struct Runtime {
     linker: Arc<Linker<HostState>>,
     cache: Option<ComponentCache>,
     options: RuntimeOptions,
-}
-
-/// A compiled, linked and validated plugin. Instances are created from it cheaply.
-pub struct Plugin {
-    pub(crate) name: Arc<str>,
-    pub(crate) path: PathBuf,
-    pub(crate) info: ComponentInfo,
-    pub(crate) limits: Limits,
-    pub(crate) config: Vec<(String, String)>,
-    pub(crate) memory_peak: Option<Arc<AtomicU64>>,
-    /// What outbound HTTP its instances may do.
-    pub(crate) http: super::http::HttpPolicy,
-    pub(crate) engine: Engine,
-    /// The runtime's tick counter ([`EPOCH_TICK`] each), for wall-clock call bounds.
-    pub(crate) ticks: Arc<AtomicU64>,
-    pub(crate) fuel_enabled: bool,
-    pub(crate) deadlines_enabled: bool,
-    pub(crate) pre: InstancePre<HostState>,
-    /// The exports, type-checked against the component's contract version.
-    pub(crate) exports: contract::Indices,
-    /// Whether the compiled code came from the on-disk cache.
-    pub(crate) from_cache: bool,
-    /// The component's whole SHA-256 (hex): the name it is stored under in the group's store.
-    pub(crate) sha256: String,
-    /// The component's bytes: what a swap stores for the group's other hosts.
-    pub(crate) bytes: Arc<[u8]>,
-    pub(crate) compile_time: Duration,
-    /// The instance `load` checked the plugin with, until the first worker takes it.
-    /// Instances made ahead (instantiated and `init`ed) for the next workers: `load` leaves
-    /// its trial instance here, and a swap prepares one per partition it will take over.
-    pub(crate) spare: std::sync::Mutex<Vec<super::worker::Spare>>,
-}
-
-impl Plugin {
-    /// The plugin's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    /// The component file it was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-    /// World, contract version, imports and exports.
-    pub fn info(&self) -> &ComponentInfo {
-        &self.info
-    }
-    /// Per-event or per-batch.
-    pub fn kind(&self) -> PluginKind {
-        self.info.kind
-    }
-    /// Its limits.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-    /// True if the compiled code was loaded from the on-disk cache.
-    /// First 12 hex digits of the component file's SHA-256 (its version in dead letters).
-    pub fn digest(&self) -> &str {
-        &self.sha256[..12]
-    }
-    /// The component's whole SHA-256, hex.
-    pub fn sha256(&self) -> &str {
-        &self.sha256
-    }
-    /// The component's bytes.
-    pub fn bytes(&self) -> &Arc<[u8]> {
-        &self.bytes
-    }
-
-    pub fn from_cache(&self) -> bool {
-        self.from_cache
-    }
-    /// Time spent compiling or loading the compiled code.
-    pub fn compile_time(&self) -> Duration {
-        self.compile_time
-    }
-}
-
-impl std::fmt::Debug for Plugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin")
-            .field("name", &self.name)
-            .field("path", &self.path)
-            .field("kind", &self.info.kind)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Runtime {
@@ -449,8 +360,8 @@ impl Runtime {
         }
     }
 
-    async fn make_spare(plugin: &Plugin) -> Result<super::worker::Spare, LoadError> {
-        let mut store = super::worker::new_store(plugin);
+    async fn make_spare(plugin: &Plugin) -> Result<Spare, LoadError> {
+        let mut store = super::instance::new_store(plugin);
         let instance = plugin
             .pre
             .instantiate_async(&mut store)
@@ -468,21 +379,21 @@ impl Runtime {
                 version: plugin.info.contract_version.clone(),
                 detail: format!("{e:#}"),
             })?;
-        let limit = super::worker::init_limit(plugin);
-        let init = super::worker::bounded(
+        let limit = super::instance::init_limit(plugin);
+        let init = super::instance::bounded(
             limit,
             &plugin.ticks,
             exports.init(&mut store, &plugin.config),
         );
         match init.await {
-            Ok(Ok(())) => Ok(super::worker::Spare { store, exports }),
+            Ok(Ok(())) => Ok(Spare { store, exports }),
             Ok(Err(message)) => Err(LoadError::InitRefused {
                 path: plugin.path.clone(),
                 plugin: plugin.name.to_string(),
                 message,
             }),
             Err(err) => {
-                let cause = super::worker::classify(plugin, store.data_mut(), err);
+                let cause = super::instance::classify(plugin, store.data_mut(), err);
                 Err(LoadError::InitFailed {
                     path: plugin.path.clone(),
                     detail: cause.to_string(),
@@ -508,11 +419,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// Epoch ticks that cover `timeout`, plus one because the current tick may be almost over.
-pub(crate) fn ticks(timeout: Duration) -> u64 {
-    (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
 }
 
 /// Advance the engine's epoch (and `ticks`) every [`EPOCH_TICK`] until the engine is dropped.

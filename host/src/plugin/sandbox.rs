@@ -19,7 +19,7 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
-    /// Epoch ticks the running call may still use before it is stopped (see `worker::arm`).
+    /// Epoch ticks the running call may still use before it is stopped (see `instance::arm`).
     pub(crate) ticks_left: u64,
     plugin: Arc<str>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,

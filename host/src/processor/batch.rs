@@ -7,17 +7,17 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::checkpointer::Checkpointer;
-use super::partition::PartitionSetup;
-use super::stats::PartitionState;
+use super::outcome::{report, Outcome};
+use super::owned::PartitionState;
+use super::setup::PartitionSetup;
 use crate::backoff::Backoff;
 use crate::checkpoint::RetryState;
 use crate::config::FailurePolicy;
 use crate::event::{Event, PartitionContext};
 use crate::metrics::MetricEvent;
 use crate::plugin::{FailureKind, PluginError};
+use crate::shutdown::Shutdown;
 use crate::sink::DeadLetter;
 
 pub(super) enum Processed {
@@ -42,9 +42,8 @@ pub(super) async fn process(
     checkpointer: &Checkpointer,
     retry: &mut Option<RetryState>,
     batch: &mut Vec<Event>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut Shutdown,
 ) -> Processed {
-    let stats = &setup.stats;
     // Duplicates first: they never reach the plugin. If the batch ends with duplicates, the
     // checkpoint passes them once everything before them is done.
     let mut skipped_tail: Option<(i64, String)> = None;
@@ -99,7 +98,7 @@ pub(super) async fn process(
                 index += 1;
                 !skip
             });
-            stats.record(MetricEvent::Duplicates { ctx, n: n as u64 });
+            report(setup, ctx, Outcome::Duplicates { n: n as u64 });
             tracing::debug!(partition = %ctx.partition_id, duplicates = n, "Skipped events whose dedupe key is committed or claimed by another event");
         }
     }
@@ -116,7 +115,7 @@ pub(super) async fn process(
         let admission = tokio::select! {
             admission = setup.tenant.admit(call.len(), bytes) => admission,
             // Waiting for the tenant's turn: nothing started, the batch is delivered again.
-            _ = stop.wait_for(|s| *s) => return Processed::Stopped,
+            _ = stop.wait() => return Processed::Stopped,
         };
         let called = std::time::Instant::now();
         let (handled, error) = match worker.handle_batch(ctx, call).await {
@@ -131,7 +130,7 @@ pub(super) async fn process(
             .tenant
             .finished(admission, call.len(), bytes, handled, failed);
         if let Some(took) = worker.take_swap_pause() {
-            stats.record(MetricEvent::SwapPause { ctx, took });
+            report(setup, ctx, Outcome::SwapPause { took });
         }
         let unavailable = error
             .as_ref()
@@ -173,15 +172,14 @@ pub(super) async fn process(
             }
             let last = &batch[handled - 1];
             checkpointer.set(last.sequence_number, &last.offset);
-            let plugin = setup.plugin.current();
-            stats.record(MetricEvent::EventsHandled {
+            report(
+                setup,
                 ctx,
-                plugin: plugin.name(),
-                version: plugin.digest(),
-                n: handled as u64,
-                took: called.elapsed(),
-            });
-            setup.plugin.note_outcome(handled as u64, 0);
+                Outcome::Handled {
+                    n: handled as u64,
+                    took: called.elapsed(),
+                },
+            );
             if retry
                 .as_ref()
                 .is_some_and(|r| r.sequence_number <= last.sequence_number)
@@ -201,10 +199,7 @@ pub(super) async fn process(
             let wait = pause.next_delay();
             if !paused {
                 paused = true;
-                stats.record(MetricEvent::Paused { ctx });
-                // A version that cannot start counts against it (automatic rollback).
-                setup.plugin.note_outcome(0, 1);
-                stats.set_state(ctx, Some(PartitionState::Paused));
+                report(setup, ctx, Outcome::CannotStart);
                 let state = RetryState {
                     sequence_number: failing.sequence_number,
                     attempts: match retry {
@@ -225,19 +220,18 @@ pub(super) async fn process(
                 "Plugin cannot start; the partition is paused before this event (no event is \
                  failed or dead-lettered for this); fix the plugin or its config"
             );
-            if stopped_during(wait, stop).await {
+            if stop.sleep(wait).await {
                 return Processed::Stopped;
             }
             continue;
         }
-        let plugin = setup.plugin.current();
-        stats.record(MetricEvent::Failure {
+        report(
+            setup,
             ctx,
-            plugin: plugin.name(),
-            version: plugin.digest(),
-            kind: error.label(),
-        });
-        setup.plugin.note_outcome(0, 1);
+            Outcome::Failed {
+                kind: error.label(),
+            },
+        );
         let attempts = match retry {
             Some(r) if r.sequence_number == failing.sequence_number => r.attempts + 1,
             _ => 1,
@@ -254,22 +248,17 @@ pub(super) async fn process(
             "Plugin failed on an event"
         );
         if !give_up {
-            stats.record(MetricEvent::Retry {
-                ctx,
-                plugin: plugin.name(),
-                version: plugin.digest(),
-            });
             *retry = Some(RetryState::failed(failing.sequence_number, attempts));
             save_retry(setup, ctx, retry.clone()).await;
-            stats.set_state(ctx, Some(PartitionState::Retrying));
+            report(setup, ctx, Outcome::Retrying);
             // A plugin's own retry-after is honoured up to the configured cap, so a plugin
             // cannot stall its partition for longer than `max_backoff_ms`.
             let curve = setup.failure.backoff_curve();
             let wait = retry_delay(&error)
                 .map(|d| curve.cap(d))
                 .unwrap_or_else(|| curve.delay(attempts));
-            let stopped = stopped_during(wait, stop).await;
-            stats.set_state(ctx, Some(PartitionState::Running));
+            let stopped = stop.sleep(wait).await;
+            report(setup, ctx, Outcome::Now(PartitionState::Running));
             if stopped {
                 return Processed::Stopped;
             }
@@ -304,7 +293,7 @@ pub(super) async fn process(
             FailurePolicy::Halt => {
                 *retry = Some(RetryState::failed(failing.sequence_number, attempts));
                 save_retry(setup, ctx, retry.clone()).await;
-                stats.set_state(ctx, Some(PartitionState::Halted));
+                report(setup, ctx, Outcome::Now(PartitionState::Halted));
                 tracing::error!(
                     hub = %ctx.event_hub,
                     partition = %ctx.partition_id,
@@ -335,7 +324,7 @@ pub(super) async fn process(
                         Err(err) => {
                             let wait = backoff.next_delay();
                             tracing::error!(partition = %ctx.partition_id, error = %err, retry_in_ms = wait.as_millis() as u64, "Cannot dead-letter the event; retrying");
-                            if stopped_during(wait, stop).await {
+                            if stop.sleep(wait).await {
                                 return Processed::Stopped;
                             }
                         }
@@ -348,12 +337,7 @@ pub(super) async fn process(
                     sink = %setup.dead_letter.describe(),
                     "Event dead-lettered; moving on"
                 );
-                stats.record(MetricEvent::DeadLettered {
-                    ctx,
-                    plugin: plugin.name(),
-                    version: plugin.digest(),
-                    n: 1,
-                });
+                report(setup, ctx, Outcome::DeadLettered);
                 checkpointer.set(failing.sequence_number, &failing.offset);
                 *retry = None;
                 save_retry(setup, ctx, None).await;
@@ -387,7 +371,7 @@ async fn hold(
     attempts: u32,
     error: &PluginError,
     generation: u64,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut Shutdown,
 ) -> Held {
     let plugin = setup.plugin.current();
     let why = format!(
@@ -395,7 +379,7 @@ async fn hold(
         plugin.name(),
         plugin.digest()
     );
-    setup.stats.set_state(ctx, Some(PartitionState::Held));
+    report(setup, ctx, Outcome::Now(PartitionState::Held));
     save_retry(
         setup,
         ctx,
@@ -431,14 +415,14 @@ async fn hold(
         }
         let stopping = tokio::select! {
             changed = judged.changed() => changed.is_err(),
-            _ = stop.wait_for(|s| *s) => true,
+            _ = stop.wait() => true,
         };
         if stopping {
             break Held::Stopped;
         }
     };
     setup.plugin.note_held(false);
-    setup.stats.set_state(ctx, Some(PartitionState::Running));
+    report(setup, ctx, Outcome::Now(PartitionState::Running));
     outcome
 }
 
@@ -449,7 +433,7 @@ async fn commit_effects(
     setup: &PartitionSetup,
     ctx: &PartitionContext,
     state: Option<&crate::effects::state::PartitionState>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut Shutdown,
     position: i64,
     effects: crate::effects::journal::Journal,
 ) -> Option<Result<(), ()>> {
@@ -458,10 +442,13 @@ async fn commit_effects(
             setup.outputs.send(ctx, &effects.emitted)
         })
         .await?;
-        setup.stats.record(MetricEvent::Emitted {
+        report(
+            setup,
             ctx,
-            n: effects.emitted.len() as u64,
-        });
+            Outcome::Emitted {
+                n: effects.emitted.len() as u64,
+            },
+        );
     }
     if let (Some(state), false) = (state, effects.writes.is_empty()) {
         let writes = effects.state_writes();
@@ -489,7 +476,7 @@ async fn commit_effects(
 pub(super) async fn until_stored<T, E, F, Fut>(
     setup: &PartitionSetup,
     ctx: &PartitionContext,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut Shutdown,
     what: &str,
     mut call: F,
 ) -> Option<T>
@@ -504,7 +491,7 @@ where
         match call().await {
             Ok(value) => {
                 if paused {
-                    setup.stats.set_state(ctx, Some(PartitionState::Running));
+                    report(setup, ctx, Outcome::Now(PartitionState::Running));
                     tracing::info!(partition = %ctx.partition_id, "The store answers again ({what}); the partition resumes");
                 }
                 return Some(value);
@@ -513,7 +500,7 @@ where
                 let wait = backoff.next_delay();
                 if !paused {
                     paused = true;
-                    setup.stats.set_state(ctx, Some(PartitionState::StoreDown));
+                    report(setup, ctx, Outcome::Now(PartitionState::StoreDown));
                 }
                 tracing::error!(
                     hub = %ctx.event_hub,
@@ -522,7 +509,7 @@ where
                     retry_in_ms = wait.as_millis() as u64,
                     "Cannot {what}; the partition waits (no event is skipped or lost)"
                 );
-                if stopped_during(wait, stop).await {
+                if stop.sleep(wait).await {
                     return None;
                 }
             }
@@ -532,7 +519,7 @@ where
 
 /// The plugin runs again after a pause: say so, and drop the pause from the stored retry state.
 async fn resume(setup: &PartitionSetup, ctx: &PartitionContext, retry: &mut Option<RetryState>) {
-    setup.stats.set_state(ctx, Some(PartitionState::Running));
+    report(setup, ctx, Outcome::Now(PartitionState::Running));
     tracing::info!(hub = %ctx.event_hub, partition = %ctx.partition_id, "Plugin starts again; the partition resumes");
     if let Some(state) = retry.as_mut() {
         state.paused = None;
@@ -572,13 +559,5 @@ pub(super) async fn save_retry(
     {
         setup.stats.record(MetricEvent::StoreError);
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Cannot record the retry count; a takeover would count from zero");
-    }
-}
-
-/// Sleep for `wait` unless the host stops first; true if it stopped.
-async fn stopped_during(wait: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => false,
-        _ = stop.wait_for(|s| *s) => true,
     }
 }

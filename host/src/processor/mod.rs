@@ -12,27 +12,35 @@
 pub mod batch;
 pub mod checkpointer;
 pub mod fence;
+pub mod outcome;
+pub mod owned;
 pub mod partition;
 pub mod reader;
+pub mod setup;
 pub mod stats;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use azure_messaging_eventhubs::models::StartPositions;
 use azure_messaging_eventhubs::{EventProcessor, ProcessorStrategy, StartLocation, StartPosition};
-use tokio::sync::watch;
 
 use crate::backoff::Backoff;
 use crate::checkpoint::resilient::Resilient;
 use crate::checkpoint::{checkpointed, CheckpointStore, Ownership, Store};
-use crate::config::{EventHubConfig, Start};
+use crate::config::{EventHubConfig, Start, Strategy};
 use crate::connection::EventHubTarget;
 use crate::event::PartitionContext;
 use crate::plugin::Limits;
-use partition::PartitionSetup;
+use setup::PartitionSetup;
 use stats::Stats;
+
+/// A time as the SDK's whole milliseconds.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// A processor whose running partitions received and processed nothing for this long, while
 /// Event Hubs holds events past their checkpoints, is rebuilt on a new connection: after an
@@ -66,11 +74,11 @@ pub(crate) async fn consume(
     store: Arc<dyn Store>,
     setup: Arc<PartitionSetup>,
     instance_id: String,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let stats = setup.stats.clone();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    'restart: while !*stop.borrow() {
+    'restart: while !stop.is_set() {
         let processor = match build_processor(&hub, &target, &store, &stats, &instance_id).await {
             Ok(p) => p,
             Err(err) => {
@@ -78,7 +86,7 @@ pub(crate) async fn consume(
                 tracing::error!(hub = %hub.name, error = %err, retry_in_s = wait.as_secs(), "Cannot start the event processor; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|s| *s) => break 'restart,
+                    _ = stop.wait() => break 'restart,
                 }
                 continue;
             }
@@ -88,7 +96,7 @@ pub(crate) async fn consume(
             let p = processor.clone();
             tokio::spawn(async move { p.run().await })
         };
-        let (part_stop_tx, part_stop_rx) = watch::channel(false);
+        let (partitions_stop, partitions_shutdown) = crate::shutdown::channel();
         let readers = reader::Readers::start(&hub.name);
         let mut partitions = tokio::task::JoinSet::new();
         let mut dead_starts: Vec<tokio::time::Instant> = Vec::new();
@@ -134,7 +142,7 @@ pub(crate) async fn consume(
                         // Everything the partition logs carries its tenant (the plugin's own log lines too).
                         let span = tracing::info_span!("partition", tenant = %setup.tenant.name);
                         partitions.spawn(tracing::Instrument::instrument(
-                            partition::serve(events, ctx, setup.clone(), part_stop_rx.clone()),
+                            partition::serve(events, ctx, setup.clone(), partitions_shutdown.clone()),
                             span,
                         ));
                     }
@@ -166,7 +174,7 @@ pub(crate) async fn consume(
                     Ok(Err(err)) => err.to_string(),
                     Err(err) => err.to_string(),
                 }),
-                _ = stop.wait_for(|s| *s) => break Stopped::Host,
+                _ = stop.wait() => break Stopped::Host,
             }
             if check_stall {
                 if let Some(waiting) = stalled(&hub, &target, store.as_ref(), &setup).await {
@@ -178,7 +186,7 @@ pub(crate) async fn consume(
             }
         };
         // Stop this processor's partitions: each finishes its batch and checkpoints.
-        let _ = part_stop_tx.send(true);
+        partitions_stop.stop();
         while partitions.join_next().await.is_some() {}
         let _ = processor.shutdown().await;
         run.abort();
@@ -188,7 +196,7 @@ pub(crate) async fn consume(
             Stopped::GroupMissing => {
                 // A fault of the deployment: said once, shown in /status and /readyz, and
                 // tried again at the balancing interval until the group exists.
-                let wait = Duration::from_millis(hub.balancing.update_interval_ms.max(1000));
+                let wait = hub.balancing.update_interval.max(Duration::from_secs(1));
                 let problem = format!(
                     "consumer group `{}` does not exist on event hub `{}` ({}): create it \
                      (Azure portal, or `az eventhubs eventhub consumer-group create --name {} \
@@ -208,7 +216,7 @@ pub(crate) async fn consume(
                 backoff.reset();
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|s| *s) => break 'restart,
+                    _ = stop.wait() => break 'restart,
                 }
             }
             Stopped::Failed(err) => {
@@ -216,7 +224,7 @@ pub(crate) async fn consume(
                 tracing::error!(hub = %hub.name, error = %err, retry_in_s = wait.as_secs(), "Event processor stopped; restarting it");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|s| *s) => break 'restart,
+                    _ = stop.wait() => break 'restart,
                 }
             }
             Stopped::Host => break 'restart,
@@ -243,15 +251,10 @@ async fn stalled(
     setup: &PartitionSetup,
 ) -> Option<i64> {
     let running: Vec<String> = setup
-        .stats
-        .snapshot()
         .owned
+        .of(&target.event_hub, &hub.consumer_group)
         .into_iter()
-        .filter(|o| {
-            o.event_hub == target.event_hub
-                && o.consumer_group == hub.consumer_group
-                && o.state == stats::PartitionState::Running
-        })
+        .filter(|o| o.state == owned::PartitionState::Running)
         .map(|o| o.partition)
         .collect();
     if running.is_empty() {
@@ -305,9 +308,9 @@ async fn build_processor(
         .consumer_with_owner(&hub.consumer_group, instance_id)
         .await
         .map_err(|e| e.to_string())?;
-    let strategy = match hub.balancing.strategy.as_str() {
-        "greedy" => ProcessorStrategy::Greedy,
-        _ => ProcessorStrategy::Balanced,
+    let strategy = match hub.balancing.strategy {
+        Strategy::Greedy => ProcessorStrategy::Greedy,
+        Strategy::Balanced => ProcessorStrategy::Balanced,
     };
     let location = match hub.start {
         Start::Earliest => StartLocation::Earliest,
@@ -317,12 +320,12 @@ async fn build_processor(
         Arc::new(Resilient::new(store.clone(), stats.clone()));
     EventProcessor::builder()
         .with_load_balancing_strategy(strategy)
-        .with_update_interval(azure_core::time::Duration::milliseconds(
-            hub.balancing.update_interval_ms as i64,
-        ))
-        .with_partition_expiration_duration(azure_core::time::Duration::milliseconds(
-            hub.balancing.ownership_expiry_ms as i64,
-        ))
+        .with_update_interval(azure_core::time::Duration::milliseconds(millis(
+            hub.balancing.update_interval,
+        )))
+        .with_partition_expiration_duration(azure_core::time::Duration::milliseconds(millis(
+            hub.balancing.ownership_expiry,
+        )))
         .with_prefetch(hub.balancing.prefetch)
         .with_start_positions(StartPositions {
             per_partition: HashMap::new(),

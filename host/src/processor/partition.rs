@@ -12,49 +12,18 @@ use std::time::Duration;
 
 use std::collections::VecDeque;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::batch::{process, save_retry, until_stored, Processed};
 use super::checkpointer::Checkpointer;
 use super::fence::{Fence, Owner};
+use super::owned::PartitionState;
 use super::reader::Item;
-use super::stats::{PartitionState, Stats};
-use crate::checkpoint::Store;
-use crate::config::{FailureConfig, Mode};
+pub use super::setup::PartitionSetup;
+use crate::config::Mode;
 use crate::event::{Event, PartitionContext};
-use crate::plugin::{CloseReason, PluginHandle};
-use crate::sink::DeadLetterSink;
-
-/// What a partition task needs; shared by the partitions of one event hub.
-pub struct PartitionSetup {
-    pub plugin: PluginHandle,
-    /// Whose plugin this is: every call is admitted by the tenant (limits, rate, storms).
-    pub tenant: Arc<crate::tenant::Tenant>,
-    /// `[eventhub.dedupe]`: duplicates skipped before the plugin, keys recorded before the
-    /// checkpoint.
-    pub dedupe: Option<Arc<crate::effects::dedupe::Dedupe>>,
-    /// `[eventhub.state]`: the store, `max_value_bytes` and `max_bytes`.
-    pub state: Option<(Arc<dyn crate::effects::state::StateStore>, usize, usize)>,
-    /// `[[eventhub.output]]`: where the plugin's emitted events go.
-    pub outputs: Arc<crate::effects::outputs::Outputs>,
-    pub store: Arc<dyn Store>,
-    pub dead_letter: Arc<dyn DeadLetterSink>,
-    pub failure: FailureConfig,
-    pub mode: Mode,
-    pub max_batch_size: usize,
-    pub max_wait: Duration,
-    pub stats: Arc<Stats>,
-    /// This instance's owner id, and how often the fence reads the ownership record.
-    pub instance_id: String,
-    pub ownership_check: Duration,
-    /// Partition ids told to resume after a halt (the admin API's resume).
-    pub resume: tokio::sync::broadcast::Sender<String>,
-    /// Bumped whenever a partition task of this event hub receives or processes anything: the
-    /// processor's stall watchdog reads it.
-    pub progress: std::sync::atomic::AtomicU64,
-    /// The last sequence number each partition task received (for the stall watchdog).
-    pub seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
-}
+use crate::plugin::CloseReason;
+use crate::shutdown::Shutdown;
 
 /// Why a partition task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +63,10 @@ pub async fn serve(
     mut events: mpsc::Receiver<Item>,
     ctx: PartitionContext,
     setup: Arc<PartitionSetup>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) -> Ended {
     let stats = setup.stats.clone();
-    stats.set_state(&ctx, Some(PartitionState::Running));
+    setup.owned.set(&ctx, Some(PartitionState::Running));
     let checkpointer = Checkpointer::start(setup.store.clone(), &ctx, stats.clone());
     let mut fence = Fence::new(
         setup.store.clone(),
@@ -134,7 +103,7 @@ pub async fn serve(
                     Some(Arc::new(state))
                 }
                 None => {
-                    stats.set_state(&ctx, None);
+                    setup.owned.set(&ctx, None);
                     return Ended::Shutdown;
                 }
             }
@@ -192,7 +161,7 @@ pub async fn serve(
             let mut resume = setup.resume.subscribe();
             let resumed = loop {
                 tokio::select! {
-                    _ = stop.wait_for(|s| *s) => break false,
+                    _ = stop.wait() => break false,
                     told = resume.recv() => match told {
                         Ok(id) if id == ctx.partition_id => break true,
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -210,7 +179,7 @@ pub async fn serve(
             for event in batch.drain(..).rev() {
                 pending.push_front(event);
             }
-            stats.set_state(&ctx, Some(PartitionState::Running));
+            setup.owned.set(&ctx, Some(PartitionState::Running));
             tracing::info!(hub = %ctx.event_hub, partition = %ctx.partition_id, "Halted partition resumed by an operator; retrying the event it stopped at");
             continue;
         }
@@ -227,7 +196,7 @@ pub async fn serve(
             }
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => break Ended::Shutdown,
+                _ = stop.wait() => break Ended::Shutdown,
                 item = events.recv() => {
                     received |= matches!(item, Some(Item::Events(_)));
                     failed |= matches!(item, Some(Item::Failed(_)));
@@ -278,7 +247,7 @@ pub async fn serve(
                 break Ended::Stolen;
             }
         }
-        if *stop.borrow() {
+        if stop.is_set() {
             // Stopping: the in-flight batch is done; what is merely buffered is not started.
             break Ended::Shutdown;
         }
@@ -300,7 +269,7 @@ pub async fn serve(
     if let Err(err) = worker.close(reason).await {
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-closed hook failed");
     }
-    stats.set_state(&ctx, None);
+    setup.owned.set(&ctx, None);
     // Letting go of the channel lets the reader close the partition client, which hands the
     // partition back to the processor.
     drop(events);

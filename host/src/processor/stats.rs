@@ -5,37 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::event::PartitionContext;
 use crate::metrics::{MetricEvent, Prometheus};
 
-/// What a partition is doing, as the summary shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartitionState {
-    Running,
-    /// Backing off before calling the plugin again on a failing event.
-    Retrying,
-    /// Stopped by the `halt` policy; keeps its ownership until the host stops.
-    Halted,
-    /// The plugin cannot run (it cannot be instantiated or its `init` fails): the partition
-    /// waits with backoff and tries again; no event counts as failed meanwhile.
-    Paused,
-    /// A store the partition needs before its next events (dedupe keys) does not answer: the
-    /// partition waits with backoff; nothing is skipped or lost.
-    StoreDown,
-    /// An event failed its last attempt under a version still within its rollback window: it
-    /// waits for the version's verdict (rolled back: retried on the old version; cleared: the
-    /// failure policy applies).
-    Held,
-}
-
-/// One owned partition as the summary shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedPartition {
-    pub event_hub: String,
-    pub consumer_group: String,
-    pub partition: String,
-    pub state: PartitionState,
-}
+pub use super::owned::{OwnedPartition, PartitionState};
 
 /// Shared counters; cheap to update from every partition task.
 #[derive(Debug)]
@@ -59,8 +31,6 @@ pub struct Stats {
     handled_span: Mutex<Option<(Instant, Instant)>>,
     /// Plugin versions swapped in.
     pub swaps: AtomicU64,
-    /// (event hub, consumer group, partition) → state, for owned partitions.
-    owned: Mutex<BTreeMap<(String, String, String), PartitionState>>,
     /// The same events with their labels, for `/metrics`.
     prometheus: Prometheus,
     /// The latest swap pauses (at most [`SWAP_PAUSES_KEPT`]), for benchmarks and `/status`.
@@ -88,7 +58,6 @@ impl Default for Stats {
             swaps: AtomicU64::new(0),
             last_activity: Mutex::new(Instant::now()),
             handled_span: Mutex::new(None),
-            owned: Mutex::new(BTreeMap::new()),
             prometheus: Prometheus::default(),
             swap_pauses: Mutex::new(std::collections::VecDeque::new()),
             problems: Mutex::new(BTreeMap::new()),
@@ -107,7 +76,6 @@ pub struct Snapshot {
     pub pauses: u64,
     pub duplicates: u64,
     pub emitted: u64,
-    pub owned: Vec<OwnedPartition>,
 }
 
 impl Stats {
@@ -220,7 +188,6 @@ impl Stats {
             .elapsed()
     }
 
-    /// Record what an owned partition does; `None` when it is no longer owned.
     /// Record (`Some`) or clear why an event hub's consumer cannot run.
     pub fn set_problem(&self, event_hub: &str, consumer_group: &str, problem: Option<String>) {
         let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
@@ -253,25 +220,6 @@ impl Stats {
             .is_empty()
     }
 
-    pub fn set_state(&self, ctx: &PartitionContext, state: Option<PartitionState>) {
-        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (
-            ctx.event_hub.clone(),
-            ctx.consumer_group.clone(),
-            ctx.partition_id.clone(),
-        );
-        match state {
-            Some(s) => {
-                owned.insert(key, s);
-            }
-            None => {
-                owned.remove(&key);
-            }
-        }
-        drop(owned);
-        self.touch();
-    }
-
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             handled: self.handled.load(Ordering::Relaxed),
@@ -282,18 +230,6 @@ impl Stats {
             pauses: self.pauses.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             emitted: self.emitted.load(Ordering::Relaxed),
-            owned: self
-                .owned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(|((hub, group, partition), state)| OwnedPartition {
-                    event_hub: hub.clone(),
-                    consumer_group: group.clone(),
-                    partition: partition.clone(),
-                    state: *state,
-                })
-                .collect(),
         }
     }
 
@@ -304,18 +240,16 @@ impl Stats {
 
 impl Snapshot {
     /// `handled 12 000 (2 400/s), failures 0, dead-lettered 0, owned 4: events/0 events/1 ...`
-    pub fn line(&self, previous: &Snapshot, over: Duration) -> String {
+    pub fn line(&self, previous: &Snapshot, over: Duration, owned: &[OwnedPartition]) -> String {
         let rate = (self.handled - previous.handled.min(self.handled)) as f64
             / over.as_secs_f64().max(1e-9);
         // The consumer group is named only when this host serves several on one event hub.
-        let groups: std::collections::BTreeSet<(&str, &str)> = self
-            .owned
+        let groups: std::collections::BTreeSet<(&str, &str)> = owned
             .iter()
             .map(|o| (o.event_hub.as_str(), o.consumer_group.as_str()))
             .collect();
         let several = |hub: &str| groups.iter().filter(|(h, _)| *h == hub).count() > 1;
-        let owned: Vec<String> = self
-            .owned
+        let names: Vec<String> = owned
             .iter()
             .map(|o| {
                 let name = if several(&o.event_hub) {
@@ -340,10 +274,10 @@ impl Snapshot {
             self.failures,
             self.dead_lettered,
             self.checkpoints,
-            self.owned.len()
+            owned.len()
         );
-        if !owned.is_empty() {
-            line.push_str(&format!(" ({})", owned.join(" ")));
+        if !names.is_empty() {
+            line.push_str(&format!(" ({})", names.join(" ")));
         }
         if self.pauses > 0 {
             line.push_str(&format!(", plugin-start pauses {}", self.pauses));
@@ -364,6 +298,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::PartitionContext;
 
     fn ctx(group: &str, partition: &str) -> PartitionContext {
         PartitionContext {
@@ -376,30 +311,29 @@ mod tests {
 
     #[test]
     fn two_consumer_groups_on_one_hub_keep_their_own_rows() {
-        let stats = Stats::default();
-        stats.set_state(&ctx("a", "0"), Some(PartitionState::Running));
-        stats.set_state(&ctx("b", "0"), Some(PartitionState::Halted));
-        let snap = stats.snapshot();
-        assert_eq!(snap.owned.len(), 2, "{:?}", snap.owned);
-        let line = snap.line(&Snapshot::default(), Duration::from_secs(1));
+        let owned = super::super::owned::Owned::default();
+        owned.set(&ctx("a", "0"), Some(PartitionState::Running));
+        owned.set(&ctx("b", "0"), Some(PartitionState::Halted));
+        let list = owned.list();
+        assert_eq!(list.len(), 2, "{list:?}");
+        let line = Snapshot::default().line(&Snapshot::default(), Duration::from_secs(1), &list);
         assert!(line.contains("owned 2"), "{line}");
         assert!(line.contains("events[a]/0"), "{line}");
         assert!(line.contains("events[b]/0(HALTED)"), "{line}");
         // Releasing one group's partition leaves the other's row alone.
-        stats.set_state(&ctx("a", "0"), None);
-        let owned = stats.snapshot().owned;
-        assert_eq!(owned.len(), 1);
-        assert_eq!(owned[0].consumer_group, "b");
-        assert_eq!(owned[0].state, PartitionState::Halted);
+        owned.set(&ctx("a", "0"), None);
+        let list = owned.list();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].consumer_group, "b");
+        assert_eq!(list[0].state, PartitionState::Halted);
     }
 
     #[test]
     fn a_paused_partition_says_so_in_the_summary() {
-        let stats = Stats::default();
-        stats.set_state(&ctx("$Default", "3"), Some(PartitionState::Paused));
-        let line = stats
-            .snapshot()
-            .line(&Snapshot::default(), Duration::from_secs(1));
+        let owned = super::super::owned::Owned::default();
+        owned.set(&ctx("$Default", "3"), Some(PartitionState::Paused));
+        let line =
+            Snapshot::default().line(&Snapshot::default(), Duration::from_secs(1), &owned.list());
         assert!(line.contains("events/3(PAUSED"), "{line}");
     }
 }

@@ -1,0 +1,91 @@
+//! One outcome per batch result. The batch step and the serve loop say what happened once,
+//! here; the metrics, the owned-partition table and the plugin's judgement after a swap (the
+//! rollback watcher, woken rather than polling) each take what they need from it.
+
+use std::time::Duration;
+
+use super::owned::PartitionState;
+use super::setup::PartitionSetup;
+use crate::event::PartitionContext;
+use crate::metrics::MetricEvent;
+
+/// What a step of a partition's work came to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// `n` events handled by the plugin (their effects committed), in `took`.
+    Handled { n: u64, took: Duration },
+    /// A call failed on an event (`kind` as the error labels it).
+    Failed { kind: &'static str },
+    /// The failed event is tried again after a backoff.
+    Retrying,
+    /// The plugin cannot start: the partition waits (a deployment fault, counted against the
+    /// version, never against the event).
+    CannotStart,
+    /// The failing event went to the dead-letter sink.
+    DeadLettered,
+    /// `n` events skipped as duplicates.
+    Duplicates { n: u64 },
+    /// `n` emitted events acknowledged by their outputs.
+    Emitted { n: u64 },
+    /// The first call on a new version came `took` after the old version's last.
+    SwapPause { took: Duration },
+    /// What the partition does now (running again, halted, held, waiting for a store).
+    Now(PartitionState),
+}
+
+/// Report `outcome` of `ctx`'s partition to everyone who needs it.
+pub fn report(setup: &PartitionSetup, ctx: &PartitionContext, outcome: Outcome) {
+    let stats = &setup.stats;
+    let version = || setup.plugin.current();
+    match outcome {
+        Outcome::Handled { n, took } => {
+            let plugin = version();
+            stats.record(MetricEvent::EventsHandled {
+                ctx,
+                plugin: plugin.name(),
+                version: plugin.digest(),
+                n,
+                took,
+            });
+            setup.plugin.note_outcome(n, 0);
+        }
+        Outcome::Failed { kind } => {
+            let plugin = version();
+            stats.record(MetricEvent::Failure {
+                ctx,
+                plugin: plugin.name(),
+                version: plugin.digest(),
+                kind,
+            });
+            setup.plugin.note_outcome(0, 1);
+        }
+        Outcome::Retrying => {
+            let plugin = version();
+            stats.record(MetricEvent::Retry {
+                ctx,
+                plugin: plugin.name(),
+                version: plugin.digest(),
+            });
+            setup.owned.set(ctx, Some(PartitionState::Retrying));
+        }
+        Outcome::CannotStart => {
+            stats.record(MetricEvent::Paused { ctx });
+            // A version that cannot start counts against it (automatic rollback).
+            setup.plugin.note_outcome(0, 1);
+            setup.owned.set(ctx, Some(PartitionState::Paused));
+        }
+        Outcome::DeadLettered => {
+            let plugin = version();
+            stats.record(MetricEvent::DeadLettered {
+                ctx,
+                plugin: plugin.name(),
+                version: plugin.digest(),
+                n: 1,
+            });
+        }
+        Outcome::Duplicates { n } => stats.record(MetricEvent::Duplicates { ctx, n }),
+        Outcome::Emitted { n } => stats.record(MetricEvent::Emitted { ctx, n }),
+        Outcome::SwapPause { took } => stats.record(MetricEvent::SwapPause { ctx, took }),
+        Outcome::Now(state) => setup.owned.set(ctx, Some(state)),
+    }
+}
