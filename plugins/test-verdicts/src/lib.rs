@@ -10,7 +10,9 @@
 
 use std::collections::HashSet;
 
-use hubwasm_guest::{export_plugin, reject, retry, state, Config, Event, EventError, PartitionContext, Plugin};
+use hubwasm_guest::{
+    export_plugin, reject, retry, state, Config, Event, EventError, PartitionContext, Plugin,
+};
 
 #[derive(serde::Deserialize)]
 struct Scripted {
