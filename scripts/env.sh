@@ -10,7 +10,7 @@ LANG_PLUGINS_OUT="$HUBWASM_PLUGINS_TARGET_DIR/lang"
 export HUBWASM_VENV="${HUBWASM_VENV:-$HOME/.cache/hubwasm/venv}"
 export HUBWASM_PYTHON="${HUBWASM_PYTHON:-$HUBWASM_VENV/bin/python}"
 # Azurite (the Azure Storage emulator, scripts/setup.sh installs it with npm), for the Blob
-# checkpoint store's tests: tests/support/azurite.rs starts `azurite-blob` from here.
+# checkpoint store's tests: tests/kit/src/azurite.rs starts `azurite-blob` from here.
 export HUBWASM_NODE_DIR="${HUBWASM_NODE_DIR:-$HOME/.cache/hubwasm/node}"
 export HUBWASM_AZURITE="${HUBWASM_AZURITE:-$HUBWASM_NODE_DIR/node_modules/.bin/azurite-blob}"
 # The Python and JavaScript plugin toolchains (scripts/setup.sh): componentize-py sits in the

@@ -2,11 +2,10 @@
 //! concurrency with etags), checkpoints, retry state, the blob layout, interoperability with the
 //! official Python store in the same container, and storage outages.
 //!
-//! Every test starts its own Azurite (`tests/support/azurite.rs`); `scripts/setup.sh` installs
+//! Every test starts its own Azurite (`tests/kit/src/azurite.rs`); `scripts/setup.sh` installs
 //! Azurite and the official Python SDKs.
 
-#[path = "support/azurite.rs"]
-mod azurite;
+use hubwasm_testkit::azurite;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -716,7 +715,10 @@ async fn a_storage_outage_turns_into_errors_not_hangs_or_panics() {
     }
 
     // A store pointed at a port nothing listens on.
-    let nowhere = format!("http://127.0.0.1:{}/{ACCOUNT}", azurite::free_port());
+    let nowhere = format!(
+        "http://127.0.0.1:{}/{ACCOUNT}",
+        hubwasm_testkit::free_port()
+    );
     let closed = BlobCheckpointStore::with_account_key(&nowhere, ACCOUNT, KEY, CONTAINER)
         .unwrap()
         .with_options(impatient())
@@ -812,5 +814,4 @@ async fn python(azurite: &Azurite, args: &[&str]) -> Json {
     python::json_result(&format!("blob_checkpoints.py {args:?}"), cmd).await
 }
 
-#[path = "support/python.rs"]
-mod python;
+use hubwasm_testkit::python;

@@ -9,8 +9,10 @@ use hubwasm_hub::amqp::frame::Frame;
 use hubwasm_hub::amqp::message::Message;
 use hubwasm_hub::amqp::Value;
 
-#[path = "support/counting_alloc.rs"]
-mod counting_alloc;
+use hubwasm_testkit::counting_alloc;
+
+#[global_allocator]
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 use counting_alloc::peak_during;
 
 /// What a decode of `input` bytes may hold at its peak: the values' budget, plus one copy of

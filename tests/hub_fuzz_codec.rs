@@ -8,8 +8,7 @@
 //! PROPTEST_CASES=100000 cargo test -p hubwasm-hub --test hub_fuzz_codec --release
 //! ```
 
-#[path = "support/hub_fuzz.rs"]
-mod fuzz_support;
+use hubwasm_testkit::fuzz as fuzz_support;
 
 use fuzz_support::{bytes, config, small_value, text, value};
 use hubwasm_hub::amqp::frame::{Frame, FrameType};
@@ -19,8 +18,10 @@ use hubwasm_hub::server::stored;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-#[path = "support/counting_alloc.rs"]
-mod counting_alloc;
+use hubwasm_testkit::counting_alloc;
+
+#[global_allocator]
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 use counting_alloc::peak_during;
 
 /// The decode budget (64 bytes per input byte plus 64 KiB), plus one copy of the input (a

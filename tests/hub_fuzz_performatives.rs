@@ -7,8 +7,7 @@
 //! PROPTEST_CASES=100000 cargo test -p hubwasm-hub --test hub_fuzz_performatives --release
 //! ```
 
-#[path = "support/hub_fuzz.rs"]
-mod fuzz_support;
+use hubwasm_testkit::fuzz as fuzz_support;
 
 use fuzz_support::{config, small_comparable_value, small_value, text, value};
 use hubwasm_hub::amqp::performative::{

@@ -8,8 +8,7 @@
 //! PROPTEST_CASES=100000 cargo test -p hubwasm-hub --test hub_fuzz_text --release
 //! ```
 
-#[path = "support/hub_fuzz.rs"]
-mod fuzz_support;
+use hubwasm_testkit::fuzz as fuzz_support;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

@@ -2,8 +2,7 @@
 //! path: connections, the handshake, frames before the open, channels and handles, incomplete
 //! deliveries, queued replies, tokens, receivers of a dropped socket, connect/disconnect cycles.
 
-#[path = "support/hub_raw.rs"]
-mod raw;
+use hubwasm_testkit::raw;
 
 use raw::*;
 

@@ -416,5 +416,4 @@ async fn a_higher_owner_level_takes_the_partition_and_the_other_receiver_is_told
     hub.shutdown().await;
 }
 
-#[path = "support/python.rs"]
-mod python;
+use hubwasm_testkit::python;

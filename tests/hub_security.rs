@@ -2,8 +2,7 @@
 //! entities not told apart before a token, and links detached when their token expires unless
 //! it was renewed.
 
-#[path = "support/hub_raw.rs"]
-mod raw;
+use hubwasm_testkit::raw;
 
 use hubwasm_hub::config::{PolicyConfig, Right};
 use hubwasm_hub::sas::sign;

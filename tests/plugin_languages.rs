@@ -2,8 +2,7 @@
 //! in all three, an exception shows the language's own traceback, and `hubwasm plugin new`
 //! scaffolds projects that build and pass `hubwasm plugin test` as generated.
 
-#[path = "support/lang_plugins.rs"]
-mod lang_plugins;
+use hubwasm_testkit::lang_plugins;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -19,8 +19,7 @@ use hubwasm::plugin::{PluginHandle, PluginSpec, Runtime, RuntimeOptions};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../../tests/support/redis.rs"]
-mod redis_server;
+use hubwasm_testkit::redis as redis_server;
 
 const BATCH: usize = 1000;
 

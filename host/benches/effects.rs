@@ -30,10 +30,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[allow(dead_code)]
 mod common;
 
-#[path = "../../tests/support/azurite.rs"]
-mod azurite;
-#[path = "../../tests/support/redis.rs"]
-mod redis_server;
+use hubwasm_testkit::azurite;
+use hubwasm_testkit::redis as redis_server;
 
 const BATCH: usize = 1000;
 

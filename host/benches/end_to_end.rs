@@ -202,5 +202,4 @@ fn main() {
 }
 
 /// Azurite for the Python consumer's Blob checkpoints.
-#[path = "../../tests/support/azurite.rs"]
-mod azurite;
+use hubwasm_testkit::azurite;

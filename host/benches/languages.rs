@@ -23,11 +23,9 @@ use hubwasm::plugin::{PluginHandle, PluginSpec, Runtime, RuntimeOptions};
 
 use common::{blob_checkpoints, hubwasm_run, preload, python_run, start_endpoint, HUB};
 
-#[path = "../../tests/support/azurite.rs"]
-mod azurite;
+use hubwasm_testkit::azurite;
 mod common;
-#[path = "../../tests/support/lang_plugins.rs"]
-mod lang_plugins;
+use hubwasm_testkit::lang_plugins;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -29,8 +29,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use common::{preload, run_config, start_endpoint, HUB};
 
-#[path = "../../tests/support/azurite.rs"]
-mod azurite;
+use hubwasm_testkit::azurite;
 #[allow(dead_code)]
 mod common;
 

@@ -25,8 +25,7 @@ use hubwasm_hub::RunningHub;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../../tests/support/azurite.rs"]
-mod azurite;
+use hubwasm_testkit::azurite;
 #[allow(dead_code)]
 mod common;
 

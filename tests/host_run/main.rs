@@ -14,20 +14,15 @@ mod dedupe;
 mod effects;
 mod failures;
 mod fleet;
-mod harness;
+use hubwasm_testkit::harness;
 mod languages;
 mod oci;
 mod stores;
 mod swap_inputs;
 mod tenants;
 
-#[path = "../support/azurite.rs"]
-mod azurite;
-#[path = "../support/lang_plugins.rs"]
-mod lang_plugins;
-#[path = "../support/python.rs"]
-mod python;
-#[path = "../support/redis.rs"]
-mod redis_server;
-#[path = "../support/registry.rs"]
-mod registry;
+use hubwasm_testkit::azurite;
+use hubwasm_testkit::lang_plugins;
+use hubwasm_testkit::python;
+use hubwasm_testkit::redis as redis_server;
+use hubwasm_testkit::registry;

@@ -15,14 +15,9 @@ mod kill_soak;
 mod load;
 mod outages;
 
-#[path = "../host_run/harness.rs"]
-#[allow(dead_code)]
-mod harness;
+use hubwasm_testkit::harness;
 
-#[path = "../support/azurite.rs"]
-mod azurite;
-#[path = "../support/python.rs"]
-mod python;
+use hubwasm_testkit::azurite;
 
 /// The scenarios load the 2-core machine on their own; one at a time keeps their figures
 /// comparable (each test holds this while it runs).

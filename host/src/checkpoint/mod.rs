@@ -18,6 +18,8 @@ pub use azure_messaging_eventhubs::models::{Checkpoint, Ownership};
 pub use azure_messaging_eventhubs::CheckpointStore;
 
 pub mod blob;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod local;
 pub mod resilient;
 

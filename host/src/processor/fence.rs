@@ -145,6 +145,7 @@ impl Drop for Fence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::fake::{FakeStore, Listing};
     use crate::checkpoint::local::LocalCheckpointStore;
     use crate::checkpoint::{CheckpointStore, Ownership};
 
@@ -231,73 +232,13 @@ mod tests {
         assert_eq!(fence.owner().await, Owner::Me);
     }
 
-    /// A store that never answers: each list waits forever.
-    struct Hanging(LocalCheckpointStore);
-
-    #[async_trait::async_trait]
-    impl CheckpointStore for Hanging {
-        async fn claim_ownership(&self, o: &[Ownership]) -> azure_core::Result<Vec<Ownership>> {
-            self.0.claim_ownership(o).await
-        }
-        async fn list_checkpoints(
-            &self,
-            ns: &str,
-            hub: &str,
-            cg: &str,
-        ) -> azure_core::Result<Vec<crate::checkpoint::Checkpoint>> {
-            self.0.list_checkpoints(ns, hub, cg).await
-        }
-        async fn list_ownerships(
-            &self,
-            _ns: &str,
-            _hub: &str,
-            _cg: &str,
-        ) -> azure_core::Result<Vec<Ownership>> {
-            std::future::pending().await
-        }
-        async fn update_checkpoint(
-            &self,
-            c: crate::checkpoint::Checkpoint,
-        ) -> azure_core::Result<()> {
-            self.0.update_checkpoint(c).await
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl crate::checkpoint::RetryStore for Hanging {
-        async fn load_retry(
-            &self,
-            ns: &str,
-            hub: &str,
-            cg: &str,
-            p: &str,
-        ) -> azure_core::Result<Option<crate::checkpoint::RetryState>> {
-            self.0.load_retry(ns, hub, cg, p).await
-        }
-        async fn save_retry(
-            &self,
-            ns: &str,
-            hub: &str,
-            cg: &str,
-            p: &str,
-            state: Option<crate::checkpoint::RetryState>,
-        ) -> azure_core::Result<()> {
-            self.0.save_retry(ns, hub, cg, p, state).await
-        }
-    }
-
-    impl crate::checkpoint::VersionStore for Hanging {}
-
-    impl Store for Hanging {
-        fn describe(&self) -> String {
-            "hanging".into()
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_store_that_does_not_answer_holds_one_batch_at_most_briefly() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Hanging(LocalCheckpointStore::new(dir.path())));
+        let store = Arc::new(FakeStore::new(
+            LocalCheckpointStore::new(dir.path()),
+            Listing::Hang,
+        ));
         let mut fence = Fence::new(store, &ctx(), "me", Duration::ZERO);
         let start = Instant::now();
         assert_eq!(fence.owner().await, Owner::Me);

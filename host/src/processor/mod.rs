@@ -397,82 +397,8 @@ async fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::fake::{FakeStore, Listing};
     use crate::checkpoint::local::LocalCheckpointStore;
-    use crate::checkpoint::{RetryState, RetryStore};
-    use async_trait::async_trait;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// A local store where the first listing is overtaken by a renewal of the listed claims,
-    /// as when the stopped load balancer's last renewal lands during the release.
-    struct RenewalRace {
-        inner: LocalCheckpointStore,
-        raced: AtomicBool,
-    }
-
-    #[async_trait]
-    impl CheckpointStore for RenewalRace {
-        async fn claim_ownership(&self, o: &[Ownership]) -> azure_core::Result<Vec<Ownership>> {
-            self.inner.claim_ownership(o).await
-        }
-        async fn list_checkpoints(
-            &self,
-            ns: &str,
-            hub: &str,
-            cg: &str,
-        ) -> azure_core::Result<Vec<crate::checkpoint::Checkpoint>> {
-            self.inner.list_checkpoints(ns, hub, cg).await
-        }
-        async fn list_ownerships(
-            &self,
-            ns: &str,
-            hub: &str,
-            cg: &str,
-        ) -> azure_core::Result<Vec<Ownership>> {
-            let listed = self.inner.list_ownerships(ns, hub, cg).await?;
-            if !self.raced.swap(true, Ordering::SeqCst) {
-                let renewed = self.inner.claim_ownership(&listed).await?;
-                assert_eq!(renewed.len(), listed.len());
-            }
-            Ok(listed)
-        }
-        async fn update_checkpoint(
-            &self,
-            c: crate::checkpoint::Checkpoint,
-        ) -> azure_core::Result<()> {
-            self.inner.update_checkpoint(c).await
-        }
-    }
-
-    #[async_trait]
-    impl RetryStore for RenewalRace {
-        async fn load_retry(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-            _: &str,
-        ) -> azure_core::Result<Option<RetryState>> {
-            Ok(None)
-        }
-        async fn save_retry(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-            _: &str,
-            _: Option<RetryState>,
-        ) -> azure_core::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl crate::checkpoint::VersionStore for RenewalRace {}
-
-    impl Store for RenewalRace {
-        fn describe(&self) -> String {
-            "renewal race".into()
-        }
-    }
 
     #[tokio::test]
     async fn release_wins_over_a_renewal_that_lands_first() {
@@ -490,10 +416,7 @@ mod tests {
             })
             .collect();
         assert_eq!(inner.claim_ownership(&claims).await.unwrap().len(), 2);
-        let store: Arc<dyn Store> = Arc::new(RenewalRace {
-            inner: inner.clone(),
-            raced: AtomicBool::new(false),
-        });
+        let store: Arc<dyn Store> = Arc::new(FakeStore::new(inner.clone(), Listing::RenewFirst));
 
         release(&store, "ns", "hub", "$Default", "me").await;
 

@@ -1,17 +1,10 @@
 //! Azurite's blob service for tests: each [`Azurite`] is its own emulator process on a free
 //! 127.0.0.1 port, in memory (or on disk, to survive a restart), stopped when the value is
 //! dropped (also when the test panics).
-//!
-//! Include it with
-//! ```ignore
-//! #[path = "support/azurite.rs"]
-//! mod azurite;
-//! ```
 //! `scripts/setup.sh` installs Azurite; `scripts/env.sh` exports `HUBWASM_AZURITE` (the
 //! `azurite-blob` binary), else `~/.cache/hubwasm/node/node_modules/.bin/azurite-blob` is used.
-#![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,7 +61,7 @@ impl Azurite {
         for _ in 0..3 {
             let mut azurite = Azurite {
                 child: None,
-                port: free_port(),
+                port: crate::free_port(),
                 dir: tempfile::tempdir().expect("temp dir"),
                 persistent,
             };
@@ -201,12 +194,4 @@ impl Drop for Azurite {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// A port nothing listens on right now (the OS picks it; 127.0.0.1 only).
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }

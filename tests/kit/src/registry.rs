@@ -2,15 +2,8 @@
 //! free 127.0.0.1 port, storing in a temporary directory, with basic auth (bcrypt htpasswd made
 //! by `htpasswd` from apache2-utils), stopped when the value is dropped. `scripts/setup.sh`
 //! installs both.
-//!
-//! Include it with
-//! ```ignore
-//! #[path = "support/registry.rs"]
-//! mod registry;
-//! ```
-#![allow(dead_code)]
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,13 +18,6 @@ pub struct Registry {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 impl Registry {
     /// Start a registry that needs [`USER`] and [`PASSWORD`].
     pub fn start() -> Registry {
@@ -44,7 +30,7 @@ impl Registry {
         std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
         let mut registry = Registry {
             child: None,
-            port: free_port(),
+            port: crate::free_port(),
             dir,
         };
         registry.restart();

@@ -1,16 +1,16 @@
 //! A counting global allocator for tests that bound memory: the peak bytes held on this thread
-//! while a closure runs. Include it with
+//! while a closure runs. A test binary installs it with
 //! ```ignore
-//! #[path = "support/counting_alloc.rs"]
-//! mod counting_alloc;
+//! #[global_allocator]
+//! static ALLOCATOR: hubwasm_testkit::counting_alloc::Counting = hubwasm_testkit::counting_alloc::Counting;
 //! ```
-//! (it installs itself as the test binary's global allocator).
-#![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-struct Counting;
+/// Counts the bytes each thread holds; a test installs it with
+/// `#[global_allocator] static A: Counting = Counting;`.
+pub struct Counting;
 
 thread_local! {
     static LIVE: Cell<usize> = const { Cell::new(0) };
@@ -53,9 +53,6 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 /// Peak bytes held (above what was held before) while `f` runs on this thread.
 pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {

@@ -1,6 +1,5 @@
 //! A raw AMQP client for the endpoint's frame-level tests (`hub_limits`, `hub_security`), built
 //! from hubwasm's own codec, and an endpoint with one event hub `events` of one partition.
-#![allow(dead_code, unused_imports)] // each test crate uses part of it
 
 pub use std::time::Duration;
 

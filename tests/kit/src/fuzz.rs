@@ -1,7 +1,5 @@
 //! Strategies shared by the property tests (`hub/tests/fuzz_*.rs`).
 
-#![allow(dead_code)] // each test file uses some of them
-
 use hubwasm_hub::amqp::Value;
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -3,13 +3,13 @@
 //! cached by content (~/.cache/hubwasm/builds), so after the first run this is a copy.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
 /// The repository's `plugins/` directory.
 pub fn plugins_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins")
+    crate::repo().join("plugins")
 }
 
 /// `plugins/<lang>/<name>` (e.g. `python/json-filter`) built; panics with the tool's message if
@@ -22,10 +22,11 @@ pub fn built(rel: &str) -> PathBuf {
         return path.clone();
     }
     let (lang, name) = rel.split_once('/').expect("<lang>/<name>");
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+    let out = crate::hubwasm_bin()
+        .with_file_name("tmp")
         .join("lang-plugins")
         .join(format!("{}_{lang}.wasm", name.replace('-', "_")));
-    let output = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+    let output = Command::new(crate::hubwasm_bin())
         .args(["plugin", "build"])
         .arg(plugins_dir().join(rel))
         .arg("-o")

@@ -1,14 +1,7 @@
 //! The official Python SDKs' scripts in `tests/python/`, run with the venv that
 //! `scripts/setup.sh` creates (`HUBWASM_PYTHON`, else `~/.cache/hubwasm/venv/bin/python`).
-//!
-//! Include it with
-//! ```ignore
-//! #[path = "support/python.rs"]
-//! mod python;
-//! ```
-#![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// The venv's Python.
@@ -29,9 +22,7 @@ pub fn binary() -> PathBuf {
 
 /// A script in `tests/python/`.
 pub fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/python")
-        .join(name)
+    crate::repo().join("tests/python").join(name)
 }
 
 /// `python <script>`, to add arguments to.

@@ -15,15 +15,15 @@ use hubwasm_hub::RunningHub;
 use crate::azurite::{self, Azurite};
 use crate::python;
 
-pub(crate) const HUB: &str = "orders";
-pub(crate) const NS: &str = "localhost";
+pub const HUB: &str = "orders";
+pub const NS: &str = "localhost";
 
-pub(crate) async fn start_endpoint(data: &Path, partitions: u32) -> RunningHub {
+pub async fn start_endpoint(data: &Path, partitions: u32) -> RunningHub {
     start_endpoint_at(data, partitions, "127.0.0.1:0".parse().unwrap()).await
 }
 
 /// The endpoint on a given address (to restart it where the hosts expect it).
-pub(crate) async fn start_endpoint_at(
+pub async fn start_endpoint_at(
     data: &Path,
     partitions: u32,
     listen: std::net::SocketAddr,
@@ -57,15 +57,15 @@ pub(crate) async fn start_endpoint_at(
 
 /// One test's world on the local checkpoint store: its temp dir, the endpoint (`partitions`
 /// partitions in the hub under test), the store's directory and the dead-letter directory.
-pub(crate) struct Local {
-    pub(crate) dir: tempfile::TempDir,
-    pub(crate) endpoint: RunningHub,
-    pub(crate) store_dir: PathBuf,
-    pub(crate) dead: PathBuf,
+pub struct Local {
+    pub dir: tempfile::TempDir,
+    pub endpoint: RunningHub,
+    pub store_dir: PathBuf,
+    pub dead: PathBuf,
 }
 
 impl Local {
-    pub(crate) async fn start(partitions: u32) -> Local {
+    pub async fn start(partitions: u32) -> Local {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = start_endpoint(&dir.path().join("hub"), partitions).await;
         let store_dir = dir.path().join("checkpoints");
@@ -79,33 +79,33 @@ impl Local {
     }
 
     /// A host config on this store and dead-letter directory (see [`config`]).
-    pub(crate) fn config(&self, hub_extra: &str) -> String {
+    pub fn config(&self, hub_extra: &str) -> String {
         config(&self.endpoint, &self.store_dir, &self.dead, hub_extra)
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub(crate) fn store(&self) -> LocalCheckpointStore {
+    pub fn store(&self) -> LocalCheckpointStore {
         LocalCheckpointStore::new(&self.store_dir)
     }
 }
 
 /// A `hubwasm run` process; killed (SIGKILL) if still running when dropped.
-pub(crate) struct Host {
-    pub(crate) name: String,
-    pub(crate) child: Child,
-    pub(crate) log: PathBuf,
+pub struct Host {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
 }
 
 impl Host {
-    pub(crate) fn start(name: &str, dir: &Path, config: &str, extra: &[&str]) -> Host {
+    pub fn start(name: &str, dir: &Path, config: &str, extra: &[&str]) -> Host {
         Host::start_with_env(name, dir, config, extra, &[])
     }
 
     /// [`Host::start`] with extra environment variables for the process.
-    pub(crate) fn start_with_env(
+    pub fn start_with_env(
         name: &str,
         dir: &Path,
         config: &str,
@@ -116,7 +116,7 @@ impl Host {
         std::fs::write(&config_path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hubwasm"))
+        let child = Command::new(crate::hubwasm_bin())
             .arg("run")
             .arg("--config")
             .arg(&config_path)
@@ -140,35 +140,35 @@ impl Host {
     }
 
     /// Run until caught up (`--exit-when-idle 1`, at most `limit`) and check that it exited 0.
-    pub(crate) fn run_until_idle(name: &str, dir: &Path, config: &str, limit: Duration) -> Host {
+    pub fn run_until_idle(name: &str, dir: &Path, config: &str, limit: Duration) -> Host {
         let mut host = Host::start(name, dir, config, &["--exit-when-idle", "1"]);
         let status = host.wait(limit);
         assert!(status.success(), "{name}: {status}\n{}", host.log());
         host
     }
 
-    pub(crate) fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// (partition, sequence number) of every event this host reported handled, for a group.
-    pub(crate) fn handled(&self, group: &str) -> Vec<(String, i64)> {
+    pub fn handled(&self, group: &str) -> Vec<(String, i64)> {
         handled_in(&self.log(), group)
     }
 
-    pub(crate) fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM and wait for the exit status (bounded).
-    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         self.wait(Duration::from_secs(60))
     }
 
-    pub(crate) fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -194,7 +194,7 @@ impl Drop for Host {
     }
 }
 
-pub(crate) fn handled_in(log: &str, group: &str) -> Vec<(String, i64)> {
+pub fn handled_in(log: &str, group: &str) -> Vec<(String, i64)> {
     let marker = format!("handled group={group} partition=");
     log.lines()
         .filter_map(|line| {
@@ -207,12 +207,7 @@ pub(crate) fn handled_in(log: &str, group: &str) -> Vec<(String, i64)> {
 }
 
 /// A host config on the local checkpoint store with dead letters in a directory.
-pub(crate) fn config(
-    endpoint: &RunningHub,
-    store: &Path,
-    dead_letter: &Path,
-    hub_extra: &str,
-) -> String {
+pub fn config(endpoint: &RunningHub, store: &Path, dead_letter: &Path, hub_extra: &str) -> String {
     config_with(
         endpoint,
         &local_checkpoints(store),
@@ -221,14 +216,14 @@ pub(crate) fn config(
     )
 }
 
-pub(crate) fn local_checkpoints(store: &Path) -> String {
+pub fn local_checkpoints(store: &Path) -> String {
     format!("store = \"local\"\npath = \"{}\"", store.display())
 }
 
 /// A host config with Blob checkpoints in the container `checkpoints` on `azurite` and dead
 /// letters in the directory `dead`.
 #[allow(dead_code)] // the reliability suite's (it shares this harness)
-pub(crate) fn blob_config(endpoint: &RunningHub, azurite: &Azurite, dead: &Path) -> String {
+pub fn blob_config(endpoint: &RunningHub, azurite: &Azurite, dead: &Path) -> String {
     config_with(
         endpoint,
         &format!("store = \"blob\"\n{}", blob_keys(azurite, "checkpoints")),
@@ -238,7 +233,7 @@ pub(crate) fn blob_config(endpoint: &RunningHub, azurite: &Azurite, dead: &Path)
 }
 
 /// The `[checkpoints]` (or `[eventhub.dead_letter]`) keys for a container on Azurite.
-pub(crate) fn blob_keys(azurite: &Azurite, container: &str) -> String {
+pub fn blob_keys(azurite: &Azurite, container: &str) -> String {
     format!(
         "endpoint = \"{}\"\naccount = \"{}\"\nkey = \"{}\"\ncontainer = \"{container}\"",
         azurite.blob_endpoint(),
@@ -247,7 +242,7 @@ pub(crate) fn blob_keys(azurite: &Azurite, container: &str) -> String {
     )
 }
 
-pub(crate) fn config_with(
+pub fn config_with(
     endpoint: &RunningHub,
     checkpoints: &str,
     dead_letter: &str,
@@ -283,7 +278,7 @@ ownership_check_ms = 0
 }
 
 /// The admin API's address, as the host's log announces it.
-pub(crate) fn admin_address(host: &Host) -> Option<String> {
+pub fn admin_address(host: &Host) -> Option<String> {
     let log = host.log();
     let at = log.find("admin API on http://")? + "admin API on http://".len();
     let rest = &log[at..];
@@ -292,7 +287,7 @@ pub(crate) fn admin_address(host: &Host) -> Option<String> {
 
 /// Start a host with `envs` (its config and log in `dir`) and wait until its admin API
 /// answers; the host and the API's address.
-pub(crate) async fn start_with_admin(
+pub async fn start_with_admin(
     name: &str,
     dir: &Path,
     config: &str,
@@ -311,8 +306,47 @@ pub(crate) async fn start_with_admin(
     (host, addr)
 }
 
+/// [`start_with_admin`], then wait until the host owns `partitions` partitions of its first
+/// event hub (as its `/status` says): the one way tests start a host that is serving.
+pub async fn start_serving(
+    name: &str,
+    dir: &Path,
+    config: &str,
+    envs: &[(&str, &str)],
+    partitions: usize,
+) -> (Host, String) {
+    let (host, addr) = start_with_admin(name, dir, config, envs).await;
+    let owned = || async {
+        let answer = hubwasm::admin::client::request(
+            &addr,
+            "GET",
+            "/status",
+            None,
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .ok()?;
+        let status: hubwasm::admin::Status = serde_json::from_str(&answer.body).ok()?;
+        Some(status.event_hubs.first()?.partitions.len())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if owned().await.unwrap_or(0) >= partitions {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} owns {partitions} partitions within 60 s\n{}",
+            tail(&host.log(), 60)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (host, addr)
+}
+
 /// Swap the plugin of the hub under test by uploading `bytes` (named `name`) with `token`.
-pub(crate) async fn upload_swap(
+pub async fn upload_swap(
     addr: &str,
     bytes: &[u8],
     name: &str,
@@ -332,7 +366,7 @@ pub(crate) async fn upload_swap(
 }
 
 /// Swap the plugin of the hub under test with a JSON request (`{"plugin": ...}`) and `token`.
-pub(crate) async fn json_swap(
+pub async fn json_swap(
     addr: &str,
     body: serde_json::Value,
     token: &str,
@@ -350,7 +384,7 @@ pub(crate) async fn json_swap(
 }
 
 /// Send `count` events round-robin over the partitions, or to one partition.
-pub(crate) async fn send(endpoint: &RunningHub, count: usize, partition: Option<&str>) {
+pub async fn send(endpoint: &RunningHub, count: usize, partition: Option<&str>) {
     let options = hubwasm::send::SendOptions {
         connection_string: endpoint.connection_string(HUB),
         count,
@@ -364,12 +398,12 @@ pub(crate) async fn send(endpoint: &RunningHub, count: usize, partition: Option<
 }
 
 /// Send these bodies to `hub`, round-robin over its partitions.
-pub(crate) async fn send_bodies(endpoint: &RunningHub, hub: &str, bodies: &[String], dir: &Path) {
+pub async fn send_bodies(endpoint: &RunningHub, hub: &str, bodies: &[String], dir: &Path) {
     send_bodies_in(endpoint, hub, bodies, dir, 100).await;
 }
 
 /// [`send_bodies`] in batches of `batch_size` (1: one event per partition in turn).
-pub(crate) async fn send_bodies_in(
+pub async fn send_bodies_in(
     endpoint: &RunningHub,
     hub: &str,
     bodies: &[String],
@@ -391,7 +425,7 @@ pub(crate) async fn send_bodies_in(
 }
 
 /// Wait (bounded) until `done` holds; poll every 100 ms.
-pub(crate) async fn eventually(
+pub async fn eventually(
     what: &str,
     limit: Duration,
     mut done: impl FnMut() -> bool,
@@ -410,22 +444,19 @@ pub(crate) async fn eventually(
     }
 }
 
-pub(crate) fn tail(text: &str, n: usize) -> String {
+pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Every (partition, seq) in 0..per_partition for `partitions` partitions.
-pub(crate) fn all_events(partitions: u32, per_partition: i64) -> BTreeSet<(String, i64)> {
+pub fn all_events(partitions: u32, per_partition: i64) -> BTreeSet<(String, i64)> {
     (0..partitions)
         .flat_map(|p| (0..per_partition).map(move |s| (p.to_string(), s)))
         .collect()
 }
 
-pub(crate) async fn owners(
-    store: &impl CheckpointStore,
-    group: &str,
-) -> BTreeMap<String, Option<String>> {
+pub async fn owners(store: &impl CheckpointStore, group: &str) -> BTreeMap<String, Option<String>> {
     store
         .list_ownerships(NS, HUB, group)
         .await
@@ -435,7 +466,7 @@ pub(crate) async fn owners(
         .collect()
 }
 
-pub(crate) async fn checkpoints(
+pub async fn checkpoints(
     store: &impl CheckpointStore,
     group: &str,
 ) -> BTreeMap<String, Option<i64>> {
@@ -449,15 +480,15 @@ pub(crate) async fn checkpoints(
 }
 
 /// `hubwasm status --config <config>`.
-pub(crate) fn status_of(config: &Path) -> Command {
-    let mut status = Command::new(env!("CARGO_BIN_EXE_hubwasm"));
+pub fn status_of(config: &Path) -> Command {
+    let mut status = Command::new(crate::hubwasm_bin());
     status.args(["status", "--config"]).arg(config);
     status
 }
 
 /// `hubwasm status ...` shows `partitions` rows, each `<partition> <expected>`
 /// (owner, checkpoint, last sequence number, lag).
-pub(crate) fn assert_status_rows(mut status: Command, partitions: usize, expected: [&str; 4]) {
+pub fn assert_status_rows(mut status: Command, partitions: usize, expected: [&str; 4]) {
     let out = status.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -481,7 +512,7 @@ pub(crate) fn assert_status_rows(mut status: Command, partitions: usize, expecte
 }
 
 /// A store on a container of Azurite (created if missing), to look at what the hosts wrote.
-pub(crate) async fn blob_store(azurite: &Azurite, container: &str) -> BlobCheckpointStore {
+pub async fn blob_store(azurite: &Azurite, container: &str) -> BlobCheckpointStore {
     let store = BlobCheckpointStore::with_account_key(
         &azurite.blob_endpoint(),
         azurite::ACCOUNT,
@@ -494,7 +525,7 @@ pub(crate) async fn blob_store(azurite: &Azurite, container: &str) -> BlobCheckp
 }
 
 /// Run `tests/python/blob_consumer.py` until it has `expect` events; the events it received.
-pub(crate) async fn python_consumer(
+pub async fn python_consumer(
     azurite: &Azurite,
     endpoint: &RunningHub,
     container: &str,
@@ -510,7 +541,7 @@ pub(crate) async fn python_consumer(
 }
 
 /// The (partition, sequence number) pairs `blob_consumer.py` reports.
-pub(crate) fn python_events(result: &serde_json::Value) -> BTreeSet<(String, i64)> {
+pub fn python_events(result: &serde_json::Value) -> BTreeSet<(String, i64)> {
     assert_eq!(result["namespace"], NS, "{result}");
     result["events"]
         .as_array()

@@ -1,15 +1,8 @@
 //! Redis for tests: each [`RedisServer`] is Debian's `redis-server` on a free 127.0.0.1 port,
 //! in memory, stopped when the value is dropped (also when the test panics). `scripts/setup.sh`
 //! installs it.
-//!
-//! Include it with
-//! ```ignore
-//! #[path = "support/redis.rs"]
-//! mod redis_server;
-//! ```
-#![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,19 +16,12 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 impl RedisServer {
     /// Start redis-server on a free port and wait until it accepts connections.
     pub fn start() -> RedisServer {
         let mut server = RedisServer {
             child: None,
-            port: free_port(),
+            port: crate::free_port(),
             dir: tempfile::tempdir().unwrap(),
         };
         server.restart();
