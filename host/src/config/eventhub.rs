@@ -111,7 +111,12 @@ pub enum DeadLetterConfig {
     /// in a container (same auth options as the Blob checkpoint store).
     Blob(BlobContainerConfig),
     /// Another event hub: the original body and properties, with the failure as properties.
-    EventHub { connection_string: String },
+    EventHub {
+        connection_string: String,
+        /// What `connection_string` says, parsed when the config is loaded; not a TOML key.
+        #[serde(skip)]
+        parsed: Option<crate::connection::ConnectionString>,
+    },
 }
 
 fn default_dead_letter_path() -> PathBuf {

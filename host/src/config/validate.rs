@@ -69,10 +69,23 @@ impl RunConfig {
                 })?;
                 outputs.push(address);
             }
-            hubs.push((address, outputs));
+            let dead_letter = match &hub.dead_letter {
+                DeadLetterConfig::EventHub {
+                    connection_string, ..
+                } => Some(
+                    crate::connection::ConnectionString::parse(connection_string).map_err(|e| {
+                        self.invalid(at("dead_letter.connection_string"), e.to_string())
+                    })?,
+                ),
+                _ => None,
+            };
+            hubs.push((address, outputs, dead_letter));
         }
-        for (hub, (address, outputs)) in self.event_hubs.iter_mut().zip(hubs) {
+        for (hub, (address, outputs, dead_letter)) in self.event_hubs.iter_mut().zip(hubs) {
             hub.address = Some(address);
+            if let DeadLetterConfig::EventHub { parsed, .. } = &mut hub.dead_letter {
+                *parsed = dead_letter;
+            }
             for (output, address) in hub.output.iter_mut().zip(outputs) {
                 output.address = Some(address);
             }
@@ -258,11 +271,6 @@ impl RunConfig {
                 if !blob.is_complete() {
                     return Err(self.invalid(at("dead_letter.sink"), BLOB_AUTH_HINT));
                 }
-            }
-            if let DeadLetterConfig::EventHub { connection_string } = &hub.dead_letter {
-                crate::connection::ConnectionString::parse(connection_string).map_err(|e| {
-                    self.invalid(at("dead_letter.connection_string"), e.to_string())
-                })?;
             }
         }
         self.validate_admin()?;

@@ -415,11 +415,17 @@ fn address_target(
 async fn open_dead_letter(config: &DeadLetterConfig) -> Result<Arc<dyn DeadLetterSink>, RunError> {
     Ok(match config {
         DeadLetterConfig::Directory { path } => Arc::new(DirectorySink::new(path)),
-        DeadLetterConfig::EventHub { connection_string } => {
-            let conn = ConnectionString::parse(connection_string)?;
-            Arc::new(EventHubSink::new(
-                conn.producer().await?,
-                conn.entity_path.clone(),
+        DeadLetterConfig::EventHub {
+            parsed: Some(conn), ..
+        } => Arc::new(EventHubSink::new(
+            conn.producer().await?,
+            conn.entity_path.clone(),
+        )),
+        DeadLetterConfig::EventHub { parsed: None, .. } => {
+            return Err(RunError::Store(
+                "dead-letter event hub: its connection string was not parsed (load the config \
+                 with RunConfig::load)"
+                    .into(),
             ))
         }
         DeadLetterConfig::Blob(blob) => crate::sink::blob::open(blob)
