@@ -337,7 +337,7 @@ pub(super) async fn process(
                     sink = %setup.dead_letter.describe(),
                     "Event dead-lettered; moving on"
                 );
-                report(setup, ctx, Outcome::DeadLettered);
+                report(setup, ctx, Outcome::DeadLettered { plugin: &plugin });
                 checkpointer.set(failing.sequence_number, &failing.offset);
                 *retry = None;
                 save_retry(setup, ctx, None).await;

@@ -10,8 +10,8 @@ use crate::event::PartitionContext;
 use crate::metrics::MetricEvent;
 
 /// What a step of a partition's work came to.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Outcome {
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
     /// `n` events handled by the plugin (their effects committed), in `took`.
     Handled { n: u64, took: Duration },
     /// A call failed on an event (`kind` as the error labels it).
@@ -21,8 +21,9 @@ pub enum Outcome {
     /// The plugin cannot start: the partition waits (a deployment fault, counted against the
     /// version, never against the event).
     CannotStart,
-    /// The failing event went to the dead-letter sink.
-    DeadLettered,
+    /// The failing event went to the dead-letter sink, as the letter names `plugin` (the
+    /// version that failed on it, which a swap may have replaced since).
+    DeadLettered { plugin: &'a crate::plugin::Plugin },
     /// `n` events skipped as duplicates.
     Duplicates { n: u64 },
     /// `n` emitted events acknowledged by their outputs.
@@ -34,7 +35,7 @@ pub enum Outcome {
 }
 
 /// Report `outcome` of `ctx`'s partition to everyone who needs it.
-pub fn report(setup: &PartitionSetup, ctx: &PartitionContext, outcome: Outcome) {
+pub fn report(setup: &PartitionSetup, ctx: &PartitionContext, outcome: Outcome<'_>) {
     let stats = &setup.stats;
     let version = || setup.plugin.current();
     match outcome {
@@ -74,8 +75,7 @@ pub fn report(setup: &PartitionSetup, ctx: &PartitionContext, outcome: Outcome) 
             setup.plugin.note_outcome(0, 1);
             setup.owned.set(ctx, Some(PartitionState::Paused));
         }
-        Outcome::DeadLettered => {
-            let plugin = version();
+        Outcome::DeadLettered { plugin } => {
             stats.record(MetricEvent::DeadLettered {
                 ctx,
                 plugin: plugin.name(),
