@@ -17,6 +17,7 @@ mod fleet;
 use hubwasm_testkit::harness;
 mod languages;
 mod oci;
+mod stopping;
 mod stores;
 mod swap_inputs;
 mod tenants;

@@ -48,6 +48,11 @@ fn millis(d: Duration) -> i64 {
 const STALL_AFTER: Duration = Duration::from_secs(40);
 const STALL_CHECK: Duration = Duration::from_secs(10);
 
+/// How long opening a processor's connection may take before it is tried again.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping processor, and the release of its ownerships, may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Receivers failing at once this often within [`DEAD_START_WINDOW`] rebuild the processor.
 const DEAD_STARTS_TO_RECONNECT: usize = 3;
 const DEAD_START_WINDOW: Duration = Duration::from_secs(30);
@@ -79,7 +84,20 @@ pub(crate) async fn consume(
     let stats = setup.stats.clone();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     'restart: while !stop.is_set() {
-        let processor = match build_processor(&hub, &target, &store, &stats, &instance_id).await {
+        // An endpoint that took the connection and never answers would hold the open (and a
+        // stop) forever: bounded, and given up on a stop.
+        let built = tokio::select! {
+            built = tokio::time::timeout(
+                OPEN_TIMEOUT,
+                build_processor(&hub, &target, &store, &stats, &instance_id),
+            ) => built.unwrap_or_else(|_| Err(format!(
+                "{} did not answer within {OPEN_TIMEOUT:?} (a network that drops packets, an \
+                 endpoint that is not Event Hubs, or one stuck restarting)",
+                target.endpoint()
+            ))),
+            _ = stop.wait() => break 'restart,
+        };
+        let processor = match built {
             Ok(p) => p,
             Err(err) => {
                 let wait = backoff.next_delay();
@@ -188,7 +206,12 @@ pub(crate) async fn consume(
         // Stop this processor's partitions: each finishes its batch and checkpoints.
         partitions_stop.stop();
         while partitions.join_next().await.is_some() {}
-        let _ = processor.shutdown().await;
+        if tokio::time::timeout(CLOSE_TIMEOUT, processor.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(hub = %hub.name, "The event processor did not close within {CLOSE_TIMEOUT:?}; leaving it");
+        }
         run.abort();
         // Wait until the load balancer is gone, so no renewal of its starts after the release.
         let _ = run.await;
@@ -230,14 +253,16 @@ pub(crate) async fn consume(
             Stopped::Host => break 'restart,
         }
     }
-    release(
+    let released = release(
         &store,
         &target.namespace,
         &target.event_hub,
         &hub.consumer_group,
         &instance_id,
-    )
-    .await;
+    );
+    if tokio::time::timeout(CLOSE_TIMEOUT, released).await.is_err() {
+        tracing::warn!(hub = %hub.name, "The checkpoint store did not answer the release within {CLOSE_TIMEOUT:?}; the ownerships expire by themselves");
+    }
 }
 
 /// Events Event Hubs holds past what this host's running partitions of `hub` received (or,

@@ -156,6 +156,11 @@ impl Host {
         handled_in(&self.log(), group)
     }
 
+    /// Whether the process has not exited yet.
+    pub fn still_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
