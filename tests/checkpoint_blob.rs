@@ -18,6 +18,7 @@ use hubwasm::checkpoint::{
     Checkpoint, CheckpointStore, Ownership, RetryState, RetryStore, Store, VersionRecord,
     VersionStore,
 };
+use hubwasm::event::PartitionContext;
 use serde_json::{json, Value as Json};
 
 const CONTAINER: &str = "checkpoints";
@@ -267,14 +268,12 @@ async fn checkpoints_round_trip_under_lowercased_blob_names() {
 async fn retry_state_is_saved_loaded_and_cleared_beside_the_checkpoints() {
     let azurite = Azurite::start();
     let store = store(&azurite).await;
-    let load = || store.load_retry(NAMESPACE, HUB, GROUP, "3");
+    let at = PartitionContext::new(NAMESPACE, HUB, GROUP, "3");
+    let load = || store.load_retry(&at);
     assert_eq!(load().await.unwrap(), None);
 
     let first = RetryState::failed(41, 1);
-    store
-        .save_retry(NAMESPACE, HUB, GROUP, "3", Some(first.clone()))
-        .await
-        .unwrap();
+    store.save_retry(&at, Some(first.clone())).await.unwrap();
     assert_eq!(load().await.unwrap(), Some(first));
     // A pause keeps its reason in the metadata: one line of printable ASCII, bounded.
     let paused = RetryState {
@@ -285,10 +284,7 @@ async fn retry_state_is_saved_loaded_and_cleared_beside_the_checkpoints() {
             "x".repeat(400)
         )),
     };
-    store
-        .save_retry(NAMESPACE, HUB, GROUP, "3", Some(paused.clone()))
-        .await
-        .unwrap();
+    store.save_retry(&at, Some(paused.clone())).await.unwrap();
     let loaded = load().await.unwrap().unwrap();
     let reason = loaded.paused.unwrap();
     assert!(
@@ -301,10 +297,7 @@ async fn retry_state_is_saved_loaded_and_cleared_beside_the_checkpoints() {
         reason.len()
     );
     let again = RetryState::failed(41, 2);
-    store
-        .save_retry(NAMESPACE, HUB, GROUP, "3", Some(again.clone()))
-        .await
-        .unwrap();
+    store.save_retry(&at, Some(again.clone())).await.unwrap();
     assert_eq!(load().await.unwrap(), Some(again));
     assert_eq!(
         blob_names(&store).await,
@@ -313,13 +306,10 @@ async fn retry_state_is_saved_loaded_and_cleared_beside_the_checkpoints() {
     // Not a checkpoint, for us or for the official stores.
     assert!(checkpoints(&store).await.is_empty());
 
-    store
-        .save_retry(NAMESPACE, HUB, GROUP, "3", None)
-        .await
-        .unwrap();
+    store.save_retry(&at, None).await.unwrap();
     assert_eq!(load().await.unwrap(), None);
     store
-        .save_retry(NAMESPACE, HUB, GROUP, "3", None)
+        .save_retry(&at, None)
         .await
         .expect("clearing an absent retry state is fine");
     assert!(blob_names(&store).await.is_empty());
@@ -700,10 +690,10 @@ async fn a_storage_outage_turns_into_errors_not_hangs_or_panics() {
         bounded(store.list_ownerships(NAMESPACE, HUB, GROUP))
             .await
             .map(drop),
-        bounded(store.load_retry(NAMESPACE, HUB, GROUP, "0"))
+        bounded(store.load_retry(&PartitionContext::new(NAMESPACE, HUB, GROUP, "0")))
             .await
             .map(drop),
-        bounded(store.save_retry(NAMESPACE, HUB, GROUP, "0", None)).await,
+        bounded(store.save_retry(&PartitionContext::new(NAMESPACE, HUB, GROUP, "0"), None)).await,
     ];
     for result in results {
         let e = result.expect_err("storage is down");

@@ -55,3 +55,14 @@ pub struct PartitionContext {
     pub consumer_group: String,
     pub partition_id: String,
 }
+
+impl PartitionContext {
+    pub fn new(namespace: &str, event_hub: &str, consumer_group: &str, partition_id: &str) -> Self {
+        PartitionContext {
+            namespace: namespace.to_string(),
+            event_hub: event_hub.to_string(),
+            consumer_group: consumer_group.to_string(),
+            partition_id: partition_id.to_string(),
+        }
+    }
+}

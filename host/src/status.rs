@@ -1,6 +1,7 @@
 //! `hubwasm status`: owners, checkpoints and lag per partition, from the checkpoint store and
 //! the event hub.
 
+use crate::event::PartitionContext;
 use std::collections::HashMap;
 
 use crate::config::RunConfig;
@@ -169,10 +170,8 @@ pub async fn status(config: &RunConfig) -> Result<Vec<String>, RunError> {
             };
             let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
             // A partition stuck on an event says why (retries, or a plugin that cannot start).
-            let stuck = match store
-                .load_retry(&namespace, &hub.name, &hub.consumer_group, &id)
-                .await
-            {
+            let at = PartitionContext::new(&namespace, &hub.name, &hub.consumer_group, &id);
+            let stuck = match store.load_retry(&at).await {
                 Ok(Some(retry)) => match &retry.paused {
                     Some(why) => format!("  PAUSED before {}: {why}", retry.sequence_number),
                     None => format!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use hubwasm::checkpoint::local::LocalCheckpointStore;
 use hubwasm::checkpoint::{CheckpointStore, RetryStore};
 use hubwasm::connection::ConnectionString;
+use hubwasm::event::PartitionContext;
 
 use crate::azurite::Azurite;
 use crate::harness::*;
@@ -65,7 +66,10 @@ initial_backoff_ms = 20"#,
     assert_eq!(cps.get("0"), Some(&Some(9)));
     assert_eq!(cps.get("1"), Some(&Some(9)));
     assert_eq!(
-        store.load_retry(NS, HUB, "$Default", "0").await.unwrap(),
+        store
+            .load_retry(&PartitionContext::new(NS, HUB, "$Default", "0"))
+            .await
+            .unwrap(),
         None
     );
     t.endpoint.shutdown().await;
@@ -201,7 +205,7 @@ initial_backoff_ms = 20"#,
         "nothing after the failure"
     );
     let retry = store
-        .load_retry(NS, HUB, "$Default", "0")
+        .load_retry(&PartitionContext::new(NS, HUB, "$Default", "0"))
         .await
         .unwrap()
         .unwrap();
@@ -255,10 +259,12 @@ max_backoff_ms = 1500"#,
         "two failed attempts recorded",
         Duration::from_secs(60),
         || {
-            futures::executor::block_on(store.load_retry(NS, HUB, "$Default", "0"))
-                .ok()
-                .flatten()
-                .is_some_and(|r| r.attempts == 2)
+            futures::executor::block_on(
+                store.load_retry(&PartitionContext::new(NS, HUB, "$Default", "0")),
+            )
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.attempts == 2)
         },
         &[&first],
     )
@@ -552,7 +558,10 @@ max_backoff_ms = 200"#
     assert!(!t.dead.exists(), "nothing may be dead-lettered: {log}");
 
     let store = t.store();
-    let retry = store.load_retry(NS, HUB, "$Default", "0").await.unwrap();
+    let retry = store
+        .load_retry(&PartitionContext::new(NS, HUB, "$Default", "0"))
+        .await
+        .unwrap();
     let retry = retry.expect("a retry state records the pause");
     assert_eq!(retry.sequence_number, 2);
     assert_eq!(retry.attempts, 1);

@@ -1,6 +1,7 @@
 //! The one checkpoint-store fake of the unit tests: a real local store with one scripted twist
 //! in how it lists ownerships, for what the host does when the store misbehaves.
 
+use crate::event::PartitionContext;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
@@ -71,24 +72,15 @@ impl CheckpointStore for FakeStore {
 
 #[async_trait]
 impl RetryStore for FakeStore {
-    async fn load_retry(
-        &self,
-        ns: &str,
-        hub: &str,
-        cg: &str,
-        p: &str,
-    ) -> azure_core::Result<Option<RetryState>> {
-        self.inner.load_retry(ns, hub, cg, p).await
+    async fn load_retry(&self, at: &PartitionContext) -> azure_core::Result<Option<RetryState>> {
+        self.inner.load_retry(at).await
     }
     async fn save_retry(
         &self,
-        ns: &str,
-        hub: &str,
-        cg: &str,
-        p: &str,
+        at: &PartitionContext,
         state: Option<RetryState>,
     ) -> azure_core::Result<()> {
-        self.inner.save_retry(ns, hub, cg, p, state).await
+        self.inner.save_retry(at, state).await
     }
 }
 

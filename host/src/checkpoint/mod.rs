@@ -13,6 +13,7 @@
 //! - [`local`]: a directory on this machine, with atomic conditional updates, so several host
 //!   processes on one machine can share it.
 
+use crate::event::PartitionContext;
 use async_trait::async_trait;
 pub use azure_messaging_eventhubs::models::{Checkpoint, Ownership};
 pub use azure_messaging_eventhubs::CheckpointStore;
@@ -71,21 +72,12 @@ impl RetryState {
 #[async_trait]
 pub trait RetryStore: Send + Sync {
     /// The retry state of a partition, if one is recorded.
-    async fn load_retry(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-    ) -> azure_core::Result<Option<RetryState>>;
+    async fn load_retry(&self, at: &PartitionContext) -> azure_core::Result<Option<RetryState>>;
 
     /// Record (`Some`) or clear (`None`) the retry state of a partition.
     async fn save_retry(
         &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
+        at: &PartitionContext,
         state: Option<RetryState>,
     ) -> azure_core::Result<()>;
 }

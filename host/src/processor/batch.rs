@@ -546,17 +546,7 @@ pub(super) async fn save_retry(
     ctx: &PartitionContext,
     state: Option<RetryState>,
 ) {
-    if let Err(err) = setup
-        .store
-        .save_retry(
-            &ctx.namespace,
-            &ctx.event_hub,
-            &ctx.consumer_group,
-            &ctx.partition_id,
-            state,
-        )
-        .await
-    {
+    if let Err(err) = setup.store.save_retry(ctx, state).await {
         setup.stats.record(MetricEvent::StoreError);
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Cannot record the retry count; a takeover would count from zero");
     }

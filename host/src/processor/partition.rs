@@ -122,16 +122,7 @@ pub async fn serve(
     if let Err(err) = worker.open(&ctx).await {
         tracing::warn!(partition = %ctx.partition_id, error = %err, "Plugin's partition-opened hook failed");
     }
-    let mut retry = match setup
-        .store
-        .load_retry(
-            &ctx.namespace,
-            &ctx.event_hub,
-            &ctx.consumer_group,
-            &ctx.partition_id,
-        )
-        .await
-    {
+    let mut retry = match setup.store.load_retry(&ctx).await {
         Ok(state) => state,
         Err(err) => {
             tracing::warn!(partition = %ctx.partition_id, error = %err, "Cannot read the retry count; counting from zero");

@@ -19,6 +19,7 @@
 //! Authentication, retries, timeouts and error messages are the container's
 //! ([`crate::azure_blob`]), shared with the Blob dead-letter sink.
 
+use crate::event::PartitionContext;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -386,16 +387,21 @@ impl CheckpointStore for BlobCheckpointStore {
     }
 }
 
+/// The blob of a partition's retry state.
+fn retry_blob(at: &PartitionContext) -> Result<String> {
+    blob_name(
+        &at.namespace,
+        &at.event_hub,
+        &at.consumer_group,
+        RETRY,
+        &at.partition_id,
+    )
+}
+
 #[async_trait]
 impl RetryStore for BlobCheckpointStore {
-    async fn load_retry(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-    ) -> Result<Option<RetryState>> {
-        let name = blob_name(namespace, event_hub, consumer_group, RETRY, partition_id)?;
+    async fn load_retry(&self, at: &PartitionContext) -> Result<Option<RetryState>> {
+        let name = retry_blob(at)?;
         let what = "reading the retry state";
         let Some(metadata) = self.metadata_of(what, &name).await? else {
             return Ok(None);
@@ -415,15 +421,8 @@ impl RetryStore for BlobCheckpointStore {
         }))
     }
 
-    async fn save_retry(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-        state: Option<RetryState>,
-    ) -> Result<()> {
-        let name = blob_name(namespace, event_hub, consumer_group, RETRY, partition_id)?;
+    async fn save_retry(&self, at: &PartitionContext, state: Option<RetryState>) -> Result<()> {
+        let name = retry_blob(at)?;
         match state {
             Some(state) => {
                 let mut metadata = HashMap::from([

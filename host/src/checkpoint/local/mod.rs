@@ -8,6 +8,7 @@
 //! exclusive lock on `<consumergroup>/.lock`, so several host processes on the machine can share
 //! the directory.
 
+use crate::event::PartitionContext;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,6 +100,18 @@ impl LocalCheckpointStore {
         self.group_dir(ns, hub, cg)
             .join(kind)
             .join(format!("{}.json", sanitize(partition)))
+    }
+
+    /// `<group>/hubwasm-retry/<partition>.json`.
+    fn retry_file(&self, at: &PartitionContext) -> PathBuf {
+        let kind = "hubwasm-retry";
+        self.file(
+            &at.namespace,
+            &at.event_hub,
+            &at.consumer_group,
+            kind,
+            &at.partition_id,
+        )
     }
 
     /// `<group>/hubwasm-plugin/outcomes/<swap id>/`.
@@ -366,20 +379,8 @@ impl CheckpointStore for LocalCheckpointStore {
 
 #[async_trait]
 impl RetryStore for LocalCheckpointStore {
-    async fn load_retry(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-    ) -> azure_core::Result<Option<RetryState>> {
-        let path = self.file(
-            namespace,
-            event_hub,
-            consumer_group,
-            "hubwasm-retry",
-            partition_id,
-        );
+    async fn load_retry(&self, at: &PartitionContext) -> azure_core::Result<Option<RetryState>> {
+        let path = self.retry_file(at);
         blocking(move || {
             Ok(read_json::<RetryFile>(&path)?.map(|f| RetryState {
                 sequence_number: f.sequence_number,
@@ -392,19 +393,10 @@ impl RetryStore for LocalCheckpointStore {
 
     async fn save_retry(
         &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
+        at: &PartitionContext,
         state: Option<RetryState>,
     ) -> azure_core::Result<()> {
-        let path = self.file(
-            namespace,
-            event_hub,
-            consumer_group,
-            "hubwasm-retry",
-            partition_id,
-        );
+        let path = self.retry_file(at);
         blocking(move || match state {
             Some(s) => write_json(
                 &path,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::event::PartitionContext;
 
 fn ownership(partition: &str, owner: &str, etag: Option<Etag>) -> Ownership {
     Ownership {
@@ -70,6 +71,7 @@ async fn claims_are_conditional_and_a_stale_etag_loses() {
 
 #[tokio::test]
 async fn checkpoints_and_retry_state_round_trip() {
+    let at = PartitionContext::new("ns", "hub", "cg", "3");
     let dir = tempfile::tempdir().unwrap();
     let store = LocalCheckpointStore::new(dir.path());
     store
@@ -94,35 +96,17 @@ async fn checkpoints_and_retry_state_round_trip() {
         .unwrap()
         .is_empty());
 
-    assert_eq!(
-        store.load_retry("ns", "hub", "cg", "3").await.unwrap(),
-        None
-    );
+    assert_eq!(store.load_retry(&at).await.unwrap(), None);
     let state = RetryState {
         sequence_number: 8,
         attempts: 2,
         paused: Some("plugin `p` refused to start: bad config".into()),
     };
-    store
-        .save_retry("ns", "hub", "cg", "3", Some(state.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.load_retry("ns", "hub", "cg", "3").await.unwrap(),
-        Some(state)
-    );
-    store
-        .save_retry("ns", "hub", "cg", "3", None)
-        .await
-        .unwrap();
-    store
-        .save_retry("ns", "hub", "cg", "3", None)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.load_retry("ns", "hub", "cg", "3").await.unwrap(),
-        None
-    );
+    store.save_retry(&at, Some(state.clone())).await.unwrap();
+    assert_eq!(store.load_retry(&at).await.unwrap(), Some(state));
+    store.save_retry(&at, None).await.unwrap();
+    store.save_retry(&at, None).await.unwrap();
+    assert_eq!(store.load_retry(&at).await.unwrap(), None);
 }
 
 #[tokio::test]
