@@ -13,6 +13,7 @@ use std::time::Duration;
 use azure_core::time::OffsetDateTime;
 use azurite::{Azurite, ACCOUNT, KEY};
 use futures::TryStreamExt;
+use hubwasm::azure_blob::BlobContainer;
 use hubwasm::checkpoint::blob::{sign_account_sas, BlobCheckpointStore, BlobStoreOptions};
 use hubwasm::checkpoint::{
     Checkpoint, CheckpointStore, Ownership, RetryState, RetryStore, Store, VersionRecord,
@@ -28,9 +29,9 @@ const HUB: &str = "TeleMetry";
 const GROUP: &str = "$Default";
 
 async fn store(azurite: &Azurite) -> BlobCheckpointStore {
-    let store =
-        BlobCheckpointStore::with_account_key(&azurite.blob_endpoint(), ACCOUNT, KEY, CONTAINER)
-            .expect("store");
+    let store = BlobContainer::with_account_key(&azurite.blob_endpoint(), ACCOUNT, KEY, CONTAINER)
+        .map(BlobCheckpointStore::new)
+        .expect("store");
     store.ensure_container().await.expect("container");
     store
 }
@@ -620,7 +621,9 @@ async fn a_container_sas_url_works_and_a_wrong_key_is_refused_with_a_hint() {
     let expiry = OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1);
     let sas = sign_account_sas(ACCOUNT, KEY, expiry).unwrap();
     let url = format!("{}/{CONTAINER}?{sas}", azurite.blob_endpoint());
-    let by_sas = BlobCheckpointStore::from_container_sas_url(&url).unwrap();
+    let by_sas = BlobContainer::from_container_sas_url(&url)
+        .map(BlobCheckpointStore::new)
+        .unwrap();
     assert!(!by_sas.describe().contains("sig="), "{}", by_sas.describe());
     by_sas
         .update_checkpoint(checkpoint("0", 1, "10"))
@@ -629,13 +632,10 @@ async fn a_container_sas_url_works_and_a_wrong_key_is_refused_with_a_hint() {
     assert_eq!(checkpoints(&by_sas).await[0].sequence_number, Some(1));
 
     let wrong_key = azure_core::base64::encode([7u8; 64]);
-    let refused = BlobCheckpointStore::with_account_key(
-        &azurite.blob_endpoint(),
-        ACCOUNT,
-        &wrong_key,
-        CONTAINER,
-    )
-    .unwrap();
+    let refused =
+        BlobContainer::with_account_key(&azurite.blob_endpoint(), ACCOUNT, &wrong_key, CONTAINER)
+            .map(BlobCheckpointStore::new)
+            .unwrap();
     let e = refused
         .list_checkpoints(NAMESPACE, HUB, GROUP)
         .await
@@ -650,13 +650,10 @@ async fn a_container_sas_url_works_and_a_wrong_key_is_refused_with_a_hint() {
         "{e}"
     );
 
-    let missing = BlobCheckpointStore::with_account_key(
-        &azurite.blob_endpoint(),
-        ACCOUNT,
-        KEY,
-        "nonexistent",
-    )
-    .unwrap();
+    let missing =
+        BlobContainer::with_account_key(&azurite.blob_endpoint(), ACCOUNT, KEY, "nonexistent")
+            .map(BlobCheckpointStore::new)
+            .unwrap();
     let e = missing
         .update_checkpoint(checkpoint("0", 1, "10"))
         .await
@@ -709,7 +706,8 @@ async fn a_storage_outage_turns_into_errors_not_hangs_or_panics() {
         "http://127.0.0.1:{}/{ACCOUNT}",
         hubwasm_testkit::free_port()
     );
-    let closed = BlobCheckpointStore::with_account_key(&nowhere, ACCOUNT, KEY, CONTAINER)
+    let closed = BlobContainer::with_account_key(&nowhere, ACCOUNT, KEY, CONTAINER)
+        .map(BlobCheckpointStore::new)
         .unwrap()
         .with_options(impatient())
         .unwrap();
@@ -719,7 +717,8 @@ async fn a_storage_outage_turns_into_errors_not_hangs_or_panics() {
     // A server that accepts connections and never answers: the request timeout ends the call.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}/{ACCOUNT}", silent.local_addr().unwrap());
-    let hung = BlobCheckpointStore::with_account_key(&endpoint, ACCOUNT, KEY, CONTAINER)
+    let hung = BlobContainer::with_account_key(&endpoint, ACCOUNT, KEY, CONTAINER)
+        .map(BlobCheckpointStore::new)
         .unwrap()
         .with_options(BlobStoreOptions {
             request_timeout: Duration::from_secs(1),
@@ -751,24 +750,27 @@ fn entra_id_needs_https_and_the_description_has_no_secrets() {
         }
     }
     let credential = Arc::new(NoToken);
-    let e = BlobCheckpointStore::with_credential("http://127.0.0.1:1/acct/c", credential.clone())
+    let e = BlobContainer::with_credential("http://127.0.0.1:1/acct/c", credential.clone())
+        .map(BlobCheckpointStore::new)
         .unwrap_err();
     assert!(e.to_string().contains("https"), "{e}");
-    let store = BlobCheckpointStore::with_credential(
+    let store = BlobContainer::with_credential(
         "https://acct.blob.core.windows.net/checkpoints",
         credential,
     )
+    .map(BlobCheckpointStore::new)
     .unwrap();
     assert_eq!(
         store.describe(),
         "Azure Blob container https://acct.blob.core.windows.net/checkpoints (Microsoft Entra ID)"
     );
-    let keyed = BlobCheckpointStore::with_account_key(
+    let keyed = BlobContainer::with_account_key(
         "https://acct.blob.core.windows.net",
         "acct",
         KEY,
         "checkpoints",
     )
+    .map(BlobCheckpointStore::new)
     .unwrap();
     assert!(!keyed.describe().contains(KEY));
     assert!(!format!("{keyed:?}").contains(KEY));

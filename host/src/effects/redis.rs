@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 use super::dedupe::{Claim, DedupeError, DedupeStore};
-use super::state::{Committed, StateError, StateStore, Write};
+use super::state::{Change, Committed, StateError, StateStore};
 
 /// How long one Redis call may take before the partition treats the store as down (and waits).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -270,28 +270,22 @@ impl StateStore for RedisState {
         Ok((position, rows.into_iter().collect()))
     }
 
-    async fn commit(
-        &self,
-        scope: &str,
-        expected: Option<i64>,
-        position: i64,
-        writes: &[Write],
-    ) -> Result<Committed, StateError> {
+    async fn commit(&self, scope: &str, change: Change<'_>) -> Result<Committed, StateError> {
         let (entries, position_key) = state_keys(scope);
         let script = redis::Script::new(COMMIT);
         let mut invocation = script.prepare_invoke();
         invocation
             .key(entries)
             .key(position_key)
-            .arg(expected.map(|p| p.to_string()).unwrap_or_default())
-            .arg(position.to_string())
-            .arg(writes.iter().filter(|(_, v)| v.is_some()).count());
-        for (key, value) in writes {
+            .arg(change.expected.map(|p| p.to_string()).unwrap_or_default())
+            .arg(change.position.to_string())
+            .arg(change.writes.iter().filter(|(_, v)| v.is_some()).count());
+        for (key, value) in change.writes {
             if let Some(value) = value {
                 invocation.arg(key).arg(value.as_slice());
             }
         }
-        for (key, value) in writes {
+        for (key, value) in change.writes {
             if value.is_none() {
                 invocation.arg(key);
             }

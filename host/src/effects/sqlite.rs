@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::dedupe::{Claim, DedupeError, DedupeStore};
-use super::state::{Committed, StateError, StateStore, Write};
+use super::state::{Change, Committed, StateError, StateStore};
 
 /// How long a writer waits for another process's write to finish before it reports an error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -321,15 +321,10 @@ impl StateStore for SqliteState {
         .await
     }
 
-    async fn commit(
-        &self,
-        scope: &str,
-        expected: Option<i64>,
-        position: i64,
-        writes: &[Write],
-    ) -> Result<Committed, StateError> {
+    async fn commit(&self, scope: &str, change: Change<'_>) -> Result<Committed, StateError> {
         let scope = scope.to_string();
-        let writes = writes.to_vec();
+        let (expected, position, writes) =
+            (change.expected, change.position, change.writes.to_vec());
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let stored: Option<i64> = tx
@@ -415,22 +410,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.sqlite");
         let store = SqliteState::open(&path).unwrap();
+        let change = |expected, position, writes| Change {
+            expected,
+            position,
+            writes,
+        };
         assert_eq!(store.load("p").await.unwrap(), (None, vec![]));
         let w = |k: &str, v: Option<&str>| (k.to_string(), v.map(|v| v.as_bytes().to_vec()));
         let first = [w("a", Some("1")), w("b", Some("2"))];
         assert_eq!(
-            store.commit("p", None, 10, &first).await.unwrap(),
+            store.commit("p", change(None, 10, &first)).await.unwrap(),
             Committed::Done
         );
         // A host that still thinks the position is unset (it lost the partition) is fenced.
         let stale = [w("a", Some("9"))];
         assert_eq!(
-            store.commit("p", None, 12, &stale).await.unwrap(),
+            store.commit("p", change(None, 12, &stale)).await.unwrap(),
             Committed::Fenced
         );
         let next = [w("a", None), w("c", Some("3"))];
         assert_eq!(
-            store.commit("p", Some(10), 20, &next).await.unwrap(),
+            store
+                .commit("p", change(Some(10), 20, &next))
+                .await
+                .unwrap(),
             Committed::Done
         );
         // Another process sees the committed state and position; other scopes are apart.

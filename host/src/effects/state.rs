@@ -48,20 +48,23 @@ pub enum Committed {
 /// One staged write: a value, or `None` to delete the key.
 pub type Write = (String, Option<Vec<u8>>);
 
+/// A commit of state: `writes` applied and the position set to `position`, if the stored
+/// position is still `expected` (the host that commits still owns the partition).
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub expected: Option<i64>,
+    pub position: i64,
+    pub writes: &'a [Write],
+}
+
 /// Where partitions' state is kept.
 #[async_trait::async_trait]
 pub trait StateStore: Send + Sync {
     /// The partition's position and entries.
     async fn load(&self, scope: &str) -> Result<(Option<i64>, Vec<(String, Vec<u8>)>), StateError>;
-    /// Apply `writes` and set the position to `position`, if the stored position is still
-    /// `expected`; all or nothing.
-    async fn commit(
-        &self,
-        scope: &str,
-        expected: Option<i64>,
-        position: i64,
-        writes: &[Write],
-    ) -> Result<Committed, StateError>;
+    /// Apply the change's writes and set its position, if the stored position is still the
+    /// one it expects; all or nothing.
+    async fn commit(&self, scope: &str, change: Change<'_>) -> Result<Committed, StateError>;
     /// For logs: what and where the store is.
     fn describe(&self) -> String;
 }
@@ -157,7 +160,14 @@ impl PartitionState {
         let expected = self.position();
         let outcome = self
             .store
-            .commit(&self.scope, expected, position, writes)
+            .commit(
+                &self.scope,
+                Change {
+                    expected,
+                    position,
+                    writes,
+                },
+            )
             .await?;
         if outcome == Committed::Done {
             let mut state = self.lock();
@@ -196,25 +206,19 @@ impl StateStore for MemoryState {
             .unwrap_or_default())
     }
 
-    async fn commit(
-        &self,
-        scope: &str,
-        expected: Option<i64>,
-        position: i64,
-        writes: &[Write],
-    ) -> Result<Committed, StateError> {
+    async fn commit(&self, scope: &str, change: Change<'_>) -> Result<Committed, StateError> {
         let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
         let (stored, rows) = scopes.entry(scope.to_string()).or_default();
-        if *stored != expected {
+        if *stored != change.expected {
             return Ok(Committed::Fenced);
         }
-        for (k, v) in writes {
+        for (k, v) in change.writes {
             match v {
                 Some(v) => rows.insert(k.clone(), v.clone()),
                 None => rows.remove(k),
             };
         }
-        *stored = Some(position);
+        *stored = Some(change.position);
         Ok(Committed::Done)
     }
 

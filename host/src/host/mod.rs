@@ -383,26 +383,16 @@ impl Host {
         shutdown: impl Into<Shutdown>,
         report: &mut (dyn FnMut(&str) + Send),
     ) -> Result<RunReport, RunError> {
-        let Host {
-            handle,
-            config,
-            options,
-            embedded,
-            embedded_strings,
-            store,
-            targets,
-            hubs,
-            stop,
-        } = self;
         let mut shutdown = shutdown.into();
-        let stats = handle.inner.stats.clone();
-        let owned = handle.inner.owned.clone();
-        let mut ticker = tokio::time::interval(config.summary_interval.max(Duration::from_secs(1)));
+        let stats = self.handle.inner.stats.clone();
+        let owned = self.handle.inner.owned.clone();
+        let mut ticker =
+            tokio::time::interval(self.config.summary_interval.max(Duration::from_secs(1)));
         ticker.tick().await;
         let mut idle_check = tokio::time::interval(Duration::from_secs(1));
         // The idle check's clients, opened on first use and kept for the run.
         let mut watchers: Vec<Option<azure_messaging_eventhubs::ConsumerClient>> =
-            targets.iter().map(|_| None).collect();
+            self.targets.iter().map(|_| None).collect();
         let mut previous = stats.snapshot();
         let mut last_tick = tokio::time::Instant::now();
         loop {
@@ -411,46 +401,46 @@ impl Host {
                     report("stopping: finishing in-flight batches and writing checkpoints");
                     break;
                 }
-                _ = ticker.tick(), if !config.summary_interval.is_zero() => {
+                _ = ticker.tick(), if !self.config.summary_interval.is_zero() => {
                     let now = stats.snapshot();
                     report(&now.line(&previous, last_tick.elapsed(), &owned.list()));
                     previous = now;
                     last_tick = tokio::time::Instant::now();
                 }
-                _ = idle_check.tick(), if options.exit_when_idle.is_some() => {
-                    let idle = options.exit_when_idle.unwrap_or_default();
-                    if stats.idle_for().min(owned.unchanged_for()) >= idle && caught_up(&targets, &mut watchers, store.as_ref(), &owned).await {
+                _ = idle_check.tick(), if self.options.exit_when_idle.is_some() => {
+                    let idle = self.options.exit_when_idle.unwrap_or_default();
+                    if stats.idle_for().min(owned.unchanged_for()) >= idle && caught_up(&self.targets, &mut watchers, self.store.as_ref(), &owned).await {
                         report("caught up: every partition is handled and checkpointed; stopping");
                         break;
                     }
                 }
             }
             // Hub tasks only end on stop; one that ended early has failed for good.
-            if hubs.iter().any(|h| h.is_finished()) {
-                handle.inner.ready.store(false, Ordering::Release);
+            if self.hubs.iter().any(|h| h.is_finished()) {
+                self.handle.inner.ready.store(false, Ordering::Release);
             }
-            if hubs.iter().all(|h| h.is_finished()) {
+            if self.hubs.iter().all(|h| h.is_finished()) {
                 break;
             }
         }
-        handle.inner.ready.store(false, Ordering::Release);
-        stop.stop();
-        for hub in hubs {
+        self.handle.inner.ready.store(false, Ordering::Release);
+        self.stop.stop();
+        for hub in self.hubs {
             let _ = hub.await;
         }
         for watcher in watchers.into_iter().flatten() {
             let _ = watcher.close().await;
         }
         let snapshot = stats.snapshot();
-        if let Some(running) = embedded {
+        if let Some(running) = self.embedded {
             running.shutdown().await;
         }
         Ok(RunReport {
             snapshot,
             elapsed: stats.elapsed(),
             busy: stats.busy_span(),
-            instance_id: handle.inner.instance_id.clone(),
-            embedded: embedded_strings,
+            instance_id: self.handle.inner.instance_id.clone(),
+            embedded: self.embedded_strings,
         })
     }
 }

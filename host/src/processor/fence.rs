@@ -160,6 +160,17 @@ mod tests {
         }
     }
 
+    /// Another instance ("thief") claims the partition over its current record.
+    async fn steal(store: &LocalCheckpointStore) {
+        let mine = store
+            .list_ownerships("ns", "hub", "$Default")
+            .await
+            .unwrap();
+        let mut stolen = mine[0].clone();
+        stolen.owner_id = Some("thief".into());
+        assert_eq!(store.claim_ownership(&[stolen]).await.unwrap().len(), 1);
+    }
+
     fn ctx() -> PartitionContext {
         PartitionContext {
             namespace: "ns".into(),
@@ -177,13 +188,7 @@ mod tests {
         let every = Duration::from_secs(1);
         let mut fence = Fence::new(store.clone(), &ctx(), "me", every);
         assert_eq!(fence.owner().await, Owner::Me, "the first read starts");
-        let mine = store
-            .list_ownerships("ns", "hub", "$Default")
-            .await
-            .unwrap();
-        let mut stolen = mine[0].clone();
-        stolen.owner_id = Some("thief".into());
-        assert_eq!(store.claim_ownership(&[stolen]).await.unwrap().len(), 1);
+        steal(&store).await;
         // The first read may have seen either owner; within the interval no new read starts.
         tokio::time::sleep(Duration::from_millis(10)).await;
         let _ = fence.owner().await;
@@ -211,13 +216,7 @@ mod tests {
         store.claim_ownership(&[claim("me")]).await.unwrap();
         let mut fence = Fence::new(store.clone(), &ctx(), "me", Duration::from_secs(3600));
         assert_eq!(fence.owner().await, Owner::Me);
-        let mine = store
-            .list_ownerships("ns", "hub", "$Default")
-            .await
-            .unwrap();
-        let mut stolen = mine[0].clone();
-        stolen.owner_id = Some("thief".into());
-        assert_eq!(store.claim_ownership(&[stolen]).await.unwrap().len(), 1);
+        steal(&store).await;
         // Within the check interval the record is not read again.
         assert_eq!(fence.owner().await, Owner::Me);
         let mut every_batch = Fence::new(store.clone(), &ctx(), "me", Duration::ZERO);

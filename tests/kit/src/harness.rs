@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hubwasm::azure_blob::BlobContainer;
 use hubwasm::checkpoint::blob::BlobCheckpointStore;
 use hubwasm::checkpoint::local::LocalCheckpointStore;
 use hubwasm::checkpoint::CheckpointStore;
@@ -518,12 +519,13 @@ pub fn assert_status_rows(mut status: Command, partitions: usize, expected: [&st
 
 /// A store on a container of Azurite (created if missing), to look at what the hosts wrote.
 pub async fn blob_store(azurite: &Azurite, container: &str) -> BlobCheckpointStore {
-    let store = BlobCheckpointStore::with_account_key(
+    let store = BlobContainer::with_account_key(
         &azurite.blob_endpoint(),
         azurite::ACCOUNT,
         azurite::KEY,
         container,
     )
+    .map(BlobCheckpointStore::new)
     .unwrap();
     store.ensure_container().await.unwrap();
     store

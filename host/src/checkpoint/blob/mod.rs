@@ -22,10 +22,8 @@
 use crate::event::PartitionContext;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::http::headers::{ETAG, LAST_MODIFIED};
 use azure_core::http::{Etag, StatusCode};
@@ -83,33 +81,6 @@ impl BlobCheckpointStore {
     /// A store in `container` (see [`BlobContainer`] for the ways to reach one).
     pub fn new(container: BlobContainer) -> Self {
         Self { container }
-    }
-
-    /// A store in the container of a container SAS URL,
-    /// `https://<account>.blob.core.windows.net/<container>?sv=...&sig=...`. The token needs
-    /// read, add, create, write, delete and list permissions (`sp=racwdl`) on the container.
-    pub fn from_container_sas_url(container_sas_url: &str) -> Result<Self> {
-        BlobContainer::from_container_sas_url(container_sas_url).map(Self::new)
-    }
-
-    /// A store in the container at `container_url`, authenticated with Microsoft Entra ID; the
-    /// identity needs the *Storage Blob Data Contributor* role on the container.
-    pub fn with_credential(
-        container_url: &str,
-        credential: Arc<dyn TokenCredential>,
-    ) -> Result<Self> {
-        BlobContainer::with_credential(container_url, credential).map(Self::new)
-    }
-
-    /// A store in `container` of the storage account `account` at `endpoint`, authenticated
-    /// with the account's key (see [`BlobContainer::with_account_key`]).
-    pub fn with_account_key(
-        endpoint: &str,
-        account: &str,
-        key: &str,
-        container: &str,
-    ) -> Result<Self> {
-        BlobContainer::with_account_key(endpoint, account, key, container).map(Self::new)
     }
 
     /// The same store with other retry and timeout settings.
