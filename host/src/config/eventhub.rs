@@ -45,48 +45,28 @@ pub enum FailurePolicy {
     Halt,
 }
 
-/// Retry and failure policy of one event hub's plugin.
+/// Retry and failure policy of one event hub's plugin; a key left out takes its default.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FailureConfig {
-    #[serde(default)]
     pub policy: FailurePolicy,
-    /// Calls of the plugin on a failing event before the policy applies (≥ 1).
-    #[serde(default = "default_max_attempts")]
+    /// Calls of the plugin on a failing event before the policy applies (≥ 1); default 5.
     pub max_attempts: u32,
-    /// The first wait before a retry (`initial_backoff_ms`).
-    #[serde(
-        rename = "initial_backoff_ms",
-        default = "default_initial_backoff",
-        with = "super::duration::millis"
-    )]
+    /// The first wait before a retry (`initial_backoff_ms`); default 200 ms.
+    #[serde(rename = "initial_backoff_ms", with = "super::duration::millis")]
     pub initial_backoff: Duration,
-    /// The longest wait between retries (`max_backoff_ms`).
-    #[serde(
-        rename = "max_backoff_ms",
-        default = "default_max_backoff",
-        with = "super::duration::millis"
-    )]
+    /// The longest wait between retries (`max_backoff_ms`); default 30 s.
+    #[serde(rename = "max_backoff_ms", with = "super::duration::millis")]
     pub max_backoff: Duration,
-}
-
-fn default_max_attempts() -> u32 {
-    5
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
 }
 
 impl Default for FailureConfig {
     fn default() -> Self {
         Self {
             policy: FailurePolicy::default(),
-            max_attempts: default_max_attempts(),
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
         }
     }
 }
@@ -131,38 +111,26 @@ impl Default for DeadLetterConfig {
     }
 }
 
-/// Load balancing through the SDK's `EventProcessor`.
+/// Load balancing through the SDK's `EventProcessor`; a key left out takes its default.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct BalancingConfig {
-    #[serde(default)]
     pub strategy: Strategy,
-    /// How often ownership is renewed and rebalanced (`update_interval_ms`).
-    #[serde(
-        rename = "update_interval_ms",
-        default = "default_update_interval",
-        with = "super::duration::millis"
-    )]
+    /// How often ownership is renewed and rebalanced (`update_interval_ms`); default 5 s.
+    #[serde(rename = "update_interval_ms", with = "super::duration::millis")]
     pub update_interval: Duration,
-    /// An ownership not renewed for this long may be taken over (`ownership_expiry_ms`).
-    #[serde(
-        rename = "ownership_expiry_ms",
-        default = "default_ownership_expiry",
-        with = "super::duration::millis"
-    )]
+    /// An ownership not renewed for this long may be taken over (`ownership_expiry_ms`);
+    /// default 10 s.
+    #[serde(rename = "ownership_expiry_ms", with = "super::duration::millis")]
     pub ownership_expiry: Duration,
-    /// Events the SDK prefetches per partition (link credit).
-    #[serde(default = "default_prefetch")]
+    /// Events the SDK prefetches per partition (link credit); default 300.
     pub prefetch: u32,
     /// How often a partition reads its ownership record, to stop before its next batch once
     /// another instance has taken it (see `processor::fence`). 0: before every batch, waiting
     /// for the read (a steal costs the batch in flight; one store read per batch). Otherwise in
-    /// the background at most this often (a steal costs at most this long's events).
-    #[serde(
-        rename = "ownership_check_ms",
-        default = "default_ownership_check",
-        with = "super::duration::millis"
-    )]
+    /// the background at most this often (a steal costs at most this long's events); default
+    /// 1 s.
+    #[serde(rename = "ownership_check_ms", with = "super::duration::millis")]
     pub ownership_check: Duration,
 }
 
@@ -177,28 +145,15 @@ pub enum Strategy {
     Greedy,
 }
 
-// The seed's consumer uses 5 s and 10 s.
-fn default_update_interval() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_ownership_expiry() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_prefetch() -> u32 {
-    300
-}
-fn default_ownership_check() -> Duration {
-    Duration::from_secs(1)
-}
-
 impl Default for BalancingConfig {
     fn default() -> Self {
         Self {
             strategy: Strategy::default(),
-            update_interval: default_update_interval(),
-            ownership_expiry: default_ownership_expiry(),
-            prefetch: default_prefetch(),
-            ownership_check: default_ownership_check(),
+            // The seed's consumer uses 5 s and 10 s.
+            update_interval: Duration::from_secs(5),
+            ownership_expiry: Duration::from_secs(10),
+            prefetch: 300,
+            ownership_check: Duration::from_secs(1),
         }
     }
 }
@@ -217,49 +172,30 @@ pub struct SwapConfig {
     pub watch: bool,
 }
 
-/// `[eventhub.rollback]`: when a swapped-in plugin version is taken back by itself.
+/// `[eventhub.rollback]`: when a swapped-in plugin version is taken back by itself; a key
+/// left out takes its default.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RollbackConfig {
     /// Roll a new version back when it fails too often after a swap (default true).
-    #[serde(default = "default_true")]
     pub automatic: bool,
     /// The share of the new version's calls on events that may fail (0 < rate <= 1) before it
     /// is rolled back; default 0.5.
-    #[serde(default = "default_rollback_rate")]
     pub failure_rate: f64,
     /// How long after a swap the new version is watched (`window_ms`); default 60 s.
-    #[serde(
-        rename = "window_ms",
-        default = "default_rollback_window",
-        with = "super::duration::millis"
-    )]
+    #[serde(rename = "window_ms", with = "super::duration::millis")]
     pub window: Duration,
     /// Failures needed before the rate counts (a single poison event is not a storm); default 20.
-    #[serde(default = "default_rollback_min_failures")]
     pub min_failures: u64,
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_rollback_rate() -> f64 {
-    0.5
-}
-fn default_rollback_window() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_rollback_min_failures() -> u64 {
-    20
 }
 
 impl Default for RollbackConfig {
     fn default() -> Self {
         Self {
             automatic: true,
-            failure_rate: default_rollback_rate(),
-            window: default_rollback_window(),
-            min_failures: default_rollback_min_failures(),
+            failure_rate: 0.5,
+            window: Duration::from_secs(60),
+            min_failures: 20,
         }
     }
 }

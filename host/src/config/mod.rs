@@ -122,83 +122,47 @@ pub struct RegistryConfig {
     pub password_env: String,
 }
 
-/// `[admin]`: the admin API (see `hubwasm run --help` and the README).
+/// `[admin]`: the admin API (see `hubwasm run --help` and the README); a key left out takes
+/// its default.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Listen address; default `127.0.0.1:9466`. Anything but loopback exposes the status and
     /// metrics to the network (changes still need the token).
-    #[serde(default = "default_admin_listen")]
     pub listen: std::net::SocketAddr,
     /// The environment variable holding the bearer token changes (swap) must carry; default
     /// `HUBWASM_ADMIN_TOKEN`. Unset or empty: the API is read-only.
-    #[serde(default = "default_admin_token_env")]
     pub token_env: String,
     /// Directories a swap request may name host paths in (the operator's token only; a
     /// tenant never names a host path). Empty (the default): swaps carry the component's
     /// bytes, or a registry reference.
-    #[serde(default)]
     pub plugin_dirs: Vec<PathBuf>,
     /// The most bytes a plugin component may have, uploaded or read from a file; default
     /// 64 MiB.
-    #[serde(default = "default_max_component_bytes")]
     pub max_component_bytes: u64,
     /// The most bytes a swap's replay events may have; default 16 MiB.
-    #[serde(default = "default_max_replay_bytes")]
     pub max_replay_bytes: u64,
     /// An upload that sends nothing for this long is refused (`upload_idle_timeout_ms`);
     /// default 30 s.
-    #[serde(
-        rename = "upload_idle_timeout_ms",
-        default = "default_upload_idle_timeout",
-        with = "duration::millis"
-    )]
+    #[serde(rename = "upload_idle_timeout_ms", with = "duration::millis")]
     pub upload_idle_timeout: Duration,
     /// An upload must be complete within this (`upload_timeout_ms`); default 10 minutes.
-    #[serde(
-        rename = "upload_timeout_ms",
-        default = "default_upload_timeout",
-        with = "duration::millis"
-    )]
+    #[serde(rename = "upload_timeout_ms", with = "duration::millis")]
     pub upload_timeout: Duration,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
-            listen: default_admin_listen(),
-            token_env: default_admin_token_env(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9466)),
+            token_env: "HUBWASM_ADMIN_TOKEN".into(),
             plugin_dirs: Vec::new(),
-            max_component_bytes: default_max_component_bytes(),
-            max_replay_bytes: default_max_replay_bytes(),
-            upload_idle_timeout: default_upload_idle_timeout(),
-            upload_timeout: default_upload_timeout(),
+            max_component_bytes: crate::files::DEFAULT_MAX_COMPONENT_BYTES,
+            max_replay_bytes: crate::files::DEFAULT_MAX_EVENTS_BYTES,
+            upload_idle_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(600),
         }
     }
-}
-
-fn default_max_component_bytes() -> u64 {
-    crate::files::DEFAULT_MAX_COMPONENT_BYTES
-}
-
-fn default_max_replay_bytes() -> u64 {
-    crate::files::DEFAULT_MAX_EVENTS_BYTES
-}
-
-fn default_upload_idle_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_upload_timeout() -> Duration {
-    Duration::from_secs(600)
-}
-
-fn default_admin_listen() -> std::net::SocketAddr {
-    "127.0.0.1:9466".parse().expect("valid address")
-}
-
-fn default_admin_token_env() -> String {
-    "HUBWASM_ADMIN_TOKEN".into()
 }
 
 /// The in-process endpoint (see `hubwasm hub serve`).

@@ -53,6 +53,9 @@ enum Slot {
 /// The columns of one contract version's batch record; [`fill`] walks the events once for all.
 trait Columns {
     fn empty() -> Self;
+    /// Empty every column, keeping the allocations.
+    fn truncate(&mut self);
+    /// Empty every column and make room for `events` events of `bytes` data.
     fn clear(&mut self, events: usize, bytes: usize);
     fn numbers(&mut self, sequence_number: i64, enqueued_time_ms: i64);
     fn span(&mut self, start: u32, len: u32);
@@ -124,22 +127,36 @@ fn append(data: &mut Vec<u8>, bytes: &[u8]) -> (u32, u32) {
     (start, bytes.len() as u32)
 }
 
-impl Columns for v0_1::types::EventBatch {
-    fn empty() -> Self {
-        Self {
-            sequence_numbers: Vec::new(),
-            enqueued_times_ms: Vec::new(),
-            spans: Vec::new(),
-            data: Vec::new(),
-            properties: Vec::new(),
+/// The members of [`Columns`] written alike for each contract version's `event-batch` (the
+/// generated types have the same fields, but are distinct types).
+macro_rules! alike_in_every_version {
+    () => {
+        fn empty() -> Self {
+            Self {
+                sequence_numbers: Vec::new(),
+                enqueued_times_ms: Vec::new(),
+                spans: Vec::new(),
+                data: Vec::new(),
+                properties: Vec::new(),
+            }
         }
-    }
+        fn truncate(&mut self) {
+            self.sequence_numbers.clear();
+            self.enqueued_times_ms.clear();
+            self.spans.clear();
+            self.data.clear();
+            self.properties.clear();
+        }
+        fn data(&mut self) -> &mut Vec<u8> {
+            &mut self.data
+        }
+    };
+}
+
+impl Columns for v0_1::types::EventBatch {
+    alike_in_every_version!();
     fn clear(&mut self, events: usize, bytes: usize) {
-        self.sequence_numbers.clear();
-        self.enqueued_times_ms.clear();
-        self.spans.clear();
-        self.data.clear();
-        self.properties.clear();
+        self.truncate();
         self.data.reserve(bytes);
         self.spans.reserve(events * FIELDS * 2);
     }
@@ -150,9 +167,6 @@ impl Columns for v0_1::types::EventBatch {
     fn span(&mut self, start: u32, len: u32) {
         self.spans.push(start);
         self.spans.push(len);
-    }
-    fn data(&mut self) -> &mut Vec<u8> {
-        &mut self.data
     }
     fn property(&mut self, (start, len): (u32, u32), value: Slot) {
         use v0_1::types::{PropertySlot as P, Span};
@@ -180,21 +194,9 @@ impl Columns for v0_1::types::EventBatch {
 const PROPERTY_ENTRY: usize = 24;
 
 impl Columns for v0_2::types::EventBatch {
-    fn empty() -> Self {
-        Self {
-            sequence_numbers: Vec::new(),
-            enqueued_times_ms: Vec::new(),
-            spans: Vec::new(),
-            data: Vec::new(),
-            properties: Vec::new(),
-        }
-    }
+    alike_in_every_version!();
     fn clear(&mut self, events: usize, bytes: usize) {
-        self.sequence_numbers.clear();
-        self.enqueued_times_ms.clear();
-        self.spans.clear();
-        self.data.clear();
-        self.properties.clear();
+        self.truncate();
         self.data.reserve(bytes);
         self.sequence_numbers.reserve(events * 8);
         self.enqueued_times_ms.reserve(events * 8);
@@ -209,9 +211,6 @@ impl Columns for v0_2::types::EventBatch {
     fn span(&mut self, start: u32, len: u32) {
         self.spans.extend_from_slice(&start.to_le_bytes());
         self.spans.extend_from_slice(&len.to_le_bytes());
-    }
-    fn data(&mut self) -> &mut Vec<u8> {
-        &mut self.data
     }
     fn property(&mut self, (start, len): (u32, u32), value: Slot) {
         use v0_2::types::PropertyKind as K;

@@ -126,6 +126,11 @@ impl Instance {
         arm(&mut self.store, &self.plugin, timeout)
     }
 
+    /// The plugin (its tick counter), the store and the exports, borrowed apart for a call.
+    pub(crate) fn parts(&mut self) -> (&Plugin, &mut Store<HostState>, &mut Exports) {
+        (&self.plugin, &mut self.store, &mut self.exports)
+    }
+
     pub(crate) fn classify(&mut self, err: wasmtime::Error) -> PluginError {
         classify(&self.plugin, self.store.data_mut(), err)
     }

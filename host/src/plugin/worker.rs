@@ -250,12 +250,7 @@ impl Worker {
         let inst = self.instance().await?;
         if !fresh {
             let limit = inst.arm(MIN_INIT_TIMEOUT);
-            let Instance {
-                plugin,
-                store,
-                exports,
-                ..
-            } = inst;
+            let (plugin, store, exports) = inst.parts();
             let result = bounded(limit, &plugin.ticks, exports.opened(store, ctx)).await;
             self.settle(result)?;
         }
@@ -271,12 +266,7 @@ impl Worker {
             return Ok(());
         };
         let limit = inst.arm(MIN_INIT_TIMEOUT);
-        let Instance {
-            plugin,
-            store,
-            exports,
-            ..
-        } = inst;
+        let (plugin, store, exports) = inst.parts();
         let result = bounded(limit, &plugin.ticks, exports.closed(store, &ctx, reason)).await;
         self.settle(result)
     }
@@ -288,12 +278,7 @@ impl Worker {
         };
         let inst = self.instance().await?;
         let limit = inst.arm(MIN_INIT_TIMEOUT);
-        let Instance {
-            plugin,
-            store,
-            exports,
-            ..
-        } = inst;
+        let (plugin, store, exports) = inst.parts();
         let result = bounded(limit, &plugin.ticks, exports.error(store, &ctx, message)).await;
         self.settle(result)
     }
