@@ -34,9 +34,7 @@ pub mod upload;
 use changes::{resume, rollback, swap};
 pub use changes::{RollbackRequest, SwapQuery, SwapRequest};
 use status::{status, tenant, tenants};
-pub use status::{
-    status_lines, tenant_lines, HubStatus, PartitionStatus, Status, TenantLimitsView, TenantStatus,
-};
+pub use status::{HubStatus, PartitionStatus, Status, TenantLimitsView, TenantStatus};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -273,10 +273,10 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         let lines = if args.tenant.is_some() {
             let tenant: crate::admin::TenantStatus = serde_json::from_str(&answer.body)?;
-            crate::admin::tenant_lines(&tenant)
+            crate::status::tenant_lines(&tenant)
         } else {
             let status: crate::admin::Status = serde_json::from_str(&answer.body)?;
-            crate::admin::status_lines(&status)
+            crate::status::status_lines(&status)
         };
         for line in lines {
             println!("{line}");

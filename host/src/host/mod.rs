@@ -11,7 +11,7 @@
 
 mod error;
 mod follow;
-mod positions;
+pub(crate) mod positions;
 mod swap;
 mod wiring;
 

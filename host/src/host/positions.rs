@@ -23,6 +23,9 @@ pub struct PartitionPosition {
     pub partition: String,
     /// The instance that owns it, as the checkpoint store records.
     pub owner: Option<String>,
+    /// Seconds since the owner last renewed its claim.
+    #[serde(default)]
+    pub owner_age_s: Option<i64>,
     /// The sequence number of the last checkpointed event.
     pub checkpoint: Option<i64>,
     /// The sequence number of the last event Event Hubs holds in the partition.
@@ -102,89 +105,27 @@ impl HostHandle {
                 return (positions.clone(), None);
             }
         }
-        let store = &self.inner.store;
-        let (ns, name, group) = (&hub.namespace, &hub.event_hub, &hub.consumer_group);
-        let mut problem = None;
-        let owners: std::collections::HashMap<String, String> =
-            match store.list_ownerships(ns, name, group).await {
-                Ok(list) => list
-                    .into_iter()
-                    .filter_map(|o| Some((o.partition_id, o.owner_id?)))
-                    .filter(|(_, owner)| !owner.is_empty())
-                    .collect(),
-                Err(err) => {
-                    problem = Some(format!("checkpoint store: {err}"));
-                    Default::default()
-                }
-            };
-        let checkpoints = match checkpointed(store.as_ref(), ns, name, group).await {
-            Ok(map) => map,
-            Err(err) => {
-                problem = Some(format!("checkpoint store: {err}"));
-                Default::default()
-            }
-        };
+        let group = &hub.consumer_group;
+        let mut opening = None;
         if cache.consumer.is_none() {
             match hub.target.consumer(group).await {
                 Ok(consumer) => cache.consumer = Some(consumer),
-                Err(err) => problem = Some(format!("event hub: {err}")),
+                Err(err) => opening = Some(format!("event hub: {err}")),
             }
         }
-        let mut partitions: Vec<(String, Option<LastEnqueued>)> = Vec::new();
-        if let Some(consumer) = &cache.consumer {
-            match consumer.get_eventhub_properties().await {
-                Ok(props) => {
-                    for id in props.partition_ids {
-                        let p = consumer.get_partition_properties(&id).await.ok();
-                        partitions.push((
-                            id,
-                            p.map(|p| {
-                                (
-                                    p.last_enqueued_sequence_number,
-                                    p.is_empty,
-                                    p.beginning_sequence_number,
-                                )
-                            }),
-                        ));
-                    }
-                }
-                Err(err) => {
-                    problem = Some(format!("event hub: {err}"));
-                    cache.consumer = None; // reopen next time
-                }
-            }
+        let read = read_positions(
+            self.inner.store.as_ref(),
+            cache.consumer.as_ref(),
+            &hub.namespace,
+            &hub.event_hub,
+            group,
+        )
+        .await;
+        if read.hub_failed {
+            cache.consumer = None; // reopen next time
         }
-        if partitions.is_empty() {
-            let mut ids: Vec<String> = owners.keys().chain(checkpoints.keys()).cloned().collect();
-            ids.sort();
-            ids.dedup();
-            partitions = ids.into_iter().map(|id| (id, None)).collect();
-        }
-        partitions.sort_by_key(|(id, _)| (id.len(), id.clone()));
-        let positions: Vec<PartitionPosition> = partitions
-            .into_iter()
-            .map(|(id, props)| {
-                let checkpoint = checkpoints.get(&id).copied();
-                let lag = props.map(|(last, empty, first)| {
-                    if empty {
-                        0
-                    } else {
-                        match checkpoint {
-                            Some(c) => last.saturating_sub(c).max(0),
-                            None => last.saturating_sub(first).saturating_add(1).max(0),
-                        }
-                    }
-                });
-                PartitionPosition {
-                    owner: owners.get(&id).cloned(),
-                    checkpoint,
-                    last_enqueued: props.and_then(|(last, empty, _)| (!empty).then_some(last)),
-                    lag,
-                    partition: id,
-                }
-            })
-            .collect();
-        for p in &positions {
+        let problem = read.problem.or(opening);
+        for p in &read.positions {
             if let Some(lag) = p.lag {
                 self.inner
                     .stats
@@ -192,9 +133,119 @@ impl HostHandle {
             }
         }
         if problem.is_none() {
-            cache.last = Some((tokio::time::Instant::now(), positions.clone()));
+            cache.last = Some((tokio::time::Instant::now(), read.positions.clone()));
         }
-        (positions, problem)
+        (read.positions, problem)
+    }
+}
+
+/// What [`read_positions`] found.
+pub(crate) struct Positions {
+    pub positions: Vec<PartitionPosition>,
+    /// What could not be read (the positions are partial then).
+    pub problem: Option<String>,
+    /// Event Hubs did not answer on `consumer`: open another next time.
+    pub hub_failed: bool,
+}
+
+/// Every partition of a consumer group: owner, checkpoint, last enqueued event and lag, from
+/// the checkpoint store and (with a `consumer`) Event Hubs. Without Event Hubs' answer the
+/// partitions are those the store knows, with no last event and no lag.
+pub(crate) async fn read_positions(
+    store: &dyn Store,
+    consumer: Option<&azure_messaging_eventhubs::ConsumerClient>,
+    ns: &str,
+    name: &str,
+    group: &str,
+) -> Positions {
+    let mut problem = None;
+    let mut hub_failed = false;
+    let now = azure_core::time::OffsetDateTime::now_utc();
+    let owners: std::collections::HashMap<String, (String, Option<i64>)> =
+        match store.list_ownerships(ns, name, group).await {
+            Ok(list) => list
+                .into_iter()
+                .filter_map(|o| {
+                    let age = o.last_modified_time.map(|t| (now - t).whole_seconds());
+                    Some((o.partition_id, (o.owner_id?, age)))
+                })
+                .filter(|(_, (owner, _))| !owner.is_empty())
+                .collect(),
+            Err(err) => {
+                problem = Some(format!("checkpoint store: {err}"));
+                Default::default()
+            }
+        };
+    let checkpoints = match checkpointed(store, ns, name, group).await {
+        Ok(map) => map,
+        Err(err) => {
+            problem = Some(format!("checkpoint store: {err}"));
+            Default::default()
+        }
+    };
+    let mut partitions: Vec<(String, Option<LastEnqueued>)> = Vec::new();
+    if let Some(consumer) = consumer {
+        match consumer.get_eventhub_properties().await {
+            Ok(props) => {
+                for id in props.partition_ids {
+                    let p = consumer.get_partition_properties(&id).await.ok();
+                    partitions.push((
+                        id,
+                        p.map(|p| {
+                            (
+                                p.last_enqueued_sequence_number,
+                                p.is_empty,
+                                p.beginning_sequence_number,
+                            )
+                        }),
+                    ));
+                }
+            }
+            Err(err) => {
+                problem = Some(format!("event hub: {err}"));
+                hub_failed = true;
+            }
+        }
+    }
+    if partitions.is_empty() {
+        let mut ids: Vec<String> = owners.keys().chain(checkpoints.keys()).cloned().collect();
+        ids.sort();
+        ids.dedup();
+        partitions = ids.into_iter().map(|id| (id, None)).collect();
+    }
+    partitions.sort_by_key(|(id, _)| (id.len(), id.clone()));
+    let positions = partitions
+        .into_iter()
+        .map(|(id, props)| {
+            let checkpoint = checkpoints.get(&id).copied();
+            let lag = props.map(|(last, empty, first)| {
+                if empty {
+                    0
+                } else {
+                    match checkpoint {
+                        Some(c) => last.saturating_sub(c).max(0),
+                        None => last.saturating_sub(first).saturating_add(1).max(0),
+                    }
+                }
+            });
+            let (owner, owner_age_s) = match owners.get(&id).cloned() {
+                Some((owner, age)) => (Some(owner), age),
+                None => (None, None),
+            };
+            PartitionPosition {
+                owner,
+                owner_age_s,
+                checkpoint,
+                last_enqueued: props.and_then(|(last, empty, _)| (!empty).then_some(last)),
+                lag,
+                partition: id,
+            }
+        })
+        .collect();
+    Positions {
+        positions,
+        problem,
+        hub_failed,
     }
 }
 
