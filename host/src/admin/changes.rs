@@ -21,11 +21,9 @@ pub struct SwapRequest {
     /// operator's token only).
     pub plugin: String,
     /// Needed when the event hub is consumed with several consumer groups.
-    #[serde(default)]
     pub consumer_group: Option<String>,
     /// Sample events (.jsonl) the new version must handle without a failure first (besides
     /// the event hub's [eventhub.swap] replay_events): a path inside `[admin] plugin_dirs`.
-    #[serde(default)]
     pub replay: Option<String>,
 }
 
@@ -33,11 +31,9 @@ pub struct SwapRequest {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwapQuery {
-    #[serde(default)]
     pub consumer_group: Option<String>,
     /// The name the uploaded version goes by (logs, metrics); default: the multipart file
     /// name's stem, or `plugin`.
-    #[serde(default)]
     pub name: Option<String>,
 }
 
@@ -313,52 +309,64 @@ fn swap_error(err: SwapError) -> Response {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
-    #[serde(default)]
     pub consumer_group: Option<String>,
 }
 
-/// A change (rollback, resume) checked: the token, then an optional
-/// `{"consumer_group": ...}` body.
-fn group_change(
-    state: &AppState,
-    headers: &HeaderMap,
-    event_hub: &str,
-    body: &[u8],
-) -> Result<RollbackRequest, Box<Response>> {
-    let parsed = if body.is_empty() {
-        Ok(RollbackRequest::default())
-    } else {
-        serde_json::from_slice::<RollbackRequest>(body)
-    };
-    let group = parsed
-        .as_ref()
-        .ok()
-        .and_then(|r| r.consumer_group.as_deref());
-    if let Err((status, why)) = authorize(state, headers, event_hub, group) {
-        return Err(Box::new(error(status, why)));
+/// A change (rollback, resume) checked before its handler runs: the caller's token for the
+/// event hub of the path (and the consumer group of the body), and the body, empty or
+/// `{"consumer_group": ...}`.
+pub(super) struct GroupChange {
+    consumer_group: Option<String>,
+}
+
+impl axum::extract::FromRequest<AppState> for GroupChange {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = req.into_parts();
+        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(
+            &mut parts, state,
+        )
+        .await
+        .map_err(IntoResponse::into_response)?;
+        let event_hub = params.get("event_hub").cloned().unwrap_or_default();
+        let headers = parts.headers.clone();
+        let request = axum::extract::Request::from_parts(parts, body);
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let parsed = if body.is_empty() {
+            Ok(RollbackRequest::default())
+        } else {
+            serde_json::from_slice::<RollbackRequest>(&body)
+        };
+        let group = parsed
+            .as_ref()
+            .ok()
+            .and_then(|r| r.consumer_group.as_deref());
+        if let Err((status, why)) = authorize(state, &headers, &event_hub, group) {
+            return Err(error(status, why));
+        }
+        match parsed {
+            Ok(request) => Ok(GroupChange {
+                consumer_group: request.consumer_group,
+            }),
+            Err(err) => Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
+            )),
+        }
     }
-    parsed.map_err(|err| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("the body must be empty or {{\"consumer_group\": \"...\"}}: {err}"),
-        ))
-    })
 }
 
 pub(super) async fn resume(
     State(state): State<AppState>,
     Path((event_hub, partition)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    change: GroupChange,
 ) -> Response {
-    let request = match group_change(&state, &headers, &event_hub, &body) {
-        Ok(r) => r,
-        Err(refused) => return *refused,
-    };
-    match state
-        .host
-        .resume(&event_hub, request.consumer_group.as_deref(), &partition)
-    {
+    let group = change.consumer_group.as_deref();
+    match state.host.resume(&event_hub, group, &partition) {
         Ok(()) => Json(serde_json::json!({
             "event_hub": event_hub,
             "partition": partition,
@@ -372,18 +380,10 @@ pub(super) async fn resume(
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Path(event_hub): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    change: GroupChange,
 ) -> Response {
-    let request = match group_change(&state, &headers, &event_hub, &body) {
-        Ok(r) => r,
-        Err(refused) => return *refused,
-    };
-    match state
-        .host
-        .rollback(&event_hub, request.consumer_group.as_deref())
-        .await
-    {
+    let group = change.consumer_group.as_deref();
+    match state.host.rollback(&event_hub, group).await {
         Ok(record) => Json(record).into_response(),
         Err(err) => swap_error(err),
     }

@@ -40,10 +40,8 @@ pub struct HubStatus {
     /// Every partition of the event hub: owner, checkpoint, last enqueued event, lag.
     pub positions: Vec<crate::host::PartitionPosition>,
     /// What could not be read for `positions` (they are partial then).
-    #[serde(default)]
     pub positions_error: Option<String>,
     /// Why the event hub's consumer cannot run now (a consumer group that does not exist).
-    #[serde(default)]
     pub problem: Option<String>,
 }
 

@@ -2,6 +2,7 @@
 //! in how it lists ownerships, for what the host does when the store misbehaves.
 
 use crate::event::PartitionContext;
+use azure_core::Result;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
@@ -36,27 +37,17 @@ impl FakeStore {
 
 #[async_trait]
 impl CheckpointStore for FakeStore {
-    async fn claim_ownership(&self, o: &[Ownership]) -> azure_core::Result<Vec<Ownership>> {
+    async fn claim_ownership(&self, o: &[Ownership]) -> Result<Vec<Ownership>> {
         self.inner.claim_ownership(o).await
     }
-    async fn list_checkpoints(
-        &self,
-        ns: &str,
-        hub: &str,
-        cg: &str,
-    ) -> azure_core::Result<Vec<Checkpoint>> {
-        self.inner.list_checkpoints(ns, hub, cg).await
+    async fn list_checkpoints(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Checkpoint>> {
+        self.inner.list_checkpoints(ns, hub, group).await
     }
-    async fn list_ownerships(
-        &self,
-        ns: &str,
-        hub: &str,
-        cg: &str,
-    ) -> azure_core::Result<Vec<Ownership>> {
+    async fn list_ownerships(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Ownership>> {
         match self.listing {
             Listing::Hang => std::future::pending().await,
             Listing::RenewFirst => {
-                let listed = self.inner.list_ownerships(ns, hub, cg).await?;
+                let listed = self.inner.list_ownerships(ns, hub, group).await?;
                 if !self.renewed.swap(true, Ordering::SeqCst) {
                     let renewed = self.inner.claim_ownership(&listed).await?;
                     assert_eq!(renewed.len(), listed.len());
@@ -65,21 +56,17 @@ impl CheckpointStore for FakeStore {
             }
         }
     }
-    async fn update_checkpoint(&self, c: Checkpoint) -> azure_core::Result<()> {
+    async fn update_checkpoint(&self, c: Checkpoint) -> Result<()> {
         self.inner.update_checkpoint(c).await
     }
 }
 
 #[async_trait]
 impl RetryStore for FakeStore {
-    async fn load_retry(&self, at: &PartitionContext) -> azure_core::Result<Option<RetryState>> {
+    async fn load_retry(&self, at: &PartitionContext) -> Result<Option<RetryState>> {
         self.inner.load_retry(at).await
     }
-    async fn save_retry(
-        &self,
-        at: &PartitionContext,
-        state: Option<RetryState>,
-    ) -> azure_core::Result<()> {
+    async fn save_retry(&self, at: &PartitionContext, state: Option<RetryState>) -> Result<()> {
         self.inner.save_retry(at, state).await
     }
 }

@@ -8,6 +8,7 @@
 //! renewed; if the outage outlasts the expiry, another host may take a partition over, which
 //! can deliver events twice but never loses one.
 
+use azure_core::Result;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +34,10 @@ impl Resilient {
         }
     }
 
-    async fn retry<T, F, Fut>(&self, what: &str, mut call: F) -> azure_core::Result<T>
+    async fn retry<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T>
     where
         F: FnMut() -> Fut + Send,
-        Fut: std::future::Future<Output = azure_core::Result<T>> + Send,
+        Fut: std::future::Future<Output = Result<T>> + Send,
         T: Send,
     {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.max_backoff);
@@ -69,41 +70,26 @@ impl Resilient {
 
 #[async_trait]
 impl CheckpointStore for Resilient {
-    async fn claim_ownership(
-        &self,
-        ownerships: &[Ownership],
-    ) -> azure_core::Result<Vec<Ownership>> {
+    async fn claim_ownership(&self, ownerships: &[Ownership]) -> Result<Vec<Ownership>> {
         self.retry("claim ownership", || self.inner.claim_ownership(ownerships))
             .await
     }
 
-    async fn list_checkpoints(
-        &self,
-        namespace: &str,
-        event_hub_name: &str,
-        consumer_group: &str,
-    ) -> azure_core::Result<Vec<Checkpoint>> {
+    async fn list_checkpoints(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Checkpoint>> {
         self.retry("list checkpoints", || {
-            self.inner
-                .list_checkpoints(namespace, event_hub_name, consumer_group)
+            self.inner.list_checkpoints(ns, hub, group)
         })
         .await
     }
 
-    async fn list_ownerships(
-        &self,
-        namespace: &str,
-        event_hub_name: &str,
-        consumer_group: &str,
-    ) -> azure_core::Result<Vec<Ownership>> {
+    async fn list_ownerships(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Ownership>> {
         self.retry("list ownerships", || {
-            self.inner
-                .list_ownerships(namespace, event_hub_name, consumer_group)
+            self.inner.list_ownerships(ns, hub, group)
         })
         .await
     }
 
-    async fn update_checkpoint(&self, checkpoint: Checkpoint) -> azure_core::Result<()> {
+    async fn update_checkpoint(&self, checkpoint: Checkpoint) -> Result<()> {
         self.retry("update checkpoint", || {
             self.inner.update_checkpoint(checkpoint.clone())
         })

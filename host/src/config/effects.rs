@@ -17,7 +17,6 @@ pub struct DedupeConfig {
     /// Where the key comes from: `json:<field>` (a top-level field of a JSON body),
     /// `property:<name>`, or `message-id`. Events without one are not deduplicated. Left out,
     /// the host skips nothing itself and the store serves the plugin's `first-seen` only.
-    #[serde(default)]
     pub key: Option<KeySource>,
     /// How long a key is remembered (`ttl_secs`); default 7 days (Event Hubs' longest standard
     /// retention: a replay from the earliest event finds every key still recorded).
@@ -31,10 +30,8 @@ pub struct DedupeConfig {
     #[serde(default)]
     pub store: DedupeStoreKind,
     /// The SQLite file (relative to the config file); default `.hubwasm/dedupe.sqlite`.
-    #[serde(default)]
     pub path: Option<PathBuf>,
     /// The Redis URL (`redis://host:port[/db]`, `rediss://` for TLS), for `store = "redis"`.
-    #[serde(default)]
     pub url: Option<String>,
 }
 
@@ -71,10 +68,8 @@ pub struct StateConfig {
     #[serde(default)]
     pub store: DedupeStoreKind,
     /// The SQLite file (relative to the config file); default `.hubwasm/state.sqlite`.
-    #[serde(default)]
     pub path: Option<PathBuf>,
     /// The Redis URL, for `store = "redis"`.
-    #[serde(default)]
     pub url: Option<String>,
     /// The largest value of one key; default 64 KiB.
     #[serde(default = "default_max_value_bytes")]
@@ -108,15 +103,11 @@ pub struct OutputConfig {
     /// The name the plugin emits to (`emit.send(name, ..)`).
     pub name: String,
     /// The event hub; default: the output's name (or the connection string's EntityPath).
-    #[serde(default)]
     pub event_hub: Option<String>,
     /// `Endpoint=sb://...;SharedAccessKeyName=..;SharedAccessKey=..[;EntityPath=..]`.
-    #[serde(default)]
     pub connection_string: Option<String>,
     /// A namespace reached with a Microsoft Entra identity (`credential = "entra"`).
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub credential: Option<Credential>,
     /// An event hub of this process's embedded endpoint (`[embedded]`).
     #[serde(default)]

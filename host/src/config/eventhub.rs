@@ -164,7 +164,6 @@ impl Default for BalancingConfig {
 pub struct SwapConfig {
     /// Sample events (.jsonl, one body per line, as `hubwasm plugin test` reads them) every new
     /// version must handle without a failure before it is swapped in.
-    #[serde(default)]
     pub replay_events: Option<PathBuf>,
     /// Watch the plugin file: when it is replaced (and stays unchanged for a second), swap the
     /// new file in, checked as any swap. Off by default.
@@ -218,7 +217,6 @@ pub struct EventHubConfig {
     pub consumer_group: String,
     /// The tenant the event hub's processing belongs to; default: the named plugin's tenant,
     /// else `default`.
-    #[serde(default)]
     pub tenant: Option<String>,
     /// The plugin: a `[[plugin]]` name, or a component file (`.wasm`) relative to the config
     /// file. After parsing, always the component file.
@@ -229,7 +227,6 @@ pub struct EventHubConfig {
     /// Passed to the plugin's `init`: text, or `{ secret = "name" }` granted to the tenant.
     #[serde(default)]
     pub plugin_config: BTreeMap<String, ConfigValue>,
-    #[serde(default)]
     pub limits: Option<Limits>,
     #[serde(default)]
     pub mode: Mode,
@@ -254,10 +251,8 @@ pub struct EventHubConfig {
     pub rollback: RollbackConfig,
     #[serde(default)]
     pub swap: SwapConfig,
-    #[serde(default)]
     pub dedupe: Option<DedupeConfig>,
     /// `[eventhub.state]`: keyed state for the plugin.
-    #[serde(default)]
     pub state: Option<StateConfig>,
     /// `[[eventhub.output]]`: where the plugin may emit events.
     #[serde(default)]

@@ -66,10 +66,8 @@ pub enum ConfigError {
 pub struct RunConfig {
     /// Start the embedded Event Hubs endpoint in this process (event hubs with `embedded = true`
     /// use it).
-    #[serde(default)]
     pub embedded: Option<EmbeddedConfig>,
     /// The admin API (health, status, metrics, hot swap); off unless this section is present.
-    #[serde(default)]
     pub admin: Option<AdminConfig>,
     #[serde(default)]
     pub checkpoints: CheckpointConfig,

@@ -20,8 +20,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// Dedupe keys in a SQLite file.
 pub struct SqliteDedupe {
-    path: PathBuf,
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
     /// When expired keys were last purged.
     purged: Mutex<std::time::Instant>,
 }
@@ -48,19 +47,63 @@ fn connect(path: &Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
-/// Run `f` on `conn` off the async threads.
-async fn blocking<T: Send + 'static>(
-    conn: &Arc<Mutex<Connection>>,
-    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-) -> Result<T, String> {
-    let conn = conn.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut conn)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+/// A database file's connection, shared by the calls of one store.
+struct Db {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// A call that failed, as each store's error says it.
+struct DbFailed {
+    store: String,
+    message: String,
+}
+
+impl From<DbFailed> for DedupeError {
+    fn from(f: DbFailed) -> Self {
+        DedupeError::Store {
+            store: f.store,
+            message: f.message,
+        }
+    }
+}
+
+impl From<DbFailed> for StateError {
+    fn from(f: DbFailed) -> Self {
+        StateError::Store {
+            store: f.store,
+            message: f.message,
+        }
+    }
+}
+
+impl Db {
+    fn new(path: &Path, conn: Connection) -> Self {
+        Db {
+            path: path.to_path_buf(),
+            conn: Arc::new(Mutex::new(conn)),
+        }
+    }
+
+    /// Run `f` on the connection off the async threads.
+    async fn run<T: Send + 'static, E: From<DbFailed>>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, E> {
+        let conn = self.conn.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        done.map_err(|message| {
+            E::from(DbFailed {
+                store: self.path.display().to_string(),
+                message,
+            })
+        })
+    }
 }
 
 fn now_ms() -> i64 {
@@ -107,23 +150,9 @@ impl SqliteDedupe {
         )
         .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
-            path: path.to_path_buf(),
-            conn: Arc::new(Mutex::new(conn)),
+            db: Db::new(path, conn),
             purged: Mutex::new(std::time::Instant::now()),
         })
-    }
-
-    /// Run `f` on the connection off the async threads.
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, DedupeError> {
-        blocking(&self.conn, f)
-            .await
-            .map_err(|message| DedupeError::Store {
-                store: self.path.display().to_string(),
-                message,
-            })
     }
 }
 
@@ -132,27 +161,28 @@ impl DedupeStore for SqliteDedupe {
     async fn seen(&self, scope: &str, keys: &[String]) -> Result<Vec<bool>, DedupeError> {
         let scope = scope.to_string();
         let keys = keys.to_vec();
-        self.with(move |conn| {
-            let now = now_ms();
-            // One read transaction, one statement per chunk of keys (`key IN (...)`).
-            let tx = conn.transaction()?;
-            let mut found = std::collections::HashSet::new();
-            for chunk in keys.chunks(KEYS_PER_STATEMENT) {
-                let marks = vec!["?"; chunk.len()].join(",");
-                let mut query = tx.prepare_cached(&format!(
+        self.db
+            .run(move |conn| {
+                let now = now_ms();
+                // One read transaction, one statement per chunk of keys (`key IN (...)`).
+                let tx = conn.transaction()?;
+                let mut found = std::collections::HashSet::new();
+                for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+                    let marks = vec!["?"; chunk.len()].join(",");
+                    let mut query = tx.prepare_cached(&format!(
                     "SELECT key FROM dedupe WHERE scope = ? AND expires_ms > ? AND key IN ({marks})"
                 ))?;
-                let mut args: Vec<&dyn rusqlite::ToSql> = vec![&scope, &now];
-                args.extend(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
-                let mut rows = query.query(args.as_slice())?;
-                while let Some(row) = rows.next()? {
-                    found.insert(row.get::<_, String>(0)?);
+                    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&scope, &now];
+                    args.extend(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
+                    let mut rows = query.query(args.as_slice())?;
+                    while let Some(row) = rows.next()? {
+                        found.insert(row.get::<_, String>(0)?);
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(keys.iter().map(|k| found.contains(k)).collect())
-        })
-        .await
+                tx.commit()?;
+                Ok(keys.iter().map(|k| found.contains(k)).collect())
+            })
+            .await
     }
 
     async fn record(&self, scope: &str, keys: &[String], ttl: Duration) -> Result<(), DedupeError> {
@@ -167,31 +197,32 @@ impl DedupeStore for SqliteDedupe {
             due
         };
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        self.with(move |conn| {
-            let now = now_ms();
-            let expires = now.saturating_add(ttl_ms);
-            let tx = conn.transaction()?;
-            // Multi-row upserts: one statement per chunk of keys.
-            for chunk in keys.chunks(KEYS_PER_STATEMENT / 2) {
-                let rows: Vec<String> = (0..chunk.len())
-                    .map(|i| format!("(?1, ?2, ?{})", i + 3))
-                    .collect();
-                let rows = rows.join(",");
-                let mut insert = tx.prepare_cached(&format!(
-                    "INSERT INTO dedupe (scope, expires_ms, key) VALUES {rows}
+        self.db
+            .run(move |conn| {
+                let now = now_ms();
+                let expires = now.saturating_add(ttl_ms);
+                let tx = conn.transaction()?;
+                // Multi-row upserts: one statement per chunk of keys.
+                for chunk in keys.chunks(KEYS_PER_STATEMENT / 2) {
+                    let rows: Vec<String> = (0..chunk.len())
+                        .map(|i| format!("(?1, ?2, ?{})", i + 3))
+                        .collect();
+                    let rows = rows.join(",");
+                    let mut insert = tx.prepare_cached(&format!(
+                        "INSERT INTO dedupe (scope, expires_ms, key) VALUES {rows}
                      ON CONFLICT (scope, key) DO UPDATE SET expires_ms = excluded.expires_ms,
                                                             pending = NULL"
-                ))?;
-                let mut args: Vec<&dyn rusqlite::ToSql> = vec![&scope, &expires];
-                args.extend(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
-                insert.execute(args.as_slice())?;
-            }
-            if purge {
-                tx.execute("DELETE FROM dedupe WHERE expires_ms <= ?1", params![now])?;
-            }
-            tx.commit()
-        })
-        .await
+                    ))?;
+                    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&scope, &expires];
+                    args.extend(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
+                    insert.execute(args.as_slice())?;
+                }
+                if purge {
+                    tx.execute("DELETE FROM dedupe WHERE expires_ms <= ?1", params![now])?;
+                }
+                tx.commit()
+            })
+            .await
     }
 
     async fn claim(
@@ -203,55 +234,56 @@ impl DedupeStore for SqliteDedupe {
         let scope = scope.to_string();
         let claims = claims.to_vec();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        self.with(move |conn| {
-            let now = now_ms();
-            let expires = now.saturating_add(ttl_ms);
-            // IMMEDIATE takes the file's write lock first: no other process reads between this
-            // one's look and its claim.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut mine = Vec::with_capacity(claims.len());
-            {
-                let mut look = tx.prepare_cached(
-                    "SELECT expires_ms, pending FROM dedupe WHERE scope = ?1 AND key = ?2",
-                )?;
-                let mut take = tx.prepare_cached(
+        self.db
+            .run(move |conn| {
+                let now = now_ms();
+                let expires = now.saturating_add(ttl_ms);
+                // IMMEDIATE takes the file's write lock first: no other process reads between this
+                // one's look and its claim.
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut mine = Vec::with_capacity(claims.len());
+                {
+                    let mut look = tx.prepare_cached(
+                        "SELECT expires_ms, pending FROM dedupe WHERE scope = ?1 AND key = ?2",
+                    )?;
+                    let mut take = tx.prepare_cached(
                     "INSERT INTO dedupe (scope, key, expires_ms, pending) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (scope, key) DO UPDATE SET expires_ms = excluded.expires_ms,
                                                             pending = excluded.pending",
                 )?;
-                for claim in &claims {
-                    let held: Option<(i64, Option<String>)> = look
-                        .query_row(params![scope, claim.key], |row| {
-                            Ok((row.get(0)?, row.get(1)?))
-                        })
-                        .optional()?;
-                    mine.push(match held {
-                        Some((until, pending)) if until > now => {
-                            pending.as_deref() == Some(claim.owner.as_str())
-                        }
-                        _ => {
-                            take.execute(params![scope, claim.key, expires, claim.owner])?;
-                            true
-                        }
-                    });
+                    for claim in &claims {
+                        let held: Option<(i64, Option<String>)> = look
+                            .query_row(params![scope, claim.key], |row| {
+                                Ok((row.get(0)?, row.get(1)?))
+                            })
+                            .optional()?;
+                        mine.push(match held {
+                            Some((until, pending)) if until > now => {
+                                pending.as_deref() == Some(claim.owner.as_str())
+                            }
+                            _ => {
+                                take.execute(params![scope, claim.key, expires, claim.owner])?;
+                                true
+                            }
+                        });
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(mine)
-        })
-        .await
+                tx.commit()?;
+                Ok(mine)
+            })
+            .await
     }
 
     fn describe(&self) -> String {
-        format!("SQLite {}", self.path.display())
+        format!("SQLite {}", self.db.path.display())
     }
 }
 
 /// Partition state in a SQLite file: one row per entry, one row per partition's position,
 /// committed together in one `IMMEDIATE` transaction (one writer at a time across processes).
 pub struct SqliteState {
-    path: PathBuf,
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
 }
 
 impl SqliteState {
@@ -276,21 +308,8 @@ impl SqliteState {
         )
         .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
-            path: path.to_path_buf(),
-            conn: Arc::new(Mutex::new(conn)),
+            db: Db::new(path, conn),
         })
-    }
-
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StateError> {
-        blocking(&self.conn, f)
-            .await
-            .map_err(|message| StateError::Store {
-                store: self.path.display().to_string(),
-                message,
-            })
     }
 }
 
@@ -298,72 +317,75 @@ impl SqliteState {
 impl StateStore for SqliteState {
     async fn load(&self, scope: &str) -> Result<(Option<i64>, Vec<(String, Vec<u8>)>), StateError> {
         let scope = scope.to_string();
-        self.with(move |conn| {
-            // One read transaction: the entries and the position belong together.
-            let tx = conn.transaction()?;
-            let position: Option<i64> = tx
-                .query_row(
-                    "SELECT position FROM state_position WHERE scope = ?1",
-                    params![scope],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let rows = {
-                let mut query = tx.prepare("SELECT key, value FROM state WHERE scope = ?1")?;
-                let rows = query
-                    .query_map(params![scope], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<rusqlite::Result<Vec<(String, Vec<u8>)>>>()?;
-                rows
-            };
-            tx.commit()?;
-            Ok((position, rows))
-        })
-        .await
+        self.db
+            .run(move |conn| {
+                // One read transaction: the entries and the position belong together.
+                let tx = conn.transaction()?;
+                let position: Option<i64> = tx
+                    .query_row(
+                        "SELECT position FROM state_position WHERE scope = ?1",
+                        params![scope],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                let rows = {
+                    let mut query = tx.prepare("SELECT key, value FROM state WHERE scope = ?1")?;
+                    let rows = query
+                        .query_map(params![scope], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect::<rusqlite::Result<Vec<(String, Vec<u8>)>>>()?;
+                    rows
+                };
+                tx.commit()?;
+                Ok((position, rows))
+            })
+            .await
     }
 
     async fn commit(&self, scope: &str, change: Change<'_>) -> Result<Committed, StateError> {
         let scope = scope.to_string();
         let (expected, position, writes) =
             (change.expected, change.position, change.writes.to_vec());
-        self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let stored: Option<i64> = tx
-                .query_row(
-                    "SELECT position FROM state_position WHERE scope = ?1",
-                    params![scope],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if stored != expected {
-                return Ok(Committed::Fenced);
-            }
-            {
-                let mut set = tx.prepare_cached(
-                    "INSERT INTO state (scope, key, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
-                )?;
-                let mut delete =
-                    tx.prepare_cached("DELETE FROM state WHERE scope = ?1 AND key = ?2")?;
-                for (key, value) in &writes {
-                    match value {
-                        Some(value) => set.execute(params![scope, key, value])?,
-                        None => delete.execute(params![scope, key])?,
-                    };
+        self.db
+            .run(move |conn| {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let stored: Option<i64> = tx
+                    .query_row(
+                        "SELECT position FROM state_position WHERE scope = ?1",
+                        params![scope],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if stored != expected {
+                    return Ok(Committed::Fenced);
                 }
-                tx.execute(
-                    "INSERT INTO state_position (scope, position) VALUES (?1, ?2)
+                {
+                    let mut set = tx.prepare_cached(
+                        "INSERT INTO state (scope, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
+                    )?;
+                    let mut delete =
+                        tx.prepare_cached("DELETE FROM state WHERE scope = ?1 AND key = ?2")?;
+                    for (key, value) in &writes {
+                        match value {
+                            Some(value) => set.execute(params![scope, key, value])?,
+                            None => delete.execute(params![scope, key])?,
+                        };
+                    }
+                    tx.execute(
+                        "INSERT INTO state_position (scope, position) VALUES (?1, ?2)
                      ON CONFLICT (scope) DO UPDATE SET position = excluded.position",
-                    params![scope, position],
-                )?;
-            }
-            tx.commit()?;
-            Ok(Committed::Done)
-        })
-        .await
+                        params![scope, position],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(Committed::Done)
+            })
+            .await
     }
 
     fn describe(&self) -> String {
-        format!("SQLite {}", self.path.display())
+        format!("SQLite {}", self.db.path.display())
     }
 }
 

@@ -24,7 +24,6 @@ pub struct PartitionPosition {
     /// The instance that owns it, as the checkpoint store records.
     pub owner: Option<String>,
     /// Seconds since the owner last renewed its claim.
-    #[serde(default)]
     pub owner_age_s: Option<i64>,
     /// The sequence number of the last checkpointed event.
     pub checkpoint: Option<i64>,

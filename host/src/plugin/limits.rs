@@ -15,7 +15,6 @@ pub struct Limits {
     #[serde(default = "Limits::default_timeout", with = "millis")]
     pub timeout: Duration,
     /// Optional instruction budget per call ("fuel"); needs a runtime with fuel enabled.
-    #[serde(default)]
     pub fuel: Option<u64>,
 }
 

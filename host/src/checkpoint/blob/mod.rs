@@ -265,13 +265,8 @@ impl CheckpointStore for BlobCheckpointStore {
         Ok(claimed)
     }
 
-    async fn list_checkpoints(
-        &self,
-        namespace: &str,
-        event_hub_name: &str,
-        consumer_group: &str,
-    ) -> Result<Vec<Checkpoint>> {
-        let prefix = blob_prefix(namespace, event_hub_name, consumer_group, CHECKPOINT)?;
+    async fn list_checkpoints(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Checkpoint>> {
+        let prefix = blob_prefix(ns, hub, group, CHECKPOINT)?;
         let blobs = self.list("listing checkpoints", prefix).await?;
         let mut checkpoints = Vec::with_capacity(blobs.len());
         for blob in blobs {
@@ -284,9 +279,9 @@ impl CheckpointStore for BlobCheckpointStore {
                 .map(|s| parse_number::<i64>(s, name, SEQUENCE_NUMBER))
                 .transpose()?;
             checkpoints.push(Checkpoint {
-                fully_qualified_namespace: namespace.to_string(),
-                event_hub_name: event_hub_name.to_string(),
-                consumer_group: consumer_group.to_string(),
+                fully_qualified_namespace: ns.to_string(),
+                event_hub_name: hub.to_string(),
+                consumer_group: group.to_string(),
                 partition_id: partition_of(name).to_string(),
                 offset: metadata.and_then(|m| meta(m, OFFSET)).map(str::to_string),
                 sequence_number,
@@ -295,13 +290,8 @@ impl CheckpointStore for BlobCheckpointStore {
         Ok(checkpoints)
     }
 
-    async fn list_ownerships(
-        &self,
-        namespace: &str,
-        event_hub_name: &str,
-        consumer_group: &str,
-    ) -> Result<Vec<Ownership>> {
-        let prefix = blob_prefix(namespace, event_hub_name, consumer_group, OWNERSHIP)?;
+    async fn list_ownerships(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Ownership>> {
+        let prefix = blob_prefix(ns, hub, group, OWNERSHIP)?;
         let blobs = self.list("listing partition ownerships", prefix).await?;
         let mut ownerships = Vec::with_capacity(blobs.len());
         for blob in blobs {
@@ -317,9 +307,9 @@ impl CheckpointStore for BlobCheckpointStore {
                 .map(str::to_string);
             let properties = blob.properties.as_ref();
             ownerships.push(Ownership {
-                fully_qualified_namespace: namespace.to_string(),
-                event_hub_name: event_hub_name.to_string(),
-                consumer_group: consumer_group.to_string(),
+                fully_qualified_namespace: ns.to_string(),
+                event_hub_name: hub.to_string(),
+                consumer_group: group.to_string(),
                 partition_id: partition_of(name).to_string(),
                 owner_id,
                 etag: properties.and_then(|p| p.etag.clone()),

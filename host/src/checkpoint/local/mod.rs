@@ -9,6 +9,7 @@
 //! the directory.
 
 use crate::event::PartitionContext;
+use azure_core::Result;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,7 +128,7 @@ impl LocalCheckpointStore {
         &self,
         group: &crate::checkpoint::GroupName<'_>,
         sha256: &str,
-    ) -> azure_core::Result<PathBuf> {
+    ) -> Result<PathBuf> {
         crate::checkpoint::check_sha256(sha256)?;
         Ok(self
             .group_dir(group.namespace, group.event_hub, group.consumer_group)
@@ -144,7 +145,7 @@ impl LocalCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
         kind: &str,
-    ) -> azure_core::Result<Vec<(String, T)>> {
+    ) -> Result<Vec<(String, T)>> {
         let dir = self
             .group_dir(namespace, event_hub_name, consumer_group)
             .join(kind);
@@ -173,7 +174,7 @@ fn sanitize(name: &str) -> String {
         .replace("..", "__")
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> azure_core::Result<Option<T>> {
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -184,13 +185,13 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> azure_core::Result<Op
 }
 
 /// Replace `path` atomically with `value`.
-fn write_json<T: Serialize>(path: &Path, value: &T) -> azure_core::Result<()> {
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec(value).expect("store records serialize");
     write_bytes(path, &bytes)
 }
 
 /// Write `bytes` as `path`, atomically (a reader sees all of it or nothing), durably.
-fn write_bytes(path: &Path, bytes: &[u8]) -> azure_core::Result<()> {
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().expect("store files live in a directory");
     std::fs::create_dir_all(dir).map_err(|e| error("create", dir, e))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| error("create", dir, e))?;
@@ -205,7 +206,7 @@ fn write_bytes(path: &Path, bytes: &[u8]) -> azure_core::Result<()> {
 }
 
 /// Every `*.json` file in `dir` as (partition id, path).
-fn partition_files(dir: &Path) -> azure_core::Result<Vec<(String, PathBuf)>> {
+fn partition_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -225,9 +226,7 @@ fn partition_files(dir: &Path) -> azure_core::Result<Vec<(String, PathBuf)>> {
 }
 
 /// Run blocking file work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> azure_core::Result<T> + Send + 'static,
-) -> azure_core::Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| azure_core::Error::with_message(ErrorKind::Other, e.to_string()))?
@@ -235,10 +234,7 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl CheckpointStore for LocalCheckpointStore {
-    async fn claim_ownership(
-        &self,
-        ownerships: &[Ownership],
-    ) -> azure_core::Result<Vec<Ownership>> {
+    async fn claim_ownership(&self, ownerships: &[Ownership]) -> Result<Vec<Ownership>> {
         let store = self.clone();
         let requested = ownerships.to_vec();
         blocking(move || {
@@ -308,22 +304,15 @@ impl CheckpointStore for LocalCheckpointStore {
         .await
     }
 
-    async fn list_checkpoints(
-        &self,
-        namespace: &str,
-        event_hub_name: &str,
-        consumer_group: &str,
-    ) -> azure_core::Result<Vec<Checkpoint>> {
-        let files = self
-            .list(namespace, event_hub_name, consumer_group, "checkpoint")
-            .await?;
+    async fn list_checkpoints(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Checkpoint>> {
+        let files = self.list(ns, hub, group, "checkpoint").await?;
         Ok(files
             .into_iter()
             .map(
                 |(partition_id, file): (String, CheckpointFile)| Checkpoint {
-                    fully_qualified_namespace: namespace.to_string(),
-                    event_hub_name: event_hub_name.to_string(),
-                    consumer_group: consumer_group.to_string(),
+                    fully_qualified_namespace: ns.to_string(),
+                    event_hub_name: hub.to_string(),
+                    consumer_group: group.to_string(),
                     partition_id,
                     offset: file.offset,
                     sequence_number: file.sequence_number,
@@ -332,21 +321,14 @@ impl CheckpointStore for LocalCheckpointStore {
             .collect())
     }
 
-    async fn list_ownerships(
-        &self,
-        namespace: &str,
-        event_hub_name: &str,
-        consumer_group: &str,
-    ) -> azure_core::Result<Vec<Ownership>> {
-        let files = self
-            .list(namespace, event_hub_name, consumer_group, "ownership")
-            .await?;
+    async fn list_ownerships(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Ownership>> {
+        let files = self.list(ns, hub, group, "ownership").await?;
         Ok(files
             .into_iter()
             .map(|(partition_id, file): (String, OwnershipFile)| Ownership {
-                fully_qualified_namespace: namespace.to_string(),
-                event_hub_name: event_hub_name.to_string(),
-                consumer_group: consumer_group.to_string(),
+                fully_qualified_namespace: ns.to_string(),
+                event_hub_name: hub.to_string(),
+                consumer_group: group.to_string(),
                 partition_id,
                 // An empty owner is a released partition (as the official stores write it).
                 owner_id: (!file.owner_id.is_empty()).then_some(file.owner_id),
@@ -356,7 +338,7 @@ impl CheckpointStore for LocalCheckpointStore {
             .collect())
     }
 
-    async fn update_checkpoint(&self, checkpoint: Checkpoint) -> azure_core::Result<()> {
+    async fn update_checkpoint(&self, checkpoint: Checkpoint) -> Result<()> {
         let path = self.file(
             &checkpoint.fully_qualified_namespace,
             &checkpoint.event_hub_name,
@@ -379,7 +361,7 @@ impl CheckpointStore for LocalCheckpointStore {
 
 #[async_trait]
 impl RetryStore for LocalCheckpointStore {
-    async fn load_retry(&self, at: &PartitionContext) -> azure_core::Result<Option<RetryState>> {
+    async fn load_retry(&self, at: &PartitionContext) -> Result<Option<RetryState>> {
         let path = self.retry_file(at);
         blocking(move || {
             Ok(read_json::<RetryFile>(&path)?.map(|f| RetryState {
@@ -391,11 +373,7 @@ impl RetryStore for LocalCheckpointStore {
         .await
     }
 
-    async fn save_retry(
-        &self,
-        at: &PartitionContext,
-        state: Option<RetryState>,
-    ) -> azure_core::Result<()> {
+    async fn save_retry(&self, at: &PartitionContext, state: Option<RetryState>) -> Result<()> {
         let path = self.retry_file(at);
         blocking(move || match state {
             Some(s) => write_json(
@@ -423,7 +401,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         namespace: &str,
         event_hub: &str,
         consumer_group: &str,
-    ) -> azure_core::Result<Option<crate::checkpoint::VersionRecord>> {
+    ) -> Result<Option<crate::checkpoint::VersionRecord>> {
         let path = self.file(
             namespace,
             event_hub,
@@ -440,7 +418,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         event_hub: &str,
         consumer_group: &str,
         record: &crate::checkpoint::VersionRecord,
-    ) -> azure_core::Result<()> {
+    ) -> Result<()> {
         let path = self.file(
             namespace,
             event_hub,
@@ -457,7 +435,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         group: &crate::checkpoint::GroupName<'_>,
         sha256: &str,
         bytes: &[u8],
-    ) -> azure_core::Result<()> {
+    ) -> Result<()> {
         let path = self.component_file(group, sha256)?;
         let bytes = bytes.to_vec();
         blocking(move || {
@@ -474,7 +452,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         group: &crate::checkpoint::GroupName<'_>,
         swap: &str,
         outcome: &crate::checkpoint::VersionOutcome,
-    ) -> azure_core::Result<()> {
+    ) -> Result<()> {
         crate::checkpoint::check_swap_id(swap)?;
         let path = self.outcomes_dir(group, swap).join(format!(
             "{}.json",
@@ -488,7 +466,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         &self,
         group: &crate::checkpoint::GroupName<'_>,
         swap: &str,
-    ) -> azure_core::Result<Vec<crate::checkpoint::VersionOutcome>> {
+    ) -> Result<Vec<crate::checkpoint::VersionOutcome>> {
         crate::checkpoint::check_swap_id(swap)?;
         let dir = self.outcomes_dir(group, swap);
         blocking(move || {
@@ -508,7 +486,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         group: &crate::checkpoint::GroupName<'_>,
         sha256: &str,
         limit: u64,
-    ) -> azure_core::Result<Option<Vec<u8>>> {
+    ) -> Result<Option<Vec<u8>>> {
         let path = self.component_file(group, sha256)?;
         blocking(
             move || match crate::files::read(&path, crate::files::Bound::component(limit)) {

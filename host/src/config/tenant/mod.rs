@@ -46,7 +46,6 @@ pub struct TenantConfig {
     pub name: String,
     /// The environment variable holding this tenant's admin token: it reads and changes only
     /// this tenant's event hubs (the `[admin]` token reads and changes everything).
-    #[serde(default)]
     pub admin_token_env: Option<String>,
     #[serde(default)]
     pub limits: TenantLimits,
@@ -176,7 +175,6 @@ impl From<&str> for ConfigValue {
 pub struct NamedPlugin {
     pub name: String,
     /// The owning tenant; default `default`.
-    #[serde(default)]
     pub tenant: Option<String>,
     /// The component (`.wasm`), relative to the config file.
     pub path: PathBuf,
@@ -184,7 +182,6 @@ pub struct NamedPlugin {
     #[serde(default)]
     pub config: BTreeMap<String, ConfigValue>,
     /// Within the tenant's limits; default: the tenant's.
-    #[serde(default)]
     pub limits: Option<Limits>,
     /// Origins the plugin may reach with outbound HTTP (within the tenant's grants).
     #[serde(default)]
