@@ -379,33 +379,33 @@ async fn plugin_components_are_kept_by_digest_and_read_within_a_bound() {
     let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let sha = hubwasm::plugin::sha256_hex(&bytes);
     assert_eq!(
-        store.load_component(&group, &sha, 1 << 20).await.unwrap(),
+        store.load_component(group, &sha, 1 << 20).await.unwrap(),
         None
     );
-    store.save_component(&group, &sha, &bytes).await.unwrap();
+    store.save_component(group, &sha, &bytes).await.unwrap();
     // Saving again (another host, the same swap) is harmless.
-    store.save_component(&group, &sha, &bytes).await.unwrap();
+    store.save_component(group, &sha, &bytes).await.unwrap();
     assert_eq!(
-        store.load_component(&group, &sha, 1 << 20).await.unwrap(),
+        store.load_component(group, &sha, 1 << 20).await.unwrap(),
         Some(bytes.clone())
     );
-    let err = store.load_component(&group, &sha, 1000).await.unwrap_err();
+    let err = store.load_component(group, &sha, 1000).await.unwrap_err();
     assert!(
         err.to_string().contains("200000 bytes") && err.to_string().contains("max_component_bytes"),
         "{err}"
     );
     for bad in ["../../etc/passwd", "AB", &"g".repeat(64)] {
         assert!(
-            store.load_component(&group, bad, 1 << 20).await.is_err(),
+            store.load_component(group, bad, 1 << 20).await.is_err(),
             "{bad}"
         );
         assert!(
-            store.save_component(&group, bad, b"x").await.is_err(),
+            store.save_component(group, bad, b"x").await.is_err(),
             "{bad}"
         );
     }
     // The fetch checks the digest: an object replaced in the container is refused.
-    let fetched = hubwasm::artifact::fetch(&store, &group, Some(&sha), "p", "upload", 1 << 20)
+    let fetched = hubwasm::artifact::fetch(&store, group, Some(&sha), "p", "upload", 1 << 20)
         .await
         .unwrap();
     assert_eq!(fetched.sha256, sha);
@@ -418,7 +418,7 @@ async fn plugin_components_are_kept_by_digest_and_read_within_a_bound() {
         )
         .await
         .unwrap();
-    let err = hubwasm::artifact::fetch(&store, &group, Some(&sha), "p", "upload", 1 << 20)
+    let err = hubwasm::artifact::fetch(&store, group, Some(&sha), "p", "upload", 1 << 20)
         .await
         .unwrap_err();
     assert!(
@@ -443,22 +443,22 @@ async fn plugin_components_are_kept_by_digest_and_read_within_a_bound() {
         held: 2,
     };
     store
-        .save_outcome(&group, &swap, &outcome("host-a", 5))
+        .save_outcome(group, &swap, &outcome("host-a", 5))
         .await
         .unwrap();
     store
-        .save_outcome(&group, &swap, &outcome("host-b", 1))
+        .save_outcome(group, &swap, &outcome("host-b", 1))
         .await
         .unwrap();
     store
-        .save_outcome(&group, &swap, &outcome("host-a", 9))
+        .save_outcome(group, &swap, &outcome("host-a", 9))
         .await
         .unwrap();
-    let mut all = store.load_outcomes(&group, &swap).await.unwrap();
+    let mut all = store.load_outcomes(group, &swap).await.unwrap();
     all.sort_by(|x, y| x.instance.cmp(&y.instance));
     assert_eq!(all, vec![outcome("host-a", 9), outcome("host-b", 1)]);
     assert!(store
-        .load_outcomes(&group, &hubwasm::checkpoint::swap_id(&sha, 1))
+        .load_outcomes(group, &hubwasm::checkpoint::swap_id(&sha, 1))
         .await
         .unwrap()
         .is_empty());

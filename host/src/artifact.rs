@@ -91,7 +91,7 @@ pub enum FetchError {
 /// its bytes have that digest.
 pub async fn fetch(
     store: &dyn Store,
-    group: &GroupName<'_>,
+    group: GroupName<'_>,
     sha256: Option<&str>,
     name: &str,
     origin: &str,
@@ -126,7 +126,7 @@ pub async fn fetch(
 pub async fn load_recorded(
     runtime: &crate::plugin::Runtime,
     store: &dyn Store,
-    group: &GroupName<'_>,
+    group: GroupName<'_>,
     record: &crate::checkpoint::VersionRecord,
     settings: &crate::plugin::PluginSpec,
     limit: u64,
@@ -156,7 +156,7 @@ pub async fn load_recorded(
 /// Store `bytes` (whose SHA-256 is `sha256`) for `group`.
 pub async fn save(
     store: &dyn Store,
-    group: &GroupName<'_>,
+    group: GroupName<'_>,
     sha256: &str,
     bytes: &[u8],
 ) -> Result<(), String> {

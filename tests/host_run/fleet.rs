@@ -96,10 +96,7 @@ async fn a_swap_reaches_every_host(world: &Local, config: &str, store: &dyn Stor
     let sha3 = hubwasm::plugin::sha256_hex(&v3);
     let mut tampered = v3.clone();
     *tampered.last_mut().unwrap() = b'X';
-    store
-        .save_component(&group, &sha3, &tampered)
-        .await
-        .unwrap();
+    store.save_component(group, &sha3, &tampered).await.unwrap();
     let mut record = store
         .load_version(NS, HUB, "$Default")
         .await

@@ -139,7 +139,7 @@ pub trait VersionStore: Send + Sync {
     /// object twice is harmless (the name is the content).
     async fn save_component(
         &self,
-        _group: &GroupName<'_>,
+        _group: GroupName<'_>,
         _sha256: &str,
         _bytes: &[u8],
     ) -> azure_core::Result<()> {
@@ -153,7 +153,7 @@ pub trait VersionStore: Send + Sync {
     /// bytes (a larger object is an error, and is not read). The caller checks the digest.
     async fn load_component(
         &self,
-        _group: &GroupName<'_>,
+        _group: GroupName<'_>,
         _sha256: &str,
         _limit: u64,
     ) -> azure_core::Result<Option<Vec<u8>>> {
@@ -163,7 +163,7 @@ pub trait VersionStore: Send + Sync {
     /// Record this host's counts for the swap `swap` ([`swap_id`]), replacing its last ones.
     async fn save_outcome(
         &self,
-        _group: &GroupName<'_>,
+        _group: GroupName<'_>,
         _swap: &str,
         _outcome: &VersionOutcome,
     ) -> azure_core::Result<()> {
@@ -173,7 +173,7 @@ pub trait VersionStore: Send + Sync {
     /// Every host's counts for the swap `swap`.
     async fn load_outcomes(
         &self,
-        _group: &GroupName<'_>,
+        _group: GroupName<'_>,
         _swap: &str,
     ) -> azure_core::Result<Vec<VersionOutcome>> {
         Ok(Vec::new())

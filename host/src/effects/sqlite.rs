@@ -59,23 +59,17 @@ struct DbFailed {
     message: String,
 }
 
-impl From<DbFailed> for DedupeError {
-    fn from(f: DbFailed) -> Self {
-        DedupeError::Store {
-            store: f.store,
-            message: f.message,
+/// Each store's error names the database and what failed.
+macro_rules! from_db_failed {
+    ($($error:ident),*) => {$(
+        impl From<DbFailed> for $error {
+            fn from(f: DbFailed) -> Self {
+                $error::Store { store: f.store, message: f.message }
+            }
         }
-    }
+    )*};
 }
-
-impl From<DbFailed> for StateError {
-    fn from(f: DbFailed) -> Self {
-        StateError::Store {
-            store: f.store,
-            message: f.message,
-        }
-    }
-}
+from_db_failed!(DedupeError, StateError);
 
 impl Db {
     fn new(path: &Path, conn: Connection) -> Self {

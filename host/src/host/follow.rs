@@ -177,7 +177,7 @@ impl HostHandle {
         crate::artifact::load_recorded(
             &self.inner.runtime,
             self.inner.store.as_ref(),
-            &hub.group(),
+            hub.group(),
             record,
             &hub.spec,
             self.inner.max_component_bytes,
@@ -253,7 +253,7 @@ impl HostHandle {
                 };
                 let store = this.inner.store.as_ref();
                 if saved.as_ref() != Some(&mine) {
-                    match store.save_outcome(&hub.group(), &swap, &mine).await {
+                    match store.save_outcome(hub.group(), &swap, &mine).await {
                         Ok(()) => saved = Some(mine.clone()),
                         Err(err) => {
                             tracing::debug!(event_hub = %event_hub, error = %err, "Cannot record this host's counts for the new version")
@@ -261,7 +261,7 @@ impl HostHandle {
                     }
                 }
                 // The group's counts: the others' as the store has them, this host's as now.
-                let sum = match store.load_outcomes(&hub.group(), &swap).await {
+                let sum = match store.load_outcomes(hub.group(), &swap).await {
                     Ok(all) => {
                         let others = all
                             .iter()

@@ -152,7 +152,7 @@ impl HostHandle {
             (plugin.sha256(), plugin.bytes()),
             (current.sha256(), current.bytes()),
         ] {
-            crate::artifact::save(self.inner.store.as_ref(), &hub.group(), sha256, bytes)
+            crate::artifact::save(self.inner.store.as_ref(), hub.group(), sha256, bytes)
                 .await
                 .map_err(|message| SwapError::StoreUnavailable {
                     path: origin.clone(),

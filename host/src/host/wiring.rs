@@ -248,7 +248,7 @@ impl Wiring<'_> {
                 let recorded = crate::artifact::load_recorded(
                     self.runtime,
                     self.store.as_ref(),
-                    &group,
+                    group,
                     &record,
                     spec,
                     self.config.max_component_bytes(),

@@ -1,6 +1,9 @@
 //! The consumer group's plugin version in Blob Storage: the version record, the components a
 //! swap stores by SHA-256, and the outcome counts hosts share while a version is judged.
 
+use crate::checkpoint::{
+    check_sha256, check_swap_id, instance_file_name, GroupName, VersionOutcome, VersionRecord,
+};
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -16,7 +19,7 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
         namespace: &str,
         event_hub: &str,
         consumer_group: &str,
-    ) -> Result<Option<crate::checkpoint::VersionRecord>> {
+    ) -> Result<Option<VersionRecord>> {
         let name = blob_name(namespace, event_hub, consumer_group, PLUGIN, "version")?;
         let what = "reading the plugin version";
         let Some(metadata) = self.metadata_of(what, &name).await? else {
@@ -47,7 +50,7 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
         namespace: &str,
         event_hub: &str,
         consumer_group: &str,
-        record: &crate::checkpoint::VersionRecord,
+        record: &VersionRecord,
     ) -> Result<()> {
         let name = blob_name(namespace, event_hub, consumer_group, PLUGIN, "version")?;
         let json = serde_json::to_vec(record).map_err(|e| {
@@ -62,12 +65,7 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
             .await
     }
 
-    async fn save_component(
-        &self,
-        group: &crate::checkpoint::GroupName<'_>,
-        sha256: &str,
-        bytes: &[u8],
-    ) -> Result<()> {
+    async fn save_component(&self, group: GroupName<'_>, sha256: &str, bytes: &[u8]) -> Result<()> {
         let name = component_blob(group, sha256)?;
         // The name is the content: an object already there is this one (a reader checks).
         if self
@@ -84,13 +82,12 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
 
     async fn save_outcome(
         &self,
-        group: &crate::checkpoint::GroupName<'_>,
+        group: GroupName<'_>,
         swap: &str,
-        outcome: &crate::checkpoint::VersionOutcome,
+        outcome: &VersionOutcome,
     ) -> Result<()> {
-        crate::checkpoint::check_swap_id(swap)?;
-        let name = outcomes_prefix(group, swap)?
-            + &crate::checkpoint::instance_file_name(&outcome.instance);
+        check_swap_id(swap)?;
+        let name = outcomes_prefix(group, swap)? + &instance_file_name(&outcome.instance);
         let metadata = HashMap::from([
             (HANDLED.to_string(), outcome.handled.to_string()),
             (FAILED.to_string(), outcome.failed.to_string()),
@@ -100,12 +97,8 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
             .await
     }
 
-    async fn load_outcomes(
-        &self,
-        group: &crate::checkpoint::GroupName<'_>,
-        swap: &str,
-    ) -> Result<Vec<crate::checkpoint::VersionOutcome>> {
-        crate::checkpoint::check_swap_id(swap)?;
+    async fn load_outcomes(&self, group: GroupName<'_>, swap: &str) -> Result<Vec<VersionOutcome>> {
+        check_swap_id(swap)?;
         let prefix = outcomes_prefix(group, swap)?;
         let blobs = self.list("listing a version's outcomes", prefix).await?;
         let mut out = Vec::with_capacity(blobs.len());
@@ -121,7 +114,7 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
                     .transpose()
                     .map(|v| v.unwrap_or(0))
             };
-            out.push(crate::checkpoint::VersionOutcome {
+            out.push(VersionOutcome {
                 instance: partition_of(name).to_string(),
                 handled: number(HANDLED)?,
                 failed: number(FAILED)?,
@@ -133,7 +126,7 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
 
     async fn load_component(
         &self,
-        group: &crate::checkpoint::GroupName<'_>,
+        group: GroupName<'_>,
         sha256: &str,
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
@@ -178,7 +171,7 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
 }
 
 /// `<ns>/<hub>/<cg>/hubwasm-plugin/outcomes/<swap id>/`.
-fn outcomes_prefix(group: &crate::checkpoint::GroupName<'_>, swap: &str) -> Result<String> {
+fn outcomes_prefix(group: GroupName<'_>, swap: &str) -> Result<String> {
     Ok(blob_prefix(
         group.namespace,
         group.event_hub,
@@ -190,8 +183,8 @@ fn outcomes_prefix(group: &crate::checkpoint::GroupName<'_>, swap: &str) -> Resu
 }
 
 /// `<ns>/<hub>/<cg>/hubwasm-plugin/components/<sha256>`.
-fn component_blob(group: &crate::checkpoint::GroupName<'_>, sha256: &str) -> Result<String> {
-    crate::checkpoint::check_sha256(sha256)?;
+fn component_blob(group: GroupName<'_>, sha256: &str) -> Result<String> {
+    check_sha256(sha256)?;
     Ok(blob_prefix(
         group.namespace,
         group.event_hub,

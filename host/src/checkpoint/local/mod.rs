@@ -8,6 +8,9 @@
 //! exclusive lock on `<consumergroup>/.lock`, so several host processes on the machine can share
 //! the directory.
 
+use crate::checkpoint::{
+    check_sha256, check_swap_id, instance_file_name, GroupName, VersionOutcome, VersionRecord,
+};
 use crate::event::PartitionContext;
 use azure_core::Result;
 use std::io::Write;
@@ -116,7 +119,7 @@ impl LocalCheckpointStore {
     }
 
     /// `<group>/hubwasm-plugin/outcomes/<swap id>/`.
-    fn outcomes_dir(&self, group: &crate::checkpoint::GroupName<'_>, swap: &str) -> PathBuf {
+    fn outcomes_dir(&self, group: GroupName<'_>, swap: &str) -> PathBuf {
         self.group_dir(group.namespace, group.event_hub, group.consumer_group)
             .join("hubwasm-plugin")
             .join("outcomes")
@@ -124,12 +127,8 @@ impl LocalCheckpointStore {
     }
 
     /// `<group>/hubwasm-plugin/components/<sha256>.wasm`.
-    fn component_file(
-        &self,
-        group: &crate::checkpoint::GroupName<'_>,
-        sha256: &str,
-    ) -> Result<PathBuf> {
-        crate::checkpoint::check_sha256(sha256)?;
+    fn component_file(&self, group: GroupName<'_>, sha256: &str) -> Result<PathBuf> {
+        check_sha256(sha256)?;
         Ok(self
             .group_dir(group.namespace, group.event_hub, group.consumer_group)
             .join("hubwasm-plugin")
@@ -401,7 +400,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         namespace: &str,
         event_hub: &str,
         consumer_group: &str,
-    ) -> Result<Option<crate::checkpoint::VersionRecord>> {
+    ) -> Result<Option<VersionRecord>> {
         let path = self.file(
             namespace,
             event_hub,
@@ -417,7 +416,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         namespace: &str,
         event_hub: &str,
         consumer_group: &str,
-        record: &crate::checkpoint::VersionRecord,
+        record: &VersionRecord,
     ) -> Result<()> {
         let path = self.file(
             namespace,
@@ -430,12 +429,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         blocking(move || write_json(&path, &record)).await
     }
 
-    async fn save_component(
-        &self,
-        group: &crate::checkpoint::GroupName<'_>,
-        sha256: &str,
-        bytes: &[u8],
-    ) -> Result<()> {
+    async fn save_component(&self, group: GroupName<'_>, sha256: &str, bytes: &[u8]) -> Result<()> {
         let path = self.component_file(group, sha256)?;
         let bytes = bytes.to_vec();
         blocking(move || {
@@ -449,25 +443,20 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
 
     async fn save_outcome(
         &self,
-        group: &crate::checkpoint::GroupName<'_>,
+        group: GroupName<'_>,
         swap: &str,
-        outcome: &crate::checkpoint::VersionOutcome,
+        outcome: &VersionOutcome,
     ) -> Result<()> {
-        crate::checkpoint::check_swap_id(swap)?;
-        let path = self.outcomes_dir(group, swap).join(format!(
-            "{}.json",
-            crate::checkpoint::instance_file_name(&outcome.instance)
-        ));
+        check_swap_id(swap)?;
+        let path = self
+            .outcomes_dir(group, swap)
+            .join(format!("{}.json", instance_file_name(&outcome.instance)));
         let outcome = outcome.clone();
         blocking(move || write_json(&path, &outcome)).await
     }
 
-    async fn load_outcomes(
-        &self,
-        group: &crate::checkpoint::GroupName<'_>,
-        swap: &str,
-    ) -> Result<Vec<crate::checkpoint::VersionOutcome>> {
-        crate::checkpoint::check_swap_id(swap)?;
+    async fn load_outcomes(&self, group: GroupName<'_>, swap: &str) -> Result<Vec<VersionOutcome>> {
+        check_swap_id(swap)?;
         let dir = self.outcomes_dir(group, swap);
         blocking(move || {
             let mut out = Vec::new();
@@ -483,7 +472,7 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
 
     async fn load_component(
         &self,
-        group: &crate::checkpoint::GroupName<'_>,
+        group: GroupName<'_>,
         sha256: &str,
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {

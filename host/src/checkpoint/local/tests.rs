@@ -154,22 +154,22 @@ async fn components_and_outcomes_round_trip_and_names_are_checked() {
     };
     let bytes = b"\0asm component".to_vec();
     let sha = crate::plugin::sha256_hex(&bytes);
-    assert_eq!(store.load_component(&group, &sha, 100).await.unwrap(), None);
-    store.save_component(&group, &sha, &bytes).await.unwrap();
+    assert_eq!(store.load_component(group, &sha, 100).await.unwrap(), None);
+    store.save_component(group, &sha, &bytes).await.unwrap();
     assert_eq!(
-        store.load_component(&group, &sha, 100).await.unwrap(),
+        store.load_component(group, &sha, 100).await.unwrap(),
         Some(bytes.clone())
     );
-    let err = store.load_component(&group, &sha, 5).await.unwrap_err();
+    let err = store.load_component(group, &sha, 5).await.unwrap_err();
     assert!(err.to_string().contains("max_component_bytes"), "{err}");
     for bad in ["../../../etc/passwd", "ABC", ""] {
-        assert!(store.load_component(&group, bad, 100).await.is_err());
-        assert!(store.save_component(&group, bad, b"x").await.is_err());
+        assert!(store.load_component(group, bad, 100).await.is_err());
+        assert!(store.save_component(group, bad, b"x").await.is_err());
     }
     // A tampered object is refused by the fetch; a missing one says so.
-    let path = store.component_file(&group, &sha).unwrap();
+    let path = store.component_file(group, &sha).unwrap();
     std::fs::write(&path, b"\0asm changed").unwrap();
-    let err = crate::artifact::fetch(&store, &group, Some(&sha), "p", "upload", 100)
+    let err = crate::artifact::fetch(&store, group, Some(&sha), "p", "upload", 100)
         .await
         .unwrap_err();
     assert!(
@@ -177,14 +177,14 @@ async fn components_and_outcomes_round_trip_and_names_are_checked() {
         "{err}"
     );
     let other = "0".repeat(64);
-    let err = crate::artifact::fetch(&store, &group, Some(&other), "p", "upload", 100)
+    let err = crate::artifact::fetch(&store, group, Some(&other), "p", "upload", 100)
         .await
         .unwrap_err();
     assert!(
         matches!(err, crate::artifact::FetchError::Missing { .. }),
         "{err}"
     );
-    let err = crate::artifact::fetch(&store, &group, None, "p", "upload", 100)
+    let err = crate::artifact::fetch(&store, group, None, "p", "upload", 100)
         .await
         .unwrap_err();
     assert!(
@@ -201,25 +201,25 @@ async fn components_and_outcomes_round_trip_and_names_are_checked() {
         held: 1,
     };
     store
-        .save_outcome(&group, &swap, &outcome("a", 5))
+        .save_outcome(group, &swap, &outcome("a", 5))
         .await
         .unwrap();
     store
-        .save_outcome(&group, &swap, &outcome("b", 2))
+        .save_outcome(group, &swap, &outcome("b", 2))
         .await
         .unwrap();
     store
-        .save_outcome(&group, &swap, &outcome("a", 7))
+        .save_outcome(group, &swap, &outcome("a", 7))
         .await
         .unwrap();
-    let mut all = store.load_outcomes(&group, &swap).await.unwrap();
+    let mut all = store.load_outcomes(group, &swap).await.unwrap();
     all.sort_by(|x, y| x.instance.cmp(&y.instance));
     assert_eq!(all, vec![outcome("a", 7), outcome("b", 2)]);
     let earlier = swap_id(&sha, 1);
     assert!(store
-        .load_outcomes(&group, &earlier)
+        .load_outcomes(group, &earlier)
         .await
         .unwrap()
         .is_empty());
-    assert!(store.load_outcomes(&group, "../x").await.is_err());
+    assert!(store.load_outcomes(group, "../x").await.is_err());
 }
