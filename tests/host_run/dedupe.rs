@@ -218,13 +218,12 @@ async fn a_crash_between_the_two_checkpoints_causes_no_duplicate_effect() {
 async fn claims_hold(store: Arc<dyn DedupeStore>) {
     let ttl = Duration::from_secs(60);
     let scope = "ns/hub/$Default";
-    let claim = |key: &str, p: &str, seq: i64| Claim::new(key.to_string(), p, seq);
+    let claim = |key: &str, p: &str, seq: i64| Claim::new(key.to_string(), p, seq, ttl);
     let name = store.describe();
     let first = store
         .claim(
             scope,
             &[claim("a", "0", 1), claim("b", "0", 2), claim("a", "0", 3)],
-            ttl,
         )
         .await
         .unwrap();
@@ -234,24 +233,20 @@ async fn claims_hold(store: Arc<dyn DedupeStore>) {
         .claim(
             scope,
             &[claim("a", "1", 7), claim("a", "0", 1), claim("b", "2", 9)],
-            ttl,
         )
         .await
         .unwrap();
     assert_eq!(again, [false, true, false], "{name}: pending claims");
     // Another scope (consumer group) has its own keys.
     let other = store
-        .claim("ns/hub/other", &[claim("a", "1", 7)], ttl)
+        .claim("ns/hub/other", &[claim("a", "1", 7)])
         .await
         .unwrap();
     assert_eq!(other, [true], "{name}: scopes");
     // Once committed, even the claimer's own redelivery is a duplicate.
-    store
-        .commit(scope, &[claim("a", "0", 1)], ttl)
-        .await
-        .unwrap();
+    store.commit(scope, &[claim("a", "0", 1)]).await.unwrap();
     let committed = store
-        .claim(scope, &[claim("a", "0", 1), claim("b", "0", 2)], ttl)
+        .claim(scope, &[claim("a", "0", 1), claim("b", "0", 2)])
         .await
         .unwrap();
     assert_eq!(committed, [false, true], "{name}: committed");
@@ -267,17 +262,14 @@ async fn claims_hold(store: Arc<dyn DedupeStore>) {
     let short = Duration::from_millis(50);
     assert_eq!(
         store
-            .claim(scope, &[claim("lapse", "0", 5)], short)
+            .claim(scope, &[Claim::new("lapse".into(), "0", 5, short)])
             .await
             .unwrap(),
         [true]
     );
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert_eq!(
-        store
-            .claim(scope, &[claim("lapse", "3", 8)], ttl)
-            .await
-            .unwrap(),
+        store.claim(scope, &[claim("lapse", "3", 8)]).await.unwrap(),
         [true],
         "{name}: an expired claim"
     );
@@ -290,7 +282,7 @@ async fn one_claimer_each(a: Arc<dyn DedupeStore>, b: Arc<dyn DedupeStore>) {
     let claims = |p: &str| -> Vec<Claim> {
         keys.iter()
             .enumerate()
-            .map(|(i, k)| Claim::new(k.clone(), p, i as i64))
+            .map(|(i, k)| Claim::new(k.clone(), p, i as i64, ttl))
             .collect()
     };
     let mut won = vec![0; keys.len()];
@@ -300,7 +292,7 @@ async fn one_claimer_each(a: Arc<dyn DedupeStore>, b: Arc<dyn DedupeStore>) {
         tokio::spawn(async move {
             let mut mine = Vec::new();
             for chunk in claims.chunks(20) {
-                mine.extend(store.claim("ns/hub/race", chunk, ttl).await.unwrap());
+                mine.extend(store.claim("ns/hub/race", chunk).await.unwrap());
             }
             mine
         })
@@ -350,15 +342,15 @@ async fn a_dedupe_file_from_before_claims_keeps_its_keys() {
         )
         .unwrap();
     }
+    let ttl = Duration::from_secs(60);
     let store = hubwasm::effects::sqlite::SqliteDedupe::open(&path).unwrap();
     let mine = store
         .claim(
             "s",
             &[
-                Claim::new("old".into(), "0", 1),
-                Claim::new("new".into(), "0", 2),
+                Claim::new("old".into(), "0", 1, ttl),
+                Claim::new("new".into(), "0", 2, ttl),
             ],
-            Duration::from_secs(60),
         )
         .await
         .unwrap();

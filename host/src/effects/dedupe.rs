@@ -22,19 +22,22 @@ pub enum DedupeError {
     Store { store: String, message: String },
 }
 
-/// A key claimed in the name of one event.
+/// A key claimed in the name of one event, for a time: a lease that lapses unless committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub key: String,
     /// The claiming event: `<partition>:<sequence number>`.
     pub owner: String,
+    /// How long the claim holds, and the committed key after it.
+    pub ttl: Duration,
 }
 
 impl Claim {
-    pub fn new(key: String, partition_id: &str, sequence_number: i64) -> Self {
+    pub fn new(key: String, partition_id: &str, sequence_number: i64, ttl: Duration) -> Self {
         Self {
             key,
             owner: format!("{partition_id}:{sequence_number}"),
+            ttl,
         }
     }
 }
@@ -49,23 +52,19 @@ pub trait DedupeStore: Send + Sync {
     /// Claim each key for its event, in order and atomically against every other claimer: true
     /// where the event may be processed (the key was free or expired, or is claimed and not yet
     /// committed by this same event), false where it is a duplicate (committed, or claimed by
-    /// another event, including an earlier one of `claims`). A new claim lives for `ttl`.
-    async fn claim(
-        &self,
-        scope: &str,
-        claims: &[Claim],
-        ttl: Duration,
-    ) -> Result<Vec<bool>, DedupeError>;
-    /// Make the claims permanent (their events were handled) for `ttl`: a committed key is a
-    /// recorded one.
-    async fn commit(
-        &self,
-        scope: &str,
-        claims: &[Claim],
-        ttl: Duration,
-    ) -> Result<(), DedupeError> {
-        let keys: Vec<String> = claims.iter().map(|c| c.key.clone()).collect();
-        self.record(scope, &keys, ttl).await
+    /// another event, including an earlier one of `claims`). A new claim lives for its `ttl`.
+    async fn claim(&self, scope: &str, claims: &[Claim]) -> Result<Vec<bool>, DedupeError>;
+    /// Make the claims permanent (their events were handled) for their `ttl`: a committed key
+    /// is a recorded one.
+    async fn commit(&self, scope: &str, claims: &[Claim]) -> Result<(), DedupeError> {
+        let mut by_ttl: std::collections::BTreeMap<Duration, Vec<String>> = Default::default();
+        for claim in claims {
+            by_ttl.entry(claim.ttl).or_default().push(claim.key.clone());
+        }
+        for (ttl, keys) in by_ttl {
+            self.record(scope, &keys, ttl).await?;
+        }
+        Ok(())
     }
     /// For logs: what and where the store is.
     fn describe(&self) -> String;
@@ -112,12 +111,7 @@ impl DedupeStore for MemoryDedupe {
         Ok(())
     }
 
-    async fn claim(
-        &self,
-        scope: &str,
-        claims: &[Claim],
-        ttl: Duration,
-    ) -> Result<Vec<bool>, DedupeError> {
+    async fn claim(&self, scope: &str, claims: &[Claim]) -> Result<Vec<bool>, DedupeError> {
         let now = std::time::Instant::now();
         let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         Ok(claims
@@ -132,7 +126,7 @@ impl DedupeStore for MemoryDedupe {
                         map.insert(
                             slot,
                             Entry {
-                                until: now + ttl,
+                                until: now + claim.ttl,
                                 pending: Some(claim.owner.clone()),
                             },
                         );
@@ -181,7 +175,10 @@ impl Dedupe {
             .enumerate()
             .filter_map(|(i, e)| {
                 let key = source.key(e)?;
-                Some((i, Claim::new(key, partition_id, e.sequence_number)))
+                Some((
+                    i,
+                    Claim::new(key, partition_id, e.sequence_number, self.ttl),
+                ))
             })
             .collect()
     }
@@ -194,7 +191,7 @@ impl Dedupe {
         if claims.is_empty() {
             return Ok(Split::default());
         }
-        let mine = self.store.claim(&self.scope, &claims, self.ttl).await?;
+        let mine = self.store.claim(&self.scope, &claims).await?;
         let duplicates = indexes
             .into_iter()
             .zip(mine)
@@ -213,7 +210,7 @@ impl Dedupe {
         if claims.is_empty() {
             return Ok(());
         }
-        self.store.commit(&self.scope, &claims, self.ttl).await
+        self.store.commit(&self.scope, &claims).await
     }
 }
 

@@ -112,14 +112,14 @@ for _, key in ipairs(KEYS) do
 end
 "#;
 
-/// Claim each key in `KEYS` for the event `ARGV[i + 1]` (a pending claim holds `p:<event>`, a
-/// committed key anything else), for `ARGV[1]` milliseconds; 1 where the event may go on.
+/// Claim each key `KEYS[i]` for the event `ARGV[2i - 1]` (a pending claim holds `p:<event>`, a
+/// committed key anything else), for `ARGV[2i]` milliseconds; 1 where the event may go on.
 /// One script, so nothing runs between a look and a claim.
 const CLAIM: &str = r#"
 local out = {}
 for i, key in ipairs(KEYS) do
-  local mine = 'p:' .. ARGV[i + 1]
-  if redis.call('SET', key, mine, 'NX', 'PX', ARGV[1]) then
+  local mine = 'p:' .. ARGV[2 * i - 1]
+  if redis.call('SET', key, mine, 'NX', 'PX', ARGV[2 * i]) then
     out[i] = 1
   elseif redis.call('GET', key) == mine then
     out[i] = 1
@@ -129,6 +129,11 @@ for i, key in ipairs(KEYS) do
 end
 return out
 "#;
+
+/// `ttl` as `PX` takes it: whole milliseconds, at least one.
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
 
 /// A scope's keys share one hash tag, so a batch's MGET and script stay in one slot of a
 /// Redis cluster.
@@ -154,7 +159,7 @@ impl DedupeStore for RedisDedupe {
         if keys.is_empty() {
             return Ok(());
         }
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = millis(ttl);
         // One script per batch: the server sets every key with its expiry in one round trip.
         let script = redis::Script::new(RECORD);
         let mut invocation = script.prepare_invoke();
@@ -171,22 +176,15 @@ impl DedupeStore for RedisDedupe {
             })
     }
 
-    async fn claim(
-        &self,
-        scope: &str,
-        claims: &[Claim],
-        ttl: Duration,
-    ) -> Result<Vec<bool>, DedupeError> {
+    async fn claim(&self, scope: &str, claims: &[Claim]) -> Result<Vec<bool>, DedupeError> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let script = redis::Script::new(CLAIM);
         let mut invocation = script.prepare_invoke();
-        invocation.arg(ms);
         for claim in claims {
             invocation.key(redis_key(scope, &claim.key));
-            invocation.arg(&claim.owner);
+            invocation.arg(&claim.owner).arg(millis(claim.ttl));
         }
         let mine: Vec<i64> = self
             .redis

@@ -100,6 +100,11 @@ impl Db {
     }
 }
 
+/// `ttl` in milliseconds, as the `expires_ms` column counts (saturating).
+fn millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -190,7 +195,7 @@ impl DedupeStore for SqliteDedupe {
             }
             due
         };
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let ttl_ms = millis(ttl);
         self.db
             .run(move |conn| {
                 let now = now_ms();
@@ -219,19 +224,12 @@ impl DedupeStore for SqliteDedupe {
             .await
     }
 
-    async fn claim(
-        &self,
-        scope: &str,
-        claims: &[Claim],
-        ttl: Duration,
-    ) -> Result<Vec<bool>, DedupeError> {
+    async fn claim(&self, scope: &str, claims: &[Claim]) -> Result<Vec<bool>, DedupeError> {
         let scope = scope.to_string();
         let claims = claims.to_vec();
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.db
             .run(move |conn| {
                 let now = now_ms();
-                let expires = now.saturating_add(ttl_ms);
                 // IMMEDIATE takes the file's write lock first: no other process reads between this
                 // one's look and its claim.
                 let tx =
@@ -257,6 +255,7 @@ impl DedupeStore for SqliteDedupe {
                                 pending.as_deref() == Some(claim.owner.as_str())
                             }
                             _ => {
+                                let expires = now.saturating_add(millis(claim.ttl));
                                 take.execute(params![scope, claim.key, expires, claim.owner])?;
                                 true
                             }
