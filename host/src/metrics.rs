@@ -52,32 +52,16 @@ pub struct HubLabels {
 pub enum MetricEvent<'a> {
     /// The plugin handled `n` events in one call that took `took`.
     EventsHandled {
-        ctx: &'a PartitionContext,
-        plugin: &'a str,
-        version: &'a str,
+        call: Call<'a>,
         n: u64,
         took: Duration,
     },
     /// A plugin call failed on an event (each retry counts).
-    Failure {
-        ctx: &'a PartitionContext,
-        plugin: &'a str,
-        version: &'a str,
-        kind: &'static str,
-    },
+    Failure { call: Call<'a>, kind: &'static str },
     /// Events written to the dead-letter sink.
-    DeadLettered {
-        ctx: &'a PartitionContext,
-        plugin: &'a str,
-        version: &'a str,
-        n: u64,
-    },
+    DeadLettered { call: Call<'a>, n: u64 },
     /// A retry of a failed event was scheduled.
-    Retry {
-        ctx: &'a PartitionContext,
-        plugin: &'a str,
-        version: &'a str,
-    },
+    Retry { call: Call<'a> },
     /// A checkpoint was written.
     Checkpoint { ctx: &'a PartitionContext },
     /// The checkpoint store refused a call (it is retried).
@@ -98,6 +82,24 @@ pub enum MetricEvent<'a> {
         event_hub: &'a str,
         consumer_group: &'a str,
     },
+}
+
+/// Where a plugin call ran: the partition, and the plugin version that ran it.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub ctx: &'a PartitionContext,
+    pub plugin: &'a str,
+    pub version: &'a str,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(ctx: &'a PartitionContext, plugin: &'a crate::plugin::Plugin) -> Self {
+        Call {
+            ctx,
+            plugin: plugin.name(),
+            version: plugin.digest(),
+        }
+    }
 }
 
 /// The Prometheus families, registered once.
@@ -149,22 +151,6 @@ pub struct HubPartition {
 impl std::fmt::Debug for Prometheus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Prometheus")
-    }
-}
-
-fn partition(
-    tenant: String,
-    ctx: &PartitionContext,
-    plugin: &str,
-    version: &str,
-) -> PartitionLabels {
-    PartitionLabels {
-        tenant,
-        event_hub: ctx.event_hub.clone(),
-        consumer_group: ctx.consumer_group.clone(),
-        partition: ctx.partition_id.clone(),
-        plugin: plugin.to_string(),
-        plugin_version: version.chars().take(12).collect(),
     }
 }
 
@@ -332,6 +318,19 @@ impl Prometheus {
             .insert(consumer_group.into(), tenant.into());
     }
 
+    /// The labels of a call's partition.
+    fn partition(&self, call: Call<'_>) -> PartitionLabels {
+        let ctx = call.ctx;
+        PartitionLabels {
+            tenant: self.tenant(ctx),
+            event_hub: ctx.event_hub.clone(),
+            consumer_group: ctx.consumer_group.clone(),
+            partition: ctx.partition_id.clone(),
+            plugin: call.plugin.to_string(),
+            plugin_version: call.version.chars().take(12).collect(),
+        }
+    }
+
     fn tenant(&self, ctx: &PartitionContext) -> String {
         self.tenant_of
             .read()
@@ -378,16 +377,9 @@ impl Prometheus {
 
     pub fn record(&self, event: &MetricEvent<'_>) {
         match *event {
-            MetricEvent::EventsHandled {
-                ctx,
-                plugin,
-                version,
-                n,
-                took,
-            } => {
-                self.handled
-                    .get_or_create(&partition(self.tenant(ctx), ctx, plugin, version))
-                    .inc_by(n);
+            MetricEvent::EventsHandled { call, n, took } => {
+                let ctx = call.ctx;
+                self.handled.get_or_create(&self.partition(call)).inc_by(n);
                 self.handler_seconds
                     .get_or_create(&HubLabels {
                         event_hub: ctx.event_hub.clone(),
@@ -395,13 +387,8 @@ impl Prometheus {
                     })
                     .observe(took.as_secs_f64());
             }
-            MetricEvent::Failure {
-                ctx,
-                plugin,
-                version,
-                kind,
-            } => {
-                let p = partition(self.tenant(ctx), ctx, plugin, version);
+            MetricEvent::Failure { call, kind } => {
+                let p = self.partition(call);
                 self.failures
                     .get_or_create(&FailureLabels {
                         tenant: p.tenant,
@@ -414,24 +401,13 @@ impl Prometheus {
                     })
                     .inc();
             }
-            MetricEvent::DeadLettered {
-                ctx,
-                plugin,
-                version,
-                n,
-            } => {
+            MetricEvent::DeadLettered { call, n } => {
                 self.dead_lettered
-                    .get_or_create(&partition(self.tenant(ctx), ctx, plugin, version))
+                    .get_or_create(&self.partition(call))
                     .inc_by(n);
             }
-            MetricEvent::Retry {
-                ctx,
-                plugin,
-                version,
-            } => {
-                self.retries
-                    .get_or_create(&partition(self.tenant(ctx), ctx, plugin, version))
-                    .inc();
+            MetricEvent::Retry { call } => {
+                self.retries.get_or_create(&self.partition(call)).inc();
             }
             MetricEvent::Checkpoint { ctx } => {
                 let key = hub_partition(ctx);

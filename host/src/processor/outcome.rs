@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::owned::PartitionState;
 use super::setup::PartitionSetup;
 use crate::event::PartitionContext;
-use crate::metrics::MetricEvent;
+use crate::metrics::{Call, MetricEvent};
 
 /// What a step of a partition's work came to.
 #[derive(Debug, Clone, Copy)]
@@ -37,36 +37,19 @@ pub enum Outcome<'a> {
 /// Report `outcome` of `ctx`'s partition to everyone who needs it.
 pub fn report(setup: &PartitionSetup, ctx: &PartitionContext, outcome: Outcome<'_>) {
     let stats = &setup.stats;
-    let version = || setup.plugin.current();
+    let current = setup.plugin.current();
+    let call = Call::new(ctx, &current);
     match outcome {
         Outcome::Handled { n, took } => {
-            let plugin = version();
-            stats.record(MetricEvent::EventsHandled {
-                ctx,
-                plugin: plugin.name(),
-                version: plugin.digest(),
-                n,
-                took,
-            });
+            stats.record(MetricEvent::EventsHandled { call, n, took });
             setup.plugin.note_outcome(n, 0);
         }
         Outcome::Failed { kind } => {
-            let plugin = version();
-            stats.record(MetricEvent::Failure {
-                ctx,
-                plugin: plugin.name(),
-                version: plugin.digest(),
-                kind,
-            });
+            stats.record(MetricEvent::Failure { call, kind });
             setup.plugin.note_outcome(0, 1);
         }
         Outcome::Retrying => {
-            let plugin = version();
-            stats.record(MetricEvent::Retry {
-                ctx,
-                plugin: plugin.name(),
-                version: plugin.digest(),
-            });
+            stats.record(MetricEvent::Retry { call });
             setup.owned.set(ctx, Some(PartitionState::Retrying));
         }
         Outcome::CannotStart => {
@@ -76,12 +59,8 @@ pub fn report(setup: &PartitionSetup, ctx: &PartitionContext, outcome: Outcome<'
             setup.owned.set(ctx, Some(PartitionState::Paused));
         }
         Outcome::DeadLettered { plugin } => {
-            stats.record(MetricEvent::DeadLettered {
-                ctx,
-                plugin: plugin.name(),
-                version: plugin.digest(),
-                n: 1,
-            });
+            let call = Call::new(ctx, plugin);
+            stats.record(MetricEvent::DeadLettered { call, n: 1 });
         }
         Outcome::Duplicates { n } => stats.record(MetricEvent::Duplicates { ctx, n }),
         Outcome::Emitted { n } => stats.record(MetricEvent::Emitted { ctx, n }),
