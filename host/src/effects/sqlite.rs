@@ -72,11 +72,28 @@ macro_rules! from_db_failed {
 from_db_failed!(DedupeError, StateError);
 
 impl Db {
-    fn new(path: &Path, conn: Connection) -> Self {
-        Db {
+    /// Open (or create) the database at `path` and its tables (`schema`).
+    fn open(path: &Path, schema: &str) -> Result<Self, DbFailed> {
+        let failed = |message: String| DbFailed {
+            store: path.display().to_string(),
+            message,
+        };
+        let conn = connect(path).map_err(failed)?;
+        conn.execute_batch(schema)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Db {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
-        }
+        })
+    }
+
+    /// Run `f` on the connection now (while the store is being opened).
+    fn set_up(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()>) -> Result<(), DbFailed> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn).map_err(|e| DbFailed {
+            store: self.path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// Run `f` on the connection off the async threads.
@@ -112,44 +129,38 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The dedupe table. `pending`: the event holding a claim not yet committed (NULL once
+/// committed).
+const DEDUPE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS dedupe (
+         scope TEXT NOT NULL,
+         key TEXT NOT NULL,
+         expires_ms INTEGER NOT NULL,
+         PRIMARY KEY (scope, key)
+     ) WITHOUT ROWID;";
+
 impl SqliteDedupe {
     /// Open (or create) the store at `path`, creating its directory.
     pub fn open(path: &Path) -> Result<Self, DedupeError> {
-        let fail = |message: String| DedupeError::Store {
-            store: path.display().to_string(),
-            message,
-        };
-        let conn = connect(path).map_err(fail)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS dedupe (
-                 scope TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 expires_ms INTEGER NOT NULL,
-                 PRIMARY KEY (scope, key)
-             ) WITHOUT ROWID;",
-        )
-        .map_err(|e| fail(e.to_string()))?;
-        // `pending`: the event holding a claim not yet committed (NULL once committed). Files
-        // written before claims existed get the column; their keys count as committed.
-        let has_pending: bool = conn
-            .query_row(
+        let db = Db::open(path, DEDUPE_SCHEMA)?;
+        db.set_up(|conn| {
+            // Files written before claims existed get the column; their keys count as
+            // committed.
+            let has_pending: i64 = conn.query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('dedupe') WHERE name = 'pending'",
                 [],
-                |row| row.get::<_, i64>(0),
+                |row| row.get(0),
+            )?;
+            if has_pending == 0 {
+                conn.execute_batch("ALTER TABLE dedupe ADD COLUMN pending TEXT")?;
+            }
+            conn.execute(
+                "DELETE FROM dedupe WHERE expires_ms <= ?1",
+                params![now_ms()],
             )
-            .map_err(|e| fail(e.to_string()))?
-            > 0;
-        if !has_pending {
-            conn.execute_batch("ALTER TABLE dedupe ADD COLUMN pending TEXT")
-                .map_err(|e| fail(e.to_string()))?;
-        }
-        conn.execute(
-            "DELETE FROM dedupe WHERE expires_ms <= ?1",
-            params![now_ms()],
-        )
-        .map_err(|e| fail(e.to_string()))?;
+            .map(drop)
+        })?;
         Ok(Self {
-            db: Db::new(path, conn),
+            db,
             purged: Mutex::new(std::time::Instant::now()),
         })
     }
@@ -279,29 +290,23 @@ pub struct SqliteState {
     db: Db,
 }
 
+/// A partition's entries and its position, committed together.
+const STATE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS state (
+         scope TEXT NOT NULL,
+         key TEXT NOT NULL,
+         value BLOB NOT NULL,
+         PRIMARY KEY (scope, key)
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS state_position (
+         scope TEXT PRIMARY KEY NOT NULL,
+         position INTEGER NOT NULL
+     );";
+
 impl SqliteState {
     /// Open (or create) the store at `path`, creating its directory.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let fail = |message: String| StateError::Store {
-            store: path.display().to_string(),
-            message,
-        };
-        let conn = connect(path).map_err(fail)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS state (
-                 scope TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 value BLOB NOT NULL,
-                 PRIMARY KEY (scope, key)
-             ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS state_position (
-                 scope TEXT PRIMARY KEY NOT NULL,
-                 position INTEGER NOT NULL
-             );",
-        )
-        .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
-            db: Db::new(path, conn),
+            db: Db::open(path, STATE_SCHEMA)?,
         })
     }
 }
