@@ -16,8 +16,8 @@ use futures::TryStreamExt;
 use hubwasm::azure_blob::BlobContainer;
 use hubwasm::checkpoint::blob::{sign_account_sas, BlobCheckpointStore, BlobStoreOptions};
 use hubwasm::checkpoint::{
-    Checkpoint, CheckpointStore, Ownership, RetryState, RetryStore, Store, VersionRecord,
-    VersionStore,
+    Checkpoint, CheckpointStore, GroupName, Ownership, RetryState, RetryStore, Store,
+    VersionRecord, VersionStore,
 };
 use hubwasm::event::PartitionContext;
 use serde_json::{json, Value as Json};
@@ -109,6 +109,13 @@ async fn blob_names(store: &BlobCheckpointStore) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The consumer group of these tests, as version records and components name it.
+const THE_GROUP: GroupName<'static> = GroupName {
+    namespace: NAMESPACE,
+    event_hub: HUB,
+    consumer_group: GROUP,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_claim_wins_a_stale_etag_loses_and_a_relinquished_partition_is_unowned() {
@@ -322,10 +329,7 @@ async fn retry_state_is_saved_loaded_and_cleared_beside_the_checkpoints() {
 async fn the_plugin_version_is_kept_beside_the_checkpoints() {
     let azurite = Azurite::start();
     let store = store(&azurite).await;
-    assert_eq!(
-        store.load_version(NAMESPACE, HUB, GROUP).await.unwrap(),
-        None
-    );
+    assert_eq!(store.load_version(THE_GROUP).await.unwrap(), None);
     let record = VersionRecord {
         path: "/srv/plugins/filtre-é/v2.wasm".into(),
         digest: "ab".repeat(6),
@@ -336,26 +340,17 @@ async fn the_plugin_version_is_kept_beside_the_checkpoints() {
         by: "host-a".into(),
         at_ms: 1_796_000_000_000,
     };
-    store
-        .save_version(NAMESPACE, HUB, GROUP, &record)
-        .await
-        .unwrap();
+    store.save_version(THE_GROUP, &record).await.unwrap();
     assert_eq!(
-        store.load_version(NAMESPACE, HUB, GROUP).await.unwrap(),
+        store.load_version(THE_GROUP).await.unwrap(),
         Some(record.clone())
     );
     let back = VersionRecord {
         reason: "automatic rollback: 20 of 20 calls failed".into(),
         ..record
     };
-    store
-        .save_version(NAMESPACE, HUB, GROUP, &back)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.load_version(NAMESPACE, HUB, GROUP).await.unwrap(),
-        Some(back)
-    );
+    store.save_version(THE_GROUP, &back).await.unwrap();
+    assert_eq!(store.load_version(THE_GROUP).await.unwrap(), Some(back));
     assert_eq!(
         blob_names(&store).await,
         ["hubwasm-test.servicebus.windows.net/telemetry/$default/hubwasm-plugin/version"]
@@ -368,14 +363,9 @@ async fn the_plugin_version_is_kept_beside_the_checkpoints() {
 /// the reader's bound, and a missing one is `None`; the names of objects are digests only.
 #[tokio::test(flavor = "multi_thread")]
 async fn plugin_components_are_kept_by_digest_and_read_within_a_bound() {
-    use hubwasm::checkpoint::GroupName;
     let azurite = Azurite::start();
     let store = store(&azurite).await;
-    let group = GroupName {
-        namespace: NAMESPACE,
-        event_hub: HUB,
-        consumer_group: GROUP,
-    };
+    let group = THE_GROUP;
     let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let sha = hubwasm::plugin::sha256_hex(&bytes);
     assert_eq!(

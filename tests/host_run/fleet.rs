@@ -86,11 +86,7 @@ async fn a_swap_reaches_every_host(world: &Local, config: &str, store: &dyn Stor
     );
 
     // A version whose stored bytes were changed is refused by every host; they keep theirs.
-    let group = GroupName {
-        namespace: NS,
-        event_hub: HUB,
-        consumer_group: "$Default",
-    };
+    let group = THE_GROUP;
     let mut v3 = std::fs::read(hubwasm_plugins::TEST_RECORD).unwrap();
     v3.extend_from_slice(b"\0\x07\x06fleet3");
     let sha3 = hubwasm::plugin::sha256_hex(&v3);
@@ -98,7 +94,7 @@ async fn a_swap_reaches_every_host(world: &Local, config: &str, store: &dyn Stor
     *tampered.last_mut().unwrap() = b'X';
     store.save_component(group, &sha3, &tampered).await.unwrap();
     let mut record = store
-        .load_version(NS, HUB, "$Default")
+        .load_version(THE_GROUP)
         .await
         .unwrap()
         .expect("the swap's record");
@@ -106,10 +102,7 @@ async fn a_swap_reaches_every_host(world: &Local, config: &str, store: &dyn Stor
     record.sha256 = Some(sha3.clone());
     record.digest = sha3[..12].to_string();
     record.name = Some("record_v3".into());
-    store
-        .save_version(NS, HUB, "$Default", &record)
-        .await
-        .unwrap();
+    store.save_version(THE_GROUP, &record).await.unwrap();
     for host in [&a, &b, &d] {
         eventually(
             "the tampered version refused",
@@ -141,6 +134,13 @@ async fn a_swap_reaches_every_host(world: &Local, config: &str, store: &dyn Stor
     )
     .await;
 }
+
+/// The consumer group the hosts share, as version records and components name it.
+const THE_GROUP: GroupName<'static> = GroupName {
+    namespace: NS,
+    event_hub: HUB,
+    consumer_group: "$Default",
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_reaches_every_host_through_the_local_store_alone() {
@@ -287,9 +287,7 @@ async fn a_record_without_a_stored_component_leaves_the_configured_plugin_runnin
     world
         .store()
         .save_version(
-            NS,
-            HUB,
-            "$Default",
+            THE_GROUP,
             &VersionRecord {
                 path: "/srv/plugins/v2.wasm".into(),
                 digest: "0123456789ab".into(),

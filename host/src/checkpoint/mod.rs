@@ -15,6 +15,7 @@
 
 use crate::event::PartitionContext;
 use async_trait::async_trait;
+use azure_core::Result;
 pub use azure_messaging_eventhubs::models::{Checkpoint, Ownership};
 pub use azure_messaging_eventhubs::CheckpointStore;
 
@@ -72,14 +73,10 @@ impl RetryState {
 #[async_trait]
 pub trait RetryStore: Send + Sync {
     /// The retry state of a partition, if one is recorded.
-    async fn load_retry(&self, at: &PartitionContext) -> azure_core::Result<Option<RetryState>>;
+    async fn load_retry(&self, at: &PartitionContext) -> Result<Option<RetryState>>;
 
     /// Record (`Some`) or clear (`None`) the retry state of a partition.
-    async fn save_retry(
-        &self,
-        at: &PartitionContext,
-        state: Option<RetryState>,
-    ) -> azure_core::Result<()>;
+    async fn save_retry(&self, at: &PartitionContext, state: Option<RetryState>) -> Result<()>;
 }
 
 /// The plugin version a consumer group runs, kept beside its checkpoints: a hot swap on one
@@ -115,22 +112,11 @@ pub struct VersionRecord {
 /// made for one test); the real stores keep it beside the checkpoints.
 #[async_trait]
 pub trait VersionStore: Send + Sync {
-    async fn load_version(
-        &self,
-        _namespace: &str,
-        _event_hub: &str,
-        _consumer_group: &str,
-    ) -> azure_core::Result<Option<VersionRecord>> {
+    async fn load_version(&self, _group: GroupName<'_>) -> Result<Option<VersionRecord>> {
         Ok(None)
     }
 
-    async fn save_version(
-        &self,
-        _namespace: &str,
-        _event_hub: &str,
-        _consumer_group: &str,
-        _record: &VersionRecord,
-    ) -> azure_core::Result<()> {
+    async fn save_version(&self, _group: GroupName<'_>, _record: &VersionRecord) -> Result<()> {
         Ok(())
     }
 
@@ -142,7 +128,7 @@ pub trait VersionStore: Send + Sync {
         _group: GroupName<'_>,
         _sha256: &str,
         _bytes: &[u8],
-    ) -> azure_core::Result<()> {
+    ) -> Result<()> {
         Err(azure_core::Error::with_message(
             azure_core::error::ErrorKind::Other,
             "this checkpoint store keeps no plugin components",
@@ -156,7 +142,7 @@ pub trait VersionStore: Send + Sync {
         _group: GroupName<'_>,
         _sha256: &str,
         _limit: u64,
-    ) -> azure_core::Result<Option<Vec<u8>>> {
+    ) -> Result<Option<Vec<u8>>> {
         Ok(None)
     }
 
@@ -166,7 +152,7 @@ pub trait VersionStore: Send + Sync {
         _group: GroupName<'_>,
         _swap: &str,
         _outcome: &VersionOutcome,
-    ) -> azure_core::Result<()> {
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -175,7 +161,7 @@ pub trait VersionStore: Send + Sync {
         &self,
         _group: GroupName<'_>,
         _swap: &str,
-    ) -> azure_core::Result<Vec<VersionOutcome>> {
+    ) -> Result<Vec<VersionOutcome>> {
         Ok(Vec::new())
     }
 }
@@ -230,32 +216,24 @@ pub(crate) fn instance_file_name(instance: &str) -> String {
 }
 
 /// A digest read from a record is checked before it names a file or blob.
-pub(crate) fn check_sha256(text: &str) -> azure_core::Result<()> {
-    if is_sha256_hex(text) {
-        Ok(())
-    } else {
-        Err(azure_core::Error::with_message(
-            azure_core::error::ErrorKind::DataConversion,
-            format!(
-                "{:?} is not a SHA-256 in hex",
-                text.chars().take(100).collect::<String>()
-            ),
-        ))
-    }
+pub(crate) fn check_sha256(text: &str) -> Result<()> {
+    check(is_sha256_hex(text), text, "a SHA-256 in hex")
 }
 
-pub(crate) fn check_swap_id(id: &str) -> azure_core::Result<()> {
-    if is_swap_id(id) {
-        Ok(())
-    } else {
-        Err(azure_core::Error::with_message(
-            azure_core::error::ErrorKind::DataConversion,
-            format!(
-                "{:?} is not a swap id",
-                id.chars().take(100).collect::<String>()
-            ),
-        ))
+pub(crate) fn check_swap_id(id: &str) -> Result<()> {
+    check(is_swap_id(id), id, "a swap id")
+}
+
+/// `text` (shown cut to 100 characters) as an error unless it is `ok`.
+fn check(ok: bool, text: &str, what: &str) -> Result<()> {
+    if ok {
+        return Ok(());
     }
+    let shown: String = text.chars().take(100).collect();
+    Err(azure_core::Error::with_message(
+        azure_core::error::ErrorKind::DataConversion,
+        format!("{shown:?} is not {what}"),
+    ))
 }
 
 /// A consumer group as a store names it.
@@ -290,7 +268,7 @@ pub async fn checkpointed(
     namespace: &str,
     event_hub: &str,
     consumer_group: &str,
-) -> azure_core::Result<std::collections::HashMap<String, i64>> {
+) -> Result<std::collections::HashMap<String, i64>> {
     Ok(store
         .list_checkpoints(namespace, event_hub, consumer_group)
         .await?
@@ -308,7 +286,7 @@ pub trait Store: CheckpointStore + RetryStore + VersionStore + Send + Sync {
 /// The Blob store for a `[checkpoints] store = "blob"` config.
 pub async fn open_blob(
     config: &crate::config::BlobContainerConfig,
-) -> Result<std::sync::Arc<dyn Store>, String> {
+) -> std::result::Result<std::sync::Arc<dyn Store>, String> {
     let container = crate::azure_blob::open(config).await?;
     Ok(std::sync::Arc::new(BlobCheckpointStore::new(container)))
 }

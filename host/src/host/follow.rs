@@ -32,12 +32,7 @@ impl HostHandle {
                         _ = tick.tick() => {}
                         _ = stop.wait() => return,
                     }
-                    let record = match this
-                        .inner
-                        .store
-                        .load_version(&hub.namespace, &hub.event_hub, &hub.consumer_group)
-                        .await
-                    {
+                    let record = match this.inner.store.load_version(hub.group()).await {
                         Ok(Some(record)) => record,
                         Ok(None) => continue,
                         Err(err) => {

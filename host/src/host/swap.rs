@@ -334,17 +334,7 @@ impl HostHandle {
                 by: self.inner.instance_id.clone(),
                 at_ms: record.at_ms,
             };
-            if let Err(err) = self
-                .inner
-                .store
-                .save_version(
-                    &hub.namespace,
-                    &hub.event_hub,
-                    &hub.consumer_group,
-                    &version,
-                )
-                .await
-            {
+            if let Err(err) = self.inner.store.save_version(hub.group(), &version).await {
                 tracing::error!(
                     event_hub = %hub.event_hub,
                     error = %err,

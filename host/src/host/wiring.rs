@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{HubHandle, RunError};
 use crate::checkpoint::local::LocalCheckpointStore;
-use crate::checkpoint::{Store, VersionRecord};
+use crate::checkpoint::{GroupName, Store, VersionRecord};
 use crate::config::{
     CheckpointConfig, DeadLetterConfig, EventHubAddress, EventHubConfig, RunConfig,
 };
@@ -209,7 +209,11 @@ impl Wiring<'_> {
         let base_digest = plugin.digest().to_string();
         let record = self
             .store
-            .load_version(&target.namespace, &hub.name, &hub.consumer_group)
+            .load_version(GroupName {
+                namespace: &target.namespace,
+                event_hub: &hub.name,
+                consumer_group: &hub.consumer_group,
+            })
             .await;
         match record {
             Ok(Some(record)) if record.base_digest != base_digest => {

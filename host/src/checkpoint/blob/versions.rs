@@ -12,15 +12,16 @@ use azure_core::{Error, Result};
 
 use super::*;
 
+/// The blob of a consumer group's plugin version record.
+fn version_blob(group: GroupName<'_>) -> Result<String> {
+    let (ns, hub, cg) = (group.namespace, group.event_hub, group.consumer_group);
+    blob_name(ns, hub, cg, PLUGIN, "version")
+}
+
 #[async_trait]
 impl crate::checkpoint::VersionStore for BlobCheckpointStore {
-    async fn load_version(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-    ) -> Result<Option<VersionRecord>> {
-        let name = blob_name(namespace, event_hub, consumer_group, PLUGIN, "version")?;
+    async fn load_version(&self, group: GroupName<'_>) -> Result<Option<VersionRecord>> {
+        let name = version_blob(group)?;
         let what = "reading the plugin version";
         let Some(metadata) = self.metadata_of(what, &name).await? else {
             return Ok(None);
@@ -45,14 +46,8 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
         serde_json::from_slice(&bytes).map(Some).map_err(|_| bad())
     }
 
-    async fn save_version(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-        record: &VersionRecord,
-    ) -> Result<()> {
-        let name = blob_name(namespace, event_hub, consumer_group, PLUGIN, "version")?;
+    async fn save_version(&self, group: GroupName<'_>, record: &VersionRecord) -> Result<()> {
+        let name = version_blob(group)?;
         let json = serde_json::to_vec(record).map_err(|e| {
             Error::with_message(
                 ErrorKind::DataConversion,

@@ -118,6 +118,12 @@ impl LocalCheckpointStore {
         )
     }
 
+    /// `<group>/hubwasm-plugin/version.json`.
+    fn version_file(&self, group: GroupName<'_>) -> PathBuf {
+        let (ns, hub, cg) = (group.namespace, group.event_hub, group.consumer_group);
+        self.file(ns, hub, cg, "hubwasm-plugin", "version")
+    }
+
     /// `<group>/hubwasm-plugin/outcomes/<swap id>/`.
     fn outcomes_dir(&self, group: GroupName<'_>, swap: &str) -> PathBuf {
         self.group_dir(group.namespace, group.event_hub, group.consumer_group)
@@ -395,36 +401,13 @@ impl RetryStore for LocalCheckpointStore {
 
 #[async_trait]
 impl crate::checkpoint::VersionStore for LocalCheckpointStore {
-    async fn load_version(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-    ) -> Result<Option<VersionRecord>> {
-        let path = self.file(
-            namespace,
-            event_hub,
-            consumer_group,
-            "hubwasm-plugin",
-            "version",
-        );
+    async fn load_version(&self, group: GroupName<'_>) -> Result<Option<VersionRecord>> {
+        let path = self.version_file(group);
         blocking(move || read_json(&path)).await
     }
 
-    async fn save_version(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-        record: &VersionRecord,
-    ) -> Result<()> {
-        let path = self.file(
-            namespace,
-            event_hub,
-            consumer_group,
-            "hubwasm-plugin",
-            "version",
-        );
+    async fn save_version(&self, group: GroupName<'_>, record: &VersionRecord) -> Result<()> {
+        let path = self.version_file(group);
         let record = record.clone();
         blocking(move || write_json(&path, &record)).await
     }
