@@ -311,6 +311,16 @@ impl SqliteState {
     }
 }
 
+/// The position a partition's state was last committed with.
+fn stored_position(conn: &Connection, scope: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT position FROM state_position WHERE scope = ?1",
+        params![scope],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
 #[async_trait::async_trait]
 impl StateStore for SqliteState {
     async fn load(&self, scope: &str) -> Result<(Option<i64>, Vec<(String, Vec<u8>)>), StateError> {
@@ -319,13 +329,7 @@ impl StateStore for SqliteState {
             .run(move |conn| {
                 // One read transaction: the entries and the position belong together.
                 let tx = conn.transaction()?;
-                let position: Option<i64> = tx
-                    .query_row(
-                        "SELECT position FROM state_position WHERE scope = ?1",
-                        params![scope],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
+                let position = stored_position(&tx, &scope)?;
                 let rows = {
                     let mut query = tx.prepare("SELECT key, value FROM state WHERE scope = ?1")?;
                     let rows = query
@@ -347,13 +351,7 @@ impl StateStore for SqliteState {
             .run(move |conn| {
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let stored: Option<i64> = tx
-                    .query_row(
-                        "SELECT position FROM state_position WHERE scope = ?1",
-                        params![scope],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
+                let stored = stored_position(&tx, &scope)?;
                 if stored != expected {
                     return Ok(Committed::Fenced);
                 }

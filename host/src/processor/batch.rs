@@ -60,16 +60,12 @@ pub(super) async fn process(
             .count();
         // Their dedupe claims may not be committed (a crash between the state commit and the
         // claims' commit): commit them before anything after them is claimed.
-        if let (Some(dedupe), true) = (&setup.dedupe, held > 0) {
-            let done = &batch[..held];
-            if until_stored(setup, ctx, stop, "commit dedupe keys", || {
-                dedupe.commit(&ctx.partition_id, done)
-            })
-            .await
-            .is_none()
-            {
-                return Processed::Stopped;
-            }
+        if held > 0
+            && commit_claims(setup, ctx, stop, &batch[..held])
+                .await
+                .is_none()
+        {
+            return Processed::Stopped;
         }
         batch.retain(|e| e.sequence_number > position);
         if batch.len() < before {
@@ -159,16 +155,11 @@ pub(super) async fn process(
             }
             // The second checkpoint before the first: once the claims are committed, a
             // redelivery of these events (a crash before the checkpoint) skips them.
-            if let Some(dedupe) = &setup.dedupe {
-                let done = &batch[..handled];
-                if until_stored(setup, ctx, stop, "commit dedupe keys", || {
-                    dedupe.commit(&ctx.partition_id, done)
-                })
+            if commit_claims(setup, ctx, stop, &batch[..handled])
                 .await
                 .is_none()
-                {
-                    return Processed::Stopped;
-                }
+            {
+                return Processed::Stopped;
             }
             let last = &batch[handled - 1];
             checkpointer.set(last.sequence_number, &last.offset);
@@ -473,6 +464,23 @@ async fn commit_effects(
 
 /// Retry a store or output call until it answers: the partition pauses before its events (a
 /// store that is down never skips or loses one). `None` if the host stopped meanwhile.
+/// Commit the dedupe claims of `done` (handled events), if the event hub deduplicates;
+/// `None` if the host stopped meanwhile.
+async fn commit_claims(
+    setup: &PartitionSetup,
+    ctx: &PartitionContext,
+    stop: &mut Shutdown,
+    done: &[Event],
+) -> Option<()> {
+    let Some(dedupe) = &setup.dedupe else {
+        return Some(());
+    };
+    until_stored(setup, ctx, stop, "commit dedupe keys", || {
+        dedupe.commit(&ctx.partition_id, done)
+    })
+    .await
+}
+
 pub(super) async fn until_stored<T, E, F, Fut>(
     setup: &PartitionSetup,
     ctx: &PartitionContext,
