@@ -31,12 +31,8 @@ pub struct PartitionLabels {
 /// A failure's labels: the partition's and its kind (`retryable`, `rejected`, `trap`, ...).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
-    pub tenant: String,
-    pub event_hub: String,
-    pub consumer_group: String,
-    pub partition: String,
-    pub plugin: String,
-    pub plugin_version: String,
+    #[prometheus(flatten)]
+    pub partition: PartitionLabels,
     pub kind: String,
 }
 
@@ -154,6 +150,25 @@ impl std::fmt::Debug for Prometheus {
     }
 }
 
+/// `let field = register(r, name, help);` for each line (the types come from the struct).
+macro_rules! families {
+    ($r:ident; $($field:ident: $name:literal, $help:literal;)*) => {
+        $(let $field = register($r, $name, $help);)*
+    };
+}
+
+/// A histogram per event hub registered under `name`, each made by `new` (its buckets).
+fn histograms(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    new: fn() -> Histogram,
+) -> Family<HubLabels, Histogram> {
+    let family = Family::new_with_constructor(new);
+    registry.register(name, help, family.clone());
+    family
+}
+
 /// A new metric registered under `name`, handed back to be recorded into.
 fn register<M>(registry: &mut Registry, name: &str, help: &str) -> M
 where
@@ -176,106 +191,41 @@ impl Default for Prometheus {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("hubwasm");
         let r = &mut registry;
-        let handled: Family<PartitionLabels, Counter> = register(
+        families! { r;
+            handled: "events_handled", "Events the plugin handled successfully";
+            failures: "failures", "Plugin calls that failed on an event, by kind (each retry counts)";
+            dead_lettered: "dead_letters", "Events written to the dead-letter sink";
+            retries: "retries", "Retries of failed events scheduled";
+            checkpoints: "checkpoints", "Checkpoints written";
+            store_errors: "store_errors", "Checkpoint store calls that failed (retried)";
+            pauses: "plugin_start_pauses", "Times a partition paused because its plugin could not start";
+            duplicates: "duplicates_skipped", "Events skipped before the plugin because their dedupe key was recorded";
+            emitted: "events_emitted", "Events the plugin emitted, acknowledged by their outputs";
+            swaps: "plugin_swaps", "Plugin versions swapped in";
+            lag: "partition_lag", "Events enqueued in the partition after its checkpoint (as of the last /status or /metrics read)";
+            checkpoint_age: "checkpoint_age_seconds", "Time since this host last wrote the partition's checkpoint";
+            tenant_events: "tenant_events", "Events a tenant's plugins were called with (retries count again)";
+            tenant_bytes: "tenant_bytes", "Event body bytes a tenant's plugins were called with";
+            tenant_failures: "tenant_failures", "A tenant's plugin calls that failed";
+            tenant_storms: "tenant_storm_pauses", "Times a tenant's calls were paused because its failures stormed";
+            tenant_busy_seconds: "tenant_busy_seconds", "Time spent inside a tenant's plugin calls";
+            tenant_throttled_seconds: "tenant_throttled_seconds", "Time a tenant's calls waited for its rate limit";
+            tenant_in_flight: "tenant_in_flight", "A tenant's plugin calls running now";
+            tenant_memory_peak_bytes: "tenant_memory_peak_bytes", "The largest memory an instance of a tenant's plugins grew to";
+        }
+        // 10 µs to ~10 s.
+        let handler_seconds = histograms(
             r,
-            "events_handled",
-            "Events the plugin handled successfully",
-        );
-        let failures: Family<FailureLabels, Counter> = register(
-            r,
-            "failures",
-            "Plugin calls that failed on an event, by kind (each retry counts)",
-        );
-        let dead_lettered: Family<PartitionLabels, Counter> =
-            register(r, "dead_letters", "Events written to the dead-letter sink");
-        let retries: Family<PartitionLabels, Counter> =
-            register(r, "retries", "Retries of failed events scheduled");
-        let checkpoints: Family<HubPartition, Counter> =
-            register(r, "checkpoints", "Checkpoints written");
-        let store_errors: Counter = register(
-            r,
-            "store_errors",
-            "Checkpoint store calls that failed (retried)",
-        );
-        let pauses: Family<HubPartition, Counter> = register(
-            r,
-            "plugin_start_pauses",
-            "Times a partition paused because its plugin could not start",
-        );
-        let duplicates: Family<HubPartition, Counter> = register(
-            r,
-            "duplicates_skipped",
-            "Events skipped before the plugin because their dedupe key was recorded",
-        );
-        let emitted: Family<HubPartition, Counter> = register(
-            r,
-            "events_emitted",
-            "Events the plugin emitted, acknowledged by their outputs",
-        );
-        let swaps: Family<HubLabels, Counter> =
-            register(r, "plugin_swaps", "Plugin versions swapped in");
-        let handler_seconds = Family::<HubLabels, Histogram>::new_with_constructor(|| {
-            // 10 µs to ~10 s.
-            Histogram::new(exponential_buckets(0.00001, 4.0, 11))
-        });
-        r.register(
             "handler_seconds",
             "Time of one plugin call (one event, or one batch)",
-            handler_seconds.clone(),
+            || Histogram::new(exponential_buckets(0.00001, 4.0, 11)),
         );
-        let swap_pause_seconds = Family::<HubLabels, Histogram>::new_with_constructor(|| {
-            // 100 µs to ~26 s.
-            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
-        });
-        r.register(
+        // 100 µs to ~26 s.
+        let swap_pause_seconds = histograms(
+            r,
             "swap_pause_seconds",
             "Per partition and swap: from the old version's last call to the new one's first",
-            swap_pause_seconds.clone(),
-        );
-        let lag: Family<HubPartition, Gauge> = register(
-            r,
-            "partition_lag",
-            "Events enqueued in the partition after its checkpoint (as of the last /status or \
-             /metrics read)",
-        );
-        let checkpoint_age: Family<HubPartition, Gauge<f64, AtomicU64>> = register(
-            r,
-            "checkpoint_age_seconds",
-            "Time since this host last wrote the partition's checkpoint",
-        );
-        let tenant_events: Family<TenantLabels, Counter> = register(
-            r,
-            "tenant_events",
-            "Events a tenant's plugins were called with (retries count again)",
-        );
-        let tenant_bytes: Family<TenantLabels, Counter> = register(
-            r,
-            "tenant_bytes",
-            "Event body bytes a tenant's plugins were called with",
-        );
-        let tenant_failures: Family<TenantLabels, Counter> =
-            register(r, "tenant_failures", "A tenant's plugin calls that failed");
-        let tenant_storms: Family<TenantLabels, Counter> = register(
-            r,
-            "tenant_storm_pauses",
-            "Times a tenant's calls were paused because its failures stormed",
-        );
-        let tenant_busy_seconds: Family<TenantLabels, Counter<f64, AtomicU64>> = register(
-            r,
-            "tenant_busy_seconds",
-            "Time spent inside a tenant's plugin calls",
-        );
-        let tenant_throttled_seconds: Family<TenantLabels, Counter<f64, AtomicU64>> = register(
-            r,
-            "tenant_throttled_seconds",
-            "Time a tenant's calls waited for its rate limit",
-        );
-        let tenant_in_flight: Family<TenantLabels, Gauge> =
-            register(r, "tenant_in_flight", "A tenant's plugin calls running now");
-        let tenant_memory_peak_bytes: Family<TenantLabels, Gauge> = register(
-            r,
-            "tenant_memory_peak_bytes",
-            "The largest memory an instance of a tenant's plugins grew to",
+            || Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
         );
         Self {
             registry,
@@ -391,12 +341,7 @@ impl Prometheus {
                 let p = self.partition(call);
                 self.failures
                     .get_or_create(&FailureLabels {
-                        tenant: p.tenant,
-                        event_hub: p.event_hub,
-                        consumer_group: p.consumer_group,
-                        partition: p.partition,
-                        plugin: p.plugin,
-                        plugin_version: p.plugin_version,
+                        partition: p,
                         kind: kind.to_string(),
                     })
                     .inc();
@@ -478,5 +423,34 @@ impl Prometheus {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_labelled_with_its_partition_version_and_kind() {
+        let prometheus = Prometheus::default();
+        let ctx = PartitionContext::new("ns", "orders", "$Default", "3");
+        prometheus.set_tenant("orders", "$Default", "acme");
+        let call = Call {
+            ctx: &ctx,
+            plugin: "filter",
+            version: "0123456789abcdef",
+        };
+        prometheus.record(&MetricEvent::Failure { call, kind: "trap" });
+        prometheus.record(&MetricEvent::Failure { call, kind: "trap" });
+        let text = prometheus.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("hubwasm_failures_total{"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(
+            line,
+            "hubwasm_failures_total{tenant=\"acme\",event_hub=\"orders\",consumer_group=\"$Default\",\
+             partition=\"3\",plugin=\"filter\",plugin_version=\"0123456789ab\",kind=\"trap\"} 2"
+        );
     }
 }
