@@ -66,6 +66,18 @@ pub(crate) enum Verdict {
 /// A handler call's outcome: `Err((index, verdict))` says which event failed and why.
 pub(crate) type Outcome = Result<(), (u32, Verdict)>;
 
+/// A plugin's lifecycle interface and its one handler (per event or per batch), in every
+/// contract version alike: as type-checked indices, and as exports loaded in an instance.
+pub(crate) struct Parts<L, E, B> {
+    lifecycle: L,
+    handler: Handler<E, B>,
+}
+
+enum Handler<E, B> {
+    Event(E),
+    Batch(B),
+}
+
 /// Generates, for one contract version's bindings module, the conversions from host types and
 /// the loaded exports with their calls. Every version's export shapes are the same functions,
 /// so one body serves all of them.
@@ -77,25 +89,16 @@ macro_rules! versioned {
                 batch_handler, event_handler, lifecycle, types as wit,
             };
 
-            pub(crate) struct Indices {
-                lifecycle: lifecycle::GuestIndices,
-                handler: HandlerIndices,
-            }
+            /// What a compiled component exports, type-checked.
+            pub(crate) type Indices = Parts<
+                lifecycle::GuestIndices,
+                event_handler::GuestIndices,
+                batch_handler::GuestIndices,
+            >;
 
-            enum HandlerIndices {
-                Event(event_handler::GuestIndices),
-                Batch(batch_handler::GuestIndices),
-            }
-
-            pub(crate) struct Exports {
-                lifecycle: lifecycle::Guest,
-                handler: Handler,
-            }
-
-            enum Handler {
-                Event(event_handler::Guest),
-                Batch(batch_handler::Guest),
-            }
+            /// Those exports loaded in one instance.
+            pub(crate) type Exports =
+                Parts<lifecycle::Guest, event_handler::Guest, batch_handler::Guest>;
 
             impl Indices {
                 /// Type-check the exports of `kind`; `Err` names the interface that differs.
@@ -106,11 +109,11 @@ macro_rules! versioned {
                     let lifecycle =
                         lifecycle::GuestIndices::new(pre).map_err(|e| ("lifecycle", e))?;
                     let handler = match kind {
-                        PluginKind::Event => HandlerIndices::Event(
+                        PluginKind::Event => Handler::Event(
                             event_handler::GuestIndices::new(pre)
                                 .map_err(|e| ("event-handler", e))?,
                         ),
-                        PluginKind::Batch => HandlerIndices::Batch(
+                        PluginKind::Batch => Handler::Batch(
                             batch_handler::GuestIndices::new(pre)
                                 .map_err(|e| ("batch-handler", e))?,
                         ),
@@ -128,11 +131,11 @@ macro_rules! versioned {
                         .load(&mut *store, instance)
                         .map_err(|e| ("lifecycle", e))?;
                     let handler = match &self.handler {
-                        HandlerIndices::Event(h) => Handler::Event(
+                        Handler::Event(h) => Handler::Event(
                             h.load(&mut *store, instance)
                                 .map_err(|e| ("event-handler", e))?,
                         ),
-                        HandlerIndices::Batch(h) => Handler::Batch(
+                        Handler::Batch(h) => Handler::Batch(
                             h.load(&mut *store, instance)
                                 .map_err(|e| ("batch-handler", e))?,
                         ),

@@ -31,7 +31,7 @@ use azure_core::time::parse_rfc7231;
 use azure_core::{Error, Result};
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientGetPropertiesOptions, BlobClientGetPropertiesResultHeaders,
-    BlobClientSetMetadataOptions, BlobContainerClientListBlobsOptions,
+    BlobClientSetMetadataOptions, BlobContainerClientListBlobsOptions, BlobItem,
     BlockBlobClientUploadOptions, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{BlobClient, BlobContainerClient};
@@ -230,11 +230,7 @@ impl BlobCheckpointStore {
     }
 
     /// The blobs under a prefix, with their metadata.
-    async fn list(
-        &self,
-        what: &str,
-        prefix: String,
-    ) -> Result<Vec<azure_storage_blob::models::BlobItem>> {
+    async fn list(&self, what: &str, prefix: String) -> Result<Vec<BlobItem>> {
         let options = BlobContainerClientListBlobsOptions {
             prefix: Some(prefix.clone()),
             include: Some(vec![ListBlobsIncludeItem::Metadata]),
@@ -247,6 +243,24 @@ impl BlobCheckpointStore {
         self.timed(what, listing)
             .await
             .map_err(|e| self.error(e, what, Some(&prefix)))
+    }
+
+    /// The named blobs under `prefix`, each made into a `T` by `each(name, metadata, blob)`.
+    async fn list_as<T>(
+        &self,
+        what: &str,
+        prefix: String,
+        mut each: impl FnMut(&str, Option<&HashMap<String, String>>, &BlobItem) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let blobs = self.list(what, prefix).await?;
+        let mut out = Vec::with_capacity(blobs.len());
+        for blob in &blobs {
+            if let Some(name) = blob.name.as_deref() {
+                let metadata = blob.metadata.as_ref().and_then(|m| m.values.as_ref());
+                out.push(each(name, metadata, blob)?);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -267,56 +281,46 @@ impl CheckpointStore for BlobCheckpointStore {
 
     async fn list_checkpoints(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Checkpoint>> {
         let prefix = blob_prefix(ns, hub, group, CHECKPOINT)?;
-        let blobs = self.list("listing checkpoints", prefix).await?;
-        let mut checkpoints = Vec::with_capacity(blobs.len());
-        for blob in blobs {
-            let Some(name) = blob.name.as_deref() else {
-                continue;
-            };
-            let metadata = blob.metadata.as_ref().and_then(|m| m.values.as_ref());
+        self.list_as("listing checkpoints", prefix, |name, metadata, _| {
             let sequence_number = metadata
                 .and_then(|m| meta(m, SEQUENCE_NUMBER))
                 .map(|s| parse_number::<i64>(s, name, SEQUENCE_NUMBER))
                 .transpose()?;
-            checkpoints.push(Checkpoint {
+            Ok(Checkpoint {
                 fully_qualified_namespace: ns.to_string(),
                 event_hub_name: hub.to_string(),
                 consumer_group: group.to_string(),
                 partition_id: partition_of(name).to_string(),
                 offset: metadata.and_then(|m| meta(m, OFFSET)).map(str::to_string),
                 sequence_number,
-            });
-        }
-        Ok(checkpoints)
+            })
+        })
+        .await
     }
 
     async fn list_ownerships(&self, ns: &str, hub: &str, group: &str) -> Result<Vec<Ownership>> {
         let prefix = blob_prefix(ns, hub, group, OWNERSHIP)?;
-        let blobs = self.list("listing partition ownerships", prefix).await?;
-        let mut ownerships = Vec::with_capacity(blobs.len());
-        for blob in blobs {
-            let Some(name) = blob.name.as_deref() else {
-                continue;
-            };
-            let owner_id = blob
-                .metadata
-                .as_ref()
-                .and_then(|m| m.values.as_ref())
-                .and_then(|m| meta(m, OWNER_ID))
-                .filter(|owner| !owner.is_empty())
-                .map(str::to_string);
-            let properties = blob.properties.as_ref();
-            ownerships.push(Ownership {
-                fully_qualified_namespace: ns.to_string(),
-                event_hub_name: hub.to_string(),
-                consumer_group: group.to_string(),
-                partition_id: partition_of(name).to_string(),
-                owner_id,
-                etag: properties.and_then(|p| p.etag.clone()),
-                last_modified_time: properties.and_then(|p| p.last_modified),
-            });
-        }
-        Ok(ownerships)
+        self.list_as(
+            "listing partition ownerships",
+            prefix,
+            |name, metadata, blob| {
+                let owner_id = metadata
+                    .and_then(|m| meta(m, OWNER_ID))
+                    .filter(|owner| !owner.is_empty())
+                    .map(str::to_string);
+                let properties = blob.properties.as_ref();
+                Ok(Ownership {
+                    fully_qualified_namespace: ns.to_string(),
+                    event_hub_name: hub.to_string(),
+                    consumer_group: group.to_string(),
+                    partition_id: partition_of(name).to_string(),
+                    owner_id,
+                    etag: properties.and_then(|p| p.etag.clone()),
+                    last_modified_time: properties.and_then(|p| p.last_modified),
+                })
+            },
+        )
+        .await
     }
 
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> Result<()> {

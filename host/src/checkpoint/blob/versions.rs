@@ -95,28 +95,26 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
     async fn load_outcomes(&self, group: GroupName<'_>, swap: &str) -> Result<Vec<VersionOutcome>> {
         check_swap_id(swap)?;
         let prefix = outcomes_prefix(group, swap)?;
-        let blobs = self.list("listing a version's outcomes", prefix).await?;
-        let mut out = Vec::with_capacity(blobs.len());
-        for blob in blobs {
-            let Some(name) = blob.name.as_deref() else {
-                continue;
-            };
-            let metadata = blob.metadata.as_ref().and_then(|m| m.values.as_ref());
-            let number = |key: &str| -> Result<u64> {
-                metadata
-                    .and_then(|m| meta(m, key))
-                    .map(|v| parse_number::<u64>(v, name, key))
-                    .transpose()
-                    .map(|v| v.unwrap_or(0))
-            };
-            out.push(VersionOutcome {
-                instance: partition_of(name).to_string(),
-                handled: number(HANDLED)?,
-                failed: number(FAILED)?,
-                held: number(HELD)?,
-            });
-        }
-        Ok(out)
+        self.list_as(
+            "listing a version's outcomes",
+            prefix,
+            |name, metadata, _| {
+                let number = |key: &str| -> Result<u64> {
+                    metadata
+                        .and_then(|m| meta(m, key))
+                        .map(|v| parse_number::<u64>(v, name, key))
+                        .transpose()
+                        .map(|v| v.unwrap_or(0))
+                };
+                Ok(VersionOutcome {
+                    instance: partition_of(name).to_string(),
+                    handled: number(HANDLED)?,
+                    failed: number(FAILED)?,
+                    held: number(HELD)?,
+                })
+            },
+        )
+        .await
     }
 
     async fn load_component(
