@@ -601,15 +601,15 @@ plugin = "filter.wasm"
 
     /// `[eventhub.state]`, `[[eventhub.output]]` and `allowed_outbound_hosts`: bad values are
     /// refused with the line and the setting.
+    /// [`MINIMAL`] with `extra` after it, loaded as `/etc/hubwasm/x.toml`; the error as text.
+    fn minimal_with(extra: &str) -> Result<RunConfig, String> {
+        let text = format!("{MINIMAL}{extra}\n");
+        RunConfig::parse(&text, Path::new("/etc/hubwasm/x.toml")).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn effect_settings_are_checked() {
-        let parse = |extra: &str| {
-            RunConfig::parse(
-                &format!("{MINIMAL}{extra}\n"),
-                Path::new("/etc/hubwasm/x.toml"),
-            )
-            .map_err(|e| e.to_string())
-        };
+        let parse = |extra: &str| minimal_with(extra);
         let ok = parse("[eventhub.state]\n[[eventhub.output]]\nname = \"kept\"\nconnection_string = \"Endpoint=sb://h;SharedAccessKeyName=a;SharedAccessKey=b;EntityPath=kept\"").unwrap();
         let state = ok.event_hubs[0].state.as_ref().unwrap();
         assert_eq!(
@@ -652,13 +652,7 @@ plugin = "filter.wasm"
     /// `[eventhub.dedupe]`: bad values are refused with the line and the setting.
     #[test]
     fn dedupe_settings_are_checked() {
-        let parse = |extra: &str| {
-            RunConfig::parse(
-                &format!("{MINIMAL}[eventhub.dedupe]\n{extra}\n"),
-                Path::new("/etc/hubwasm/x.toml"),
-            )
-            .map_err(|e| e.to_string())
-        };
+        let parse = |extra: &str| minimal_with(&format!("[eventhub.dedupe]\n{extra}"));
         let ok = parse("key = \"json:event_id\"").unwrap();
         // Without a key the store serves the plugin's first-seen only.
         assert!(parse("").unwrap().event_hubs[0]
