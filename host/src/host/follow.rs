@@ -10,8 +10,9 @@ use crate::shutdown::Shutdown;
 use super::{now_ms, HostHandle, HubHandle};
 use crate::checkpoint::VersionRecord;
 
-/// How often a version under judgement records and reads the group's counts.
-const OUTCOME_TICK: Duration = Duration::from_millis(250);
+/// How often a version under judgement records this host's counts and reads the other hosts'
+/// (a failure here is looked at at once, with the others' counts as last read).
+const FLEET_TICK: Duration = Duration::from_secs(1);
 
 impl HostHandle {
     /// Follow the consumer group's version record: when another host swapped or rolled back,
@@ -225,16 +226,26 @@ impl HostHandle {
         hub.plugin.begin_probation(generation);
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
-            let mut tick = tokio::time::interval(OUTCOME_TICK);
+            let ends = started + window;
+            let mut fleet = tokio::time::interval(FLEET_TICK);
             let mut saved: Option<crate::checkpoint::VersionOutcome> = None;
-            let mut last_sum = (0, 0, 0, 1);
+            // The other hosts' counts as last read: (handled, failed, held, hosts).
+            let mut others = (0, 0, 0, 0);
+            let mut over = false;
             loop {
-                let over = started.elapsed() >= window;
-                if !over {
-                    tick.tick().await;
-                }
                 let Ok(hub) = this.find(&event_hub, Some(&group)) else {
                     return;
+                };
+                // Woken by a failure here (judged at once on the others' last counts), by the
+                // fleet tick (record this host's counts, read the others'), or by the end.
+                let read_fleet = tokio::select! {
+                    _ = hub.plugin.failed(), if !over => false,
+                    _ = fleet.tick(), if !over => true,
+                    _ = tokio::time::sleep_until(ends), if !over => {
+                        over = true;
+                        true
+                    }
+                    else => true,
                 };
                 if hub.plugin.generation() != generation {
                     return; // swapped again: that swap judges itself
@@ -246,35 +257,33 @@ impl HostHandle {
                     failed,
                     held: hub.plugin.held(),
                 };
-                let store = this.inner.store.as_ref();
-                if saved.as_ref() != Some(&mine) {
-                    match store.save_outcome(hub.group(), &swap, &mine).await {
-                        Ok(()) => saved = Some(mine.clone()),
-                        Err(err) => {
-                            tracing::debug!(event_hub = %event_hub, error = %err, "Cannot record this host's counts for the new version")
+                if read_fleet {
+                    let store = this.inner.store.as_ref();
+                    if saved.as_ref() != Some(&mine) {
+                        match store.save_outcome(hub.group(), &swap, &mine).await {
+                            Ok(()) => saved = Some(mine.clone()),
+                            Err(err) => {
+                                tracing::debug!(event_hub = %event_hub, error = %err, "Cannot record this host's counts for the new version")
+                            }
                         }
                     }
-                }
-                // The group's counts: the others' as the store has them, this host's as now.
-                let sum = match store.load_outcomes(hub.group(), &swap).await {
-                    Ok(all) => {
-                        let others = all
+                    if let Ok(all) = store.load_outcomes(hub.group(), &swap).await {
+                        // Stores key a host's record by its name as a file name.
+                        let me = crate::checkpoint::instance_file_name(&mine.instance);
+                        others = all
                             .iter()
-                            .filter(|o| {
-                                // Stores key a host's record by its name as a file name.
-                                crate::checkpoint::instance_file_name(&o.instance)
-                                    != crate::checkpoint::instance_file_name(&mine.instance)
-                            })
-                            .collect::<Vec<_>>();
-                        others.iter().fold(
-                            (mine.handled, mine.failed, mine.held, 1 + others.len()),
-                            |(h, f, held, n), o| (h + o.handled, f + o.failed, held + o.held, n),
-                        )
+                            .filter(|o| crate::checkpoint::instance_file_name(&o.instance) != me)
+                            .fold((0, 0, 0, 0), |(h, f, held, n), o| {
+                                (h + o.handled, f + o.failed, held + o.held, n + 1)
+                            });
                     }
-                    Err(_) => last_sum,
-                };
-                last_sum = sum;
-                let (handled, failed, held, hosts) = sum;
+                }
+                let (handled, failed, held, hosts) = (
+                    mine.handled + others.0,
+                    mine.failed + others.1,
+                    mine.held + others.2,
+                    1 + others.3,
+                );
                 let rate = failed as f64 / (handled + failed).max(1) as f64;
                 let failing = rate >= policy.failure_rate && failed > 0;
                 let verdict = if failing && failed >= policy.min_failures {

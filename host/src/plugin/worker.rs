@@ -38,6 +38,8 @@ struct Shared {
     held: AtomicU64,
     /// Whether the serving version is still being judged after its swap.
     probation: tokio::sync::watch::Sender<Probation>,
+    /// Told when a call fails, so the version's judge looks at once rather than polling.
+    failed_now: tokio::sync::Notify,
 }
 
 /// Whether a swapped-in version is still being judged (its automatic-rollback window). While
@@ -65,6 +67,7 @@ impl PluginHandle {
                 failed_since_swap: AtomicU64::new(0),
                 held: AtomicU64::new(0),
                 probation: tokio::sync::watch::channel(Probation::None).0,
+                failed_now: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -160,7 +163,13 @@ impl PluginHandle {
             self.shared
                 .failed_since_swap
                 .fetch_add(failed, Ordering::Relaxed);
+            self.shared.failed_now.notify_one();
         }
+    }
+
+    /// Until a call fails (at once if one failed since the last wait).
+    pub async fn failed(&self) {
+        self.shared.failed_now.notified().await
     }
 
     /// (events handled, calls failed) since the last swap.
