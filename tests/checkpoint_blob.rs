@@ -427,21 +427,22 @@ async fn plugin_components_are_kept_by_digest_and_read_within_a_bound() {
     use hubwasm::checkpoint::VersionOutcome;
     let swap = hubwasm::checkpoint::swap_id(&sha, 1_800_000_000_000);
     let outcome = |instance: &str, failed| VersionOutcome {
+        swap: swap.clone(),
         instance: instance.into(),
         handled: 4,
         failed,
         held: 2,
     };
     store
-        .save_outcome(group, &swap, &outcome("host-a", 5))
+        .save_outcome(group, &outcome("host-a", 5))
         .await
         .unwrap();
     store
-        .save_outcome(group, &swap, &outcome("host-b", 1))
+        .save_outcome(group, &outcome("host-b", 1))
         .await
         .unwrap();
     store
-        .save_outcome(group, &swap, &outcome("host-a", 9))
+        .save_outcome(group, &outcome("host-a", 9))
         .await
         .unwrap();
     let mut all = store.load_outcomes(group, &swap).await.unwrap();

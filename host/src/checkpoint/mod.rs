@@ -146,13 +146,8 @@ pub trait VersionStore: Send + Sync {
         Ok(None)
     }
 
-    /// Record this host's counts for the swap `swap` ([`swap_id`]), replacing its last ones.
-    async fn save_outcome(
-        &self,
-        _group: GroupName<'_>,
-        _swap: &str,
-        _outcome: &VersionOutcome,
-    ) -> Result<()> {
+    /// Record this host's counts for their swap, replacing its last ones.
+    async fn save_outcome(&self, _group: GroupName<'_>, _outcome: &VersionOutcome) -> Result<()> {
         Ok(())
     }
 
@@ -171,6 +166,9 @@ pub trait VersionStore: Send + Sync {
 /// as fast as one large host would.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VersionOutcome {
+    /// The swap these counts are of ([`swap_id`]).
+    #[serde(default)]
+    pub swap: String,
     /// The host's instance id.
     pub instance: String,
     /// Events the version handled on that host.

@@ -252,6 +252,7 @@ impl HostHandle {
                 }
                 let (handled, failed) = hub.plugin.outcomes_since_swap();
                 let mine = crate::checkpoint::VersionOutcome {
+                    swap: swap.clone(),
                     instance: this.inner.instance_id.clone(),
                     handled,
                     failed,
@@ -260,7 +261,7 @@ impl HostHandle {
                 if read_fleet {
                     let store = this.inner.store.as_ref();
                     if saved.as_ref() != Some(&mine) {
-                        match store.save_outcome(hub.group(), &swap, &mine).await {
+                        match store.save_outcome(hub.group(), &mine).await {
                             Ok(()) => saved = Some(mine.clone()),
                             Err(err) => {
                                 tracing::debug!(event_hub = %event_hub, error = %err, "Cannot record this host's counts for the new version")

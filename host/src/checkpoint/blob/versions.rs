@@ -75,14 +75,9 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
             .await
     }
 
-    async fn save_outcome(
-        &self,
-        group: GroupName<'_>,
-        swap: &str,
-        outcome: &VersionOutcome,
-    ) -> Result<()> {
-        check_swap_id(swap)?;
-        let name = outcomes_prefix(group, swap)? + &instance_file_name(&outcome.instance);
+    async fn save_outcome(&self, group: GroupName<'_>, outcome: &VersionOutcome) -> Result<()> {
+        check_swap_id(&outcome.swap)?;
+        let name = outcomes_prefix(group, &outcome.swap)? + &instance_file_name(&outcome.instance);
         let metadata = HashMap::from([
             (HANDLED.to_string(), outcome.handled.to_string()),
             (FAILED.to_string(), outcome.failed.to_string()),
@@ -107,6 +102,7 @@ impl crate::checkpoint::VersionStore for BlobCheckpointStore {
                         .map(|v| v.unwrap_or(0))
                 };
                 Ok(VersionOutcome {
+                    swap: swap.to_string(),
                     instance: partition_of(name).to_string(),
                     handled: number(HANDLED)?,
                     failed: number(FAILED)?,

@@ -424,15 +424,10 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
         .await
     }
 
-    async fn save_outcome(
-        &self,
-        group: GroupName<'_>,
-        swap: &str,
-        outcome: &VersionOutcome,
-    ) -> Result<()> {
-        check_swap_id(swap)?;
+    async fn save_outcome(&self, group: GroupName<'_>, outcome: &VersionOutcome) -> Result<()> {
+        check_swap_id(&outcome.swap)?;
         let path = self
-            .outcomes_dir(group, swap)
+            .outcomes_dir(group, &outcome.swap)
             .join(format!("{}.json", instance_file_name(&outcome.instance)));
         let outcome = outcome.clone();
         blocking(move || write_json(&path, &outcome)).await
@@ -441,11 +436,15 @@ impl crate::checkpoint::VersionStore for LocalCheckpointStore {
     async fn load_outcomes(&self, group: GroupName<'_>, swap: &str) -> Result<Vec<VersionOutcome>> {
         check_swap_id(swap)?;
         let dir = self.outcomes_dir(group, swap);
+        let swap = swap.to_string();
         blocking(move || {
             let mut out = Vec::new();
             for (_, path) in partition_files(&dir)? {
-                if let Some(outcome) = read_json(&path)? {
-                    out.push(outcome);
+                if let Some(outcome) = read_json::<VersionOutcome>(&path)? {
+                    out.push(VersionOutcome {
+                        swap: swap.clone(),
+                        ..outcome
+                    });
                 }
             }
             Ok(out)

@@ -195,23 +195,15 @@ async fn components_and_outcomes_round_trip_and_names_are_checked() {
     // Outcomes: one record per host and swap, replaced on each save.
     let swap = swap_id(&sha, 1_800_000_000_000);
     let outcome = |instance: &str, failed| VersionOutcome {
+        swap: swap.clone(),
         instance: instance.into(),
         handled: 3,
         failed,
         held: 1,
     };
-    store
-        .save_outcome(group, &swap, &outcome("a", 5))
-        .await
-        .unwrap();
-    store
-        .save_outcome(group, &swap, &outcome("b", 2))
-        .await
-        .unwrap();
-    store
-        .save_outcome(group, &swap, &outcome("a", 7))
-        .await
-        .unwrap();
+    store.save_outcome(group, &outcome("a", 5)).await.unwrap();
+    store.save_outcome(group, &outcome("b", 2)).await.unwrap();
+    store.save_outcome(group, &outcome("a", 7)).await.unwrap();
     let mut all = store.load_outcomes(group, &swap).await.unwrap();
     all.sort_by(|x, y| x.instance.cmp(&y.instance));
     assert_eq!(all, vec![outcome("a", 7), outcome("b", 2)]);
