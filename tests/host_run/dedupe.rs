@@ -368,7 +368,7 @@ async fn copies_at_once_are_handled_once(name: &str, store: &str) {
     let a = Host::start(&format!("{name}-a"), t.path(), &cfg, &[]);
     let b = Host::start(&format!("{name}-b"), t.path(), &cfg, &[]);
     let store_view = t.store();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let owned = owners(&store_view, "$Default").await;
         let hosts: std::collections::BTreeSet<_> = owned.values().flatten().cloned().collect();
