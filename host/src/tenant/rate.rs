@@ -88,14 +88,19 @@ mod tests {
         assert_eq!(events_only.cost(u64::MAX, 0), Duration::from_secs(86_400));
     }
 
+    /// A limiter on events alone.
+    fn events_limiter(per_sec: f64) -> RateLimiter {
+        RateLimiter::new(Rate {
+            events_per_sec: Some(per_sec),
+            bytes_per_sec: None,
+        })
+    }
+
     /// Batches booked back to back start one cost apart: over any long span the admitted
     /// events match the rate, whatever the batch sizes.
     #[test]
     fn back_to_back_bookings_keep_to_the_rate() {
-        let mut limiter = RateLimiter::new(Rate {
-            events_per_sec: Some(1000.0),
-            bytes_per_sec: None,
-        });
+        let mut limiter = events_limiter(1000.0);
         let t0 = Instant::now();
         let mut now = t0;
         let mut admitted = 0u64;
@@ -115,10 +120,7 @@ mod tests {
     /// burst allowance.
     #[test]
     fn idle_time_is_not_saved_up_beyond_the_burst() {
-        let mut limiter = RateLimiter::new(Rate {
-            events_per_sec: Some(1000.0),
-            bytes_per_sec: None,
-        });
+        let mut limiter = events_limiter(1000.0);
         let t0 = Instant::now();
         assert_eq!(limiter.book(t0, 100, 0), t0);
         let later = t0 + Duration::from_secs(10);

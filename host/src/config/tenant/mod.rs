@@ -529,26 +529,26 @@ impl super::RunConfig {
             }
             if let (Some(tenant), Some(own)) = (tenant, hub.limits) {
                 let ceiling = &tenant.limits;
-                if ceiling.memory_bytes.is_some_and(|m| own.memory_bytes > m) {
+                // (setting, this hub's value, the tenant's ceiling), as shown.
+                let above = if ceiling.memory_bytes.is_some_and(|m| own.memory_bytes > m) {
+                    let ceiling = ceiling.memory_bytes.unwrap_or_default();
+                    Some((
+                        "memory_bytes",
+                        own.memory_bytes.to_string(),
+                        ceiling.to_string(),
+                    ))
+                } else if ceiling.timeout.is_some_and(|t| own.timeout > t) {
+                    let ceiling = ceiling.timeout.unwrap_or_default().as_millis();
+                    let own = own.timeout.as_millis();
+                    Some(("timeout", format!("{own} ms"), format!("{ceiling} ms")))
+                } else {
+                    None
+                };
+                if let Some((setting, own, ceiling)) = above {
                     return Err(self.invalid_at(
                         origin("limits"),
-                        format!("{what}: limits.memory_bytes"),
-                        format!(
-                            "{} is above tenant {tenant_name}'s memory_bytes ({})",
-                            own.memory_bytes,
-                            ceiling.memory_bytes.unwrap_or_default()
-                        ),
-                    ));
-                }
-                if ceiling.timeout.is_some_and(|t| own.timeout > t) {
-                    return Err(self.invalid_at(
-                        origin("limits"),
-                        format!("{what}: limits.timeout"),
-                        format!(
-                            "{} ms is above tenant {tenant_name}'s timeout ({} ms)",
-                            own.timeout.as_millis(),
-                            ceiling.timeout.unwrap_or_default().as_millis()
-                        ),
+                        format!("{what}: limits.{setting}"),
+                        format!("{own} is above tenant {tenant_name}'s {setting} ({ceiling})"),
                     ));
                 }
             }
