@@ -275,23 +275,21 @@ mod tests {
         assert_eq!(batch.enqueued_times_ms, vec![0, 1_700_000_000_000]);
         assert_eq!(batch.spans.len(), 2 * FIELDS * 2);
         use wit::SpanField as F;
-        assert_eq!(field(batch, 0, F::Body), Some(&b"{\"a\":1}"[..]));
-        assert_eq!(field(batch, 0, F::Offset), Some(&b"0"[..]));
-        assert_eq!(field(batch, 0, F::PartitionKey), None);
-        assert_eq!(
-            field(batch, 0, F::Properties),
-            Some(&b""[..]),
-            "zero properties"
-        );
-        assert_eq!(field(batch, 1, F::Body), Some(&b"second body"[..]));
-        assert_eq!(field(batch, 1, F::Offset), Some(&b"120"[..]));
-        assert_eq!(field(batch, 1, F::PartitionKey), Some(&b"key-1"[..]));
-        assert_eq!(field(batch, 1, F::ContentType), None);
-        assert_eq!(
-            field(batch, 1, F::MessageId),
-            Some(&b""[..]),
-            "empty but present"
-        );
+        // (event, field, what it holds): absent is `None`, an empty field `Some(b"")`.
+        let expected: [(usize, F, Option<&[u8]>); 9] = [
+            (0, F::Body, Some(b"{\"a\":1}")),
+            (0, F::Offset, Some(b"0")),
+            (0, F::PartitionKey, None),
+            (0, F::Properties, Some(b"")), // zero properties
+            (1, F::Body, Some(b"second body")),
+            (1, F::Offset, Some(b"120")),
+            (1, F::PartitionKey, Some(b"key-1")),
+            (1, F::ContentType, None),
+            (1, F::MessageId, Some(b"")), // empty but present
+        ];
+        for (i, f, holds) in expected {
+            assert_eq!(field(batch, i, f), holds, "event {i}, field {f:?}");
+        }
         let at = (FIELDS + F::Properties as usize) * 2;
         assert_eq!((batch.spans[at], batch.spans[at + 1]), (0, 2));
         let first = &batch.properties[0];

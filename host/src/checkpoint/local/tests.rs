@@ -169,28 +169,22 @@ async fn components_and_outcomes_round_trip_and_names_are_checked() {
     // A tampered object is refused by the fetch; a missing one says so.
     let path = store.component_file(group, &sha).unwrap();
     std::fs::write(&path, b"\0asm changed").unwrap();
-    let err = crate::artifact::fetch(&store, group, Some(&sha), "p", "upload", 100)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, crate::artifact::FetchError::Tampered { .. }),
-        "{err}"
-    );
-    let other = "0".repeat(64);
-    let err = crate::artifact::fetch(&store, group, Some(&other), "p", "upload", 100)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, crate::artifact::FetchError::Missing { .. }),
-        "{err}"
-    );
-    let err = crate::artifact::fetch(&store, group, None, "p", "upload", 100)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, crate::artifact::FetchError::NoDigest),
-        "{err}"
-    );
+    let fetch = |digest: Option<String>| {
+        let store = store.clone();
+        async move {
+            let digest = digest.as_deref();
+            crate::artifact::fetch(&store, group, digest, "p", "upload", 100)
+                .await
+                .unwrap_err()
+        }
+    };
+    use crate::artifact::FetchError;
+    let err = fetch(Some(sha.clone())).await;
+    assert!(matches!(err, FetchError::Tampered { .. }), "{err}");
+    let err = fetch(Some("0".repeat(64))).await;
+    assert!(matches!(err, FetchError::Missing { .. }), "{err}");
+    let err = fetch(None).await;
+    assert!(matches!(err, FetchError::NoDigest), "{err}");
 
     // Outcomes: one record per host and swap, replaced on each save.
     let swap = swap_id(&sha, 1_800_000_000_000);
