@@ -296,16 +296,6 @@ pub(crate) enum Exports {
     V0_2(v0_2::Exports),
 }
 
-/// Calls the same method on whichever version `$exports` is.
-macro_rules! dispatch {
-    ($exports:expr, $e:ident => $call:expr) => {
-        match $exports {
-            Exports::V0_1($e) => $call,
-            Exports::V0_2($e) => $call,
-        }
-    };
-}
-
 impl Indices {
     /// Type-check the exports of a component of `version` and `kind`; `Err` names the interface
     /// that differs. `version` is one of [`CONTRACT_VERSIONS`].
@@ -332,61 +322,34 @@ impl Indices {
     }
 }
 
-impl Exports {
-    pub(crate) async fn init(
-        &self,
-        store: &mut Store<HostState>,
-        config: &[(String, String)],
-    ) -> wasmtime::Result<Result<(), String>> {
-        dispatch!(self, e => e.init(store, config).await)
-    }
+/// `impl Exports` with each call passed on to whichever version the exports are.
+macro_rules! dispatch {
+    ($(async fn $name:ident(store: &mut Store<HostState> $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Exports {
+            $(
+                pub(crate) async fn $name(&self, store: &mut Store<HostState> $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Exports::V0_1(e) => e.$name(store $(, $arg)*).await,
+                        Exports::V0_2(e) => e.$name(store $(, $arg)*).await,
+                    }
+                }
+            )*
 
-    pub(crate) async fn opened(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: &PartitionContext,
-    ) -> wasmtime::Result<()> {
-        dispatch!(self, e => e.opened(store, ctx).await)
-    }
+            pub(crate) fn is_batch(&self) -> bool {
+                match self {
+                    Exports::V0_1(e) => e.is_batch(),
+                    Exports::V0_2(e) => e.is_batch(),
+                }
+            }
+        }
+    };
+}
 
-    pub(crate) async fn closed(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: &PartitionContext,
-        reason: CloseReason,
-    ) -> wasmtime::Result<()> {
-        dispatch!(self, e => e.closed(store, ctx, reason).await)
-    }
-
-    pub(crate) async fn error(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: &PartitionContext,
-        message: &str,
-    ) -> wasmtime::Result<()> {
-        dispatch!(self, e => e.error(store, ctx, message).await)
-    }
-
-    pub(crate) fn is_batch(&self) -> bool {
-        dispatch!(self, e => e.is_batch())
-    }
-
-    pub(crate) async fn handle_batch(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: &PartitionContext,
-        events: &[Event],
-        encoder: &mut BatchEncoder,
-    ) -> wasmtime::Result<Outcome> {
-        dispatch!(self, e => e.handle_batch(store, ctx, events, encoder).await)
-    }
-
-    pub(crate) async fn handle_event(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: &PartitionContext,
-        event: &Event,
-    ) -> wasmtime::Result<Result<(), Verdict>> {
-        dispatch!(self, e => e.handle_event(store, ctx, event).await)
-    }
+dispatch! {
+    async fn init(store: &mut Store<HostState>, config: &[(String, String)]) -> wasmtime::Result<Result<(), String>>;
+    async fn opened(store: &mut Store<HostState>, ctx: &PartitionContext) -> wasmtime::Result<()>;
+    async fn closed(store: &mut Store<HostState>, ctx: &PartitionContext, reason: CloseReason) -> wasmtime::Result<()>;
+    async fn error(store: &mut Store<HostState>, ctx: &PartitionContext, message: &str) -> wasmtime::Result<()>;
+    async fn handle_batch(store: &mut Store<HostState>, ctx: &PartitionContext, events: &[Event], encoder: &mut BatchEncoder) -> wasmtime::Result<Outcome>;
+    async fn handle_event(store: &mut Store<HostState>, ctx: &PartitionContext, event: &Event) -> wasmtime::Result<Result<(), Verdict>>;
 }
