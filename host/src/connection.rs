@@ -2,6 +2,7 @@
 //! the embedded endpoint, all through the official Rust SDK's clients.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use azure_messaging_eventhubs::{ConsumerClient, EventHubsError, ProducerClient};
@@ -24,7 +25,20 @@ pub enum ConnectionError {
         #[source]
         source: Box<EventHubsError>,
     },
+    #[error(
+        "event hub `{hub}` at {host} did not answer within {after:?} (a network that drops \
+         packets, an endpoint that is not Event Hubs, or one stuck restarting); trying again"
+    )]
+    NoAnswer {
+        host: String,
+        hub: String,
+        after: Duration,
+    },
 }
+
+/// How long opening a client may take: an endpoint that took the connection and never answers
+/// would otherwise hold its caller (a processor's restart, `/status`, `hubwasm status`) forever.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The parts of a connection string the SDK clients need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,11 +161,23 @@ impl EventHubTarget {
         })
     }
 
-    fn open_error(&self, source: EventHubsError) -> ConnectionError {
-        ConnectionError::Open {
-            host: self.endpoint(),
-            hub: self.event_hub.clone(),
-            source: Box::new(source),
+    /// `open`, bounded by `within`.
+    async fn bounded<T>(
+        &self,
+        within: Duration,
+        open: impl std::future::Future<Output = Result<T, EventHubsError>>,
+    ) -> Result<T, ConnectionError> {
+        match tokio::time::timeout(within, open).await {
+            Ok(opened) => opened.map_err(|source| ConnectionError::Open {
+                host: self.endpoint(),
+                hub: self.event_hub.clone(),
+                source: Box::new(source),
+            }),
+            Err(_) => Err(ConnectionError::NoAnswer {
+                host: self.endpoint(),
+                hub: self.event_hub.clone(),
+                after: within,
+            }),
         }
     }
 
@@ -160,14 +186,12 @@ impl EventHubTarget {
         if let Some(endpoint) = &self.custom_endpoint {
             builder = builder.with_custom_endpoint(endpoint.clone());
         }
-        builder
-            .open(&self.namespace, &self.event_hub, self.credential.clone())
-            .await
-            .map_err(|e| self.open_error(e))
+        let open = builder.open(&self.namespace, &self.event_hub, self.credential.clone());
+        self.bounded(OPEN_TIMEOUT, open).await
     }
 
     pub async fn consumer(&self, consumer_group: &str) -> Result<ConsumerClient, ConnectionError> {
-        self.open_consumer(consumer_group, None).await
+        self.open_consumer(consumer_group, None, OPEN_TIMEOUT).await
     }
 
     /// A consumer whose connection name is `owner_id`: the SDK's processor uses it as this
@@ -177,13 +201,15 @@ impl EventHubTarget {
         consumer_group: &str,
         owner_id: &str,
     ) -> Result<ConsumerClient, ConnectionError> {
-        self.open_consumer(consumer_group, Some(owner_id)).await
+        self.open_consumer(consumer_group, Some(owner_id), OPEN_TIMEOUT)
+            .await
     }
 
     async fn open_consumer(
         &self,
         consumer_group: &str,
         owner_id: Option<&str>,
+        within: Duration,
     ) -> Result<ConsumerClient, ConnectionError> {
         let mut builder = ConsumerClient::builder().with_consumer_group(consumer_group.to_string());
         if let Some(id) = owner_id {
@@ -192,14 +218,12 @@ impl EventHubTarget {
         if let Some(endpoint) = &self.custom_endpoint {
             builder = builder.with_custom_endpoint(endpoint.clone());
         }
-        builder
-            .open(
-                &self.namespace,
-                self.event_hub.clone(),
-                self.credential.clone(),
-            )
-            .await
-            .map_err(|e| self.open_error(e))
+        let open = builder.open(
+            &self.namespace,
+            self.event_hub.clone(),
+            self.credential.clone(),
+        );
+        self.bounded(within, open).await
     }
 }
 
@@ -282,6 +306,38 @@ pub fn from_earliest(prefetch: Option<u32>) -> azure_messaging_eventhubs::OpenRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_endpoint_that_never_answers_is_an_error_naming_it() {
+        // A listener that takes connections and never says a word.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                open.push(socket);
+            }
+        });
+        let target = ConnectionString::parse(&format!(
+            "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=k;SharedAccessKey=s;\
+             UseDevelopmentEmulator=true;EntityPath=orders"
+        ))
+        .unwrap()
+        .target();
+        let within = Duration::from_millis(500);
+        let opened = target.open_consumer("$Default", None, within);
+        let bounded = tokio::time::timeout(Duration::from_secs(10), opened).await;
+        let Err(err) = bounded.expect("the open gives up by itself") else {
+            panic!("opened a consumer on an endpoint that never answers");
+        };
+        assert!(
+            matches!(&err, ConnectionError::NoAnswer { hub, after, .. } if hub == "orders" && *after == within),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        held.abort();
+    }
 
     #[test]
     fn the_entra_credential_follows_the_environment_unless_chosen() {

@@ -48,8 +48,6 @@ fn millis(d: Duration) -> i64 {
 const STALL_AFTER: Duration = Duration::from_secs(40);
 const STALL_CHECK: Duration = Duration::from_secs(10);
 
-/// How long opening a processor's connection may take before it is tried again.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping processor, and the release of its ownerships, may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -84,17 +82,9 @@ pub(crate) async fn consume(
     let stats = setup.stats.clone();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     'restart: while !stop.is_set() {
-        // An endpoint that took the connection and never answers would hold the open (and a
-        // stop) forever: bounded, and given up on a stop.
+        // Opening is bounded (`connection::OPEN_TIMEOUT`); a stop need not wait for it.
         let built = tokio::select! {
-            built = tokio::time::timeout(
-                OPEN_TIMEOUT,
-                build_processor(&hub, &target, &store, &stats, &instance_id),
-            ) => built.unwrap_or_else(|_| Err(format!(
-                "{} did not answer within {OPEN_TIMEOUT:?} (a network that drops packets, an \
-                 endpoint that is not Event Hubs, or one stuck restarting)",
-                target.endpoint()
-            ))),
+            built = build_processor(&hub, &target, &store, &stats, &instance_id) => built,
             _ = stop.wait() => break 'restart,
         };
         let processor = match built {
