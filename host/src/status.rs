@@ -124,12 +124,8 @@ pub async fn status(config: &RunConfig) -> Result<Vec<String>, RunError> {
         if let Some(consumer) = consumer {
             let _ = consumer.close().await;
         }
-        if read
-            .problem
-            .as_deref()
-            .is_some_and(|p| p.starts_with("checkpoint store"))
-        {
-            return Err(RunError::Store(read.problem.unwrap_or_default()));
+        if let Some(err) = read.store_error {
+            return Err(RunError::Store(err));
         }
         // A partition stuck on an event says why (retries, or a plugin that cannot start).
         let mut stuck = HashMap::new();
@@ -152,7 +148,7 @@ pub async fn status(config: &RunConfig) -> Result<Vec<String>, RunError> {
         lines.extend(partition_table(&read.positions, |p| {
             stuck.get(&p.partition).cloned().unwrap_or_default()
         }));
-        if let Some(note) = note.or(read.problem) {
+        if let Some(note) = note.or(read.hub_error) {
             lines.push(format!("  ({note})"));
         }
         if let Some(running) = opened {

@@ -120,10 +120,10 @@ impl HostHandle {
             group,
         )
         .await;
-        if read.hub_failed {
+        if read.hub_error.is_some() {
             cache.consumer = None; // reopen next time
         }
-        let problem = read.problem.or(opening);
+        let problem = read.hub_error.or(opening).or(read.store_error);
         for p in &read.positions {
             if let Some(lag) = p.lag {
                 self.inner
@@ -138,13 +138,13 @@ impl HostHandle {
     }
 }
 
-/// What [`read_positions`] found.
+/// What [`read_positions`] found; the positions are partial when either read failed.
 pub(crate) struct Positions {
     pub positions: Vec<PartitionPosition>,
-    /// What could not be read (the positions are partial then).
-    pub problem: Option<String>,
-    /// Event Hubs did not answer on `consumer`: open another next time.
-    pub hub_failed: bool,
+    /// The checkpoint store did not answer.
+    pub store_error: Option<String>,
+    /// Event Hubs did not answer on `consumer` (open another next time).
+    pub hub_error: Option<String>,
 }
 
 /// Every partition of a consumer group: owner, checkpoint, last enqueued event and lag, from
@@ -157,8 +157,7 @@ pub(crate) async fn read_positions(
     name: &str,
     group: &str,
 ) -> Positions {
-    let mut problem = None;
-    let mut hub_failed = false;
+    let (mut store_error, mut hub_error) = (None, None);
     let now = azure_core::time::OffsetDateTime::now_utc();
     let owners: std::collections::HashMap<String, (String, Option<i64>)> =
         match store.list_ownerships(ns, name, group).await {
@@ -171,14 +170,14 @@ pub(crate) async fn read_positions(
                 .filter(|(_, (owner, _))| !owner.is_empty())
                 .collect(),
             Err(err) => {
-                problem = Some(format!("checkpoint store: {err}"));
+                store_error = Some(format!("checkpoint store: {err}"));
                 Default::default()
             }
         };
     let checkpoints = match checkpointed(store, ns, name, group).await {
         Ok(map) => map,
         Err(err) => {
-            problem = Some(format!("checkpoint store: {err}"));
+            store_error = Some(format!("checkpoint store: {err}"));
             Default::default()
         }
     };
@@ -200,10 +199,7 @@ pub(crate) async fn read_positions(
                     ));
                 }
             }
-            Err(err) => {
-                problem = Some(format!("event hub: {err}"));
-                hub_failed = true;
-            }
+            Err(err) => hub_error = Some(format!("event hub: {err}")),
         }
     }
     if partitions.is_empty() {
@@ -243,8 +239,8 @@ pub(crate) async fn read_positions(
         .collect();
     Positions {
         positions,
-        problem,
-        hub_failed,
+        store_error,
+        hub_error,
     }
 }
 
