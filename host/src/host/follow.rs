@@ -231,21 +231,17 @@ impl HostHandle {
             let mut saved: Option<crate::checkpoint::VersionOutcome> = None;
             // The other hosts' counts as last read: (handled, failed, held, hosts).
             let mut others = (0, 0, 0, 0);
-            let mut over = false;
             loop {
                 let Ok(hub) = this.find(&event_hub, Some(&group)) else {
                     return;
                 };
                 // Woken by a failure here (judged at once on the others' last counts), by the
-                // fleet tick (record this host's counts, read the others'), or by the end.
-                let read_fleet = tokio::select! {
-                    _ = hub.plugin.failed(), if !over => false,
-                    _ = fleet.tick(), if !over => true,
-                    _ = tokio::time::sleep_until(ends), if !over => {
-                        over = true;
-                        true
-                    }
-                    else => true,
+                // fleet tick (record this host's counts, read the others'), or by the end of the
+                // window, after which the judge always decides and returns.
+                let (read_fleet, over) = tokio::select! {
+                    _ = hub.plugin.failed() => (false, false),
+                    _ = fleet.tick() => (true, false),
+                    _ = tokio::time::sleep_until(ends) => (true, true),
                 };
                 if hub.plugin.generation() != generation {
                     return; // swapped again: that swap judges itself
