@@ -59,6 +59,15 @@ struct DbFailed {
     message: String,
 }
 
+impl DbFailed {
+    fn at(path: &Path, message: String) -> Self {
+        DbFailed {
+            store: path.display().to_string(),
+            message,
+        }
+    }
+}
+
 /// Each store's error names the database and what failed.
 macro_rules! from_db_failed {
     ($($error:ident),*) => {$(
@@ -74,13 +83,9 @@ from_db_failed!(DedupeError, StateError);
 impl Db {
     /// Open (or create) the database at `path` and its tables (`schema`).
     fn open(path: &Path, schema: &str) -> Result<Self, DbFailed> {
-        let failed = |message: String| DbFailed {
-            store: path.display().to_string(),
-            message,
-        };
-        let conn = connect(path).map_err(failed)?;
+        let conn = connect(path).map_err(|message| DbFailed::at(path, message))?;
         conn.execute_batch(schema)
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| DbFailed::at(path, e.to_string()))?;
         Ok(Db {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
@@ -90,10 +95,7 @@ impl Db {
     /// Run `f` on the connection now (while the store is being opened).
     fn set_up(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()>) -> Result<(), DbFailed> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&conn).map_err(|e| DbFailed {
-            store: self.path.display().to_string(),
-            message: e.to_string(),
-        })
+        f(&conn).map_err(|e| DbFailed::at(&self.path, e.to_string()))
     }
 
     /// Run `f` on the connection off the async threads.
@@ -108,12 +110,7 @@ impl Db {
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
-        done.map_err(|message| {
-            E::from(DbFailed {
-                store: self.path.display().to_string(),
-                message,
-            })
-        })
+        done.map_err(|message| E::from(DbFailed::at(&self.path, message)))
     }
 }
 

@@ -462,8 +462,6 @@ async fn commit_effects(
     Some(Ok(()))
 }
 
-/// Retry a store or output call until it answers: the partition pauses before its events (a
-/// store that is down never skips or loses one). `None` if the host stopped meanwhile.
 /// Commit the dedupe claims of `done` (handled events), if the event hub deduplicates;
 /// `None` if the host stopped meanwhile.
 async fn commit_claims(
@@ -481,6 +479,8 @@ async fn commit_claims(
     .await
 }
 
+/// Retry a store or output call until it answers: the partition pauses before its events (a
+/// store that is down never skips or loses one). `None` if the host stopped meanwhile.
 pub(super) async fn until_stored<T, E, F, Fut>(
     setup: &PartitionSetup,
     ctx: &PartitionContext,

@@ -37,19 +37,26 @@ pub enum Outcome<'a> {
 /// Report `outcome` of `ctx`'s partition to everyone who needs it.
 pub fn report(setup: &PartitionSetup, ctx: &PartitionContext, outcome: Outcome<'_>) {
     let stats = &setup.stats;
-    let current = setup.plugin.current();
-    let call = Call::new(ctx, &current);
+    // The serving version, read only for the outcomes labelled with it.
+    let current = || setup.plugin.current();
     match outcome {
         Outcome::Handled { n, took } => {
+            let plugin = current();
+            let call = Call::new(ctx, &plugin);
             stats.record(MetricEvent::EventsHandled { call, n, took });
             setup.plugin.note_outcome(n, 0);
         }
         Outcome::Failed { kind } => {
+            let plugin = current();
+            let call = Call::new(ctx, &plugin);
             stats.record(MetricEvent::Failure { call, kind });
             setup.plugin.note_outcome(0, 1);
         }
         Outcome::Retrying => {
-            stats.record(MetricEvent::Retry { call });
+            let plugin = current();
+            stats.record(MetricEvent::Retry {
+                call: Call::new(ctx, &plugin),
+            });
             setup.owned.set(ctx, Some(PartitionState::Retrying));
         }
         Outcome::CannotStart => {
