@@ -15,19 +15,12 @@ async fn hub_with_policies(data: &std::path::Path) -> RunningHub {
         rights,
     };
     hubwasm_hub::start(HubConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.to_path_buf(),
-        event_hubs: vec![EventHubConfig {
-            name: "events".into(),
-            partitions: 1,
-            consumer_groups: vec![],
-        }],
         policies: vec![
             policy("manager", vec![Right::Manage]),
             policy("listener", vec![Right::Listen]),
             policy("sender", vec![Right::Send]),
         ],
-        ..HubConfig::default()
+        ..raw::config(data)
     })
     .await
     .unwrap()

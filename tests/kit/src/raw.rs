@@ -24,6 +24,17 @@ pub async fn hub(data: &std::path::Path) -> RunningHub {
 
 pub async fn hub_with(data: &std::path::Path, limits: Limits) -> RunningHub {
     hubwasm_hub::start(HubConfig {
+        limits,
+        ..config(data)
+    })
+    .await
+    .unwrap()
+}
+
+/// An endpoint on a free loopback port with one event hub `events` of one partition, its data
+/// in `data`.
+pub fn config(data: &std::path::Path) -> HubConfig {
+    HubConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.to_path_buf(),
         event_hubs: vec![EventHubConfig {
@@ -31,11 +42,8 @@ pub async fn hub_with(data: &std::path::Path, limits: Limits) -> RunningHub {
             partitions: 1,
             consumer_groups: vec![],
         }],
-        limits,
         ..HubConfig::default()
-    })
-    .await
-    .unwrap()
+    }
 }
 
 pub struct Client {
