@@ -29,18 +29,11 @@ pub struct Azurite {
 
 /// The `azurite-blob` binary.
 pub fn binary() -> PathBuf {
-    let path = std::env::var_os("HUBWASM_AZURITE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/hubwasm/node/node_modules/.bin/azurite-blob")
-        });
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup.sh to install Azurite",
-        path.display()
-    );
-    path
+    crate::installed(
+        "HUBWASM_AZURITE",
+        "node/node_modules/.bin/azurite-blob",
+        "Azurite",
+    )
 }
 
 impl Azurite {

@@ -6,18 +6,11 @@ use std::process::Command;
 
 /// The venv's Python.
 pub fn binary() -> PathBuf {
-    let path = std::env::var_os("HUBWASM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/hubwasm/venv/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup.sh to install the official Python SDKs",
-        path.display()
-    );
-    path
+    crate::installed(
+        "HUBWASM_PYTHON",
+        "venv/bin/python",
+        "the official Python SDKs",
+    )
 }
 
 /// A script in `tests/python/`.

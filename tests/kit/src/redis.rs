@@ -2,9 +2,8 @@
 //! in memory, stopped when the value is dropped (also when the test panics). `scripts/setup.sh`
 //! installs it.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long redis-server may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,23 +48,12 @@ impl RedisServer {
                 panic!("cannot start redis-server ({e}): run scripts/setup.sh to install it")
             });
         self.child = Some(child);
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_listening(self.port, "redis-server", START_TIMEOUT);
     }
 
     /// Stop it (kill -9): connections drop, calls fail until [`RedisServer::restart`].
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::kill(&mut self.child);
     }
 }
 

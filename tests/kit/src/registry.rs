@@ -3,9 +3,8 @@
 //! by `htpasswd` from apache2-utils), stopped when the value is dropped. `scripts/setup.sh`
 //! installs both.
 
-use std::net::{Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The user and password the registry accepts.
 pub const USER: &str = "hubwasm-test";
@@ -67,19 +66,12 @@ impl Registry {
             .spawn()
             .expect("docker-registry (scripts/setup.sh installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_listening(self.port, "docker-registry", Duration::from_secs(30));
     }
 
     /// Stop it (an outage).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::kill(&mut self.child);
     }
 }
 
